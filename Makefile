@@ -1,0 +1,28 @@
+# wallet: real-time usage billing inside PostgreSQL (PGXS build)
+
+EXTENSION = wallet
+MODULE_big = wallet
+OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
+DATA = wallet--1.0.sql
+PGFILEDESC = "wallet - real-time usage billing"
+
+# pg_regress suites (sql/NAME.sql, expected/NAME.out)
+REGRESS = core
+REGRESS_OPTS = --load-extension=wallet
+
+# isolation specs (test/isolation/specs/NAME.spec, test/isolation/expected/NAME.out)
+ISOLATION = debit_race
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=wallet
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Werror
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test demo bench
+test:
+	bash test/run.sh
+demo:
+	bash test/demo.sh

@@ -1,0 +1,415 @@
+/*
+ * amount.c
+ *	  Exact decimals and minor units.
+ *
+ * Amounts cross the API as numeric and are kept as int64 counts of minor units
+ * of their asset.  Pricing multiplies decimals (quantity x unit price), so it
+ * works in Dec: an int128 with a decimal scale.  Every step is overflow-checked;
+ * a result that does not fit is 22003.  Nothing here is floating point.
+ */
+#include "wallet.h"
+
+#include "common/int.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+PG_FUNCTION_INFO_V1(wallet_minor);
+PG_FUNCTION_INFO_V1(wallet_major);
+
+/* more decimal places than this in any input is refused */
+#define DEC_MAX_SCALE	30
+
+static int128 Pow10[39];
+
+static void
+InitPow10(void)
+{
+	if (Pow10[0] == 0)
+	{
+		Pow10[0] = 1;
+		for (int i = 1; i < 39; i++)
+			Pow10[i] = Pow10[i - 1] * 10;
+	}
+}
+
+static pg_attribute_noreturn() void
+OutOfRange(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("amount out of range"),
+			 errdetail("Amounts are kept as signed 64-bit counts of minor units.")));
+}
+
+static inline int128
+Mul128(int128 a, int128 b)
+{
+	int128		r;
+
+	if (__builtin_mul_overflow(a, b, &r))
+		OutOfRange();
+	return r;
+}
+
+static inline int128
+Add128(int128 a, int128 b)
+{
+	int128		r;
+
+	if (__builtin_add_overflow(a, b, &r))
+		OutOfRange();
+	return r;
+}
+
+/* a times 10^k */
+static inline int128
+Shift(int128 a, int k)
+{
+	InitPow10();
+	if (k < 0 || k > 38)
+		OutOfRange();
+	return Mul128(a, Pow10[k]);
+}
+
+/* parse a plain decimal string ("-12.500"); false when it is not one */
+bool
+DecFromString(const char *s, Dec *out)
+{
+	int128		v = 0;
+	int			scale = 0;
+	bool		neg = false;
+	bool		dot = false;
+	bool		digits = false;
+	int			sig = 0;
+
+	if (*s == '-' || *s == '+')
+		neg = (*s++ == '-');
+	for (; *s; s++)
+	{
+		if (*s == '.' && !dot)
+		{
+			dot = true;
+			continue;
+		}
+		if (*s < '0' || *s > '9')
+			return false;
+		digits = true;
+		if (v != 0 || *s != '0')
+			sig++;
+		if (sig > 36)
+			OutOfRange();
+		v = v * 10 + (*s - '0');
+		if (dot)
+			scale++;
+	}
+	if (!digits)
+		return false;
+	/* drop trailing zeros of the fraction: 1.500 is 1.5 */
+	while (scale > 0 && v % 10 == 0)
+	{
+		v /= 10;
+		scale--;
+	}
+	if (scale > DEC_MAX_SCALE)
+		return false;
+	out->v = neg ? -v : v;
+	out->scale = scale;
+	return true;
+}
+
+/* a finite numeric as Dec; NaN and infinities are 22023 naming the field */
+Dec
+DecFromNumeric(Numeric num, const char *field)
+{
+	char	   *s;
+	Dec			d;
+
+	if (numeric_is_nan(num) || numeric_is_inf(num))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a finite number", field)));
+	s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+	if (!DecFromString(s, &d))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s has too many decimal places: %s", field, s),
+				 errdetail("At most %d decimal places are kept.", DEC_MAX_SCALE)));
+	pfree(s);
+	return d;
+}
+
+Dec
+DecFromInt(int64 v)
+{
+	Dec			d = {v, 0};
+
+	return d;
+}
+
+/* bring a and b to the same scale */
+static void
+Align(Dec *a, Dec *b)
+{
+	if (a->scale < b->scale)
+	{
+		a->v = Shift(a->v, b->scale - a->scale);
+		a->scale = b->scale;
+	}
+	else if (b->scale < a->scale)
+	{
+		b->v = Shift(b->v, a->scale - b->scale);
+		b->scale = a->scale;
+	}
+}
+
+/* drop trailing zeros so that products keep a small scale */
+static Dec
+Normalize(Dec d)
+{
+	while (d.scale > 0 && d.v % 10 == 0)
+	{
+		d.v /= 10;
+		d.scale--;
+	}
+	return d;
+}
+
+Dec
+DecMul(Dec a, Dec b)
+{
+	Dec			r;
+
+	r.v = Mul128(a.v, b.v);
+	r.scale = a.scale + b.scale;
+	r = Normalize(r);
+	if (r.scale > 38)
+		OutOfRange();
+	return r;
+}
+
+Dec
+DecAdd(Dec a, Dec b)
+{
+	Dec			r;
+
+	Align(&a, &b);
+	r.v = Add128(a.v, b.v);
+	r.scale = a.scale;
+	return Normalize(r);
+}
+
+Dec
+DecSub(Dec a, Dec b)
+{
+	b.v = -b.v;
+	return DecAdd(a, b);
+}
+
+int
+DecCmp(Dec a, Dec b)
+{
+	Align(&a, &b);
+	return (a.v > b.v) - (a.v < b.v);
+}
+
+Dec
+DecMin(Dec a, Dec b)
+{
+	return DecCmp(a, b) <= 0 ? a : b;
+}
+
+Dec
+DecMax(Dec a, Dec b)
+{
+	return DecCmp(a, b) >= 0 ? a : b;
+}
+
+/* q / d rounded by mode; d > 0 */
+static int128
+DivRound(int128 q, int128 d, Rounding rounding)
+{
+	int128		t = q / d;
+	int128		r = q % d;
+	bool		neg = q < 0;
+
+	if (r == 0)
+		return t;
+	if (neg)
+		r = -r;
+	switch (rounding)
+	{
+		case ROUND_DOWN:
+			return t;
+		case ROUND_UP:
+			return neg ? t - 1 : t + 1;
+		case ROUND_HALF_UP:
+			if (r >= d - r)
+				return neg ? t - 1 : t + 1;
+			return t;
+		case ROUND_HALF_EVEN:
+			if (r > d - r || (r == d - r && (t % 2) != 0))
+				return neg ? t - 1 : t + 1;
+			return t;
+	}
+	return t;
+}
+
+/*
+ * x / divisor in minor units of an asset with the given scale, rounded once
+ * by the rule's rounding.
+ */
+int64
+DecToMinor(Dec x, int64 divisor, int scale, Rounding rounding)
+{
+	int128		num = x.v;
+	int128		den = divisor;
+	int128		r;
+
+	Assert(divisor > 0);
+	if (scale >= x.scale)
+		num = Shift(num, scale - x.scale);
+	else
+		den = Shift(den, x.scale - scale);
+	r = DivRound(num, den, rounding);
+	if (r > PG_INT64_MAX || r < PG_INT64_MIN)
+		OutOfRange();
+	return (int64) r;
+}
+
+/* ceil(a / b) for positive a and b, as a count */
+int64
+DecCeilDiv(Dec a, Dec b)
+{
+	int128		r;
+
+	Align(&a, &b);
+	r = DivRound(a.v, b.v, ROUND_UP);
+	if (r > PG_INT64_MAX)
+		OutOfRange();
+	return (int64) r;
+}
+
+static char *
+DecToString(Dec x)
+{
+	char		digits[48];
+	char	   *buf = palloc(64);
+	char	   *p = buf;
+	int128		v = x.v;
+	int			n = 0;
+
+	if (v < 0)
+	{
+		*p++ = '-';
+		v = -v;
+	}
+	do
+	{
+		digits[n++] = '0' + (int) (v % 10);
+		v /= 10;
+	} while (v > 0);
+	while (n <= x.scale)
+		digits[n++] = '0';
+	for (int i = n - 1; i >= 0; i--)
+	{
+		*p++ = digits[i];
+		if (i == x.scale && i > 0)
+			*p++ = '.';
+	}
+	*p = '\0';
+	return buf;
+}
+
+Numeric
+DecToNumeric(Dec x)
+{
+	return DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(DecToString(x)),
+											   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+}
+
+/*
+ * An API amount as minor units of an asset: positive, finite, no more
+ * decimals than the scale (WL006), within int64 (22003).
+ */
+int64
+AmountToMinor(Numeric amount, int scale, const char *asset, const char *field)
+{
+	Dec			d = DecFromNumeric(amount, field);
+	int128		v;
+
+	if (d.v <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be positive: %s", field,
+						DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amount))))));
+	if (d.scale > scale)
+		ereport(ERROR,
+				(errcode(ERRCODE_WALLET_SCALE),
+				 errmsg("%s %s has more decimal places than asset \"%s\" keeps", field,
+						DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amount))),
+						asset),
+				 errdetail("Asset \"%s\" has scale %d.", asset, scale)));
+	v = Shift(d.v, scale - d.scale);
+	if (v > PG_INT64_MAX)
+		OutOfRange();
+	return (int64) v;
+}
+
+/* minor units as numeric at exactly the asset's scale */
+Numeric
+MinorToNumeric(int64 minor, int scale)
+{
+	Dec			d = {minor, scale};
+
+	return DecToNumeric(d);
+}
+
+int64
+AddMinor(int64 a, int64 b)
+{
+	int64		r;
+
+	if (pg_add_s64_overflow(a, b, &r))
+		OutOfRange();
+	return r;
+}
+
+int64
+SubMinor(int64 a, int64 b)
+{
+	int64		r;
+
+	if (pg_sub_s64_overflow(a, b, &r))
+		OutOfRange();
+	return r;
+}
+
+/* wallet._minor(asset, amount, field): for the SQL-side functions */
+Datum
+wallet_minor(PG_FUNCTION_ARGS)
+{
+	char	   *field = PG_ARGISNULL(2) ? "amount" : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *code;
+	const AssetInfo *asset;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("asset must not be null")));
+	code = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	asset = AssetLookup(code);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be null", field)));
+	PG_RETURN_INT64(AmountToMinor(PG_GETARG_NUMERIC(1), asset->scale, asset->code, field));
+}
+
+/* wallet._major(asset, minor) */
+Datum
+wallet_major(PG_FUNCTION_ARGS)
+{
+	const AssetInfo *asset = AssetLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+
+	PG_RETURN_NUMERIC(MinorToNumeric(PG_GETARG_INT64(1), asset->scale));
+}

@@ -1,0 +1,394 @@
+/*
+ * grant.c
+ *	  What time does to grants, and the drawdown order.
+ *
+ * Time is read, not scheduled (DESIGN.md #3).  A grant's stored remaining is as
+ * of its last applied reset; GrantAdvance computes its state at any instant:
+ * the recurring resets whose boundaries have passed (each boundary k is
+ * effective_at + k * recurrence, in UTC calendar arithmetic, so months do not
+ * drift), and whether it has expired.  The hot path writes resets down the
+ * first time it touches a grant after a boundary; wallet._pending() shows what
+ * nobody has written down yet; wallet_sweep() writes all of it.
+ */
+#include "wallet.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "common/int.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(wallet_touch);
+PG_FUNCTION_INFO_V1(wallet_pending);
+
+#define GRANT_COLUMNS \
+	"id, category, priority, amount, remaining, effective_at, expires_at, recurrence, " \
+	"rollover_max, resets, unit_revenue, wallet_id, asset"
+
+/* one reset written or shown: the balance moved by delta at a boundary */
+typedef struct ResetStep
+{
+	TimestampTz at;
+	int64		delta;
+} ResetStep;
+
+/* boundary k of a recurring grant, in UTC calendar arithmetic */
+static TimestampTz
+Boundary(const GrantRow *g, int64 k)
+{
+	Interval	iv;
+	int64		m,
+				d,
+				t;
+
+	if (pg_mul_s64_overflow(g->recurrence.month, k, &m) || m > PG_INT32_MAX ||
+		pg_mul_s64_overflow(g->recurrence.day, k, &d) || d > PG_INT32_MAX ||
+		pg_mul_s64_overflow(g->recurrence.time, k, &t))
+		return DT_NOEND;
+	iv.month = (int32) m;
+	iv.day = (int32) d;
+	iv.time = t;
+	return DatumGetTimestamp(DirectFunctionCall2(timestamp_pl_interval,
+												 TimestampGetDatum(g->effective_at),
+												 IntervalPGetDatum(&iv)));
+}
+
+/* how many boundaries lie in (effective_at, t] (and before expiry) */
+static int64
+BoundariesBy(const GrantRow *g, TimestampTz t)
+{
+	int64		n;
+	int64		approx;
+
+	if (t <= g->effective_at)
+		return 0;
+	if (g->has_expiry && t >= g->expires_at)
+		t = g->expires_at - 1;	/* a boundary at expiry does not refill */
+	approx = g->recurrence.time + g->recurrence.day * USECS_PER_DAY +
+		g->recurrence.month * (int64) 30 * USECS_PER_DAY;
+	if (approx <= 0)
+		return 0;
+	n = (t - g->effective_at) / approx;
+	if (g->recurrence.month == 0 && g->recurrence.day == 0)
+		return n;
+	/* months and days vary in length: step from the estimate */
+	while (n > 0 && Boundary(g, n) > t)
+		n--;
+	while (Boundary(g, n + 1) <= t)
+		n++;
+	return n;
+}
+
+/*
+ * Advance a grant to time t: apply the resets whose boundaries have passed.
+ * Each boundary sets remaining to amount + min(left, rollover_max).  Steps that
+ * change the balance are stored in steps (at most 3: growth, cap, steady state).
+ * Returns how many steps were stored.
+ */
+static int
+GrantAdvance(GrantRow *g, TimestampTz t, ResetStep *steps)
+{
+	int64		n;
+	int64		k;
+	int			nsteps = 0;
+
+	if (!g->recurring)
+		return 0;
+	n = BoundariesBy(g, t);
+	k = g->resets;
+	while (k < n)
+	{
+		int64		cur = g->remaining;
+		int64		next;
+		int64		periods = 1;
+
+		if (cur <= g->rollover_max)
+		{
+			/* all of it rolls over; it grows by amount each period until past the cap */
+			periods = Min(n - k, (g->rollover_max - cur) / g->amount + 1);
+			next = AddMinor(cur, (int64) periods * g->amount);
+		}
+		else
+			next = AddMinor(g->amount, g->rollover_max);
+		k += periods;
+		if (next == cur)
+		{
+			k = n;				/* steady: every later boundary changes nothing */
+			break;
+		}
+		steps[nsteps].at = Boundary(g, k);
+		steps[nsteps].delta = next - cur;
+		nsteps++;
+		g->remaining = next;
+		Assert(nsteps <= 3);
+	}
+	g->resets = n;
+	return nsteps;
+}
+
+static bool
+GrantLive(const GrantRow *g, TimestampTz t)
+{
+	return g->effective_at <= t && (!g->has_expiry || g->expires_at > t);
+}
+
+static int
+CategoryRank(const char *category)
+{
+	if (strcmp(category, "promotional") == 0)
+		return 0;
+	if (strcmp(category, "bundled") == 0)
+		return 1;
+	return 2;
+}
+
+/* drawdown order: priority, expiry (never last), category, effective_at, id */
+static int
+DrawdownCmp(const void *a, const void *b)
+{
+	const GrantRow *x = a;
+	const GrantRow *y = b;
+
+	if (x->priority != y->priority)
+		return x->priority < y->priority ? -1 : 1;
+	if (x->has_expiry != y->has_expiry)
+		return x->has_expiry ? -1 : 1;
+	if (x->has_expiry && x->expires_at != y->expires_at)
+		return x->expires_at < y->expires_at ? -1 : 1;
+	if (x->category_rank != y->category_rank)
+		return x->category_rank < y->category_rank ? -1 : 1;
+	if (x->effective_at != y->effective_at)
+		return x->effective_at < y->effective_at ? -1 : 1;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+/* a grant row from SPI (columns of GRANT_COLUMNS) */
+static void
+ReadGrant(HeapTuple tup, TupleDesc desc, GrantRow *g)
+{
+	bool		isnull;
+	Datum		d;
+
+	memset(g, 0, sizeof(*g));
+	g->id = SpiGetInt64(tup, desc, 1, &isnull);
+	g->category_rank = CategoryRank(SpiGetText(tup, desc, 2, &isnull));
+	g->priority = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	g->amount = SpiGetInt64(tup, desc, 4, &isnull);
+	g->remaining = g->stored_remaining = SpiGetInt64(tup, desc, 5, &isnull);
+	g->effective_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+	d = SPI_getbinval(tup, desc, 7, &isnull);
+	g->has_expiry = !isnull;
+	g->expires_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+	d = SPI_getbinval(tup, desc, 8, &isnull);
+	g->recurring = !isnull;
+	if (!isnull)
+		g->recurrence = *DatumGetIntervalP(d);
+	g->rollover_max = SpiGetInt64(tup, desc, 9, &isnull);
+	g->resets = g->stored_resets = SpiGetInt64(tup, desc, 10, &isnull);
+	g->unit_revenue = DatumGetNumeric(SPI_getbinval(tup, desc, 11, &isnull));
+}
+
+/* write a ledger line */
+void
+LineWrite(const Account *acct, TimestampTz at, int64 grant_id, int64 event_id,
+		  int64 hold_id, const char *kind, int64 amount)
+{
+	static const Oid argtypes[8] = {TIMESTAMPTZOID, INT8OID, TEXTOID, INT8OID, INT8OID,
+	INT8OID, TEXTOID, INT8OID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
+
+	values[0] = TimestampTzGetDatum(at);
+	values[1] = Int64GetDatum(acct->wallet_id);
+	values[2] = CStringGetTextDatum(acct->asset);
+	values[3] = Int64GetDatum(grant_id);
+	nulls[3] = grant_id ? ' ' : 'n';
+	values[4] = Int64GetDatum(event_id);
+	nulls[4] = event_id ? ' ' : 'n';
+	values[5] = Int64GetDatum(hold_id);
+	nulls[5] = hold_id ? ' ' : 'n';
+	values[6] = CStringGetTextDatum(kind);
+	values[7] = Int64GetDatum(amount);
+	WalletExec(PLAN_LINE,
+			   "INSERT INTO wallet.line (at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
+			   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+			   8, argtypes, values, nulls, false, SPI_OK_INSERT);
+}
+
+/* write down the resets of one grant (caller holds the balance lock) */
+static void
+WriteResets(const Account *acct, GrantRow *g, ResetStep *steps, int nsteps)
+{
+	static const Oid argtypes[3] = {INT8OID, INT8OID, INT8OID};
+	Datum		values[3];
+
+	values[0] = Int64GetDatum(g->id);
+	values[1] = Int64GetDatum(g->remaining);
+	values[2] = Int64GetDatum(g->resets);
+	WalletExec(PLAN_APPLY_RESET,
+			   "UPDATE wallet.grant_block SET remaining = $2, resets = $3 WHERE id OPERATOR(pg_catalog.=) $1",
+			   3, argtypes, values, NULL, false, SPI_OK_UPDATE);
+	for (int i = 0; i < nsteps; i++)
+		LineWrite(acct, steps[i].at, g->id, 0, 0, "reset", steps[i].delta);
+	g->stored_remaining = g->remaining;
+	g->stored_resets = g->resets;
+}
+
+/*
+ * The live grants of a balance at now, in drawdown order, with the resets
+ * time has made applied (and written down when write_resets: the caller holds
+ * the lock).
+ */
+void
+GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set)
+{
+	static const Oid argtypes[2] = {INT8OID, TEXTOID};
+	Datum		values[2];
+	SPITupleTable *tt;
+	uint64		n;
+
+	values[0] = Int64GetDatum(acct->wallet_id);
+	values[1] = CStringGetTextDatum(acct->asset);
+	WalletExec(PLAN_GRANTS,
+			   "SELECT " GRANT_COLUMNS " FROM wallet.grant_block "
+			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND asset OPERATOR(pg_catalog.=) $2 "
+			   "   AND closed_at IS NULL AND voided_at IS NULL",
+			   2, argtypes, values, NULL, !write_resets, SPI_OK_SELECT);
+	tt = SPI_tuptable;
+	n = SPI_processed;
+	set->rows = palloc(sizeof(GrantRow) * Max(n, 1));
+	set->n = 0;
+	set->total = 0;
+	for (uint64 i = 0; i < n; i++)
+	{
+		GrantRow   *g = &set->rows[set->n];
+		ResetStep	steps[4];
+		int			nsteps;
+
+		ReadGrant(tt->vals[i], tt->tupdesc, g);
+		nsteps = GrantAdvance(g, now, steps);
+		if (write_resets && g->resets != g->stored_resets)
+			WriteResets(acct, g, steps, nsteps);
+		if (!GrantLive(g, now) || g->remaining == 0)
+			continue;
+		set->total = AddMinor(set->total, g->remaining);
+		set->n++;
+	}
+	SPI_freetuptable(tt);
+	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
+}
+
+/* sum and count of holds open at now (the balance row's held counts expired ones too) */
+int64
+LiveHeld(const Account *acct, TimestampTz now, int32 *count)
+{
+	static const Oid argtypes[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[3];
+	bool		isnull;
+	int64		sum;
+
+	if (acct->holds_open == 0)
+	{
+		if (count)
+			*count = 0;
+		return 0;
+	}
+	values[0] = Int64GetDatum(acct->wallet_id);
+	values[1] = CStringGetTextDatum(acct->asset);
+	values[2] = TimestampTzGetDatum(now);
+	WalletExec(PLAN_LIVE_HOLDS,
+			   "SELECT coalesce(pg_catalog.sum(amount), 0)::pg_catalog.int8, pg_catalog.count(*)::pg_catalog.int4 FROM wallet.hold "
+			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND asset OPERATOR(pg_catalog.=) $2 "
+			   "   AND status OPERATOR(pg_catalog.=) 'open' AND expires_at OPERATOR(pg_catalog.>) $3",
+			   3, argtypes, values, NULL, true, SPI_OK_SELECT);
+	sum = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (count)
+		*count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	return sum;
+}
+
+/*
+ * wallet._touch(wallet_id, asset): lock the balance row, creating it if
+ * missing, and write down the resets time has made.  The SQL-side functions
+ * (grant, void, refund, sweep) call it before they change a balance.
+ */
+Datum
+wallet_touch(PG_FUNCTION_ARGS)
+{
+	int64		wallet_id = PG_GETARG_INT64(0);
+	const AssetInfo *asset = AssetLookup(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	Account		acct;
+	GrantSet	set;
+
+	SPI_connect();
+	AccountLockById(wallet_id, asset, &acct);
+	GrantsLoad(&acct, WalletNow(), true, &set);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * wallet._pending(as_of, only_wallet): the lines time has made by as_of that
+ * are not written yet: resets of recurring grants and expiries.
+ */
+Datum
+wallet_pending(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TimestampTz as_of = PG_ARGISNULL(0) ? WalletNow() : PG_GETARG_TIMESTAMPTZ(0);
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	char		nulls[1] = {' '};
+	SPITupleTable *tt;
+	uint64		n;
+
+	InitMaterializedSRF(fcinfo, 0);
+	args[0] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[0] = PG_ARGISNULL(1) ? 'n' : ' ';
+
+	SPI_connect();
+	WalletExec(PLAN_PENDING_GRANTS,
+			   "SELECT " GRANT_COLUMNS " FROM wallet.grant_block "
+			   " WHERE closed_at IS NULL AND voided_at IS NULL "
+			   "   AND (recurrence IS NOT NULL OR expires_at IS NOT NULL) "
+			   "   AND ($1 IS NULL OR wallet_id OPERATOR(pg_catalog.=) $1)",
+			   1, argtypes, args, nulls, true, SPI_OK_SELECT);
+	tt = SPI_tuptable;
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
+	{
+		GrantRow	g;
+		ResetStep	steps[4];
+		int			nsteps;
+		bool		isnull;
+		int64		wallet_id = SpiGetInt64(tt->vals[i], tt->tupdesc, 12, &isnull);
+		Datum		asset = SPI_getbinval(tt->vals[i], tt->tupdesc, 13, &isnull);
+		Datum		values[7];
+		bool		rnulls[7] = {false};
+
+		ReadGrant(tt->vals[i], tt->tupdesc, &g);
+		nsteps = GrantAdvance(&g, as_of, steps);
+		values[0] = Int64GetDatum(wallet_id);
+		values[1] = asset;
+		values[2] = Int64GetDatum(g.id);
+		values[6] = Int64GetDatum(g.resets);
+		for (int s = 0; s < nsteps; s++)
+		{
+			values[3] = CStringGetTextDatum("reset");
+			values[4] = TimestampTzGetDatum(steps[s].at);
+			values[5] = Int64GetDatum(steps[s].delta);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
+		}
+		if (g.has_expiry && g.expires_at <= as_of && g.remaining > 0)
+		{
+			values[3] = CStringGetTextDatum("expiry");
+			values[4] = TimestampTzGetDatum(g.expires_at);
+			values[5] = Int64GetDatum(-g.remaining);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
+		}
+	}
+	SPI_finish();
+	return (Datum) 0;
+}

@@ -1,0 +1,233 @@
+/*
+ * wallet.c
+ *	  Module init, settings, kept SPI plans and result rows.
+ */
+#include "wallet.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* settings */
+static char *max_backdate_text;
+static char *max_future_text;
+Interval   *wallet_max_backdate;
+Interval   *wallet_max_future;
+char	   *wallet_reporting_currency;
+
+static SPIPlanPtr plans[PLAN__COUNT];
+
+/* an interval setting: parsed once when set */
+static bool
+CheckInterval(char **newval, void **extra, GucSource source)
+{
+	Interval   *iv;
+	Interval   *copy;
+
+	PG_TRY();
+	{
+		iv = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(*newval),
+												   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+	}
+	PG_CATCH();
+	{
+		FlushErrorState();
+		GUC_check_errdetail("\"%s\" is not an interval.", *newval);
+		return false;
+	}
+	PG_END_TRY();
+	if (iv->time < 0 || iv->day < 0 || iv->month < 0)
+	{
+		GUC_check_errdetail("The interval must not be negative.");
+		return false;
+	}
+	copy = malloc(sizeof(Interval));
+	if (copy == NULL)
+		return false;
+	*copy = *iv;
+	*extra = copy;
+	return true;
+}
+
+static void
+AssignBackdate(const char *newval, void *extra)
+{
+	wallet_max_backdate = (Interval *) extra;
+}
+
+static void
+AssignFuture(const char *newval, void *extra)
+{
+	wallet_max_future = (Interval *) extra;
+}
+
+void
+_PG_init(void)
+{
+	DefineCustomStringVariable("wallet.max_backdate",
+							   "How far in the past an event's occurred_at may lie.",
+							   "Older events are refused (22023); newer ones are priced at the version in force then.",
+							   &max_backdate_text, "35 days", PGC_USERSET, 0,
+							   CheckInterval, AssignBackdate, NULL);
+	DefineCustomStringVariable("wallet.max_future",
+							   "How far ahead of now an event's occurred_at may lie.",
+							   NULL,
+							   &max_future_text, "5 minutes", PGC_USERSET, 0,
+							   CheckInterval, AssignFuture, NULL);
+	DefineCustomStringVariable("wallet.reporting_currency",
+							   "The currency of revenue, cost and margin in the finance views.",
+							   NULL,
+							   &wallet_reporting_currency, "USD", PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+	MarkGUCPrefixReserved("wallet");
+}
+
+/* the kept plan for a slot, prepared on first use */
+SPIPlanPtr
+WalletPlan(PlanId id, const char *sql, int nargs, const Oid *argtypes)
+{
+	SPIPlanPtr	plan = plans[id];
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+		if (plan == NULL)
+			elog(ERROR, "wallet: SPI_prepare failed for plan %d: %s", id,
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "wallet: SPI_keepplan failed");
+		plans[id] = plan;
+	}
+	return plan;
+}
+
+/*
+ * Run a kept plan.  expect >= 0 is the SPI result code wanted
+ * (SPI_OK_SELECT, SPI_OK_UPDATE_RETURNING, ...).
+ */
+void
+WalletExec(PlanId id, const char *sql, int nargs, const Oid *argtypes,
+		   Datum *values, const char *nulls, bool read_only, int expect)
+{
+	SPIPlanPtr	plan = WalletPlan(id, sql, nargs, argtypes);
+	int			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
+
+	if (rc < 0 || (expect >= 0 && rc != expect))
+		elog(ERROR, "wallet: SPI_execute_plan (plan %d) returned %s", id,
+			 SPI_result_code_string(rc));
+}
+
+/* the transaction's time: what "now" means for expiry, holds and resets */
+TimestampTz
+WalletNow(void)
+{
+	return GetCurrentTransactionStartTimestamp();
+}
+
+static pg_attribute_noreturn() void
+NullArgument(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s must not be null", name)));
+}
+
+text *
+ArgText(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		NullArgument(name);
+	return PG_GETARG_TEXT_PP(n);
+}
+
+char *
+ArgCString(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	char	   *s = text_to_cstring(ArgText(fcinfo, n, name));
+
+	if (s[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", name)));
+	return s;
+}
+
+Numeric
+ArgNumeric(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		NullArgument(name);
+	return PG_GETARG_NUMERIC(n);
+}
+
+/* dimensions: a json object, or null/{} for none (returned as NULL) */
+Jsonb *
+ArgDimensions(FunctionCallInfo fcinfo, int n)
+{
+	Jsonb	   *j;
+
+	if (PG_NARGS() <= n || PG_ARGISNULL(n))
+		return NULL;
+	j = PG_GETARG_JSONB_P(n);
+	if (!JB_ROOT_IS_OBJECT(j) || JB_ROOT_IS_SCALAR(j))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("dimensions must be a json object")));
+	if (JB_ROOT_COUNT(j) == 0)
+		return NULL;
+	return j;
+}
+
+char *
+SpiGetText(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
+{
+	Datum		d = SPI_getbinval(tup, desc, col, isnull);
+
+	return *isnull ? NULL : TextDatumGetCString(d);
+}
+
+int64
+SpiGetInt64(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
+{
+	Datum		d = SPI_getbinval(tup, desc, col, isnull);
+
+	return *isnull ? 0 : DatumGetInt64(d);
+}
+
+/* a wallet_result row */
+Datum
+WalletResultDatum(FunctionCallInfo fcinfo, const WalletResult *r)
+{
+	TupleDesc	desc;
+	Datum		values[8];
+	bool		nulls[8] = {false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "wallet: return type must be a row type");
+	desc = BlessTupleDesc(desc);
+
+	values[0] = BoolGetDatum(r->approved);
+	values[1] = BoolGetDatum(r->replayed);
+	nulls[2] = r->reason == NULL;
+	values[2] = r->reason ? CStringGetTextDatum(r->reason) : (Datum) 0;
+	nulls[3] = r->event_id == 0;
+	values[3] = Int64GetDatum(r->event_id);
+	nulls[4] = r->hold_id == 0;
+	values[4] = Int64GetDatum(r->hold_id);
+	nulls[5] = r->asset == NULL;
+	values[5] = r->asset ? CStringGetTextDatum(r->asset) : (Datum) 0;
+	nulls[6] = !r->has_amount;
+	values[6] = r->has_amount ? NumericGetDatum(MinorToNumeric(r->amount, r->scale)) : (Datum) 0;
+	nulls[7] = !r->has_balance;
+	values[7] = r->has_balance ? NumericGetDatum(MinorToNumeric(r->balance, r->scale)) : (Datum) 0;
+
+	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}

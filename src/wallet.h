@@ -1,0 +1,268 @@
+/*
+ * wallet.h
+ *	  Declarations shared by the parts of the wallet extension.
+ *
+ * The parts, one file each:
+ *	  wallet.c	 module init, settings, kept SPI plans, result rows
+ *	  amount.c	 exact decimals (int128) and minor-unit conversion
+ *	  asset.c	 the asset cache
+ *	  account.c	 finding a wallet and locking its balance row
+ *	  grant.c	 what time does to grants (expiry, resets) and drawdown order
+ *	  price.c	 price rules: validate, compile, cache, evaluate
+ *	  debit.c	 the debit engine: wallet_debit, wallet_authorize_debit
+ *	  hold.c	 wallet_hold, wallet_capture, wallet_release
+ *	  balance.c	 wallet_balance, wallet_balances
+ *	  outbox.c	 low-balance and decline notifications
+ */
+#ifndef WALLET_H
+#define WALLET_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+/* SQLSTATEs of the contract */
+#define ERRCODE_WALLET_NO_WALLET	MAKE_SQLSTATE('W','L','0','0','1')
+#define ERRCODE_WALLET_NO_ASSET		MAKE_SQLSTATE('W','L','0','0','2')
+#define ERRCODE_WALLET_NO_PRICE		MAKE_SQLSTATE('W','L','0','0','3')
+#define ERRCODE_WALLET_KEY_REUSED	MAKE_SQLSTATE('W','L','0','0','4')
+#define ERRCODE_WALLET_HOLD_CLOSED	MAKE_SQLSTATE('W','L','0','0','5')
+#define ERRCODE_WALLET_SCALE		MAKE_SQLSTATE('W','L','0','0','6')
+#define ERRCODE_WALLET_NOT_FOUND	MAKE_SQLSTATE('W','L','0','0','7')
+
+#define WALLET_MAX_SCALE	12
+
+/* ---- amount.c: exact decimals ---- */
+
+/* value = v / 10^scale, exactly */
+typedef struct Dec
+{
+	int128		v;
+	int			scale;
+} Dec;
+
+typedef enum Rounding
+{
+	ROUND_HALF_UP,
+	ROUND_UP,
+	ROUND_DOWN,
+	ROUND_HALF_EVEN
+} Rounding;
+
+extern Dec	DecFromNumeric(Numeric num, const char *field);
+extern bool DecFromString(const char *s, Dec *out);
+extern Dec	DecFromInt(int64 v);
+extern Dec	DecMul(Dec a, Dec b);
+extern Dec	DecAdd(Dec a, Dec b);
+extern Dec	DecSub(Dec a, Dec b);
+extern int	DecCmp(Dec a, Dec b);
+extern Dec	DecMin(Dec a, Dec b);
+extern Dec	DecMax(Dec a, Dec b);
+extern int64 DecToMinor(Dec x, int64 divisor, int scale, Rounding rounding);
+extern int64 DecCeilDiv(Dec a, Dec b);
+extern Numeric DecToNumeric(Dec x);
+extern int64 AmountToMinor(Numeric amount, int scale, const char *asset, const char *field);
+extern Numeric MinorToNumeric(int64 minor, int scale);
+extern int64 AddMinor(int64 a, int64 b);
+extern int64 SubMinor(int64 a, int64 b);
+
+/* ---- asset.c ---- */
+
+typedef struct AssetInfo
+{
+	char		code[NAMEDATALEN];
+	int			scale;
+} AssetInfo;
+
+extern const AssetInfo *AssetLookup(const char *code);
+
+/* ---- wallet.c: settings, plans, results ---- */
+
+extern Interval *wallet_max_backdate;
+extern Interval *wallet_max_future;
+extern char *wallet_reporting_currency;
+
+/* kept SPI plans, one slot each */
+typedef enum PlanId
+{
+	PLAN_LOCK_BY_CUSTOMER,
+	PLAN_LOCK_BY_ID,
+	PLAN_FIND_WALLET,
+	PLAN_CREATE_ACCOUNT,
+	PLAN_ACCOUNT_UPDATE,
+	PLAN_IDEMPOTENCY,
+	PLAN_GRANTS,
+	PLAN_LIVE_HOLDS,
+	PLAN_APPLY_RESET,
+	PLAN_WRITE_DEBIT,
+	PLAN_READ_ACCOUNTS,
+	PLAN_HOLD_INSERT,
+	PLAN_HOLD_GET,
+	PLAN_HOLD_CLOSE,
+	PLAN_LINE,
+	PLAN_PRICES,
+	PLAN_PLAN_AT,
+	PLAN_COUNTER_GET,
+	PLAN_COUNTER_ADD,
+	PLAN_OUTBOX,
+	PLAN_PENDING_GRANTS,
+	PLAN__COUNT
+} PlanId;
+
+extern SPIPlanPtr WalletPlan(PlanId id, const char *sql, int nargs, const Oid *argtypes);
+extern void WalletExec(PlanId id, const char *sql, int nargs, const Oid *argtypes,
+					   Datum *values, const char *nulls, bool read_only, int expect);
+
+/* a result row, built after SPI_finish */
+typedef struct WalletResult
+{
+	bool		approved;
+	bool		replayed;
+	const char *reason;
+	int64		event_id;		/* 0 = null */
+	int64		hold_id;		/* 0 = null */
+	const char *asset;
+	int			scale;
+	bool		has_amount;
+	int64		amount;
+	bool		has_balance;
+	int64		balance;
+} WalletResult;
+
+extern Datum WalletResultDatum(FunctionCallInfo fcinfo, const WalletResult *r);
+extern TimestampTz WalletNow(void);
+extern text *ArgText(FunctionCallInfo fcinfo, int n, const char *name);
+extern char *ArgCString(FunctionCallInfo fcinfo, int n, const char *name);
+extern Numeric ArgNumeric(FunctionCallInfo fcinfo, int n, const char *name);
+extern Jsonb *ArgDimensions(FunctionCallInfo fcinfo, int n);
+extern char *SpiGetText(HeapTuple tup, TupleDesc desc, int col, bool *isnull);
+extern int64 SpiGetInt64(HeapTuple tup, TupleDesc desc, int col, bool *isnull);
+
+/* ---- account.c ---- */
+
+typedef struct Account
+{
+	int64		wallet_id;
+	char	   *customer;
+	char		status[16];
+	char		asset[NAMEDATALEN];
+	int			scale;
+	int64		overdraft_limit;
+	bool		has_low_balance;
+	int64		low_balance;
+	bool		has_max_holds;
+	int32		max_holds;
+	int64		overdraft;		/* in use */
+	int64		held;			/* open holds, expired ones included */
+	int32		holds_open;
+} Account;
+
+extern void AccountLockByCustomer(const char *customer, const AssetInfo *asset, Account *acct);
+extern void AccountLockById(int64 wallet_id, const AssetInfo *asset, Account *acct);
+extern int64 WalletIdOf(const char *customer, bool missing_ok, char *status_out);
+extern void AccountSave(Account *acct);
+
+/* ---- grant.c ---- */
+
+typedef struct GrantRow
+{
+	int64		id;
+	int			category_rank;	/* promotional 0, bundled 1, paid 2 */
+	int32		priority;
+	int64		amount;
+	int64		remaining;		/* after the resets time has made */
+	int64		stored_remaining;
+	TimestampTz effective_at;
+	bool		has_expiry;
+	TimestampTz expires_at;
+	bool		recurring;
+	Interval	recurrence;
+	int64		rollover_max;
+	int64		resets;			/* boundaries applied, after time's */
+	int64		stored_resets;
+	Numeric		unit_revenue;
+	int64		take;			/* drawn by the current debit */
+} GrantRow;
+
+typedef struct GrantSet
+{
+	int			n;
+	GrantRow   *rows;			/* live grants, in drawdown order */
+	int64		total;			/* sum of remaining of live grants */
+} GrantSet;
+
+extern void GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set);
+extern int64 LiveHeld(const Account *acct, TimestampTz now, int32 *count);
+extern void LineWrite(const Account *acct, TimestampTz at, int64 grant_id, int64 event_id,
+					  int64 hold_id, const char *kind, int64 amount);
+
+/* ---- price.c ---- */
+
+typedef struct PricedUsage
+{
+	const AssetInfo *asset;
+	int64		price_id;
+	int64		amount;			/* minor units */
+} PricedUsage;
+
+typedef struct Rule Rule;
+typedef struct PriceVersion
+{
+	int64		id;
+	const AssetInfo *asset;
+	Rule	   *rule;
+} PriceVersion;
+
+/* the usage counter a tiered price read, to add to once the debit is approved */
+typedef struct UsageToRecord
+{
+	bool		needed;
+	char		counter[256];
+	const char *period;
+	TimestampTz period_start;
+} UsageToRecord;
+
+extern const PriceVersion *PriceFind(const char *customer, const char *meter, TimestampTz at);
+extern int64 PriceEvaluate(const PriceVersion *pv, int64 wallet_id, const char *meter,
+						   Dec quantity, Jsonb *dims, TimestampTz occurred_at, UsageToRecord *usage);
+extern void UsageRecord(const UsageToRecord *u, int64 wallet_id, Dec quantity);
+extern Dec	QuantityDec(Numeric quantity);
+extern void CheckOccurredAt(TimestampTz occurred_at);
+
+/* ---- debit.c ---- */
+
+typedef struct DebitRequest
+{
+	const char *customer;
+	const char *meter;			/* null for wallet_debit */
+	Numeric		quantity;		/* null for wallet_debit */
+	const char *key;			/* null for a capture */
+	Jsonb	   *dims;
+	TimestampTz occurred_at;
+	Numeric		cost;
+	int64		hold_id;		/* 0 unless a capture */
+	int64		price_id;		/* 0 = none */
+	int64		amount;
+} DebitRequest;
+
+extern char *ArgKey(FunctionCallInfo fcinfo, int n);
+extern Numeric ArgCost(FunctionCallInfo fcinfo, int n);
+extern void Decline(const Account *acct, const char *reason, int64 available, WalletResult *res);
+extern const char *StatusDecline(const Account *acct);
+extern int64 Available(const Account *acct, const GrantSet *set, TimestampTz now, int64 release_first);
+extern bool DebitApply(Account *acct, DebitRequest *req, TimestampTz now,
+					   int64 release_first, WalletResult *res);
+extern bool Replayed(Account *acct, const char *key, const DebitRequest *req,
+					 int64 hold_amount, WalletResult *res);
+
+/* ---- outbox.c ---- */
+
+extern void OutboxLowBalance(const Account *acct, int64 before, int64 after);
+extern void OutboxDeclined(const Account *acct, const char *reason, int64 available, int64 amount);
+
+#endif							/* WALLET_H */

@@ -6,12 +6,12 @@ OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 DATA = wallet--1.0.sql
 PGFILEDESC = "wallet - real-time usage billing"
 
-# pg_regress suites (sql/NAME.sql, expected/NAME.out)
-REGRESS = core
+# pg_regress suites: every sql/NAME.sql (expected/NAME.out), in name order
+REGRESS = $(sort $(basename $(notdir $(wildcard $(srcdir)/sql/*.sql))))
 REGRESS_OPTS = --load-extension=wallet
 
-# isolation specs (test/isolation/specs/NAME.spec, test/isolation/expected/NAME.out)
-ISOLATION = debit_race
+# isolation specs: every test/isolation/specs/NAME.spec (test/isolation/expected/NAME.out)
+ISOLATION = $(sort $(basename $(notdir $(wildcard $(srcdir)/test/isolation/specs/*.spec))))
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=wallet
 
 PG_CPPFLAGS = -I$(srcdir)/src

@@ -222,58 +222,53 @@ Available(const Account *acct, const GrantSet *set, TimestampTz now, int64 relea
 }
 
 /*
- * Decide and, if approved, write a debit of req->amount.  The caller holds the
- * lock and has checked the key.  release_first is the amount of a hold being
- * captured (0 otherwise): it counts as available.  Returns approved.
+ * Decide a debit of req->amount without writing anything but the resets time
+ * has made (and not even those when write is false: a quote).  The caller
+ * holds the lock (or, for a quote, takes none) and has checked the key.
+ * release_first is the amount of a hold being captured (0 otherwise): it
+ * counts as available.  Sets d->decline to the reason, or NULL to approve.
  */
-bool
-DebitApply(Account *acct, DebitRequest *req, TimestampTz now,
-		   int64 release_first, WalletResult *res)
+void
+DebitDecide(Account *acct, const DebitRequest *req, TimestampTz now,
+			int64 release_first, bool write, Decision *d)
+{
+	GrantsLoad(acct, now, write, &d->set);
+	d->available = Available(acct, &d->set, now, release_first);
+	d->decline = StatusDecline(acct);
+	if (d->decline == NULL && SubMinor(d->available, req->amount) < -acct->overdraft_limit)
+		d->decline = "insufficient_funds";
+	d->after = d->decline ? d->available : d->available - req->amount;
+}
+
+/*
+ * Write an approved debit: draw in drawdown order (what the grants cannot
+ * cover is overdraft) and write the event, the grant updates and the ledger
+ * lines in one statement.  The caller saves the balance row if it changed
+ * (DebitApply does; a capture saves it with the hold).
+ */
+static void
+DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
+		   WalletResult *res)
 {
 	static const Oid argtypes[17] = {INT8OID, TEXTOID, TEXTOID, NUMERICOID, JSONBOID,
 		TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, NUMERICOID, INT8OID,
 	INT8OID, INT8ARRAYOID, INT8ARRAYOID, NUMERICARRAYOID, NUMERICOID};
-	GrantSet	set;
-	int64		available;
-	int64		after;
-	int64		left;
+	GrantSet   *set = &d->set;
+	int64		left = req->amount;
 	int			nlines = 0;
-	Datum	   *ids;
-	bool	   *idnulls;
-	Datum	   *takes;
-	Datum	   *revs;
+	Datum	   *ids = palloc(sizeof(Datum) * (set->n + 1));
+	bool	   *idnulls = palloc0(sizeof(bool) * (set->n + 1));
+	Datum	   *takes = palloc(sizeof(Datum) * (set->n + 1));
+	Datum	   *revs = palloc(sizeof(Datum) * (set->n + 1));
 	Datum		values[17];
 	char		nulls[17];
-	const char *decline;
 	bool		isnull;
 	int			dims[1];
 	int			lbs[1] = {1};
 
-	GrantsLoad(acct, now, true, &set);
-	available = Available(acct, &set, now, release_first);
-
-	decline = StatusDecline(acct);
-	if (decline == NULL && SubMinor(available, req->amount) < -acct->overdraft_limit)
+	for (int i = 0; i < set->n && left > 0; i++)
 	{
-		decline = "insufficient_funds";
-		OutboxDeclined(acct, decline, available, req->amount);
-	}
-	if (decline != NULL)
-	{
-		Decline(acct, decline, available, res);
-		return false;
-	}
-	after = available - req->amount;
-
-	/* draw in drawdown order; what the grants cannot cover is overdraft */
-	ids = palloc(sizeof(Datum) * (set.n + 1));
-	idnulls = palloc0(sizeof(bool) * (set.n + 1));
-	takes = palloc(sizeof(Datum) * (set.n + 1));
-	revs = palloc(sizeof(Datum) * (set.n + 1));
-	left = req->amount;
-	for (int i = 0; i < set.n && left > 0; i++)
-	{
-		GrantRow   *g = &set.rows[i];
+		GrantRow   *g = &set->rows[i];
 		int64		take = Min(g->remaining, left);
 
 		if (take == 0)
@@ -315,7 +310,7 @@ DebitApply(Account *acct, DebitRequest *req, TimestampTz now,
 	nulls[10] = req->cost ? ' ' : 'n';
 	values[11] = Int64GetDatum(req->hold_id);
 	nulls[11] = req->hold_id ? ' ' : 'n';
-	values[12] = Int64GetDatum(after);
+	values[12] = Int64GetDatum(d->after);
 	values[13] = PointerGetDatum(construct_md_array(ids, idnulls, 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE));
 	values[14] = PointerGetDatum(construct_array(takes, nlines, INT8OID, 8, true, TYPALIGN_DOUBLE));
 	values[15] = PointerGetDatum(construct_array(revs, nlines, NUMERICOID, -1, false, TYPALIGN_INT));
@@ -333,11 +328,33 @@ DebitApply(Account *acct, DebitRequest *req, TimestampTz now,
 	res->has_amount = true;
 	res->amount = req->amount;
 	res->has_balance = true;
-	res->balance = after;
+	res->balance = d->after;
+	OutboxLowBalance(acct, d->available, d->after);
+}
 
-	if (left > 0 && release_first == 0)
+/*
+ * Decide and, if approved, write a debit (the caller holds the lock and has
+ * checked the key).  A decline for funds writes an outbox row.  Returns
+ * approved.
+ */
+bool
+DebitApply(Account *acct, DebitRequest *req, TimestampTz now,
+		   int64 release_first, WalletResult *res)
+{
+	Decision	d;
+	int64		overdraft_before = acct->overdraft;
+
+	DebitDecide(acct, req, now, release_first, true, &d);
+	if (d.decline != NULL)
+	{
+		if (strcmp(d.decline, "insufficient_funds") == 0)
+			OutboxDeclined(acct, d.decline, d.available, req->amount);
+		Decline(acct, d.decline, d.available, res);
+		return false;
+	}
+	DebitWrite(acct, req, now, &d, res);
+	if (acct->overdraft != overdraft_before && release_first == 0)
 		AccountSave(acct);
-	OutboxLowBalance(acct, available, after);
 	return true;
 }
 

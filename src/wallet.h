@@ -255,6 +255,17 @@ extern Numeric ArgCost(FunctionCallInfo fcinfo, int n);
 extern void Decline(const Account *acct, const char *reason, int64 available, WalletResult *res);
 extern const char *StatusDecline(const Account *acct);
 extern int64 Available(const Account *acct, const GrantSet *set, TimestampTz now, int64 release_first);
+/* what a debit would do: decided before anything is written */
+typedef struct Decision
+{
+	GrantSet	set;
+	int64		available;		/* before */
+	int64		after;
+	const char *decline;		/* NULL: approve */
+} Decision;
+
+extern void DebitDecide(Account *acct, const DebitRequest *req, TimestampTz now,
+						int64 release_first, bool write, Decision *d);
 extern bool DebitApply(Account *acct, DebitRequest *req, TimestampTz now,
 					   int64 release_first, WalletResult *res);
 extern bool Replayed(Account *acct, const char *key, const DebitRequest *req,

@@ -4,56 +4,15 @@
  *
  * Lock order (DESIGN.md #2): a call locks one balance row, wallet.account for
  * (wallet, asset), and only then reads or writes that pair's grants, holds and
- * events.  The lock is an UPDATE, not SELECT FOR UPDATE: under REPEATABLE READ
- * a concurrent change then raises a serialization failure instead of letting
- * the caller draw from a stale snapshot.
+ * events.  The lock is an update (touches + 1), not only a row lock: under
+ * REPEATABLE READ a concurrent change then raises a serialization failure
+ * instead of letting the caller draw from a stale snapshot.  It is taken
+ * directly on the table (hotpath.c); creating a missing balance row is SQL.
  */
 #include "wallet.h"
 
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
-
-#define ACCOUNT_COLUMNS \
-	"w.id, w.customer, w.status, a.overdraft_limit, a.low_balance, a.max_holds, " \
-	"a.overdraft, a.held, a.holds_open"
-
-static const char *lock_by_customer_sql =
-"UPDATE wallet.account a SET touches = a.touches OPERATOR(pg_catalog.+) 1 "
-"  FROM wallet.wallet w "
-" WHERE w.customer OPERATOR(pg_catalog.=) $1 AND a.wallet_id OPERATOR(pg_catalog.=) w.id "
-"   AND a.asset OPERATOR(pg_catalog.=) $2 "
-"RETURNING " ACCOUNT_COLUMNS;
-
-static const char *lock_by_id_sql =
-"UPDATE wallet.account a SET touches = a.touches OPERATOR(pg_catalog.+) 1 "
-"  FROM wallet.wallet w "
-" WHERE a.wallet_id OPERATOR(pg_catalog.=) $1 AND w.id OPERATOR(pg_catalog.=) a.wallet_id "
-"   AND a.asset OPERATOR(pg_catalog.=) $2 "
-"RETURNING " ACCOUNT_COLUMNS;
-
-static void
-ReadAccount(const AssetInfo *asset, Account *acct)
-{
-	HeapTuple	tup = SPI_tuptable->vals[0];
-	TupleDesc	desc = SPI_tuptable->tupdesc;
-	bool		isnull;
-	char	   *status;
-
-	acct->wallet_id = SpiGetInt64(tup, desc, 1, &isnull);
-	acct->customer = SpiGetText(tup, desc, 2, &isnull);
-	status = SpiGetText(tup, desc, 3, &isnull);
-	strlcpy(acct->status, status, sizeof(acct->status));
-	strlcpy(acct->asset, asset->code, sizeof(acct->asset));
-	acct->scale = asset->scale;
-	acct->overdraft_limit = SpiGetInt64(tup, desc, 4, &isnull);
-	acct->low_balance = SpiGetInt64(tup, desc, 5, &isnull);
-	acct->has_low_balance = !isnull;
-	acct->max_holds = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
-	acct->has_max_holds = !isnull;
-	acct->overdraft = SpiGetInt64(tup, desc, 7, &isnull);
-	acct->held = SpiGetInt64(tup, desc, 8, &isnull);
-	acct->holds_open = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
-}
 
 /* the wallet id of a customer (0 when missing_ok and there is none) */
 int64
@@ -96,42 +55,36 @@ CreateAccount(int64 wallet_id, const AssetInfo *asset)
 void
 AccountLockByCustomer(const char *customer, const AssetInfo *asset, Account *acct)
 {
-	static const Oid argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2] = {CStringGetTextDatum(customer), CStringGetTextDatum(asset->code)};
+	HotLockResult r = HotAccountLock(customer, 0, asset, acct);
 
-	WalletExec(PLAN_LOCK_BY_CUSTOMER, lock_by_customer_sql, 2, argtypes, values, NULL,
-			   false, SPI_OK_UPDATE_RETURNING);
-	if (SPI_processed == 0)
+	if (r == HOT_NO_WALLET)
 	{
-		CreateAccount(WalletIdOf(customer, false, NULL), asset);
-		WalletExec(PLAN_LOCK_BY_CUSTOMER, lock_by_customer_sql, 2, argtypes, values, NULL,
-				   false, SPI_OK_UPDATE_RETURNING);
-		if (SPI_processed != 1)
+		WalletIdOf(customer, false, NULL);	/* WL001 */
+		elog(ERROR, "wallet: wallet of \"%s\" vanished", customer);
+	}
+	if (r == HOT_NO_ACCOUNT)
+	{
+		CreateAccount(acct->wallet_id, asset);
+		if (HotAccountLock(customer, 0, asset, acct) != HOT_LOCKED)
 			elog(ERROR, "wallet: balance row of \"%s\" in \"%s\" vanished", customer, asset->code);
 	}
-	ReadAccount(asset, acct);
 }
 
 /* lock the balance row of a wallet (known to exist) in asset */
 void
 AccountLockById(int64 wallet_id, const AssetInfo *asset, Account *acct)
 {
-	static const Oid argtypes[2] = {INT8OID, TEXTOID};
-	Datum		values[2] = {Int64GetDatum(wallet_id), CStringGetTextDatum(asset->code)};
+	HotLockResult r = HotAccountLock(NULL, wallet_id, asset, acct);
 
-	WalletExec(PLAN_LOCK_BY_ID, lock_by_id_sql, 2, argtypes, values, NULL,
-			   false, SPI_OK_UPDATE_RETURNING);
-	if (SPI_processed == 0)
+	if (r == HOT_NO_ACCOUNT)
 	{
 		CreateAccount(wallet_id, asset);
-		WalletExec(PLAN_LOCK_BY_ID, lock_by_id_sql, 2, argtypes, values, NULL,
-				   false, SPI_OK_UPDATE_RETURNING);
-		if (SPI_processed != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_WALLET_NO_WALLET),
-					 errmsg("no wallet with id " INT64_FORMAT, wallet_id)));
+		r = HotAccountLock(NULL, wallet_id, asset, acct);
 	}
-	ReadAccount(asset, acct);
+	if (r != HOT_LOCKED)
+		ereport(ERROR,
+				(errcode(ERRCODE_WALLET_NO_WALLET),
+				 errmsg("no wallet with id " INT64_FORMAT, wallet_id)));
 }
 
 /* write back what a call changed on the (locked) balance row */

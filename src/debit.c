@@ -8,7 +8,9 @@
  *	 3. price (authorize only): the version in force at occurred_at;
  *	 4. balance: live grants (resets applied) - open holds - overdraft;
  *	 5. decline, or draw in drawdown order and write the event, the grant
- *		updates and the ledger lines in one statement.
+ *		updates and the ledger lines.
+ * The lock, the key probe, the grants and the writes go to the tables
+ * directly (hotpath.c); the rest is SQL through kept plans.
  */
 #include "wallet.h"
 
@@ -22,31 +24,6 @@ PG_FUNCTION_INFO_V1(wallet_debit);
 PG_FUNCTION_INFO_V1(wallet_authorize_debit);
 
 #define MAX_KEY_LENGTH 255
-
-static const char *idempotency_sql =
-"SELECT 'event', e.id, e.meter, e.quantity, e.dimensions, e.asset, e.amount, e.balance_after, e.hold_id "
-"  FROM wallet.event e "
-" WHERE e.wallet_id OPERATOR(pg_catalog.=) $1 AND e.idempotency_key OPERATOR(pg_catalog.=) $2 "
-"UNION ALL "
-"SELECT 'hold', h.id, NULL, NULL, NULL, h.asset, h.amount, h.balance_after, h.id "
-"  FROM wallet.hold h "
-" WHERE h.wallet_id OPERATOR(pg_catalog.=) $1 AND h.idempotency_key OPERATOR(pg_catalog.=) $2";
-
-static const char *write_debit_sql =
-"WITH d AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($14::pg_catalog.int8[]), "
-"                                    pg_catalog.unnest($15::pg_catalog.int8[]), "
-"                                    pg_catalog.unnest($16::pg_catalog.numeric[])) AS d(grant_id, take, unit_revenue)), "
-"e AS (INSERT INTO wallet.event (wallet_id, idempotency_key, meter, quantity, dimensions, occurred_at, "
-"                                recorded_at, asset, amount, price_id, cost, revenue, hold_id, balance_after) "
-"      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-"             coalesce(pg_catalog.sum(d.take OPERATOR(pg_catalog.*) d.unit_revenue), 0) "
-"               OPERATOR(pg_catalog.*) $17, $12, $13 FROM d "
-"      RETURNING id), "
-"g AS (UPDATE wallet.grant_block b SET remaining = b.remaining OPERATOR(pg_catalog.-) d.take "
-"        FROM d WHERE b.id OPERATOR(pg_catalog.=) d.grant_id), "
-"l AS (INSERT INTO wallet.line (at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
-"      SELECT $7, $1, $8, d.grant_id, e.id, $12, 'debit', OPERATOR(pg_catalog.-) d.take FROM d, e) "
-"SELECT id FROM e";
 
 /* checks shared by the hot-path entry points */
 char *
@@ -105,8 +82,6 @@ bool
 Replayed(Account *acct, const char *key, const DebitRequest *req,
 		 int64 hold_amount, WalletResult *res)
 {
-	static const Oid argtypes[2] = {INT8OID, TEXTOID};
-	Datum		values[2];
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
@@ -116,14 +91,8 @@ Replayed(Account *acct, const char *key, const DebitRequest *req,
 	int64		amount;
 	const AssetInfo *stored_asset;
 
-	values[0] = Int64GetDatum(acct->wallet_id);
-	values[1] = CStringGetTextDatum(key);
-	WalletExec(PLAN_IDEMPOTENCY, idempotency_sql, 2, argtypes, values, NULL, true, SPI_OK_SELECT);
-	if (SPI_processed == 0)
+	if (!HotKeyFind(acct->wallet_id, key, &tup, &desc))
 		return false;
-
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
 	kind = SpiGetText(tup, desc, 1, &isnull);
 	meter = SpiGetText(tup, desc, 3, &isnull);
 	asset = SpiGetText(tup, desc, 6, &isnull);
@@ -243,28 +212,21 @@ DebitDecide(Account *acct, const DebitRequest *req, TimestampTz now,
 /*
  * Write an approved debit: draw in drawdown order (what the grants cannot
  * cover is overdraft) and write the event, the grant updates and the ledger
- * lines in one statement.  The caller saves the balance row if it changed
+ * lines (hotpath.c).  The caller saves the balance row if it changed
  * (DebitApply does; a capture saves it with the hold).
  */
 static void
 DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 		   WalletResult *res)
 {
-	static const Oid argtypes[17] = {INT8OID, TEXTOID, TEXTOID, NUMERICOID, JSONBOID,
-		TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, NUMERICOID, INT8OID,
-	INT8OID, INT8ARRAYOID, INT8ARRAYOID, NUMERICARRAYOID, NUMERICOID};
 	GrantSet   *set = &d->set;
 	int64		left = req->amount;
 	int			nlines = 0;
-	Datum	   *ids = palloc(sizeof(Datum) * (set->n + 1));
-	bool	   *idnulls = palloc0(sizeof(bool) * (set->n + 1));
-	Datum	   *takes = palloc(sizeof(Datum) * (set->n + 1));
-	Datum	   *revs = palloc(sizeof(Datum) * (set->n + 1));
-	Datum		values[17];
-	char		nulls[17];
-	bool		isnull;
-	int			dims[1];
-	int			lbs[1] = {1};
+	int64	   *ids = palloc(sizeof(int64) * (set->n + 1));
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * (set->n + 1));
+	int64	   *takes = palloc(sizeof(int64) * (set->n + 1));
+	Numeric    *revs = palloc(sizeof(Numeric) * (set->n + 1));
+	HotDebit	w;
 
 	for (int i = 0; i < set->n && left > 0; i++)
 	{
@@ -273,55 +235,46 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 
 		if (take == 0)
 			continue;
-		ids[nlines] = Int64GetDatum(g->id);
-		takes[nlines] = Int64GetDatum(take);
-		revs[nlines] = NumericGetDatum(g->unit_revenue);
+		ids[nlines] = g->id;
+		tids[nlines] = g->tid;
+		takes[nlines] = take;
+		revs[nlines] = g->unit_revenue;
 		nlines++;
 		left -= take;
 	}
 	if (left > 0)
 	{
-		ids[nlines] = (Datum) 0;
-		idnulls[nlines] = true;
-		takes[nlines] = Int64GetDatum(left);
-		revs[nlines] = NumericGetDatum(MinorToNumeric(0, 0));
+		ids[nlines] = 0;
+		ItemPointerSetInvalid(&tids[nlines]);
+		takes[nlines] = left;
+		revs[nlines] = MinorToNumeric(0, 0);
 		nlines++;
 		acct->overdraft = AddMinor(acct->overdraft, left);
 	}
 
-	dims[0] = nlines;
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int64GetDatum(acct->wallet_id);
-	values[1] = req->key ? CStringGetTextDatum(req->key) : (Datum) 0;
-	nulls[1] = req->key ? ' ' : 'n';
-	values[2] = req->meter ? CStringGetTextDatum(req->meter) : (Datum) 0;
-	nulls[2] = req->meter ? ' ' : 'n';
-	values[3] = req->quantity ? NumericGetDatum(req->quantity) : (Datum) 0;
-	nulls[3] = req->quantity ? ' ' : 'n';
-	values[4] = req->dims ? JsonbPGetDatum(req->dims) : (Datum) 0;
-	nulls[4] = req->dims ? ' ' : 'n';
-	values[5] = TimestampTzGetDatum(req->occurred_at);
-	values[6] = TimestampTzGetDatum(now);
-	values[7] = CStringGetTextDatum(acct->asset);
-	values[8] = Int64GetDatum(req->amount);
-	values[9] = Int64GetDatum(req->price_id);
-	nulls[9] = req->price_id ? ' ' : 'n';
-	values[10] = req->cost ? NumericGetDatum(req->cost) : (Datum) 0;
-	nulls[10] = req->cost ? ' ' : 'n';
-	values[11] = Int64GetDatum(req->hold_id);
-	nulls[11] = req->hold_id ? ' ' : 'n';
-	values[12] = Int64GetDatum(d->after);
-	values[13] = PointerGetDatum(construct_md_array(ids, idnulls, 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	values[14] = PointerGetDatum(construct_array(takes, nlines, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	values[15] = PointerGetDatum(construct_array(revs, nlines, NUMERICOID, -1, false, TYPALIGN_INT));
-	values[16] = NumericGetDatum(MinorToNumeric(1, acct->scale));
-	WalletExec(PLAN_WRITE_DEBIT, write_debit_sql, 17, argtypes, values, nulls, false, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		elog(ERROR, "wallet: event insert returned no id");
+	w.wallet_id = acct->wallet_id;
+	w.key = req->key;
+	w.meter = req->meter;
+	w.quantity = req->quantity;
+	w.dims = req->dims;
+	w.occurred_at = req->occurred_at;
+	w.now = now;
+	w.asset = acct->asset;
+	w.amount = req->amount;
+	w.price_id = req->price_id;
+	w.cost = req->cost;
+	w.hold_id = req->hold_id;
+	w.balance_after = d->after;
+	w.minor_unit = MinorToNumeric(1, acct->scale);
+	w.nlines = nlines;
+	w.grant_ids = ids;
+	w.tids = tids;
+	w.takes = takes;
+	w.unit_revenues = revs;
 
 	memset(res, 0, sizeof(*res));
 	res->approved = true;
-	res->event_id = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	res->event_id = HotDebitWrite(&w);
 	res->hold_id = req->hold_id;
 	res->asset = AssetLookup(acct->asset)->code;
 	res->scale = acct->scale;

@@ -164,30 +164,37 @@ DrawdownCmp(const void *a, const void *b)
 	return (x->id > y->id) - (x->id < y->id);
 }
 
-/* a grant row from SPI (columns of GRANT_COLUMNS) */
+/* the columns of GRANT_COLUMNS where a result row of SPI has them */
+static const int spi_grant_columns[HOT_GRANT_COLUMNS] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+
+/*
+ * A grant row: cols[i] is the column of tup holding the i-th of
+ * GRANT_COLUMNS (a row of SPI, or of the table itself).
+ */
 static void
-ReadGrant(HeapTuple tup, TupleDesc desc, GrantRow *g)
+ReadGrant(HeapTuple tup, TupleDesc desc, const int *cols, GrantRow *g)
 {
 	bool		isnull;
 	Datum		d;
 
 	memset(g, 0, sizeof(*g));
-	g->id = SpiGetInt64(tup, desc, 1, &isnull);
-	g->category_rank = CategoryRank(SpiGetText(tup, desc, 2, &isnull));
-	g->priority = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-	g->amount = SpiGetInt64(tup, desc, 4, &isnull);
-	g->remaining = g->stored_remaining = SpiGetInt64(tup, desc, 5, &isnull);
-	g->effective_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
-	d = SPI_getbinval(tup, desc, 7, &isnull);
+	g->id = SpiGetInt64(tup, desc, cols[0], &isnull);
+	g->category_rank = CategoryRank(SpiGetText(tup, desc, cols[1], &isnull));
+	g->priority = DatumGetInt32(SPI_getbinval(tup, desc, cols[2], &isnull));
+	g->amount = SpiGetInt64(tup, desc, cols[3], &isnull);
+	g->remaining = g->stored_remaining = SpiGetInt64(tup, desc, cols[4], &isnull);
+	g->effective_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, cols[5], &isnull));
+	d = SPI_getbinval(tup, desc, cols[6], &isnull);
 	g->has_expiry = !isnull;
 	g->expires_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
-	d = SPI_getbinval(tup, desc, 8, &isnull);
+	d = SPI_getbinval(tup, desc, cols[7], &isnull);
 	g->recurring = !isnull;
 	if (!isnull)
 		g->recurrence = *DatumGetIntervalP(d);
-	g->rollover_max = SpiGetInt64(tup, desc, 9, &isnull);
-	g->resets = g->stored_resets = SpiGetInt64(tup, desc, 10, &isnull);
-	g->unit_revenue = DatumGetNumeric(SPI_getbinval(tup, desc, 11, &isnull));
+	g->rollover_max = SpiGetInt64(tup, desc, cols[8], &isnull);
+	g->resets = g->stored_resets = SpiGetInt64(tup, desc, cols[9], &isnull);
+	g->unit_revenue = DatumGetNumeric(SPI_getbinval(tup, desc, cols[10], &isnull));
+	ItemPointerSetInvalid(&g->tid);
 }
 
 /* write a ledger line */
@@ -234,6 +241,7 @@ WriteResets(const Account *acct, GrantRow *g, ResetStep *steps, int nsteps)
 		LineWrite(acct, steps[i].at, g->id, 0, 0, "reset", steps[i].delta);
 	g->stored_remaining = g->remaining;
 	g->stored_resets = g->resets;
+	ItemPointerSetInvalid(&g->tid);	/* a new version: the writer finds it by id */
 }
 
 /*
@@ -244,30 +252,20 @@ WriteResets(const Account *acct, GrantRow *g, ResetStep *steps, int nsteps)
 void
 GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set)
 {
-	static const Oid argtypes[2] = {INT8OID, TEXTOID};
-	Datum		values[2];
-	SPITupleTable *tt;
-	uint64		n;
+	HotGrants	hg;
 
-	values[0] = Int64GetDatum(acct->wallet_id);
-	values[1] = CStringGetTextDatum(acct->asset);
-	WalletExec(PLAN_GRANTS,
-			   "SELECT " GRANT_COLUMNS " FROM wallet.grant_block "
-			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND asset OPERATOR(pg_catalog.=) $2 "
-			   "   AND closed_at IS NULL AND voided_at IS NULL",
-			   2, argtypes, values, NULL, !write_resets, SPI_OK_SELECT);
-	tt = SPI_tuptable;
-	n = SPI_processed;
-	set->rows = palloc(sizeof(GrantRow) * Max(n, 1));
+	HotGrantsRead(acct->wallet_id, acct->asset, write_resets, &hg);
+	set->rows = palloc(sizeof(GrantRow) * Max(hg.n, 1));
 	set->n = 0;
 	set->total = 0;
-	for (uint64 i = 0; i < n; i++)
+	for (int i = 0; i < hg.n; i++)
 	{
 		GrantRow   *g = &set->rows[set->n];
 		ResetStep	steps[4];
 		int			nsteps;
 
-		ReadGrant(tt->vals[i], tt->tupdesc, g);
+		ReadGrant(hg.rows[i], hg.desc, hg.cols, g);
+		g->tid = hg.tids[i];
 		nsteps = GrantAdvance(g, now, steps);
 		if (write_resets && g->resets != g->stored_resets)
 			WriteResets(acct, g, steps, nsteps);
@@ -276,11 +274,14 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 		set->total = AddMinor(set->total, g->remaining);
 		set->n++;
 	}
-	SPI_freetuptable(tt);
 	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
 }
 
-/* sum and count of holds open at now (the balance row's held counts expired ones too) */
+/*
+ * sum and count of holds open at now (the balance row's held counts expired
+ * ones too).  Under the lock, read with a new snapshot: holds committed by a
+ * call this one waited for count.
+ */
 int64
 LiveHeld(const Account *acct, TimestampTz now, int32 *count)
 {
@@ -302,7 +303,7 @@ LiveHeld(const Account *acct, TimestampTz now, int32 *count)
 			   "SELECT coalesce(pg_catalog.sum(amount), 0)::pg_catalog.int8, pg_catalog.count(*)::pg_catalog.int4 FROM wallet.hold "
 			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND asset OPERATOR(pg_catalog.=) $2 "
 			   "   AND status OPERATOR(pg_catalog.=) 'open' AND expires_at OPERATOR(pg_catalog.>) $3",
-			   3, argtypes, values, NULL, true, SPI_OK_SELECT);
+			   3, argtypes, values, NULL, !acct->locked, SPI_OK_SELECT);
 	sum = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (count)
 		*count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
@@ -368,7 +369,7 @@ wallet_pending(PG_FUNCTION_ARGS)
 		Datum		values[7];
 		bool		rnulls[7] = {false};
 
-		ReadGrant(tt->vals[i], tt->tupdesc, &g);
+		ReadGrant(tt->vals[i], tt->tupdesc, spi_grant_columns, &g);
 		nsteps = GrantAdvance(&g, as_of, steps);
 		values[0] = Int64GetDatum(wallet_id);
 		values[1] = asset;

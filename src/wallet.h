@@ -13,6 +13,7 @@
  *	  hold.c	 wallet_hold, wallet_capture, wallet_release
  *	  balance.c	 wallet_balance, wallet_balances
  *	  outbox.c	 low-balance and decline notifications
+ *	  hotpath.c	 direct table access for the debit hot path
  */
 #ifndef WALLET_H
 #define WALLET_H
@@ -90,16 +91,11 @@ extern char *wallet_reporting_currency;
 /* kept SPI plans, one slot each */
 typedef enum PlanId
 {
-	PLAN_LOCK_BY_CUSTOMER,
-	PLAN_LOCK_BY_ID,
 	PLAN_FIND_WALLET,
 	PLAN_CREATE_ACCOUNT,
 	PLAN_ACCOUNT_UPDATE,
-	PLAN_IDEMPOTENCY,
-	PLAN_GRANTS,
 	PLAN_LIVE_HOLDS,
 	PLAN_APPLY_RESET,
-	PLAN_WRITE_DEBIT,
 	PLAN_READ_ACCOUNTS,
 	PLAN_HOLD_INSERT,
 	PLAN_HOLD_GET,
@@ -160,6 +156,7 @@ typedef struct Account
 	int64		overdraft;		/* in use */
 	int64		held;			/* open holds, expired ones included */
 	int32		holds_open;
+	bool		locked;			/* this call holds the balance row's lock */
 } Account;
 
 extern void AccountLockByCustomer(const char *customer, const AssetInfo *asset, Account *acct);
@@ -187,6 +184,7 @@ typedef struct GrantRow
 	int64		stored_resets;
 	Numeric		unit_revenue;
 	int64		take;			/* drawn by the current debit */
+	ItemPointerData tid;		/* where it was read (invalid: written since) */
 } GrantRow;
 
 typedef struct GrantSet
@@ -275,5 +273,57 @@ extern bool Replayed(Account *acct, const char *key, const DebitRequest *req,
 
 extern void OutboxLowBalance(const Account *acct, int64 before, int64 after);
 extern void OutboxDeclined(const Account *acct, const char *reason, int64 available, int64 amount);
+
+/* ---- hotpath.c ---- */
+
+typedef enum HotLockResult
+{
+	HOT_LOCKED,
+	HOT_NO_WALLET,
+	HOT_NO_ACCOUNT
+} HotLockResult;
+
+/* the columns of GRANT_COLUMNS (grant.c) */
+#define HOT_GRANT_COLUMNS 13
+
+/* open grants as read from the table */
+typedef struct HotGrants
+{
+	int			n;
+	HeapTuple  *rows;
+	ItemPointerData *tids;
+	TupleDesc	desc;
+	int			cols[HOT_GRANT_COLUMNS];	/* attnum of each of GRANT_COLUMNS */
+} HotGrants;
+
+/* an approved debit to write */
+typedef struct HotDebit
+{
+	int64		wallet_id;
+	const char *key;			/* NULL for a capture */
+	const char *meter;			/* NULL for wallet_debit */
+	Numeric		quantity;		/* NULL for wallet_debit */
+	Jsonb	   *dims;
+	TimestampTz occurred_at;
+	TimestampTz now;
+	const char *asset;
+	int64		amount;
+	int64		price_id;		/* 0 = none */
+	Numeric		cost;
+	int64		hold_id;		/* 0 = none */
+	int64		balance_after;
+	Numeric		minor_unit;		/* one minor unit of the asset */
+	int			nlines;
+	const int64 *grant_ids;		/* 0: the overdraft part */
+	const ItemPointerData *tids;
+	const int64 *takes;
+	const Numeric *unit_revenues;
+} HotDebit;
+
+extern HotLockResult HotAccountLock(const char *customer, int64 wallet_id,
+									const AssetInfo *asset, Account *acct);
+extern bool HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc);
+extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrants *out);
+extern int64 HotDebitWrite(const HotDebit *w);
 
 #endif							/* WALLET_H */

@@ -1,0 +1,1003 @@
+/*
+ * hotpath.c
+ *	  Direct table access for the debit hot path.
+ *
+ * A debit is a handful of single-row operations: lock the balance row, probe
+ * the idempotency key, read the grants, write the event, the grant rows and
+ * the ledger lines.  Run as SPI statements, each paid a statement's fixed
+ * cost (plan cache, executor start and end, CHECK expressions parsed again,
+ * snapshots), and that fixed cost was most of a debit's time.  Here the same
+ * operations go to the table and index access methods directly, doing what
+ * the executor would have done on the way:
+ *	 - privileges are checked as the statements would have checked them;
+ *	 - the balance row is locked as UPDATE locks it: waiting for a concurrent
+ *	   writer, then following the update chain under READ COMMITTED, or
+ *	   failing with a serialization error under REPEATABLE READ;
+ *	 - what is read under the lock is read with a snapshot taken after it,
+ *	   so a call that waited sees what the call before it committed;
+ *	 - inserts fill unset columns from their defaults, fire BEFORE ROW INSERT
+ *	   triggers, check NOT NULL and CHECK constraints and maintain every
+ *	   index (unique ones included); updates check constraints and insert
+ *	   index entries unless the update was HOT.
+ * Relations, indexes, column numbers, CHECK and default expressions are
+ * looked up once per backend (by name in schema wallet) and again after any
+ * change to those relations.  What the hot path cannot honour (an AFTER ROW
+ * or a statement-level INSERT trigger, a row UPDATE trigger of its own, row
+ * level security, a stored generated column, a column of another type than
+ * expected) is an error, not a silent shortcut: whoever adds one adapts this
+ * file.
+ */
+#include "wallet.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/int.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+/* the tables the hot path reads and writes */
+typedef enum HotTable
+{
+	T_WALLET,
+	T_ACCOUNT,
+	T_GRANT,
+	T_EVENT,
+	T_LINE,
+	T_HOLD,
+	T__COUNT
+} HotTable;
+
+/* the indexes it finds rows by */
+typedef enum HotIndex
+{
+	I_WALLET_CUSTOMER,
+	I_WALLET_PKEY,
+	I_ACCOUNT_PKEY,
+	I_GRANT_OPEN,
+	I_GRANT_PKEY,
+	I_EVENT_KEY,
+	I_HOLD_KEY,
+	I__COUNT
+} HotIndex;
+
+#define MAX_COLUMNS 16
+
+/* a column the hot path uses: its name and type */
+typedef struct HotColumn
+{
+	const char *name;
+	Oid			type;
+} HotColumn;
+
+/* wallet.wallet */
+enum
+{
+	W_ID, W_CUSTOMER, W_STATUS
+};
+/* wallet.account */
+enum
+{
+	A_WALLET_ID, A_ASSET, A_OVERDRAFT_LIMIT, A_LOW_BALANCE, A_MAX_HOLDS, A_OVERDRAFT,
+	A_HELD, A_HOLDS_OPEN, A_TOUCHES
+};
+/* wallet.grant_block: the first 13 in the order of GRANT_COLUMNS (grant.c) */
+enum
+{
+	G_ID, G_CATEGORY, G_PRIORITY, G_AMOUNT, G_REMAINING, G_EFFECTIVE_AT, G_EXPIRES_AT,
+	G_RECURRENCE, G_ROLLOVER_MAX, G_RESETS, G_UNIT_REVENUE, G_WALLET_ID, G_ASSET,
+	G_CLOSED_AT, G_VOIDED_AT
+};
+/* wallet.event */
+enum
+{
+	E_ID, E_WALLET_ID, E_KEY, E_METER, E_QUANTITY, E_DIMENSIONS, E_OCCURRED_AT,
+	E_RECORDED_AT, E_ASSET, E_AMOUNT, E_PRICE_ID, E_COST, E_REVENUE, E_HOLD_ID,
+	E_BALANCE_AFTER
+};
+/* wallet.line */
+enum
+{
+	L_AT, L_WALLET_ID, L_ASSET, L_GRANT_ID, L_EVENT_ID, L_HOLD_ID, L_KIND, L_AMOUNT
+};
+/* wallet.hold */
+enum
+{
+	H_ID, H_WALLET_ID, H_KEY, H_ASSET, H_AMOUNT, H_BALANCE_AFTER
+};
+
+static const struct
+{
+	const char *name;
+	HotColumn	columns[MAX_COLUMNS];	/* ends at a NULL name */
+}			table_defs[T__COUNT] =
+{
+	[T_WALLET] = {"wallet", {{"id", INT8OID}, {"customer", TEXTOID}, {"status", TEXTOID}}},
+	[T_ACCOUNT] = {"account", {{"wallet_id", INT8OID}, {"asset", TEXTOID},
+			{"overdraft_limit", INT8OID}, {"low_balance", INT8OID}, {"max_holds", INT4OID},
+			{"overdraft", INT8OID}, {"held", INT8OID}, {"holds_open", INT4OID},
+	{"touches", INT8OID}}},
+	[T_GRANT] = {"grant_block", {{"id", INT8OID}, {"category", TEXTOID}, {"priority", INT4OID},
+			{"amount", INT8OID}, {"remaining", INT8OID}, {"effective_at", TIMESTAMPTZOID},
+			{"expires_at", TIMESTAMPTZOID}, {"recurrence", INTERVALOID},
+			{"rollover_max", INT8OID}, {"resets", INT8OID}, {"unit_revenue", NUMERICOID},
+			{"wallet_id", INT8OID}, {"asset", TEXTOID}, {"closed_at", TIMESTAMPTZOID},
+	{"voided_at", TIMESTAMPTZOID}}},
+	[T_EVENT] = {"event", {{"id", INT8OID}, {"wallet_id", INT8OID}, {"idempotency_key", TEXTOID},
+			{"meter", TEXTOID}, {"quantity", NUMERICOID}, {"dimensions", JSONBOID},
+			{"occurred_at", TIMESTAMPTZOID}, {"recorded_at", TIMESTAMPTZOID},
+			{"asset", TEXTOID}, {"amount", INT8OID}, {"price_id", INT8OID},
+			{"cost", NUMERICOID}, {"revenue", NUMERICOID}, {"hold_id", INT8OID},
+	{"balance_after", INT8OID}}},
+	[T_LINE] = {"line", {{"at", TIMESTAMPTZOID}, {"wallet_id", INT8OID}, {"asset", TEXTOID},
+			{"grant_id", INT8OID}, {"event_id", INT8OID}, {"hold_id", INT8OID},
+	{"kind", TEXTOID}, {"amount", INT8OID}}},
+	[T_HOLD] = {"hold", {{"id", INT8OID}, {"wallet_id", INT8OID}, {"idempotency_key", TEXTOID},
+	{"asset", TEXTOID}, {"amount", INT8OID}, {"balance_after", INT8OID}}},
+};
+
+static const struct
+{
+	const char *name;
+	HotTable	table;
+	int			nkeys;
+	int			keys[2];		/* columns of table_defs[table] */
+}			index_defs[I__COUNT] =
+{
+	[I_WALLET_CUSTOMER] = {"wallet_customer_key", T_WALLET, 1, {W_CUSTOMER}},
+	[I_WALLET_PKEY] = {"wallet_pkey", T_WALLET, 1, {W_ID}},
+	[I_ACCOUNT_PKEY] = {"account_pkey", T_ACCOUNT, 2, {A_WALLET_ID, A_ASSET}},
+	[I_GRANT_OPEN] = {"grant_block_open", T_GRANT, 2, {G_WALLET_ID, G_ASSET}},
+	[I_GRANT_PKEY] = {"grant_block_pkey", T_GRANT, 1, {G_ID}},
+	[I_EVENT_KEY] = {"event_key", T_EVENT, 2, {E_WALLET_ID, E_KEY}},
+	[I_HOLD_KEY] = {"hold_wallet_id_idempotency_key_key", T_HOLD, 2, {H_WALLET_ID, H_KEY}},
+};
+
+/* what is known of a table, per backend */
+typedef struct TableCache
+{
+	Oid			relid;
+	AttrNumber	att[MAX_COLUMNS];	/* by the table's column enum */
+	int			ncheck;
+	ExprState **checks;			/* CHECK constraints, in relcache order */
+	ExprState **defaults;		/* by attnum - 1; NULL: no default */
+} TableCache;
+
+static struct
+{
+	bool		valid;
+	MemoryContext cxt;
+	TableCache	tables[T__COUNT];
+	Oid			indexes[I__COUNT];
+	TupleDesc	key_desc;		/* the row HotKeyFind returns */
+}			cache;
+
+static bool callback_registered = false;
+
+/* a relcache invalidation of one of ours (or of all): look everything up again */
+static void
+HotInval(Datum arg, Oid relid)
+{
+	if (!cache.valid)
+		return;
+	if (relid == InvalidOid)
+	{
+		cache.valid = false;
+		return;
+	}
+	for (int t = 0; t < T__COUNT; t++)
+		if (cache.tables[t].relid == relid)
+			cache.valid = false;
+	for (int i = 0; i < I__COUNT; i++)
+		if (cache.indexes[i] == relid)
+			cache.valid = false;
+}
+
+static pg_attribute_noreturn() void
+Unsupported(const char *table, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("wallet.%s has %s, which the debit hot path does not honour", table, what),
+			 errhint("Adapt src/hotpath.c to it.")));
+}
+
+/* compile an expression of a table's catalog entry for evaluation in any call */
+static ExprState *
+Compile(Expr *expr)
+{
+	return ExecInitExpr(expression_planner(expr), NULL);
+}
+
+/*
+ * What the hot path must know of a table and cannot honour: triggers, row
+ * security, generated columns.  inserted: the hot path inserts into it;
+ * updated: it updates it (without changing its keys, so the internal
+ * foreign key triggers have nothing to do).
+ */
+static void
+CheckTable(Relation rel, const char *name, bool inserted, bool updated)
+{
+	TriggerDesc *td = rel->trigdesc;
+
+	if (rel->rd_rel->relrowsecurity)
+		Unsupported(name, "row level security");
+	if (inserted && rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
+		Unsupported(name, "a generated column");
+	if (td == NULL)
+		return;
+	if (inserted && (td->trig_insert_after_row || td->trig_insert_before_statement ||
+					 td->trig_insert_after_statement || td->trig_insert_new_table ||
+					 td->trig_insert_instead_row))
+		Unsupported(name, "an AFTER ROW or statement-level INSERT trigger");
+	if (updated)
+	{
+		if (td->trig_update_before_statement || td->trig_update_after_statement ||
+			td->trig_update_new_table || td->trig_update_old_table)
+			Unsupported(name, "a statement-level UPDATE trigger");
+		for (int i = 0; i < td->numtriggers; i++)
+		{
+			Trigger    *tg = &td->triggers[i];
+
+			if (TRIGGER_FOR_ROW(tg->tgtype) && TRIGGER_FOR_UPDATE(tg->tgtype) && !tg->tgisinternal)
+				Unsupported(name, psprintf("the UPDATE trigger %s", tg->tgname));
+		}
+	}
+}
+
+/* look everything up again (after an invalidation, or the first time) */
+static void
+CacheBuild(void)
+{
+	Oid			nsp;
+	MemoryContext old;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(HotInval, (Datum) 0);
+		callback_registered = true;
+	}
+	if (cache.cxt == NULL)
+		cache.cxt = AllocSetContextCreate(CacheMemoryContext, "wallet hot path",
+										  ALLOCSET_SMALL_SIZES);
+	cache.valid = false;
+	MemoryContextReset(cache.cxt);
+	old = MemoryContextSwitchTo(cache.cxt);
+	nsp = get_namespace_oid("wallet", false);
+
+	/* invalidations that arrive while we open the tables make us start over */
+	cache.valid = true;
+	for (int t = 0; t < T__COUNT; t++)
+	{
+		TableCache *tc = &cache.tables[t];
+		const char *name = table_defs[t].name;
+		Relation	rel;
+		TupleDesc	desc;
+		TupleConstr *constr;
+
+		tc->relid = get_relname_relid(name, nsp);
+		if (!OidIsValid(tc->relid))
+			elog(ERROR, "wallet: table wallet.%s is missing", name);
+		rel = table_open(tc->relid, AccessShareLock);
+		desc = RelationGetDescr(rel);
+		constr = desc->constr;
+		for (int c = 0; table_defs[t].columns[c].name; c++)
+		{
+			const HotColumn *cd = &table_defs[t].columns[c];
+			AttrNumber	a = get_attnum(tc->relid, cd->name);
+
+			if (a <= 0 || TupleDescAttr(desc, a - 1)->atttypid != cd->type)
+				elog(ERROR, "wallet: column wallet.%s.%s is missing or not of type %s",
+					 name, cd->name, format_type_be(cd->type));
+			tc->att[c] = a;
+		}
+		CheckTable(rel, name, t == T_EVENT || t == T_LINE, t == T_ACCOUNT || t == T_GRANT);
+
+		tc->ncheck = constr ? constr->num_check : 0;
+		tc->checks = palloc0(sizeof(ExprState *) * Max(tc->ncheck, 1));
+		for (int i = 0; i < tc->ncheck; i++)
+			tc->checks[i] = Compile(stringToNode(constr->check[i].ccbin));
+		tc->defaults = palloc0(sizeof(ExprState *) * desc->natts);
+		if (t == T_EVENT || t == T_LINE)
+			for (int a = 0; a < desc->natts; a++)
+			{
+				Node	   *d;
+
+				if (TupleDescAttr(desc, a)->attisdropped)
+					continue;
+				d = build_column_default(rel, a + 1);
+				if (d)
+					tc->defaults[a] = Compile((Expr *) d);
+			}
+		table_close(rel, NoLock);
+	}
+	for (int i = 0; i < I__COUNT; i++)
+	{
+		const TableCache *tc = &cache.tables[index_defs[i].table];
+		Relation	idx;
+
+		cache.indexes[i] = get_relname_relid(index_defs[i].name, nsp);
+		if (!OidIsValid(cache.indexes[i]))
+			elog(ERROR, "wallet: index wallet.%s is missing", index_defs[i].name);
+		idx = index_open(cache.indexes[i], AccessShareLock);
+		if (idx->rd_index->indrelid != tc->relid || idx->rd_rel->relam != BTREE_AM_OID ||
+			idx->rd_index->indnkeyatts < index_defs[i].nkeys)
+			elog(ERROR, "wallet: index wallet.%s is not the btree the hot path expects",
+				 index_defs[i].name);
+		for (int k = 0; k < index_defs[i].nkeys; k++)
+			if (idx->rd_index->indkey.values[k] != tc->att[index_defs[i].keys[k]])
+				elog(ERROR, "wallet: index wallet.%s is not on the columns the hot path expects",
+						index_defs[i].name);
+		index_close(idx, NoLock);
+	}
+
+	cache.key_desc = CreateTemplateTupleDesc(9);
+	TupleDescInitEntry(cache.key_desc, 1, "kind", TEXTOID, -1, 0);
+	TupleDescInitEntry(cache.key_desc, 2, "id", INT8OID, -1, 0);
+	TupleDescInitEntry(cache.key_desc, 3, "meter", TEXTOID, -1, 0);
+	TupleDescInitEntry(cache.key_desc, 4, "quantity", NUMERICOID, -1, 0);
+	TupleDescInitEntry(cache.key_desc, 5, "dimensions", JSONBOID, -1, 0);
+	TupleDescInitEntry(cache.key_desc, 6, "asset", TEXTOID, -1, 0);
+	TupleDescInitEntry(cache.key_desc, 7, "amount", INT8OID, -1, 0);
+	TupleDescInitEntry(cache.key_desc, 8, "balance_after", INT8OID, -1, 0);
+	TupleDescInitEntry(cache.key_desc, 9, "hold_id", INT8OID, -1, 0);
+	MemoryContextSwitchTo(old);
+}
+
+/* open a table (rebuilding what we know of it first if it changed) */
+static Relation
+OpenTable(HotTable t, LOCKMODE mode)
+{
+	for (;;)
+	{
+		Relation	rel;
+
+		if (!cache.valid)
+			CacheBuild();
+		rel = try_table_open(cache.tables[t].relid, mode);
+		if (rel != NULL && cache.valid)
+			return rel;
+		if (rel != NULL)
+			table_close(rel, mode);
+		cache.valid = false;
+	}
+}
+
+/* open an index of ours to read; the caller has opened its table */
+static Relation
+OpenIndex(HotIndex i)
+{
+	Relation	idx = index_open(cache.indexes[i], AccessShareLock);
+
+	if (!cache.valid)
+		elog(ERROR, "wallet: index wallet.%s changed while in use", index_defs[i].name);
+	return idx;
+}
+
+#define ATT(t, c) (cache.tables[(t)].att[(c)])
+
+/* the privilege a statement would have needed */
+static void
+CheckPrivilege(HotTable t, AclMode mode)
+{
+	if (pg_class_aclcheck(cache.tables[t].relid, GetUserId(), mode) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, table_defs[t].name);
+}
+
+/*
+ * A snapshot for reading under the lock: what a new statement would see, our
+ * own earlier writes included.  The caller pops it.
+ */
+static Snapshot
+PushFreshSnapshot(void)
+{
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	return GetActiveSnapshot();
+}
+
+/* a scan key on an index column, in the index's collation */
+static void
+Key(ScanKey key, Relation idx, int col, RegProcedure eqproc, Datum value)
+{
+	ScanKeyEntryInitialize(key, 0, col + 1, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[col], eqproc, value);
+}
+
+/* the first row an index finds for the keys, into slot; false if none */
+static bool
+IndexFetch(Relation rel, Relation idx, Snapshot snap, ScanKey keys, int nkeys,
+		   TupleTableSlot *slot)
+{
+	IndexScanDesc scan = index_beginscan(rel, idx, snap, nkeys, 0);
+	bool		found;
+
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	return found;
+}
+
+static int64
+SlotInt64(TupleTableSlot *slot, AttrNumber att, bool *isnull)
+{
+	Datum		d = slot_getattr(slot, att, isnull);
+
+	return *isnull ? 0 : DatumGetInt64(d);
+}
+
+static char *
+SlotText(TupleTableSlot *slot, AttrNumber att)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* ------------------------------------------------------------ the lock */
+
+/*
+ * An executor state for writing to rel: its indexes open, its CHECK
+ * constraints compiled already.
+ */
+static ResultRelInfo *
+WriteTarget(EState *estate, Relation rel, HotTable t, bool indexes)
+{
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+
+	InitResultRelInfo(rri, rel, 0, NULL, 0);
+	if (cache.tables[t].ncheck > 0)
+		rri->ri_ConstraintExprs = cache.tables[t].checks;
+	if (indexes)
+		ExecOpenIndices(rri, false);
+	return rri;
+}
+
+/* the index entries of an updated row that did not stay on its HOT chain */
+static void
+IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
+{
+	EState	   *own = estate ? NULL : CreateExecutorState();
+	ResultRelInfo *rri = WriteTarget(estate ? estate : own, rel, t, true);
+
+	ExecInsertIndexTuples(rri, slot, estate ? estate : own, false, false, NULL, NIL);
+	ExecCloseIndices(rri);
+	if (own)
+		FreeExecutorState(own);
+}
+
+/*
+ * Lock the balance row of a wallet in an asset, found by customer (when not
+ * NULL) or by wallet id, as `UPDATE wallet.account SET touches = touches + 1`
+ * would, and read it into acct.  Returns HOT_LOCKED, HOT_NO_WALLET or
+ * HOT_NO_ACCOUNT (the wallet has no balance row in the asset yet).
+ */
+HotLockResult
+HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Account *acct)
+{
+	Relation	wrel;
+	Relation	arel;
+	Relation	widx;
+	Relation	aidx;
+	TupleTableSlot *wslot;
+	TupleTableSlot *slot;
+	TupleTableSlot *newslot;
+	ScanKeyData keys[2];
+	Snapshot	snap;
+	TM_FailureData tmfd;
+	TM_Result	tm;
+	LockTupleMode lockmode;
+	bool		update_indexes;
+	bool		isnull;
+	HeapTuple	newtup;
+	Datum		touches;
+	bool		touches_null = false;
+	int			touches_col;
+	ItemPointerData tid;
+	char	   *status;
+	int64		t;
+	CommandId	cid;
+
+	PreventCommandIfReadOnly("UPDATE");
+	PreventCommandIfParallelMode("UPDATE");
+	snap = PushFreshSnapshot();
+	wrel = OpenTable(T_WALLET, AccessShareLock);
+	arel = OpenTable(T_ACCOUNT, RowExclusiveLock);
+	widx = OpenIndex(customer ? I_WALLET_CUSTOMER : I_WALLET_PKEY);
+	aidx = OpenIndex(I_ACCOUNT_PKEY);
+	CheckPrivilege(T_WALLET, ACL_SELECT);
+	CheckPrivilege(T_ACCOUNT, ACL_SELECT | ACL_UPDATE);
+
+	/* the wallet */
+	wslot = table_slot_create(wrel, NULL);
+	if (customer)
+		Key(&keys[0], widx, 0, F_TEXTEQ, CStringGetTextDatum(customer));
+	else
+		Key(&keys[0], widx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
+	if (!IndexFetch(wrel, widx, snap, keys, 1, wslot))
+	{
+		ExecDropSingleTupleTableSlot(wslot);
+		index_close(widx, NoLock);
+		index_close(aidx, NoLock);
+		table_close(wrel, NoLock);
+		table_close(arel, NoLock);
+		PopActiveSnapshot();
+		return HOT_NO_WALLET;
+	}
+	acct->wallet_id = SlotInt64(wslot, ATT(T_WALLET, W_ID), &isnull);
+	acct->customer = SlotText(wslot, ATT(T_WALLET, W_CUSTOMER));
+	status = SlotText(wslot, ATT(T_WALLET, W_STATUS));
+	strlcpy(acct->status, status, sizeof(acct->status));
+	ExecDropSingleTupleTableSlot(wslot);
+
+	/* its balance row in the asset */
+	slot = table_slot_create(arel, NULL);
+	Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
+	Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(asset->code));
+	if (!IndexFetch(arel, aidx, snap, keys, 2, slot))
+	{
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(widx, NoLock);
+		index_close(aidx, NoLock);
+		table_close(wrel, NoLock);
+		table_close(arel, NoLock);
+		PopActiveSnapshot();
+		return HOT_NO_ACCOUNT;
+	}
+
+	/*
+	 * touches + 1, as UPDATE does it (nodeModifyTable.c): the update waits for
+	 * a concurrent writer of the row; if that one committed, READ COMMITTED
+	 * locks the row's latest version and updates that, REPEATABLE READ fails.
+	 * The lock is a write, so REPEATABLE READ callers that come later see a
+	 * conflict too.
+	 */
+	cid = GetCurrentCommandId(true);
+	tid = slot->tts_tid;
+	touches_col = ATT(T_ACCOUNT, A_TOUCHES);
+	newslot = MakeSingleTupleTableSlot(RelationGetDescr(arel), &TTSOpsHeapTuple);
+	for (;;)
+	{
+		if (pg_add_s64_overflow(SlotInt64(slot, touches_col, &isnull), 1, &t))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("bigint out of range")));
+		touches = Int64GetDatum(t);
+		newtup = heap_modify_tuple_by_cols(ExecFetchSlotHeapTuple(slot, false, NULL),
+										   RelationGetDescr(arel), 1, &touches_col,
+										   &touches, &touches_null);
+		ExecStoreHeapTuple(newtup, newslot, true);
+		tm = table_tuple_update(arel, &tid, newslot, cid, snap, InvalidSnapshot, true,
+								&tmfd, &lockmode, &update_indexes);
+		if (tm == TM_Ok)
+			break;
+		if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update")));
+		if (tm == TM_Deleted)
+			elog(ERROR, "wallet: balance row of wallet " INT64_FORMAT " was deleted",
+				 acct->wallet_id);
+		if (tm != TM_Updated)
+			elog(ERROR, "wallet: unexpected result %d updating a balance row", tm);
+		/* committed meanwhile: lock the latest version and update that */
+		tm = table_tuple_lock(arel, &tid, snap, slot, cid, lockmode, LockWaitBlock,
+							  TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+		if (tm == TM_Deleted)
+			elog(ERROR, "wallet: balance row of wallet " INT64_FORMAT " was deleted",
+				 acct->wallet_id);
+		if (tm != TM_Ok)
+			elog(ERROR, "wallet: unexpected result %d locking a balance row", tm);
+	}
+	if (update_indexes)
+		IndexNewVersion(arel, T_ACCOUNT, newslot, NULL);
+
+	strlcpy(acct->asset, asset->code, sizeof(acct->asset));
+	acct->scale = asset->scale;
+	acct->overdraft_limit = SlotInt64(newslot, ATT(T_ACCOUNT, A_OVERDRAFT_LIMIT), &isnull);
+	acct->low_balance = SlotInt64(newslot, ATT(T_ACCOUNT, A_LOW_BALANCE), &isnull);
+	acct->has_low_balance = !isnull;
+	acct->max_holds = DatumGetInt32(slot_getattr(newslot, ATT(T_ACCOUNT, A_MAX_HOLDS), &isnull));
+	acct->has_max_holds = !isnull;
+	acct->overdraft = SlotInt64(newslot, ATT(T_ACCOUNT, A_OVERDRAFT), &isnull);
+	acct->held = SlotInt64(newslot, ATT(T_ACCOUNT, A_HELD), &isnull);
+	acct->holds_open = DatumGetInt32(slot_getattr(newslot, ATT(T_ACCOUNT, A_HOLDS_OPEN), &isnull));
+	acct->locked = true;
+
+	ExecDropSingleTupleTableSlot(newslot);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(widx, NoLock);
+	index_close(aidx, NoLock);
+	table_close(wrel, NoLock);
+	table_close(arel, NoLock);
+	PopActiveSnapshot();
+	return HOT_LOCKED;
+}
+
+/* ------------------------------------------------------- idempotency */
+
+/*
+ * The event or hold a wallet's idempotency key names, as one row of
+ * (kind, id, meter, quantity, dimensions, asset, amount, balance_after,
+ * hold_id) into *tup and *desc; false if the key is new.  Read under the
+ * lock with a fresh snapshot, so a call that waited for another with the
+ * same key finds what that one committed.
+ */
+bool
+HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc)
+{
+	Relation	erel;
+	Relation	hrel;
+	Relation	eidx;
+	Relation	hidx;
+	TupleTableSlot *slot;
+	ScanKeyData keys[2];
+	Snapshot	snap = PushFreshSnapshot();
+	Datum		values[9];
+	bool		nulls[9];
+	bool		found;
+
+	erel = OpenTable(T_EVENT, AccessShareLock);
+	hrel = OpenTable(T_HOLD, AccessShareLock);
+	eidx = OpenIndex(I_EVENT_KEY);
+	hidx = OpenIndex(I_HOLD_KEY);
+	CheckPrivilege(T_EVENT, ACL_SELECT);
+	CheckPrivilege(T_HOLD, ACL_SELECT);
+
+	slot = table_slot_create(erel, NULL);
+	Key(&keys[0], eidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
+	Key(&keys[1], eidx, 1, F_TEXTEQ, CStringGetTextDatum(key));
+	found = IndexFetch(erel, eidx, snap, keys, 2, slot);
+	if (found)
+	{
+		static const int cols[8] = {E_ID, E_METER, E_QUANTITY, E_DIMENSIONS, E_ASSET, E_AMOUNT,
+		E_BALANCE_AFTER, E_HOLD_ID};
+
+		slot_getallattrs(slot);
+		values[0] = CStringGetTextDatum("event");
+		nulls[0] = false;
+		for (int i = 0; i < 8; i++)
+		{
+			AttrNumber	a = ATT(T_EVENT, cols[i]);
+
+			values[i + 1] = slot->tts_values[a - 1];
+			nulls[i + 1] = slot->tts_isnull[a - 1];
+		}
+		*tup = heap_form_tuple(cache.key_desc, values, nulls);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	if (!found)
+	{
+		slot = table_slot_create(hrel, NULL);
+		Key(&keys[0], hidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
+		Key(&keys[1], hidx, 1, F_TEXTEQ, CStringGetTextDatum(key));
+		found = IndexFetch(hrel, hidx, snap, keys, 2, slot);
+		if (found)
+		{
+			bool		isnull;
+
+			memset(nulls, true, sizeof(nulls));
+			values[0] = CStringGetTextDatum("hold");
+			nulls[0] = false;
+			values[1] = slot_getattr(slot, ATT(T_HOLD, H_ID), &nulls[1]);
+			values[5] = slot_getattr(slot, ATT(T_HOLD, H_ASSET), &nulls[5]);
+			values[6] = slot_getattr(slot, ATT(T_HOLD, H_AMOUNT), &nulls[6]);
+			values[7] = slot_getattr(slot, ATT(T_HOLD, H_BALANCE_AFTER), &nulls[7]);
+			values[8] = slot_getattr(slot, ATT(T_HOLD, H_ID), &isnull);
+			nulls[8] = isnull;
+			*tup = heap_form_tuple(cache.key_desc, values, nulls);
+		}
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	*desc = cache.key_desc;
+
+	index_close(eidx, NoLock);
+	index_close(hidx, NoLock);
+	table_close(erel, NoLock);
+	table_close(hrel, NoLock);
+	PopActiveSnapshot();
+	return found;
+}
+
+/* ------------------------------------------------------------- grants */
+
+/*
+ * The open grants of a wallet in an asset (closed_at and voided_at null), as
+ * copies into rows[] (palloc'd, *n of them) with their tids; *cols maps the
+ * positions of GRANT_COLUMNS to the table's attribute numbers.  locked: the
+ * caller holds the balance lock, so read with a fresh snapshot; otherwise
+ * with the statement's.
+ */
+void
+HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrants *out)
+{
+	Relation	grel;
+	Relation	gidx;
+	TupleTableSlot *slot;
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	Snapshot	snap = locked ? PushFreshSnapshot() : GetActiveSnapshot();
+	int			cap = 4;
+
+	grel = OpenTable(T_GRANT, AccessShareLock);
+	gidx = OpenIndex(I_GRANT_OPEN);
+	CheckPrivilege(T_GRANT, ACL_SELECT);
+
+	out->n = 0;
+	out->rows = palloc(sizeof(HeapTuple) * cap);
+	out->tids = palloc(sizeof(ItemPointerData) * cap);
+	out->desc = CreateTupleDescCopy(RelationGetDescr(grel));
+	for (int c = 0; c < HOT_GRANT_COLUMNS; c++)
+		out->cols[c] = ATT(T_GRANT, c);
+
+	slot = table_slot_create(grel, NULL);
+	Key(&keys[0], gidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
+	Key(&keys[1], gidx, 1, F_TEXTEQ, CStringGetTextDatum(asset));
+	scan = index_beginscan(grel, gidx, snap, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		not_closed;
+		bool		not_voided;
+
+		slot_getattr(slot, ATT(T_GRANT, G_CLOSED_AT), &not_closed);
+		slot_getattr(slot, ATT(T_GRANT, G_VOIDED_AT), &not_voided);
+		if (!not_closed || !not_voided)
+			continue;
+		if (out->n == cap)
+		{
+			cap *= 2;
+			out->rows = repalloc(out->rows, sizeof(HeapTuple) * cap);
+			out->tids = repalloc(out->tids, sizeof(ItemPointerData) * cap);
+		}
+		out->rows[out->n] = ExecCopySlotHeapTuple(slot);
+		out->tids[out->n] = slot->tts_tid;
+		out->n++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(gidx, NoLock);
+	table_close(grel, NoLock);
+	if (locked)
+		PopActiveSnapshot();
+}
+
+/* ------------------------------------------------------------- writes */
+
+/*
+ * Insert a row whose set columns the caller stored in slot (tts_values and
+ * tts_isnull, by attnum - 1; set[attnum - 1] true): the others get their
+ * defaults.  Then BEFORE ROW triggers, constraints, the row, its index
+ * entries: what ExecInsert does.
+ */
+static void
+InsertRow(EState *estate, ResultRelInfo *rri, HotTable t, TupleTableSlot *slot,
+		  const bool *set, CommandId cid)
+{
+	Relation	rel = rri->ri_RelationDesc;
+	TupleDesc	desc = RelationGetDescr(rel);
+	ExprContext *econtext = GetPerTupleExprContext(estate);
+
+	for (int a = 0; a < desc->natts; a++)
+	{
+		if (set[a])
+			continue;
+		if (cache.tables[t].defaults[a])
+			slot->tts_values[a] = ExecEvalExpr(cache.tables[t].defaults[a], econtext,
+											   &slot->tts_isnull[a]);
+		else
+		{
+			slot->tts_values[a] = (Datum) 0;
+			slot->tts_isnull[a] = true;
+		}
+	}
+	ExecStoreVirtualTuple(slot);
+	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row &&
+		!ExecBRInsertTriggers(estate, rri, slot))
+		elog(ERROR, "wallet: a trigger skipped a row of wallet.%s", table_defs[t].name);
+	if (desc->constr)
+		ExecConstraints(rri, slot, estate);
+	table_tuple_insert(rel, slot, cid, 0, NULL);
+	if (rri->ri_NumIndices > 0)
+		ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+}
+
+/*
+ * Write an approved debit: the event, each drawn grant's new remaining and
+ * one ledger line per draw (grant_id 0: the overdraft part), as the write
+ * statement of debit.c did.  Returns the event id.
+ */
+int64
+HotDebitWrite(const HotDebit *w)
+{
+	Relation	erel;
+	Relation	grel;
+	Relation	lrel;
+	Relation	gpk = NULL;
+	EState	   *estate;
+	ResultRelInfo *erri;
+	ResultRelInfo *lrri;
+	ResultRelInfo *grri = NULL;
+	TupleTableSlot *slot;
+	TupleTableSlot *gslot;
+	TupleTableSlot *gnew;
+	TupleDesc	desc;
+	Snapshot	snap;
+	CommandId	cid;
+	bool		set[MaxHeapAttributeNumber];
+	Numeric		revenue = int64_to_numeric(0);
+	int64		event_id;
+	bool		isnull;
+
+	snap = PushFreshSnapshot();
+	erel = OpenTable(T_EVENT, RowExclusiveLock);
+	grel = OpenTable(T_GRANT, RowExclusiveLock);
+	lrel = OpenTable(T_LINE, RowExclusiveLock);
+	CheckPrivilege(T_EVENT, ACL_INSERT);
+	CheckPrivilege(T_LINE, ACL_INSERT);
+	if (w->nlines > 0)
+		CheckPrivilege(T_GRANT, ACL_SELECT | ACL_UPDATE);
+	cid = GetCurrentCommandId(true);
+	estate = CreateExecutorState();
+	estate->es_output_cid = cid;
+	erri = WriteTarget(estate, erel, T_EVENT, true);
+	lrri = WriteTarget(estate, lrel, T_LINE, true);
+
+	/* revenue: sum(take * unit_revenue) * one minor unit, as numeric */
+	for (int i = 0; i < w->nlines; i++)
+		revenue = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(revenue),
+													  DirectFunctionCall2(numeric_mul,
+																		  NumericGetDatum(int64_to_numeric(w->takes[i])),
+																		  NumericGetDatum(w->unit_revenues[i]))));
+	revenue = DatumGetNumeric(DirectFunctionCall2(numeric_mul, NumericGetDatum(revenue),
+												  NumericGetDatum(w->minor_unit)));
+
+	/* the event */
+	desc = RelationGetDescr(erel);
+	slot = table_slot_create(erel, NULL);
+	ExecClearTuple(slot);
+	memset(set, 0, sizeof(bool) * desc->natts);
+#define SET(col, value, null) \
+	do { \
+		AttrNumber a_ = ATT(T_EVENT, col) - 1; \
+		slot->tts_isnull[a_] = (null); \
+		slot->tts_values[a_] = (null) ? (Datum) 0 : (value); \
+		set[a_] = true; \
+	} while (0)
+	SET(E_WALLET_ID, Int64GetDatum(w->wallet_id), false);
+	SET(E_KEY, w->key ? CStringGetTextDatum(w->key) : 0, w->key == NULL);
+	SET(E_METER, w->meter ? CStringGetTextDatum(w->meter) : 0, w->meter == NULL);
+	SET(E_QUANTITY, NumericGetDatum(w->quantity), w->quantity == NULL);
+	SET(E_DIMENSIONS, JsonbPGetDatum(w->dims), w->dims == NULL);
+	SET(E_OCCURRED_AT, TimestampTzGetDatum(w->occurred_at), false);
+	SET(E_RECORDED_AT, TimestampTzGetDatum(w->now), false);
+	SET(E_ASSET, CStringGetTextDatum(w->asset), false);
+	SET(E_AMOUNT, Int64GetDatum(w->amount), false);
+	SET(E_PRICE_ID, Int64GetDatum(w->price_id), w->price_id == 0);
+	SET(E_COST, NumericGetDatum(w->cost), w->cost == NULL);
+	SET(E_REVENUE, NumericGetDatum(revenue), false);
+	SET(E_HOLD_ID, Int64GetDatum(w->hold_id), w->hold_id == 0);
+	SET(E_BALANCE_AFTER, Int64GetDatum(w->balance_after), false);
+#undef SET
+	InsertRow(estate, erri, T_EVENT, slot, set, cid);
+	event_id = DatumGetInt64(slot_getattr(slot, ATT(T_EVENT, E_ID), &isnull));
+	if (isnull)
+		elog(ERROR, "wallet: event inserted without an id");
+	ExecDropSingleTupleTableSlot(slot);
+
+	/* the grants drawn: remaining - take */
+	gslot = table_slot_create(grel, NULL);
+	gnew = MakeSingleTupleTableSlot(RelationGetDescr(grel), &TTSOpsHeapTuple);
+	for (int i = 0; i < w->nlines; i++)
+	{
+		ItemPointerData tid = w->tids[i];
+		int			rem_col = ATT(T_GRANT, G_REMAINING);
+		Datum		rem;
+		bool		rem_null = false;
+		int64		r;
+		TM_Result	tm;
+		TM_FailureData tmfd;
+		LockTupleMode lockmode;
+		bool		update_indexes;
+
+		if (w->grant_ids[i] == 0)
+			continue;
+		if (grri == NULL)
+			grri = WriteTarget(estate, grel, T_GRANT, false);
+		if (!ItemPointerIsValid(&tid))
+		{
+			/* written since it was read (a reset): find it again by id */
+			ScanKeyData key;
+
+			if (gpk == NULL)
+				gpk = OpenIndex(I_GRANT_PKEY);
+			Key(&key, gpk, 0, F_INT8EQ, Int64GetDatum(w->grant_ids[i]));
+			if (!IndexFetch(grel, gpk, snap, &key, 1, gslot))
+				elog(ERROR, "wallet: grant " INT64_FORMAT " vanished", w->grant_ids[i]);
+		}
+		else if (!table_tuple_fetch_row_version(grel, &tid, snap, gslot))
+			elog(ERROR, "wallet: grant " INT64_FORMAT " changed under the balance lock",
+				 w->grant_ids[i]);
+		if (pg_sub_s64_overflow(SlotInt64(gslot, rem_col, &isnull), w->takes[i], &r))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("bigint out of range")));
+		rem = Int64GetDatum(r);
+		ExecStoreHeapTuple(heap_modify_tuple_by_cols(ExecFetchSlotHeapTuple(gslot, false, NULL),
+													 RelationGetDescr(grel), 1, &rem_col,
+													 &rem, &rem_null),
+						   gnew, true);
+		if (RelationGetDescr(grel)->constr)
+			ExecConstraints(grri, gnew, estate);
+		tm = table_tuple_update(grel, &gslot->tts_tid, gnew, cid, snap, InvalidSnapshot, true,
+								&tmfd, &lockmode, &update_indexes);
+		if (tm != TM_Ok)
+			elog(ERROR, "wallet: grant " INT64_FORMAT " changed under the balance lock (%d)",
+				 w->grant_ids[i], tm);
+		if (update_indexes)
+			IndexNewVersion(grel, T_GRANT, gnew, estate);
+	}
+	ExecDropSingleTupleTableSlot(gnew);
+	ExecDropSingleTupleTableSlot(gslot);
+
+	/* the ledger lines */
+	desc = RelationGetDescr(lrel);
+	slot = table_slot_create(lrel, NULL);
+	for (int i = 0; i < w->nlines; i++)
+	{
+		ExecClearTuple(slot);
+		memset(set, 0, sizeof(bool) * desc->natts);
+#define SET(col, value, null) \
+	do { \
+		AttrNumber a_ = ATT(T_LINE, col) - 1; \
+		slot->tts_isnull[a_] = (null); \
+		slot->tts_values[a_] = (null) ? (Datum) 0 : (value); \
+		set[a_] = true; \
+	} while (0)
+		SET(L_AT, TimestampTzGetDatum(w->now), false);
+		SET(L_WALLET_ID, Int64GetDatum(w->wallet_id), false);
+		SET(L_ASSET, CStringGetTextDatum(w->asset), false);
+		SET(L_GRANT_ID, Int64GetDatum(w->grant_ids[i]), w->grant_ids[i] == 0);
+		SET(L_EVENT_ID, Int64GetDatum(event_id), false);
+		SET(L_HOLD_ID, Int64GetDatum(w->hold_id), w->hold_id == 0);
+		SET(L_KIND, CStringGetTextDatum("debit"), false);
+		SET(L_AMOUNT, Int64GetDatum(-w->takes[i]), false);
+#undef SET
+		InsertRow(estate, lrri, T_LINE, slot, set, cid);
+		ResetPerTupleExprContext(estate);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+
+	ExecCloseIndices(erri);
+	ExecCloseIndices(lrri);
+	FreeExecutorState(estate);
+	if (gpk)
+		index_close(gpk, NoLock);
+	table_close(erel, NoLock);
+	table_close(grel, NoLock);
+	table_close(lrel, NoLock);
+	PopActiveSnapshot();
+	CommandCounterIncrement();
+	return event_id;
+}

@@ -2,9 +2,12 @@
 --
 -- What a competent team would write without the extension: the same model
 -- (wallets, grants in drawdown order, versioned prices, idempotent events, a
--- ledger line per grant drawn), amounts as bigint minor units, sensible
--- indexes, one function.  Loaded by bench/run into schema peer; it is the
--- yardstick of the benchmark, not part of the extension.
+-- ledger line per grant drawn), amounts as bigint minor units, one function.
+-- Its indexes serve what the extension's serve: events by wallet and key
+-- (unique) and by id, ledger lines by event (refunds) and by wallet
+-- (statements), a wallet's open grants; its ledger has a primary key besides.
+-- Loaded by bench/run into schema peer; it is the yardstick of the benchmark,
+-- not part of the extension.
 
 CREATE SCHEMA peer;
 
@@ -66,7 +69,8 @@ CREATE TABLE peer.ledger (
 	event_id	bigint NOT NULL,
 	amount		bigint NOT NULL
 );
-CREATE INDEX ledger_event ON peer.ledger (event_id);
+CREATE INDEX ledger_event ON peer.ledger (event_id);		-- a debit's lines (refunds)
+CREATE INDEX ledger_wallet ON peer.ledger (wallet_id);		-- a customer's statement
 
 CREATE TYPE peer.result AS (
 	approved	boolean,

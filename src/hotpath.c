@@ -48,6 +48,7 @@
 #include "rewrite/rewriteHandler.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -180,6 +181,7 @@ typedef struct TableCache
 	int			ncheck;
 	ExprState **checks;			/* CHECK constraints, in relcache order */
 	ExprState **defaults;		/* by attnum - 1; NULL: no default */
+	TupleDesc  *short_descs;	/* [k]: the first k columns, for rows stored short */
 } TableCache;
 
 static struct
@@ -328,6 +330,7 @@ CacheBuild(void)
 				if (d)
 					tc->defaults[a] = Compile((Expr *) d);
 			}
+		tc->short_descs = palloc0(sizeof(TupleDesc) * (desc->natts + 1));
 		table_close(rel, NoLock);
 	}
 	for (int i = 0; i < I__COUNT; i++)
@@ -790,6 +793,14 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrants *out)
  * tts_isnull, by attnum - 1; set[attnum - 1] true): the others get their
  * defaults.  Then BEFORE ROW triggers, constraints, the row, its index
  * entries: what ExecInsert does.
+ *
+ * Trailing columns are left out of the stored row when they hold what
+ * reading past the end of a row gives, as for rows stored before an ALTER
+ * TABLE ADD COLUMN: null, or the column's missing value (atthasmissing, set
+ * by ADD COLUMN ... DEFAULT), exactly.  A row of wallet.line without a hold
+ * then needs no null bitmap, and its header is 8 bytes smaller; an event
+ * without hold, cost and dimensions and not refunded (refunded was added with
+ * DEFAULT 0 for this) has no bitmap either and 8 bytes less of data.
  */
 static void
 InsertRow(EState *estate, ResultRelInfo *rri, HotTable t, TupleTableSlot *slot,
@@ -798,6 +809,8 @@ InsertRow(EState *estate, ResultRelInfo *rri, HotTable t, TupleTableSlot *slot,
 	Relation	rel = rri->ri_RelationDesc;
 	TupleDesc	desc = RelationGetDescr(rel);
 	ExprContext *econtext = GetPerTupleExprContext(estate);
+	TupleTableSlot *stored = slot;
+	int			natts;
 
 	for (int a = 0; a < desc->natts; a++)
 	{
@@ -818,9 +831,42 @@ InsertRow(EState *estate, ResultRelInfo *rri, HotTable t, TupleTableSlot *slot,
 		elog(ERROR, "wallet: a trigger skipped a row of wallet.%s", table_defs[t].name);
 	if (desc->constr)
 		ExecConstraints(rri, slot, estate);
-	table_tuple_insert(rel, slot, cid, 0, NULL);
+
+	slot_getallattrs(slot);
+	for (natts = desc->natts; natts > 1; natts--)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, natts - 1);
+		bool		missing_null;
+		Datum		missing = getmissingattr(desc, natts, &missing_null);
+
+		if (slot->tts_isnull[natts - 1] != missing_null ||
+			(!missing_null && !datumIsEqual(slot->tts_values[natts - 1], missing,
+											att->attbyval, att->attlen)))
+			break;
+	}
+	if (natts < desc->natts)
+	{
+		TupleDesc  *sd = &cache.tables[t].short_descs[natts];
+		HeapTuple	tup;
+
+		if (*sd == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(cache.cxt);
+
+			*sd = CreateTemplateTupleDesc(natts);
+			for (int a = 1; a <= natts; a++)
+				TupleDescCopyEntry(*sd, a, desc, a);
+			MemoryContextSwitchTo(old);
+		}
+		tup = heap_form_tuple(*sd, slot->tts_values, slot->tts_isnull);
+		stored = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+		ExecStoreHeapTuple(tup, stored, true);
+	}
+	table_tuple_insert(rel, stored, cid, 0, NULL);
 	if (rri->ri_NumIndices > 0)
-		ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+		ExecInsertIndexTuples(rri, stored, estate, false, false, NULL, NIL);
+	if (stored != slot)
+		ExecDropSingleTupleTableSlot(stored);
 }
 
 /*

@@ -169,32 +169,38 @@ static const int spi_grant_columns[HOT_GRANT_COLUMNS] = {1, 2, 3, 4, 5, 6, 7, 8,
 
 /*
  * A grant row: cols[i] is the column of tup holding the i-th of
- * GRANT_COLUMNS (a row of SPI, or of the table itself).
+ * GRANT_COLUMNS (a row of SPI, or of the table itself).  The row is deformed
+ * once; unit_revenue points into it.
  */
 static void
 ReadGrant(HeapTuple tup, TupleDesc desc, const int *cols, GrantRow *g)
 {
-	bool		isnull;
-	Datum		d;
+	Datum	   *v = palloc(sizeof(Datum) * desc->natts);
+	bool	   *n = palloc(sizeof(bool) * desc->natts);
 
+#define V(i) v[cols[(i)] - 1]
+#define N(i) n[cols[(i)] - 1]
+	heap_deform_tuple(tup, desc, v, n);
 	memset(g, 0, sizeof(*g));
-	g->id = SpiGetInt64(tup, desc, cols[0], &isnull);
-	g->category_rank = CategoryRank(SpiGetText(tup, desc, cols[1], &isnull));
-	g->priority = DatumGetInt32(SPI_getbinval(tup, desc, cols[2], &isnull));
-	g->amount = SpiGetInt64(tup, desc, cols[3], &isnull);
-	g->remaining = g->stored_remaining = SpiGetInt64(tup, desc, cols[4], &isnull);
-	g->effective_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, cols[5], &isnull));
-	d = SPI_getbinval(tup, desc, cols[6], &isnull);
-	g->has_expiry = !isnull;
-	g->expires_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
-	d = SPI_getbinval(tup, desc, cols[7], &isnull);
-	g->recurring = !isnull;
-	if (!isnull)
-		g->recurrence = *DatumGetIntervalP(d);
-	g->rollover_max = SpiGetInt64(tup, desc, cols[8], &isnull);
-	g->resets = g->stored_resets = SpiGetInt64(tup, desc, cols[9], &isnull);
-	g->unit_revenue = DatumGetNumeric(SPI_getbinval(tup, desc, cols[10], &isnull));
+	g->id = DatumGetInt64(V(0));
+	g->category_rank = CategoryRank(TextDatumGetCString(V(1)));
+	g->priority = DatumGetInt32(V(2));
+	g->amount = DatumGetInt64(V(3));
+	g->remaining = g->stored_remaining = DatumGetInt64(V(4));
+	g->effective_at = DatumGetTimestampTz(V(5));
+	g->has_expiry = !N(6);
+	g->expires_at = N(6) ? DT_NOEND : DatumGetTimestampTz(V(6));
+	g->recurring = !N(7);
+	if (!N(7))
+		g->recurrence = *DatumGetIntervalP(V(7));
+	g->rollover_max = DatumGetInt64(V(8));
+	g->resets = g->stored_resets = DatumGetInt64(V(9));
+	g->unit_revenue = DatumGetNumeric(V(10));
 	ItemPointerSetInvalid(&g->tid);
+#undef V
+#undef N
+	pfree(v);
+	pfree(n);
 }
 
 /* write a ledger line */
@@ -249,30 +255,45 @@ WriteResets(const Account *acct, GrantRow *g, ResetStep *steps, int nsteps)
  * time has made applied (and written down when write_resets: the caller holds
  * the lock).
  */
+/* HotGrantsRead's callback: one more grant row into the set (not yet counted) */
+static void
+GrantRead(HeapTuple tup, TupleDesc desc, const int *cols, ItemPointer tid, void *arg)
+{
+	GrantSet   *set = arg;
+	GrantRow   *g;
+
+	if ((set->n & (set->n - 1)) == 0 && set->n >= 4)
+		set->rows = repalloc(set->rows, sizeof(GrantRow) * set->n * 2);
+	g = &set->rows[set->n++];
+	ReadGrant(tup, desc, cols, g);
+	g->unit_revenue = DatumGetNumericCopy(NumericGetDatum(g->unit_revenue));
+	g->tid = *tid;
+}
+
 void
 GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set)
 {
-	HotGrants	hg;
+	int			n;
 
-	HotGrantsRead(acct->wallet_id, acct->asset, write_resets, &hg);
-	set->rows = palloc(sizeof(GrantRow) * Max(hg.n, 1));
+	set->rows = palloc(sizeof(GrantRow) * 4);
 	set->n = 0;
 	set->total = 0;
-	for (int i = 0; i < hg.n; i++)
+	HotGrantsRead(acct->wallet_id, acct->asset, write_resets, GrantRead, set);
+	n = set->n;
+	set->n = 0;
+	for (int i = 0; i < n; i++)
 	{
-		GrantRow   *g = &set->rows[set->n];
+		GrantRow   *g = &set->rows[i];
 		ResetStep	steps[4];
 		int			nsteps;
 
-		ReadGrant(hg.rows[i], hg.desc, hg.cols, g);
-		g->tid = hg.tids[i];
 		nsteps = GrantAdvance(g, now, steps);
 		if (write_resets && g->resets != g->stored_resets)
 			WriteResets(acct, g, steps, nsteps);
 		if (!GrantLive(g, now) || g->remaining == 0)
 			continue;
 		set->total = AddMinor(set->total, g->remaining);
-		set->n++;
+		set->rows[set->n++] = *g;
 	}
 	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
 }

@@ -36,6 +36,8 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
+#include "storage/proc.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_trigger.h"
@@ -173,15 +175,34 @@ static const struct
 	[I_HOLD_KEY] = {"hold_wallet_id_idempotency_key_key", T_HOLD, 2, {H_WALLET_ID, H_KEY}},
 };
 
+/*
+ * A lock this backend knows it holds on a relation: taken in this
+ * (sub)transaction, so opening the relation again needs no trip to the lock
+ * manager.  A subtransaction that aborts releases its locks: its id then is
+ * no longer the current one.
+ */
+typedef struct HeldLock
+{
+	LocalTransactionId lxid;
+	SubTransactionId subxid;
+	LOCKMODE	mode;
+} HeldLock;
+
 /* what is known of a table, per backend */
 typedef struct TableCache
 {
 	Oid			relid;
+	HeldLock	held;
 	AttrNumber	att[MAX_COLUMNS];	/* by the table's column enum */
 	int			ncheck;
 	ExprState **checks;			/* CHECK constraints, in relcache order */
 	ExprState **defaults;		/* by attnum - 1; NULL: no default */
 	TupleDesc  *short_descs;	/* [k]: the first k columns, for rows stored short */
+	/* the indexes of a table the hot path writes, ready for index inserts */
+	int			nindexes;
+	Oid		   *index_oids;
+	IndexInfo **index_infos;	/* predicate and expression states built */
+	HeldLock   *index_held;
 } TableCache;
 
 static struct
@@ -190,6 +211,7 @@ static struct
 	MemoryContext cxt;
 	TableCache	tables[T__COUNT];
 	Oid			indexes[I__COUNT];
+	HeldLock	index_held[I__COUNT];
 	TupleDesc	key_desc;		/* the row HotKeyFind returns */
 }			cache;
 
@@ -266,6 +288,45 @@ CheckTable(Relation rel, const char *name, bool inserted, bool updated)
 	}
 }
 
+/*
+ * The indexes of a table the hot path writes to, with their IndexInfo built
+ * once (ExecOpenIndices builds it on every call) and the states of their
+ * predicates and expressions compiled for evaluation in any call.
+ */
+static void
+IndexesBuild(Relation rel, TableCache *tc)
+{
+	List	   *oids = RelationGetIndexList(rel);
+	ListCell   *lc;
+	int			i = 0;
+
+	tc->nindexes = list_length(oids);
+	tc->index_oids = palloc0(sizeof(Oid) * Max(tc->nindexes, 1));
+	tc->index_infos = palloc0(sizeof(IndexInfo *) * Max(tc->nindexes, 1));
+	tc->index_held = palloc0(sizeof(HeldLock) * Max(tc->nindexes, 1));
+	foreach(lc, oids)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
+		IndexInfo  *ii = BuildIndexInfo(idx);
+
+		if (ii->ii_Predicate != NIL)
+			ii->ii_PredicateState = ExecInitQual((List *) expression_planner((Expr *) ii->ii_Predicate),
+												 NULL);
+		if (ii->ii_Expressions != NIL)
+		{
+			ListCell   *e;
+
+			foreach(e, ii->ii_Expressions)
+				ii->ii_ExpressionsState = lappend(ii->ii_ExpressionsState,
+												  Compile((Expr *) lfirst(e)));
+		}
+		tc->index_oids[i] = lfirst_oid(lc);
+		tc->index_infos[i] = ii;
+		i++;
+		index_close(idx, NoLock);
+	}
+}
+
 /* look everything up again (after an invalidation, or the first time) */
 static void
 CacheBuild(void)
@@ -331,8 +392,12 @@ CacheBuild(void)
 					tc->defaults[a] = Compile((Expr *) d);
 			}
 		tc->short_descs = palloc0(sizeof(TupleDesc) * (desc->natts + 1));
+		memset(&tc->held, 0, sizeof(tc->held));
+		if (t == T_ACCOUNT || t == T_GRANT || t == T_EVENT || t == T_LINE)
+			IndexesBuild(rel, tc);
 		table_close(rel, NoLock);
 	}
+	memset(cache.index_held, 0, sizeof(cache.index_held));
 	for (int i = 0; i < I__COUNT; i++)
 	{
 		const TableCache *tc = &cache.tables[index_defs[i].table];
@@ -366,7 +431,34 @@ CacheBuild(void)
 	MemoryContextSwitchTo(old);
 }
 
-/* open a table (rebuilding what we know of it first if it changed) */
+/*
+ * Open a relation with a lock; when this (sub)transaction already took at
+ * least that lock on it (held says), straight from the relcache.
+ */
+static Relation
+OpenRelation(Oid relid, LOCKMODE mode, HeldLock *held)
+{
+	Relation	rel;
+
+	if (held->lxid == MyProc->lxid && held->subxid == GetCurrentSubTransactionId() &&
+		held->mode >= mode)
+	{
+		rel = RelationIdGetRelation(relid);
+		if (!RelationIsValid(rel))
+			elog(ERROR, "could not open relation with OID %u", relid);
+		return rel;
+	}
+	rel = relation_open(relid, mode);
+	held->lxid = MyProc->lxid;
+	held->subxid = GetCurrentSubTransactionId();
+	held->mode = mode;
+	return rel;
+}
+
+/*
+ * open a table (rebuilding what we know of it first if it changed: the
+ * invalidations that locking it accepts may say so)
+ */
 static Relation
 OpenTable(HotTable t, LOCKMODE mode)
 {
@@ -376,12 +468,10 @@ OpenTable(HotTable t, LOCKMODE mode)
 
 		if (!cache.valid)
 			CacheBuild();
-		rel = try_table_open(cache.tables[t].relid, mode);
-		if (rel != NULL && cache.valid)
+		rel = OpenRelation(cache.tables[t].relid, mode, &cache.tables[t].held);
+		if (cache.valid)
 			return rel;
-		if (rel != NULL)
-			table_close(rel, mode);
-		cache.valid = false;
+		relation_close(rel, NoLock);
 	}
 }
 
@@ -389,7 +479,7 @@ OpenTable(HotTable t, LOCKMODE mode)
 static Relation
 OpenIndex(HotIndex i)
 {
-	Relation	idx = index_open(cache.indexes[i], AccessShareLock);
+	Relation	idx = OpenRelation(cache.indexes[i], AccessShareLock, &cache.index_held[i]);
 
 	if (!cache.valid)
 		elog(ERROR, "wallet: index wallet.%s changed while in use", index_defs[i].name);
@@ -398,11 +488,12 @@ OpenIndex(HotIndex i)
 
 #define ATT(t, c) (cache.tables[(t)].att[(c)])
 
-/* the privilege a statement would have needed */
+/* the privilege a statement would have needed (a superuser has them all) */
 static void
 CheckPrivilege(HotTable t, AclMode mode)
 {
-	if (pg_class_aclcheck(cache.tables[t].relid, GetUserId(), mode) != ACLCHECK_OK)
+	if (!superuser() &&
+		pg_class_aclcheck(cache.tables[t].relid, GetUserId(), mode) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, table_defs[t].name);
 }
 
@@ -469,12 +560,40 @@ WriteTarget(EState *estate, Relation rel, HotTable t, bool indexes)
 {
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
 
-	InitResultRelInfo(rri, rel, 0, NULL, 0);
+	if (rel->trigdesc && rel->trigdesc->trig_insert_before_row && (t == T_EVENT || t == T_LINE))
+		InitResultRelInfo(rri, rel, 0, NULL, 0);
+	else
+	{
+		/* no trigger fires here: skip copying the trigger descriptor */
+		rri->ri_RelationDesc = rel;
+	}
 	if (cache.tables[t].ncheck > 0)
 		rri->ri_ConstraintExprs = cache.tables[t].checks;
 	if (indexes)
-		ExecOpenIndices(rri, false);
+	{
+		/* ExecOpenIndices, with the IndexInfos built once */
+		TableCache *tc = &cache.tables[t];
+
+		rri->ri_NumIndices = tc->nindexes;
+		rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * Max(tc->nindexes, 1));
+		rri->ri_IndexRelationInfo = tc->index_infos;
+		for (int i = 0; i < tc->nindexes; i++)
+			rri->ri_IndexRelationDescs[i] = OpenRelation(tc->index_oids[i], RowExclusiveLock,
+														 &tc->index_held[i]);
+		if (!cache.valid)
+			elog(ERROR, "wallet: the indexes of wallet.%s changed while in use",
+				 table_defs[t].name);
+	}
 	return rri;
+}
+
+/* close what WriteTarget opened (keeping the locks, which held records) */
+static void
+CloseTarget(ResultRelInfo *rri)
+{
+	for (int i = 0; i < rri->ri_NumIndices; i++)
+		index_close(rri->ri_IndexRelationDescs[i], NoLock);
+	rri->ri_NumIndices = 0;
 }
 
 /* the index entries of an updated row that did not stay on its HOT chain */
@@ -485,7 +604,7 @@ IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
 	ResultRelInfo *rri = WriteTarget(estate ? estate : own, rel, t, true);
 
 	ExecInsertIndexTuples(rri, slot, estate ? estate : own, false, false, NULL, NIL);
-	ExecCloseIndices(rri);
+	CloseTarget(rri);
 	if (own)
 		FreeExecutorState(own);
 }
@@ -726,14 +845,15 @@ HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc)
 /* ------------------------------------------------------------- grants */
 
 /*
- * The open grants of a wallet in an asset (closed_at and voided_at null), as
- * copies into rows[] (palloc'd, *n of them) with their tids; *cols maps the
- * positions of GRANT_COLUMNS to the table's attribute numbers.  locked: the
- * caller holds the balance lock, so read with a fresh snapshot; otherwise
- * with the statement's.
+ * The open grants of a wallet in an asset (closed_at and voided_at null):
+ * fn(tuple, descriptor, cols, tid, arg) for each, while the row is in the
+ * buffer (fn copies what it keeps).  cols maps the positions of
+ * GRANT_COLUMNS to the table's attribute numbers.  locked: the caller holds
+ * the balance lock, so read with a fresh snapshot; otherwise with the
+ * statement's.
  */
 void
-HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrants *out)
+HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, void *arg)
 {
 	Relation	grel;
 	Relation	gidx;
@@ -741,18 +861,13 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrants *out)
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
 	Snapshot	snap = locked ? PushFreshSnapshot() : GetActiveSnapshot();
-	int			cap = 4;
+	int			cols[HOT_GRANT_COLUMNS];
 
 	grel = OpenTable(T_GRANT, AccessShareLock);
 	gidx = OpenIndex(I_GRANT_OPEN);
 	CheckPrivilege(T_GRANT, ACL_SELECT);
-
-	out->n = 0;
-	out->rows = palloc(sizeof(HeapTuple) * cap);
-	out->tids = palloc(sizeof(ItemPointerData) * cap);
-	out->desc = CreateTupleDescCopy(RelationGetDescr(grel));
 	for (int c = 0; c < HOT_GRANT_COLUMNS; c++)
-		out->cols[c] = ATT(T_GRANT, c);
+		cols[c] = ATT(T_GRANT, c);
 
 	slot = table_slot_create(grel, NULL);
 	Key(&keys[0], gidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
@@ -768,15 +883,8 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrants *out)
 		slot_getattr(slot, ATT(T_GRANT, G_VOIDED_AT), &not_voided);
 		if (!not_closed || !not_voided)
 			continue;
-		if (out->n == cap)
-		{
-			cap *= 2;
-			out->rows = repalloc(out->rows, sizeof(HeapTuple) * cap);
-			out->tids = repalloc(out->tids, sizeof(ItemPointerData) * cap);
-		}
-		out->rows[out->n] = ExecCopySlotHeapTuple(slot);
-		out->tids[out->n] = slot->tts_tid;
-		out->n++;
+		fn(ExecFetchSlotHeapTuple(slot, false, NULL), RelationGetDescr(grel), cols,
+		   &slot->tts_tid, arg);
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -1035,8 +1143,8 @@ HotDebitWrite(const HotDebit *w)
 	}
 	ExecDropSingleTupleTableSlot(slot);
 
-	ExecCloseIndices(erri);
-	ExecCloseIndices(lrri);
+	CloseTarget(erri);
+	CloseTarget(lrri);
 	FreeExecutorState(estate);
 	if (gpk)
 		index_close(gpk, NoLock);

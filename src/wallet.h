@@ -286,15 +286,9 @@ typedef enum HotLockResult
 /* the columns of GRANT_COLUMNS (grant.c) */
 #define HOT_GRANT_COLUMNS 13
 
-/* open grants as read from the table */
-typedef struct HotGrants
-{
-	int			n;
-	HeapTuple  *rows;
-	ItemPointerData *tids;
-	TupleDesc	desc;
-	int			cols[HOT_GRANT_COLUMNS];	/* attnum of each of GRANT_COLUMNS */
-} HotGrants;
+/* called by HotGrantsRead for each open grant */
+typedef void (*HotGrantFn) (HeapTuple tup, TupleDesc desc, const int *cols,
+							ItemPointer tid, void *arg);
 
 /* an approved debit to write */
 typedef struct HotDebit
@@ -323,7 +317,8 @@ typedef struct HotDebit
 extern HotLockResult HotAccountLock(const char *customer, int64 wallet_id,
 									const AssetInfo *asset, Account *acct);
 extern bool HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc);
-extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrants *out);
+extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
+						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);
 
 #endif							/* WALLET_H */

@@ -736,3 +736,18 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION @extschema@.wallet_verify() IS
 	'every invariant checked from the ledger up; no rows means consistent';
+
+/* ------------------------------------------------------------ hot path */
+
+/*
+ * The debit hot path (src/hotpath.c) keeps each customer's wallet id and
+ * status per backend.  A change to a wallet row (wallet_set_status, a
+ * shard's prune) invalidates wallet.wallet's relcache entry at commit, and
+ * with it what every backend kept.
+ */
+CREATE FUNCTION wallet._relation_changed() RETURNS trigger
+AS 'MODULE_PATHNAME', 'wallet_prices_changed' LANGUAGE C;
+COMMENT ON FUNCTION wallet._relation_changed() IS
+	'sends a relcache invalidation of the trigger''s table at commit: backends drop what they cached of its rows';
+CREATE TRIGGER wallet_cache AFTER UPDATE OR DELETE OR TRUNCATE ON wallet.wallet
+	FOR EACH STATEMENT EXECUTE FUNCTION wallet._relation_changed();

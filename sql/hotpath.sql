@@ -87,6 +87,14 @@ SELECT * FROM wallet_balances('bob');
 SELECT wallet_set_status('bob', 'frozen');
 SELECT approved, reason, amount, balance FROM wallet_authorize_debit('bob', 'call', 1, 'b3');
 SELECT wallet_set_status('bob', 'active');
+-- a status set in the same transaction counts at once, and not after a rollback
+SELECT wallet_grant('bob', 'cr', 20) IS NOT NULL AS granted;
+BEGIN;
+SELECT approved, reason, amount, balance FROM wallet_authorize_debit('bob', 'call', 1, 'b4');
+SELECT wallet_set_status('bob', 'closed');
+SELECT approved, reason, amount, balance FROM wallet_authorize_debit('bob', 'call', 1, 'b5');
+ROLLBACK;
+SELECT approved, reason, amount, balance FROM wallet_authorize_debit('bob', 'call', 1, 'b5');
 
 -- no wallet; a wallet without a balance row in the asset gets one
 SELECT * FROM wallet_authorize_debit('nobody', 'call', 1, 'x');

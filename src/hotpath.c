@@ -52,6 +52,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -213,7 +214,26 @@ static struct
 	Oid			indexes[I__COUNT];
 	HeldLock	index_held[I__COUNT];
 	TupleDesc	key_desc;		/* the row HotKeyFind returns */
+	HTAB	   *wallets;		/* WalletEntry by customer, or NULL */
 }			cache;
+
+/*
+ * A customer's wallet, as last read: the hot path need not find it again on
+ * every call.  A trigger on wallet.wallet sends a relcache invalidation when
+ * a wallet row changes or goes (wallet_set_status, a shard's prune), which
+ * drops all of them (and everything else cached here); an abort drops them
+ * too, since the wallet read may have been created by the aborted work.
+ * Customers of 64 bytes or more are not cached.
+ */
+#define WALLET_KEY_SIZE 64
+#define MAX_WALLETS 65536
+
+typedef struct WalletEntry
+{
+	char		customer[WALLET_KEY_SIZE];	/* hash key */
+	int64		wallet_id;
+	char		status[16];
+} WalletEntry;
 
 static bool callback_registered = false;
 
@@ -327,6 +347,32 @@ IndexesBuild(Relation rel, TableCache *tc)
 	}
 }
 
+/* an abort: forget the wallets read (the work that created one may be gone) */
+static void
+ForgetWallets(void)
+{
+	if (cache.wallets != NULL)
+	{
+		hash_destroy(cache.wallets);
+		cache.wallets = NULL;
+	}
+}
+
+static void
+HotXactCallback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		ForgetWallets();
+}
+
+static void
+HotSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+				   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		ForgetWallets();
+}
+
 /* look everything up again (after an invalidation, or the first time) */
 static void
 CacheBuild(void)
@@ -337,8 +383,11 @@ CacheBuild(void)
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(HotInval, (Datum) 0);
+		RegisterXactCallback(HotXactCallback, NULL);
+		RegisterSubXactCallback(HotSubXactCallback, NULL);
 		callback_registered = true;
 	}
+	cache.wallets = NULL;		/* its memory goes with the reset below */
 	if (cache.cxt == NULL)
 		cache.cxt = AllocSetContextCreate(CacheMemoryContext, "wallet hot path",
 										  ALLOCSET_SMALL_SIZES);
@@ -610,6 +659,79 @@ IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
 }
 
 /*
+ * The wallet of a customer (when not NULL) or with an id: its id, customer
+ * and status into acct.  False if there is none.
+ */
+static bool
+WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct)
+{
+	Relation	wrel;
+	Relation	widx;
+	TupleTableSlot *wslot;
+	ScanKeyData key;
+	WalletEntry *we = NULL;
+	bool		isnull;
+	bool		cacheable = customer != NULL && strlen(customer) < WALLET_KEY_SIZE;
+	char		ckey[WALLET_KEY_SIZE];
+
+	if (cacheable)
+	{
+		memset(ckey, 0, sizeof(ckey));
+		strlcpy(ckey, customer, sizeof(ckey));
+		if (cache.wallets != NULL)
+			we = hash_search(cache.wallets, ckey, HASH_FIND, NULL);
+		if (we != NULL)
+		{
+			acct->wallet_id = we->wallet_id;
+			acct->customer = pstrdup(customer);
+			strlcpy(acct->status, we->status, sizeof(acct->status));
+			return true;
+		}
+	}
+
+	wrel = OpenTable(T_WALLET, AccessShareLock);
+	widx = OpenIndex(customer ? I_WALLET_CUSTOMER : I_WALLET_PKEY);
+	wslot = table_slot_create(wrel, NULL);
+	if (customer)
+		Key(&key, widx, 0, F_TEXTEQ, CStringGetTextDatum(customer));
+	else
+		Key(&key, widx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
+	if (!IndexFetch(wrel, widx, snap, &key, 1, wslot))
+	{
+		ExecDropSingleTupleTableSlot(wslot);
+		index_close(widx, NoLock);
+		table_close(wrel, NoLock);
+		return false;
+	}
+	acct->wallet_id = SlotInt64(wslot, ATT(T_WALLET, W_ID), &isnull);
+	acct->customer = SlotText(wslot, ATT(T_WALLET, W_CUSTOMER));
+	strlcpy(acct->status, SlotText(wslot, ATT(T_WALLET, W_STATUS)), sizeof(acct->status));
+	ExecDropSingleTupleTableSlot(wslot);
+	index_close(widx, NoLock);
+	table_close(wrel, NoLock);
+
+	if (cacheable && cache.valid)
+	{
+		if (cache.wallets != NULL && hash_get_num_entries(cache.wallets) >= MAX_WALLETS)
+			ForgetWallets();
+		if (cache.wallets == NULL)
+		{
+			HASHCTL		ctl;
+
+			ctl.keysize = WALLET_KEY_SIZE;
+			ctl.entrysize = sizeof(WalletEntry);
+			ctl.hcxt = cache.cxt;
+			cache.wallets = hash_create("wallet hot path wallets", 1024, &ctl,
+										HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		}
+		we = hash_search(cache.wallets, ckey, HASH_ENTER, NULL);
+		we->wallet_id = acct->wallet_id;
+		strlcpy(we->status, acct->status, sizeof(we->status));
+	}
+	return true;
+}
+
+/*
  * Lock the balance row of a wallet in an asset, found by customer (when not
  * NULL) or by wallet id, as `UPDATE wallet.account SET touches = touches + 1`
  * would, and read it into acct.  Returns HOT_LOCKED, HOT_NO_WALLET or
@@ -618,11 +740,8 @@ IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
 HotLockResult
 HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Account *acct)
 {
-	Relation	wrel;
 	Relation	arel;
-	Relation	widx;
 	Relation	aidx;
-	TupleTableSlot *wslot;
 	TupleTableSlot *slot;
 	TupleTableSlot *newslot;
 	ScanKeyData keys[2];
@@ -637,41 +756,23 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	bool		touches_null = false;
 	int			touches_col;
 	ItemPointerData tid;
-	char	   *status;
 	int64		t;
 	CommandId	cid;
 
 	PreventCommandIfReadOnly("UPDATE");
 	PreventCommandIfParallelMode("UPDATE");
 	snap = PushFreshSnapshot();
-	wrel = OpenTable(T_WALLET, AccessShareLock);
 	arel = OpenTable(T_ACCOUNT, RowExclusiveLock);
-	widx = OpenIndex(customer ? I_WALLET_CUSTOMER : I_WALLET_PKEY);
 	aidx = OpenIndex(I_ACCOUNT_PKEY);
 	CheckPrivilege(T_WALLET, ACL_SELECT);
 	CheckPrivilege(T_ACCOUNT, ACL_SELECT | ACL_UPDATE);
-
-	/* the wallet */
-	wslot = table_slot_create(wrel, NULL);
-	if (customer)
-		Key(&keys[0], widx, 0, F_TEXTEQ, CStringGetTextDatum(customer));
-	else
-		Key(&keys[0], widx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
-	if (!IndexFetch(wrel, widx, snap, keys, 1, wslot))
+	if (!WalletFind(customer, wallet_id, snap, acct))
 	{
-		ExecDropSingleTupleTableSlot(wslot);
-		index_close(widx, NoLock);
 		index_close(aidx, NoLock);
-		table_close(wrel, NoLock);
 		table_close(arel, NoLock);
 		PopActiveSnapshot();
 		return HOT_NO_WALLET;
 	}
-	acct->wallet_id = SlotInt64(wslot, ATT(T_WALLET, W_ID), &isnull);
-	acct->customer = SlotText(wslot, ATT(T_WALLET, W_CUSTOMER));
-	status = SlotText(wslot, ATT(T_WALLET, W_STATUS));
-	strlcpy(acct->status, status, sizeof(acct->status));
-	ExecDropSingleTupleTableSlot(wslot);
 
 	/* its balance row in the asset */
 	slot = table_slot_create(arel, NULL);
@@ -680,9 +781,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	if (!IndexFetch(arel, aidx, snap, keys, 2, slot))
 	{
 		ExecDropSingleTupleTableSlot(slot);
-		index_close(widx, NoLock);
 		index_close(aidx, NoLock);
-		table_close(wrel, NoLock);
 		table_close(arel, NoLock);
 		PopActiveSnapshot();
 		return HOT_NO_ACCOUNT;
@@ -749,9 +848,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 
 	ExecDropSingleTupleTableSlot(newslot);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(widx, NoLock);
 	index_close(aidx, NoLock);
-	table_close(wrel, NoLock);
 	table_close(arel, NoLock);
 	PopActiveSnapshot();
 	return HOT_LOCKED;

@@ -663,6 +663,8 @@ CheckOccurredAt(TimestampTz occurred_at)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("occurred_at must be finite")));
+	if (occurred_at == now)
+		return;					/* the default; both limits are not negative */
 	earliest = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(now),
 													   IntervalPGetDatum(wallet_max_backdate)));
 	latest = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(now),

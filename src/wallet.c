@@ -206,13 +206,23 @@ SpiGetInt64(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
 Datum
 WalletResultDatum(FunctionCallInfo fcinfo, const WalletResult *r)
 {
-	TupleDesc	desc;
+	TupleDesc	desc = fcinfo->flinfo->fn_extra;
 	Datum		values[8];
 	bool		nulls[8] = {false};
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "wallet: return type must be a row type");
-	desc = BlessTupleDesc(desc);
+	if (desc == NULL)
+	{
+		/* looked up once per call site (FmgrInfo) */
+		MemoryContext old;
+		TupleDesc	rt;
+
+		if (get_call_result_type(fcinfo, NULL, &rt) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "wallet: return type must be a row type");
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		desc = BlessTupleDesc(CreateTupleDescCopy(rt));
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = desc;
+	}
 
 	values[0] = BoolGetDatum(r->approved);
 	values[1] = BoolGetDatum(r->replayed);

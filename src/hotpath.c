@@ -197,6 +197,7 @@ typedef struct TableCache
 	AttrNumber	att[MAX_COLUMNS];	/* by the table's column enum */
 	int			ncheck;
 	ExprState **checks;			/* CHECK constraints, in relcache order */
+	ExprState **update_checks;	/* those on the column the hot path updates (others NULL) */
 	ExprState **defaults;		/* by attnum - 1; NULL: no default */
 	TupleDesc  *short_descs;	/* [k]: the first k columns, for rows stored short */
 	/* the indexes of a table the hot path writes, ready for index inserts */
@@ -426,8 +427,20 @@ CacheBuild(void)
 
 		tc->ncheck = constr ? constr->num_check : 0;
 		tc->checks = palloc0(sizeof(ExprState *) * Max(tc->ncheck, 1));
+		tc->update_checks = palloc0(sizeof(ExprState *) * Max(tc->ncheck, 1));
 		for (int i = 0; i < tc->ncheck; i++)
-			tc->checks[i] = Compile(stringToNode(constr->check[i].ccbin));
+		{
+			Node	   *expr = stringToNode(constr->check[i].ccbin);
+			Bitmapset  *cols = NULL;
+			AttrNumber	updated = t == T_GRANT ? tc->att[G_REMAINING] :
+				t == T_ACCOUNT ? tc->att[A_TOUCHES] : InvalidAttrNumber;
+
+			tc->checks[i] = Compile((Expr *) expr);
+			pull_varattnos(expr, 1, &cols);
+			if (updated != InvalidAttrNumber &&
+				bms_is_member(updated - FirstLowInvalidHeapAttributeNumber, cols))
+				tc->update_checks[i] = tc->checks[i];
+		}
 		tc->defaults = palloc0(sizeof(ExprState *) * desc->natts);
 		if (t == T_EVENT || t == T_LINE)
 			for (int a = 0; a < desc->natts; a++)
@@ -598,6 +611,48 @@ SlotText(TupleTableSlot *slot, AttrNumber att)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
+/*
+ * A copy of a row with one bigint column set to value.  When the column is
+ * stored (not null, not past the end of a short row) the row's layout does
+ * not change: the copy gets the new value where the old one was, instead of
+ * being deformed and formed anew as heap_modify_tuple_by_cols does.
+ */
+static HeapTuple
+WithInt64(HeapTuple tup, TupleDesc desc, int attnum, int64 value)
+{
+	HeapTuple	copy;
+	char	   *tp;
+	bits8	   *bp;
+	bool		hasnulls = HeapTupleHasNulls(tup);
+	uint32		off = 0;
+	Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+
+	Assert(att->attlen == sizeof(int64) && att->attbyval);
+	if (attnum > HeapTupleHeaderGetNatts(tup->t_data) ||
+		(hasnulls && att_isnull(attnum - 1, tup->t_data->t_bits)))
+	{
+		Datum		d = Int64GetDatum(value);
+		bool		isnull = false;
+
+		return heap_modify_tuple_by_cols(tup, desc, 1, &attnum, &d, &isnull);
+	}
+	copy = heap_copytuple(tup);
+	tp = (char *) copy->t_data + copy->t_data->t_hoff;
+	bp = copy->t_data->t_bits;
+	for (int i = 0; i < attnum - 1; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (hasnulls && att_isnull(i, bp))
+			continue;
+		off = att_align_pointer(off, a->attalign, a->attlen, tp + off);
+		off = att_addlength_pointer(off, a->attlen, tp + off);
+	}
+	off = att_align_nominal(off, att->attalign);
+	store_att_byval(tp + off, Int64GetDatum(value), sizeof(int64));
+	return copy;
+}
+
 /* ------------------------------------------------------------ the lock */
 
 /*
@@ -752,8 +807,6 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	bool		update_indexes;
 	bool		isnull;
 	HeapTuple	newtup;
-	Datum		touches;
-	bool		touches_null = false;
 	int			touches_col;
 	ItemPointerData tid;
 	int64		t;
@@ -804,10 +857,8 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("bigint out of range")));
-		touches = Int64GetDatum(t);
-		newtup = heap_modify_tuple_by_cols(ExecFetchSlotHeapTuple(slot, false, NULL),
-										   RelationGetDescr(arel), 1, &touches_col,
-										   &touches, &touches_null);
+		newtup = WithInt64(ExecFetchSlotHeapTuple(slot, false, NULL), RelationGetDescr(arel),
+						   touches_col, t);
 		ExecStoreHeapTuple(newtup, newslot, true);
 		tm = table_tuple_update(arel, &tid, newslot, cid, snap, InvalidSnapshot, true,
 								&tmfd, &lockmode, &update_indexes);
@@ -1164,8 +1215,6 @@ HotDebitWrite(const HotDebit *w)
 	{
 		ItemPointerData tid = w->tids[i];
 		int			rem_col = ATT(T_GRANT, G_REMAINING);
-		Datum		rem;
-		bool		rem_null = false;
 		int64		r;
 		TM_Result	tm;
 		TM_FailureData tmfd;
@@ -1175,7 +1224,15 @@ HotDebitWrite(const HotDebit *w)
 		if (w->grant_ids[i] == 0)
 			continue;
 		if (grri == NULL)
+		{
+			/*
+			 * Only remaining changes: the checks on other columns hold for
+			 * the new row as they held for the old one (ExecCheck passes a
+			 * NULL state).
+			 */
 			grri = WriteTarget(estate, grel, T_GRANT, false);
+			grri->ri_ConstraintExprs = cache.tables[T_GRANT].update_checks;
+		}
 		if (!ItemPointerIsValid(&tid))
 		{
 			/* written since it was read (a reset): find it again by id */
@@ -1194,10 +1251,8 @@ HotDebitWrite(const HotDebit *w)
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("bigint out of range")));
-		rem = Int64GetDatum(r);
-		ExecStoreHeapTuple(heap_modify_tuple_by_cols(ExecFetchSlotHeapTuple(gslot, false, NULL),
-													 RelationGetDescr(grel), 1, &rem_col,
-													 &rem, &rem_null),
+		ExecStoreHeapTuple(WithInt64(ExecFetchSlotHeapTuple(gslot, false, NULL),
+									 RelationGetDescr(grel), rem_col, r),
 						   gnew, true);
 		if (RelationGetDescr(grel)->constr)
 			ExecConstraints(grri, gnew, estate);

@@ -167,4 +167,26 @@ SELECT amount, balance FROM wallet_authorize_debit('alice', 'call', 1, 's2');
 COMMIT;
 SELECT wallet_balance('alice', 'cr');
 
+-- a release gives the hold back; a released hold is not open
+SELECT approved, amount, balance FROM wallet_hold('alice', 'cr', 10, 'h2');
+SELECT approved, hold_id IS NOT NULL AS has_hold, amount, balance
+  FROM wallet_release((SELECT id FROM wallet.hold WHERE idempotency_key = 'h2'));
+SELECT * FROM wallet_release((SELECT id FROM wallet.hold WHERE idempotency_key = 'h2'));
+\c
+SET client_min_messages = warning;
+SELECT wallet_balance('alice', 'cr');
+
+-- several calls in one statement: each sees the one before (a repeated key replays)
+SELECT g, r.approved, r.replayed, r.amount, r.balance
+  FROM generate_series(1, 3) g,
+	   LATERAL wallet_authorize_debit('alice', 'call', 1, CASE WHEN g = 3 THEN 'm1' ELSE 'm' || g END) r
+ ORDER BY g;
+
+-- a read-only transaction cannot debit
+BEGIN READ ONLY;
+SELECT * FROM wallet_authorize_debit('alice', 'call', 1, 'ro');
+ROLLBACK;
+\c
+SET client_min_messages = warning;
+
 SELECT * FROM wallet_verify();

@@ -189,4 +189,23 @@ ROLLBACK;
 \c
 SET client_min_messages = warning;
 
+-- a BEFORE ROW INSERT trigger on the event table fires (with its WHEN);
+-- a trigger the hot path cannot honour is an error, not skipped
+CREATE FUNCTION pg_temp.tag_cost() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN NEW.cost := 0.5; RETURN NEW; END $$;
+CREATE TRIGGER tag_cost BEFORE INSERT ON wallet.event
+	FOR EACH ROW WHEN (NEW.amount > 3) EXECUTE FUNCTION pg_temp.tag_cost();
+SELECT approved, amount FROM wallet_authorize_debit('alice', 'call', 1, 'tg1');
+SELECT approved, amount FROM wallet_authorize_debit('alice', 'call', 2, 'tg2');
+SELECT idempotency_key, amount, cost FROM wallet.event WHERE idempotency_key IN ('tg1', 'tg2') ORDER BY 1;
+DROP TRIGGER tag_cost ON wallet.event;
+CREATE FUNCTION pg_temp.nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER after_event AFTER INSERT ON wallet.event
+	FOR EACH ROW EXECUTE FUNCTION pg_temp.nothing();
+SELECT * FROM wallet_authorize_debit('alice', 'call', 1, 'tg3');
+DROP TRIGGER after_event ON wallet.event;
+\c
+SET client_min_messages = warning;
+SELECT approved, amount FROM wallet_authorize_debit('alice', 'call', 1, 'tg3');
+
 SELECT * FROM wallet_verify();

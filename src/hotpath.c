@@ -47,7 +47,9 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "optimizer/optimizer.h"
+#include "nodes/makefuncs.h"
 #include "rewrite/rewriteHandler.h"
+#include "rewrite/rewriteManip.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -199,6 +201,7 @@ typedef struct TableCache
 	ExprState **checks;			/* CHECK constraints, in relcache order */
 	ExprState **update_checks;	/* those on the column the hot path updates (others NULL) */
 	ExprState **defaults;		/* by attnum - 1; NULL: no default */
+	ExprState **trigger_whens;	/* WHEN of each trigger (rel->trigdesc order), or NULL */
 	TupleDesc  *short_descs;	/* [k]: the first k columns, for rows stored short */
 	/* the indexes of a table the hot path writes, ready for index inserts */
 	int			nindexes;
@@ -454,6 +457,26 @@ CacheBuild(void)
 					tc->defaults[a] = Compile((Expr *) d);
 			}
 		tc->short_descs = palloc0(sizeof(TupleDesc) * (desc->natts + 1));
+		tc->trigger_whens = NULL;
+		if (rel->trigdesc != NULL && (t == T_EVENT || t == T_LINE))
+		{
+			/* compiled as TriggerEnabled does, once instead of on every call */
+			TriggerDesc *td = rel->trigdesc;
+
+			tc->trigger_whens = palloc0(sizeof(ExprState *) * td->numtriggers);
+			for (int i = 0; i < td->numtriggers; i++)
+			{
+				Node	   *qual;
+
+				if (td->triggers[i].tgqual == NULL)
+					continue;
+				qual = stringToNode(td->triggers[i].tgqual);
+				ChangeVarNodes(qual, PRS2_OLD_VARNO, INNER_VAR, 0);
+				ChangeVarNodes(qual, PRS2_NEW_VARNO, OUTER_VAR, 0);
+				qual = (Node *) make_ands_implicit((Expr *) qual);
+				tc->trigger_whens[i] = ExecInitQual((List *) expression_planner((Expr *) qual), NULL);
+			}
+		}
 		memset(&tc->held, 0, sizeof(tc->held));
 		if (t == T_ACCOUNT || t == T_GRANT || t == T_EVENT || t == T_LINE)
 			IndexesBuild(rel, tc);
@@ -665,7 +688,12 @@ WriteTarget(EState *estate, Relation rel, HotTable t, bool indexes)
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
 
 	if (rel->trigdesc && rel->trigdesc->trig_insert_before_row && (t == T_EVENT || t == T_LINE))
+	{
 		InitResultRelInfo(rri, rel, 0, NULL, 0);
+		if (cache.tables[t].trigger_whens != NULL)
+			memcpy(rri->ri_TrigWhenExprs, cache.tables[t].trigger_whens,
+				   sizeof(ExprState *) * rri->ri_TrigDesc->numtriggers);
+	}
 	else
 	{
 		/* no trigger fires here: skip copying the trigger descriptor */

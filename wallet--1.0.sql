@@ -359,9 +359,9 @@ DECLARE
 	od bigint;
 	lb bigint;
 BEGIN
-	IF overdraft IS NULL THEN
-		RAISE EXCEPTION 'overdraft must not be null' USING ERRCODE = 'invalid_parameter_value',
-			HINT = 'Use 0 for no overdraft.';
+	IF overdraft IS NULL OR overdraft < 0 THEN
+		RAISE EXCEPTION 'overdraft must be zero or positive: %', overdraft
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no overdraft.';
 	END IF;
 	od := CASE WHEN overdraft = 0 THEN 0 ELSE wallet._minor(asset, overdraft, 'overdraft') END;
 	PERFORM wallet._minor(asset, 1, 'asset');	/* WL002 for an unknown asset */

@@ -421,7 +421,7 @@ wallet_authorize_debit(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	pv = PriceFind(customer, meter, req.occurred_at);
-	AccountLockByCustomer(customer, pv->asset, &acct);
+	AccountLockByCustomer(customer, &pv->asset, &acct);
 	if (!Replayed(&acct, key, &req, 0, &res))
 	{
 		req.price_id = pv->id;

@@ -542,9 +542,9 @@ MeterLoad(const char *meter)
 		bool		isnull;
 
 		v->pv.id = SpiGetInt64(tup, tt->tupdesc, 1, &isnull);
-		v->pv.asset = AssetLookup(SpiGetText(tup, tt->tupdesc, 2, &isnull));
+		v->pv.asset = *AssetLookup(SpiGetText(tup, tt->tupdesc, 2, &isnull));
 		v->pv.rule = CompileRule(DatumGetJsonbP(SPI_getbinval(tup, tt->tupdesc, 3, &isnull)),
-								 v->pv.asset->scale);
+								 v->pv.asset.scale);
 		v->effective_at = DatumGetTimestampTz(SPI_getbinval(tup, tt->tupdesc, 4, &isnull));
 		v->plan = SpiGetText(tup, tt->tupdesc, 5, &isnull);
 		v->customer = SpiGetText(tup, tt->tupdesc, 6, &isnull);
@@ -873,7 +873,7 @@ PriceEvaluate(const PriceVersion *pv, int64 wallet_id, const char *meter,
 	ec.meter = meter;
 	ec.dims = dims;
 	ec.occurred_at = occurred_at;
-	ec.scale = pv->asset->scale;
+	ec.scale = pv->asset.scale;
 	ec.usage = usage;
 	return Evaluate(pv->rule, quantity, &ec);
 }

@@ -214,7 +214,7 @@ typedef struct Rule Rule;
 typedef struct PriceVersion
 {
 	int64		id;
-	const AssetInfo *asset;
+	AssetInfo	asset;			/* a copy: the asset cache is dropped on abort */
 	Rule	   *rule;
 } PriceVersion;
 

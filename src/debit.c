@@ -118,7 +118,7 @@ Replayed(Account *acct, const char *key, const DebitRequest *req,
 
 	values[0] = Int64GetDatum(acct->wallet_id);
 	values[1] = CStringGetTextDatum(key);
-	WalletExec(PLAN_IDEMPOTENCY, idempotency_sql, 2, argtypes, values, NULL, true, SPI_OK_SELECT);
+	WalletExec(PLAN_IDEMPOTENCY, idempotency_sql, 2, argtypes, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 

@@ -705,7 +705,7 @@ CounterGet(int64 wallet_id, const char *counter, const char *period, TimestampTz
 			   "SELECT quantity FROM wallet.usage_counter "
 			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND meter OPERATOR(pg_catalog.=) $2 "
 			   "   AND period OPERATOR(pg_catalog.=) $3 AND period_start OPERATOR(pg_catalog.=) $4",
-			   4, argtypes, values, NULL, true, SPI_OK_SELECT);
+			   4, argtypes, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return DecFromInt(0);
 	return DecFromNumeric(DatumGetNumeric(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,

@@ -112,6 +112,11 @@ WalletPlan(PlanId id, const char *sql, int nargs, const Oid *argtypes)
 /*
  * Run a kept plan.  expect >= 0 is the SPI result code wanted
  * (SPI_OK_SELECT, SPI_OK_UPDATE_RETURNING, ...).
+ *
+ * read_only must be false for every query made under the balance lock: only
+ * then does SPI take a fresh snapshot, which (in READ COMMITTED) sees what the
+ * transaction we waited for committed.  read_only = true reuses the caller's
+ * snapshot and would miss it.
  */
 void
 WalletExec(PlanId id, const char *sql, int nargs, const Oid *argtypes,

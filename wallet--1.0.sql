@@ -584,7 +584,7 @@ BEGIN
 	END IF;
 	INSERT INTO wallet.plan_assignment AS pa (wallet_id, effective_at, plan)
 	VALUES (w, effective_at, plan)
-	ON CONFLICT (wallet_id, effective_at) DO UPDATE SET plan = excluded.plan;
+	ON CONFLICT ON CONSTRAINT plan_assignment_pkey DO UPDATE SET plan = excluded.plan;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.wallet_assign_plan(text, text, timestamptz) IS

@@ -1,6 +1,9 @@
 -- core: assets, wallets, grants, drawdown, debits, replays, holds, overdraft, status, errors
 \set VERBOSITY terse
 SET client_min_messages = warning;
+-- every suite starts from a fresh extension: ids and data do not leak between files
+DROP EXTENSION IF EXISTS wallet CASCADE;
+CREATE EXTENSION wallet;
 
 SELECT wallet_create_asset('credits', 0, 0.01, 'AI credits');
 SELECT wallet_create_asset('USD', 6);

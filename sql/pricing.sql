@@ -1,6 +1,9 @@
 -- pricing: every rule model, rounding, min/max, versions, plans, late and future events, validation
 \set VERBOSITY terse
 SET client_min_messages = warning;
+-- every suite starts from a fresh extension: ids and data do not leak between files
+DROP EXTENSION IF EXISTS wallet CASCADE;
+CREATE EXTENSION wallet;
 
 SELECT wallet_create_asset('USD', 6);
 SELECT wallet_create_asset('credits', 0);

@@ -284,7 +284,7 @@ BEGIN
 	END IF;
 	SELECT id INTO w FROM wallet.wallet WHERE wallet.wallet.customer = _wallet_id.customer;
 	IF w IS NULL THEN
-		RAISE EXCEPTION 'no wallet for customer "%"', customer USING ERRCODE = 'WL001',
+		RAISE EXCEPTION 'no wallet for customer "%"', left(customer, 100) USING ERRCODE = 'WL001',
 			HINT = 'Create it with wallet_create().';
 	END IF;
 	RETURN w;
@@ -414,6 +414,7 @@ DECLARE
 	acct wallet.account;
 	st text;
 	repay bigint;
+	ceiling numeric;
 	eff timestamptz := coalesce(effective_at, now());
 BEGIN
 	IF category IS NULL OR category NOT IN ('paid', 'bundled', 'promotional') THEN
@@ -468,6 +469,18 @@ BEGIN
 			END IF;
 			RETURN g.id;
 		END IF;
+	END IF;
+
+	/* the balance must stay countable in 64 bits, whatever recurring grants refill to */
+	SELECT coalesce(sum(gb.remaining + CASE WHEN gb.recurrence IS NULL THEN 0 ELSE gb.amount + gb.rollover_max END), 0)
+		   + amt + CASE WHEN wallet_grant.recurrence IS NULL THEN 0 ELSE amt + roll END
+	  INTO ceiling
+	  FROM wallet.grant_block gb
+	 WHERE gb.wallet_id = w AND gb.asset = wallet_grant.asset AND gb.closed_at IS NULL;
+	IF ceiling > 9223372036854775807 THEN
+		RAISE EXCEPTION 'grant of % % would take the balance of customer "%" out of range', amount, asset, left(customer, 100)
+			USING ERRCODE = 'numeric_value_out_of_range',
+				  DETAIL = 'A balance is kept as a signed 64-bit count of minor units.';
 	END IF;
 
 	INSERT INTO wallet.grant_block (wallet_id, asset, category, priority, amount, remaining,

@@ -356,7 +356,7 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc, const char
 	else if (strcmp(rounding, "half_even") == 0)
 		r->rounding = ROUND_HALF_EVEN;
 	else
-		BadRule(path, "rounding", psprintf("\"%s\" is unknown (half_up, up, down, half_even)", rounding));
+		BadRule(path, "rounding", psprintf("\"%.64s\" is unknown (half_up, up, down, half_even)", rounding));
 	r->has_min = ChargeField(c, path, "min_charge", cc->scale, &r->min_charge);
 	r->has_max = ChargeField(c, path, "max_charge", cc->scale, &r->max_charge);
 	if (r->has_min && r->has_max && r->min_charge > r->max_charge)
@@ -402,7 +402,7 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc, const char
 		else if (strcmp(period, "day") == 0 || strcmp(period, "week") == 0 || strcmp(period, "month") == 0)
 			r->period = period;
 		else
-			BadRule(path, "period", psprintf("\"%s\" is unknown (day, week, month)", period));
+			BadRule(path, "period", psprintf("\"%.64s\" is unknown (day, week, month)", period));
 		r->per = IntField(c, path, "per", 1);
 		CompileTiers(c, path, r);
 	}
@@ -415,7 +415,7 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc, const char
 		CompileMatrix(c, path, depth, cc, r, counter);
 	}
 	else
-		BadRule(path, "model", psprintf("\"%s\" is unknown (per_unit, flat, package, graduated, volume, matrix)", model));
+		BadRule(path, "model", psprintf("\"%.64s\" is unknown (per_unit, flat, package, graduated, volume, matrix)", model));
 	return r;
 }
 
@@ -619,7 +619,7 @@ PriceFind(const char *customer, const char *meter, TimestampTz at)
 		return &dflt->pv;
 	ereport(ERROR,
 			(errcode(ERRCODE_WALLET_NO_PRICE),
-			 errmsg("no price for meter \"%s\" at %s", meter, timestamptz_to_str(at)),
+			 errmsg("no price for meter \"%.100s\" at %s", meter, timestamptz_to_str(at)),
 			 errhint("Set one with wallet_set_price().")));
 }
 
@@ -843,7 +843,7 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 				if (chosen == NULL)
 					ereport(ERROR,
 							(errcode(ERRCODE_WALLET_NO_PRICE),
-							 errmsg("no rate of meter \"%s\" matches the event's dimensions", ec->meter),
+							 errmsg("no rate of meter \"%.100s\" matches the event's dimensions", ec->meter),
 							 errdetail("The rule prices by %s and has no default.",
 									   r->ndims > 0 ? r->dims[0] : "dimensions")));
 				amount = Evaluate(chosen, q, ec);

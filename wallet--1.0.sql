@@ -738,6 +738,8 @@ COMMENT ON FUNCTION @extschema@.wallet_verify() IS
  * wallet._touch, which also writes down the resets time has made by now.
  */
 
+COMMENT ON COLUMN wallet.grant_block.void_reason IS 'why the grant was voided (wallet_void_grant)';
+
 /* one row per refund: what was given back, the revenue it reversed, and why */
 CREATE TABLE wallet.refund (
 	id			bigserial PRIMARY KEY,
@@ -893,8 +895,8 @@ BEGIN
 		back := 0;
 		IF g.voided_at IS NULL AND g.effective_at <= now()
 		   AND (g.expires_at IS NULL OR g.expires_at > now()) THEN
-			back := least(x, g.amount - g.remaining
-				+ CASE WHEN g.recurrence IS NULL THEN 0 ELSE g.rollover_max END);
+			back := greatest(0, least(x, g.amount - g.remaining
+				+ CASE WHEN g.recurrence IS NULL THEN 0 ELSE g.rollover_max END));
 			IF back > 0 THEN
 				UPDATE wallet.grant_block gb SET remaining = gb.remaining + back, closed_at = NULL
 				 WHERE gb.id = g.id;

@@ -25,7 +25,7 @@ expect() { # expect WHAT GOT WANT
   echo "ok - $1"
 }
 
-q <<'SQL'
+q >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION wallet;
 SELECT wallet_create_asset('credits', 0, 0.01);
@@ -72,7 +72,7 @@ sleep 0.5
 expect "no outbox row above the threshold" "$(q -c 'SELECT count(*) FROM wallet.outbox')" 0
 
 # 2. A crossing rolled back: no row, no notification, no top-up.
-q <<'SQL'
+q >/dev/null <<'SQL'
 BEGIN;
 SELECT approved FROM wallet_debit('acme', 'credits', 15, 'd2');
 ROLLBACK;

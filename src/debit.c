@@ -265,6 +265,7 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 	bool		isnull;
 	int			dims[1];
 	int			lbs[1] = {1};
+	Datum		zero = NumericGetDatum(MinorToNumeric(0, 0));
 
 	for (int i = 0; i < set->n && left > 0; i++)
 	{
@@ -275,7 +276,8 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 			continue;
 		ids[nlines] = Int64GetDatum(g->id);
 		takes[nlines] = Int64GetDatum(take);
-		revs[nlines] = NumericGetDatum(g->unit_revenue);
+		/* only value drawn from paid grants is revenue */
+		revs[nlines] = g->category_rank == 2 ? NumericGetDatum(g->unit_revenue) : zero;
 		nlines++;
 		left -= take;
 	}
@@ -284,7 +286,7 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 		ids[nlines] = (Datum) 0;
 		idnulls[nlines] = true;
 		takes[nlines] = Int64GetDatum(left);
-		revs[nlines] = NumericGetDatum(MinorToNumeric(0, 0));
+		revs[nlines] = zero;
 		nlines++;
 		acct->overdraft = AddMinor(acct->overdraft, left);
 	}

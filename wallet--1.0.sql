@@ -1590,7 +1590,10 @@ BEGIN
 		/* corrections and upkeep */
 		('@extschema@.wallet_refund(bigint, numeric, text)', '{wallet_admin}', false),
 		('@extschema@.wallet_void_grant(bigint, text)', '{wallet_admin}', false),
-		('@extschema@.wallet_sweep(timestamptz)', '{wallet_admin}', false)
+		('@extschema@.wallet_sweep(timestamptz)', '{wallet_admin}', false),
+		/* scale-out */
+		('@extschema@.wallet_shard_check()', '{wallet_finance,wallet_admin}', true),
+		('@extschema@.wallet_shard_prune()', '{wallet_admin}', true)
 	) AS v(fn, roles, later)
 	LOOP
 		IF pg_catalog.to_regprocedure(g.fn) IS NULL THEN

@@ -126,7 +126,9 @@ INSERT INTO matrix VALUES
 	('wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text, numeric, text, interval, numeric, jsonb)', false, false, true),
 	('wallet_refund(bigint, numeric, text)', false, false, true),
 	('wallet_void_grant(bigint, text)', false, false, true),
-	('wallet_sweep(timestamptz)', false, false, true);
+	('wallet_sweep(timestamptz)', false, false, true),
+	('wallet_shard_check()', false, true, true),
+	('wallet_shard_prune()', false, false, true);
 CREATE TEMP VIEW fns AS
 SELECT p.oid::regprocedure AS fn, p.prosecdef, l.lanname, p.proconfig,
 	   n.nspname = 'wallet' AND p.proname LIKE '\_%' AS helper,
@@ -145,7 +147,8 @@ SELECT is_empty($$SELECT fn FROM fns WHERE NOT listed AND NOT helper$$,
 	'every API function of the extension is in the matrix');
 SELECT is_empty($$SELECT fn FROM matrix WHERE to_regprocedure(fn) IS NULL
 	AND fn NOT IN ('wallet_ingest(jsonb)', 'wallet_quote(text, text, numeric, jsonb, timestamptz)',
-				   'wallet_caps(text)', 'wallet_set_cap(text, text, numeric, text, text)')$$,
+				   'wallet_caps(text)', 'wallet_set_cap(text, text, numeric, text, text)',
+				   'wallet_shard_check()', 'wallet_shard_prune()')$$,
 	'every function of the matrix exists (but those still being merged)');
 SELECT is_empty($$SELECT fn FROM fns WHERE (app OR admin) AND NOT prosecdef$$,
 	'every function the app or admin may call runs with the owner''s rights');

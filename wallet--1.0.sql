@@ -74,6 +74,7 @@ CREATE TABLE wallet.grant_block (
 	rollover_max	bigint NOT NULL DEFAULT 0 CHECK (rollover_max >= 0),
 	resets			bigint NOT NULL DEFAULT 0,
 	voided_at		timestamptz,
+	void_reason		text,
 	closed_at		timestamptz,
 	external_ref	text UNIQUE,
 	metadata		jsonb NOT NULL DEFAULT '{}',
@@ -739,3 +740,342 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION @extschema@.wallet_verify() IS
 	'every invariant checked from the ledger up; no rows means consistent';
+
+/* ------------------------------------------------------------ lifecycle */
+
+/*
+ * Grant lifecycle: refunds, voids and the sweep.  Time's own effects (expiry,
+ * recurring resets, hold timeouts) are applied at read time by the C code
+ * (src/grant.c); what is here corrects balances (refund, void) and writes
+ * time's effects down (sweep).  Each function locks the balance row first with
+ * wallet._touch, which also writes down the resets time has made by now.
+ */
+
+COMMENT ON COLUMN wallet.grant_block.void_reason IS 'why the grant was voided (wallet_void_grant)';
+
+/* one row per refund: what was given back, the revenue it reversed, and why */
+CREATE TABLE wallet.refund (
+	id			bigserial PRIMARY KEY,
+	event_id	bigint NOT NULL REFERENCES wallet.event (id),
+	wallet_id	bigint NOT NULL,
+	asset		text NOT NULL,
+	amount		bigint NOT NULL CHECK (amount > 0),
+	revenue		numeric NOT NULL CHECK (revenue >= 0),
+	reason		text,
+	at			timestamptz NOT NULL
+);
+COMMENT ON TABLE wallet.refund IS
+	'refunds of events: amount given back (minor units), revenue reversed (reporting currency), reason';
+COMMENT ON COLUMN wallet.refund.revenue IS
+	'revenue recognized on the refunded part, reversed: wallet.event.revenue is net of it';
+CREATE INDEX refund_event ON wallet.refund (event_id);
+SELECT pg_catalog.pg_extension_config_dump('wallet.refund', '');
+SELECT pg_catalog.pg_extension_config_dump('wallet.refund_id_seq', '');
+
+CREATE FUNCTION wallet._advance(wallet_id bigint, asset text, as_of timestamptz)
+RETURNS bigint AS 'MODULE_PATHNAME', 'wallet_advance' LANGUAGE C STRICT;
+COMMENT ON FUNCTION wallet._advance(bigint, text, timestamptz) IS
+	'locks the balance row and writes down the resets time has made by as_of; returns the reset lines written';
+
+/*
+ * A grant made by a refund, for value whose grant can no longer take it back
+ * (expired or voided since, or a recurring grant already full).  Its first
+ * line is a 'refund' line of the event, not a 'grant' line.  Like every new
+ * grant it first repays outstanding overdraft.  The caller holds the lock.
+ */
+CREATE FUNCTION wallet._refund_grant(w bigint, asset text, event_id bigint, source bigint,
+	category text, priority int, unit_revenue numeric, amount bigint)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	gid bigint;
+	od bigint;
+	repay bigint;
+BEGIN
+	INSERT INTO wallet.grant_block AS gb (wallet_id, asset, category, priority, amount, remaining,
+		unit_revenue, effective_at, metadata)
+	VALUES (w, asset, category, priority, amount, amount, unit_revenue, now(),
+		jsonb_strip_nulls(jsonb_build_object('refund_of_event', event_id, 'refund_of_grant', source)))
+	RETURNING gb.id INTO gid;
+	INSERT INTO wallet.line (at, wallet_id, asset, grant_id, event_id, kind, amount)
+	VALUES (now(), w, asset, gid, event_id, 'refund', amount);
+
+	SELECT a.overdraft INTO od FROM wallet.account a
+	 WHERE a.wallet_id = w AND a.asset = _refund_grant.asset;
+	IF od > 0 THEN
+		repay := least(od, amount);
+		UPDATE wallet.grant_block gb SET remaining = gb.remaining - repay WHERE gb.id = gid;
+		UPDATE wallet.account a SET overdraft = a.overdraft - repay
+		 WHERE a.wallet_id = w AND a.asset = _refund_grant.asset;
+		INSERT INTO wallet.line (at, wallet_id, asset, grant_id, kind, amount)
+		VALUES (now(), w, asset, gid, 'repay', -repay), (now(), w, asset, NULL, 'repay', repay);
+	END IF;
+	RETURN gid;
+END
+$$;
+COMMENT ON FUNCTION wallet._refund_grant(bigint, text, bigint, bigint, text, int, numeric, bigint) IS
+	'a new grant holding refunded value whose own grant cannot take it back';
+
+/*
+ * Refund (part of) an event.  The event's debit lines are given back newest
+ * first; what earlier refunds gave back is skipped, so refunds in parts add up
+ * to one whole refund.  A slice goes back to its grant while that grant is
+ * live (reopened if a sweep closed it used up; a recurring grant up to amount
+ * + rollover_max); otherwise to a new grant of the same category, priority and
+ * unit_revenue.  The overdraft slice pays overdraft back; what of it a grant
+ * has repaid since goes to a new grant like the newest grant that repaid
+ * overdraft.  Revenue recognized on the refunded part is taken off the event.
+ */
+CREATE FUNCTION @extschema@.wallet_refund(event_id bigint, amount numeric DEFAULT NULL,
+	reason text DEFAULT NULL)
+RETURNS @extschema@.wallet_result LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	e wallet.event;
+	g wallet.grant_block;
+	d record;
+	cust text;
+	want bigint;
+	skip bigint;
+	todo bigint;
+	x bigint;
+	back bigint;
+	od bigint;
+	rev numeric := 0;
+	unit numeric;
+	res @extschema@.wallet_result;
+BEGIN
+	IF event_id IS NULL THEN
+		RAISE EXCEPTION 'event_id must not be null' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT * INTO e FROM wallet.event ev WHERE ev.id = wallet_refund.event_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no event with id %', event_id USING ERRCODE = 'WL007';
+	END IF;
+	PERFORM wallet._touch(e.wallet_id, e.asset);
+	SELECT * INTO e FROM wallet.event ev WHERE ev.id = wallet_refund.event_id;
+
+	IF amount IS NULL THEN
+		want := e.amount - e.refunded;
+	ELSE
+		want := wallet._minor(e.asset, amount);
+		IF want > e.amount - e.refunded THEN
+			RAISE EXCEPTION 'refund of % exceeds what is left of event %', amount, event_id
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('The event charged %s, of which %s is refunded already.',
+									  wallet._major(e.asset, e.amount), wallet._major(e.asset, e.refunded));
+		END IF;
+	END IF;
+
+	unit := wallet._major(e.asset, 1);
+	skip := e.refunded;
+	todo := want;
+	FOR d IN SELECT l.grant_id, -l.amount AS took FROM wallet.line l
+			  WHERE l.event_id = e.id AND l.kind = 'debit' ORDER BY l.id DESC
+	LOOP
+		EXIT WHEN todo = 0;
+		IF skip >= d.took THEN
+			skip := skip - d.took;
+			CONTINUE;
+		END IF;
+		x := least(d.took - skip, todo);
+		skip := 0;
+		todo := todo - x;
+
+		IF d.grant_id IS NULL THEN
+			/* the overdraft slice: pay overdraft back */
+			SELECT a.overdraft INTO od FROM wallet.account a
+			 WHERE a.wallet_id = e.wallet_id AND a.asset = e.asset;
+			back := least(x, od);
+			IF back > 0 THEN
+				UPDATE wallet.account a SET overdraft = a.overdraft - back
+				 WHERE a.wallet_id = e.wallet_id AND a.asset = e.asset;
+				INSERT INTO wallet.line (at, wallet_id, asset, event_id, kind, amount)
+				VALUES (now(), e.wallet_id, e.asset, e.id, 'refund', back);
+			END IF;
+			IF x > back THEN
+				/* a grant repaid that overdraft since: the value goes to one like it */
+				SELECT gb.* INTO g FROM wallet.line l JOIN wallet.grant_block gb ON gb.id = l.grant_id
+				 WHERE l.wallet_id = e.wallet_id AND l.asset = e.asset AND l.kind = 'repay'
+				 ORDER BY l.id DESC LIMIT 1;
+				PERFORM wallet._refund_grant(e.wallet_id, e.asset, e.id, g.id,
+					coalesce(g.category, 'paid'), coalesce(g.priority, 100),
+					coalesce(g.unit_revenue, 0), x - back);
+			END IF;
+			CONTINUE;
+		END IF;
+
+		SELECT * INTO g FROM wallet.grant_block gb WHERE gb.id = d.grant_id;
+		rev := rev + x * g.unit_revenue * unit;
+		back := 0;
+		IF g.voided_at IS NULL AND g.effective_at <= now()
+		   AND (g.expires_at IS NULL OR g.expires_at > now()) THEN
+			back := greatest(0, least(x, g.amount - g.remaining
+				+ CASE WHEN g.recurrence IS NULL THEN 0 ELSE g.rollover_max END));
+			IF back > 0 THEN
+				UPDATE wallet.grant_block gb SET remaining = gb.remaining + back, closed_at = NULL
+				 WHERE gb.id = g.id;
+				INSERT INTO wallet.line (at, wallet_id, asset, grant_id, event_id, kind, amount)
+				VALUES (now(), e.wallet_id, e.asset, g.id, e.id, 'refund', back);
+			END IF;
+		END IF;
+		IF x > back THEN
+			PERFORM wallet._refund_grant(e.wallet_id, e.asset, e.id, g.id, g.category, g.priority,
+				g.unit_revenue, x - back);
+		END IF;
+	END LOOP;
+	IF todo <> 0 THEN
+		RAISE EXCEPTION 'wallet: debit lines of event % do not cover its amount', e.id;
+	END IF;
+
+	IF want > 0 THEN
+		UPDATE wallet.event ev SET refunded = ev.refunded + want, revenue = ev.revenue - rev
+		 WHERE ev.id = e.id;
+		INSERT INTO wallet.refund (event_id, wallet_id, asset, amount, revenue, reason, at)
+		VALUES (e.id, e.wallet_id, e.asset, want, rev, reason, now());
+	END IF;
+
+	SELECT ww.customer INTO cust FROM wallet.wallet ww WHERE ww.id = e.wallet_id;
+	res := ROW(true, false, NULL, e.id, NULL, e.asset, wallet._major(e.asset, want),
+			   @extschema@.wallet_balance(cust, e.asset));
+	RETURN res;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_refund(bigint, numeric, text) IS
+	'gives back (part of) a debit to the grants it came from, newest drawdown first';
+
+/*
+ * Void a grant: what is left of it now leaves the balance, with a 'void'
+ * line.  A grant that has expired has nothing left to void (its expiry is
+ * written down instead); voiding twice voids nothing the second time.
+ */
+CREATE FUNCTION @extschema@.wallet_void_grant(grant_id bigint, reason text DEFAULT NULL)
+RETURNS numeric LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	g wallet.grant_block;
+	v bigint := 0;
+BEGIN
+	IF grant_id IS NULL THEN
+		RAISE EXCEPTION 'grant_id must not be null' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT * INTO g FROM wallet.grant_block gb WHERE gb.id = wallet_void_grant.grant_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no grant with id %', grant_id USING ERRCODE = 'WL007';
+	END IF;
+	PERFORM wallet._touch(g.wallet_id, g.asset);
+	SELECT * INTO g FROM wallet.grant_block gb WHERE gb.id = wallet_void_grant.grant_id;
+	IF g.voided_at IS NOT NULL THEN
+		RETURN wallet._major(g.asset, 0);
+	END IF;
+
+	IF g.expires_at <= now() THEN
+		IF g.closed_at IS NULL AND g.remaining > 0 THEN
+			INSERT INTO wallet.line (at, wallet_id, asset, grant_id, kind, amount)
+			VALUES (g.expires_at, g.wallet_id, g.asset, g.id, 'expiry', -g.remaining);
+		END IF;
+	ELSIF g.remaining > 0 THEN
+		v := g.remaining;
+		/* a grant not yet effective: the void shows when its grant line does */
+		INSERT INTO wallet.line (at, wallet_id, asset, grant_id, kind, amount)
+		VALUES (greatest(now(), g.effective_at), g.wallet_id, g.asset, g.id, 'void', -v);
+	END IF;
+	UPDATE wallet.grant_block gb SET remaining = 0, voided_at = now(),
+		closed_at = coalesce(gb.closed_at, now()), void_reason = reason
+	 WHERE gb.id = g.id;
+	RETURN wallet._major(g.asset, v);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_void_grant(bigint, text) IS
+	'takes what is left of a grant out of the balance; returns the amount voided (0 when nothing is left)';
+
+/*
+ * Write down what time has done by as_of (not after now: time cannot be
+ * written down before it happens), one balance row at a time, in (wallet,
+ * asset) order, each under its lock: recurring resets, expired grants (an
+ * 'expiry' line for what was left: breakage when paid), grants used up (closed,
+ * no line), expired holds (closed, a 'release' line).  Balances never wait for
+ * it; a second run finds nothing to do.
+ */
+CREATE FUNCTION @extschema@.wallet_sweep(as_of timestamptz DEFAULT now())
+RETURNS TABLE (action text, count bigint)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r record;
+	g record;
+	n bigint;
+	amt bigint;
+	n_expired bigint := 0;
+	n_resets bigint := 0;
+	n_holds bigint := 0;
+	n_closed bigint := 0;
+BEGIN
+	IF as_of IS NULL OR as_of IN ('infinity', '-infinity') THEN
+		RAISE EXCEPTION 'as_of must be a finite time' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF as_of > now() THEN
+		RAISE EXCEPTION 'as_of % is in the future', as_of USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'The sweep writes down what time has done; it cannot run ahead of it.';
+	END IF;
+
+	FOR r IN
+		SELECT p.wallet_id, p.asset FROM wallet._pending(as_of) p
+		UNION
+		SELECT gb.wallet_id, gb.asset FROM wallet.grant_block gb
+		 WHERE gb.closed_at IS NULL
+		   AND (gb.expires_at <= as_of OR (gb.remaining = 0 AND gb.recurrence IS NULL))
+		UNION
+		SELECT a.wallet_id, a.asset FROM wallet.account a
+		 WHERE a.holds_open > 0
+		   AND EXISTS (SELECT 1 FROM wallet.hold h
+						WHERE h.wallet_id = a.wallet_id AND h.asset = a.asset
+						  AND h.status = 'open' AND h.expires_at <= as_of)
+		ORDER BY 1, 2
+	LOOP
+		n_resets := n_resets + wallet._advance(r.wallet_id, r.asset, as_of);
+
+		/* expired grants: what was left at expiry (after its resets) leaves */
+		FOR g IN SELECT gb.id, gb.remaining, gb.expires_at FROM wallet.grant_block gb
+				  WHERE gb.wallet_id = r.wallet_id AND gb.asset = r.asset
+					AND gb.closed_at IS NULL AND gb.expires_at <= as_of
+				  ORDER BY gb.id
+		LOOP
+			IF g.remaining > 0 THEN
+				INSERT INTO wallet.line (at, wallet_id, asset, grant_id, kind, amount)
+				VALUES (g.expires_at, r.wallet_id, r.asset, g.id, 'expiry', -g.remaining);
+			END IF;
+			UPDATE wallet.grant_block gb SET remaining = 0, closed_at = now() WHERE gb.id = g.id;
+			n_expired := n_expired + 1;
+		END LOOP;
+
+		/* used up and never refilled: out of the drawdown index (a refund reopens it) */
+		UPDATE wallet.grant_block gb SET closed_at = now()
+		 WHERE gb.wallet_id = r.wallet_id AND gb.asset = r.asset AND gb.closed_at IS NULL
+		   AND gb.remaining = 0 AND gb.recurrence IS NULL;
+		GET DIAGNOSTICS n = ROW_COUNT;
+		n_closed := n_closed + n;
+
+		/* expired holds: closed, their value released as of their expiry */
+		n := 0;
+		amt := 0;
+		FOR g IN SELECT h.id, h.amount, h.expires_at FROM wallet.hold h
+				  WHERE h.wallet_id = r.wallet_id AND h.asset = r.asset
+					AND h.status = 'open' AND h.expires_at <= as_of
+				  ORDER BY h.id
+		LOOP
+			UPDATE wallet.hold h SET status = 'expired', closed_at = now() WHERE h.id = g.id;
+			INSERT INTO wallet.line (at, wallet_id, asset, hold_id, kind, amount)
+			VALUES (g.expires_at, r.wallet_id, r.asset, g.id, 'release', g.amount);
+			n := n + 1;
+			amt := amt + g.amount;
+		END LOOP;
+		IF n > 0 THEN
+			UPDATE wallet.account a SET held = a.held - amt, holds_open = a.holds_open - n
+			 WHERE a.wallet_id = r.wallet_id AND a.asset = r.asset;
+			n_holds := n_holds + n;
+		END IF;
+	END LOOP;
+
+	RETURN QUERY VALUES ('expired_grants'::text, n_expired), ('resets', n_resets),
+		('expired_holds', n_holds), ('closed_grants', n_closed);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_sweep(timestamptz) IS
+	'writes down what time has done by as_of: resets, expired grants (breakage), used-up grants, expired holds';

@@ -329,7 +329,6 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 	res->amount = req->amount;
 	res->has_balance = true;
 	res->balance = d->after;
-	OutboxLowBalance(acct, d->available, d->after);
 }
 
 /*
@@ -347,12 +346,16 @@ DebitApply(Account *acct, DebitRequest *req, TimestampTz now,
 	DebitDecide(acct, req, now, release_first, true, &d);
 	if (d.decline != NULL)
 	{
+		/* a declined capture leaves its hold open: it still counts */
+		d.available = SubMinor(d.available, release_first);
 		if (strcmp(d.decline, "insufficient_funds") == 0)
 			OutboxDeclined(acct, d.decline, d.available, req->amount);
 		Decline(acct, d.decline, d.available, res);
 		return false;
 	}
 	DebitWrite(acct, req, now, &d, res);
+	/* a capture: the hold already counted against available before it */
+	OutboxLowBalance(acct, SubMinor(d.available, release_first), d.after);
 	if (acct->overdraft != overdraft_before && release_first == 0)
 		AccountSave(acct);
 	return true;

@@ -194,6 +194,7 @@ typedef struct GrantSet
 	int			n;
 	GrantRow   *rows;			/* live grants, in drawdown order */
 	int64		total;			/* sum of remaining of live grants */
+	int			resets_written; /* reset lines GrantsLoad wrote */
 } GrantSet;
 
 extern void GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set);

@@ -374,6 +374,14 @@ BEGIN
 		RAISE EXCEPTION 'max_holds must not be negative: %', max_holds USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	PERFORM wallet._touch(w, asset);
+	IF od < (SELECT a.overdraft FROM wallet.account a WHERE a.wallet_id = w AND a.asset = wallet_set_limit.asset) THEN
+		RAISE EXCEPTION 'overdraft limit % is below the overdraft in use', overdraft
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Customer "%s" uses %s of overdraft in %s.', left(customer, 100),
+								  (SELECT wallet._major(a.asset, a.overdraft) FROM wallet.account a
+									WHERE a.wallet_id = w AND a.asset = wallet_set_limit.asset), asset),
+				  HINT = 'Freeze the wallet (wallet_set_status) to stop further debits until it is repaid.';
+	END IF;
 	UPDATE wallet.account a SET overdraft_limit = od, low_balance = lb,
 		max_holds = wallet_set_limit.max_holds
 	 WHERE a.wallet_id = w AND a.asset = wallet_set_limit.asset;
@@ -676,13 +684,17 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 		ON l.customer = b.customer AND l.asset = b.asset
 	 WHERE coalesce(l.amount, 0) <> b.available + b.held
 	UNION ALL
-	/* no balance below its overdraft limit */
-	SELECT 'overdraft_limit', format('customer %s asset %s: available %s, limit %s',
-			b.customer, b.asset, b.available, wallet._major(a.asset, a.overdraft_limit))
-	  FROM wallet.balances b
-	  JOIN wallet.wallet w ON w.customer = b.customer
-	  JOIN wallet.account a ON a.wallet_id = w.id AND a.asset = b.asset
-	 WHERE b.available < -wallet._major(a.asset, a.overdraft_limit)
+	/*
+	 * no debit takes a balance below its overdraft limit: the overdraft in use
+	 * never exceeds the limit.  (available itself can dip lower through time
+	 * alone: a grant expiring under an open hold.  The hold then cannot be
+	 * captured beyond the limit, and frees the value when it expires.)
+	 */
+	SELECT 'overdraft_limit', format('customer %s asset %s: overdraft in use %s, limit %s',
+			w.customer, a.asset, wallet._major(a.asset, a.overdraft), wallet._major(a.asset, a.overdraft_limit))
+	  FROM wallet.account a
+	  JOIN wallet.wallet w ON w.id = a.wallet_id
+	 WHERE a.overdraft > a.overdraft_limit
 	UNION ALL
 	/* overdraft in use is what the grant-less lines say */
 	SELECT 'overdraft', format('wallet %s asset %s: overdraft %s, lines say %s',

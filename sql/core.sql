@@ -77,6 +77,12 @@ SELECT approved, reason, amount, balance FROM wallet_debit('initech', 'credits',
 SELECT approved, reason, amount, balance FROM wallet_debit('initech', 'credits', 6, 'od-2');
 SELECT approved, reason, amount, balance FROM wallet_debit('initech', 'credits', 5, 'od-3');
 SELECT * FROM wallet_balances('initech');
+-- the limit cannot be lowered below the overdraft in use
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SELECT wallet_set_limit('initech', 'credits', overdraft => 10);
+\set VERBOSITY terse
+\set SHOW_CONTEXT errors
 -- a new grant repays overdraft first
 SELECT wallet_grant('initech', 'credits', 8) AS g_repay \gset
 SELECT * FROM wallet_balances('initech');

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# bench/caps.sh: what spend caps cost on the hot path.  Run by hand (not part
+# of make test):
+#
+#   PGBIN=/usr/lib/postgresql/15/bin bash bench/caps.sh [SECONDS [CLIENTS [ROUNDS]]]
+#   BASELINE=<git rev> PGBIN=... bash bench/caps.sh ...
+#
+# Builds and installs this tree, starts a throwaway cluster and times
+# wallet_debit with pgbench (each client debits its own wallet, so clients do
+# not queue on one lock) in these configurations, interleaved ROUNDS times:
+#   nocap  wallets without caps (the hot path must not pay for caps here)
+#   cap1   one whole-wallet day cap
+#   cap3   an hour cap, a month cap and a per-user day cap
+#   base   (with BASELINE) the given revision, built and installed beside this
+#          one as extension wallet_base, wallets without caps
+# Caps are large enough never to decline: every debit is checked and counted.
+# Prints the median tps of each and the ratios to nocap.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source test/lib.sh
+
+secs=${1:-10}
+clients=${2:-2}
+rounds=${3:-3}
+
+build_install
+if [[ -n ${BASELINE:-} ]]; then
+  base_dir=$(mktemp -d /tmp/wallet_base.XXXXXX)
+  at_exit "rm -rf $base_dir"
+  git archive "$BASELINE" | tar -x -C "$base_dir"
+  # the same code as extension wallet_base (its own library, control and script)
+  sed -i 's/^EXTENSION = wallet$/EXTENSION = wallet_base/; s/^MODULE_big = wallet$/MODULE_big = wallet_base/;
+          s/^DATA = wallet--1.0.sql$/DATA = wallet_base--1.0.sql/' "$base_dir/Makefile"
+  sed 's|\$libdir/wallet|$libdir/wallet_base|' "$base_dir/wallet.control" >"$base_dir/wallet_base.control"
+  mv "$base_dir/wallet--1.0.sql" "$base_dir/wallet_base--1.0.sql"
+  make -s -C "$base_dir" PG_CONFIG="$PG_CONFIG" >/dev/null
+  make -s -C "$base_dir" PG_CONFIG="$PG_CONFIG" install >/dev/null
+fi
+start_cluster bench -c synchronous_commit=off -c max_connections=40
+
+# setup DB EXTENSION PREFIX...: a wallet per client, 1e9 USD each
+setup() {
+  local db=$1 ext=$2
+  shift 2
+  createdb "$db"
+  psql -X -q -v ON_ERROR_STOP=1 -d "$db" <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION $ext;
+SELECT wallet_create_asset('USD', 2);
+SELECT wallet_create(p || '-' || c), wallet_grant(p || '-' || c, 'USD', 1000000000)
+  FROM unnest(string_to_array('$*', ' ')) p, generate_series(0, $clients - 1) c;
+SQL
+}
+
+setup bench wallet nocap cap1 cap3
+psql -X -q -v ON_ERROR_STOP=1 -d bench <<SQL
+SELECT wallet_set_cap('cap1-' || c, 'USD', 1e12, 'day') FROM generate_series(0, $clients - 1) c;
+SELECT wallet_set_cap('cap3-' || c, 'USD', 1e12, 'hour'),
+       wallet_set_cap('cap3-' || c, 'USD', 1e12, 'month'),
+       wallet_set_cap('cap3-' || c, 'USD', 1e12, 'day', 'user')
+  FROM generate_series(0, $clients - 1) c;
+SQL
+configs=(nocap cap1 cap3)
+if [[ -n ${BASELINE:-} ]]; then
+  setup bench_base wallet_base base
+  configs+=(base)
+fi
+
+script=$(mktemp)
+at_exit "rm -f $script"
+cat >"$script" <<'SQL'
+\set k random(1, 1000000000000000)
+\set u random(1, 20)
+SELECT wallet_debit(':w' || '-' || :client_id, 'USD', 0.01, 'k' || :k,
+                    jsonb_build_object('user', 'u' || :u));
+SQL
+chmod 644 "$script"
+
+declare -A tps
+for ((r = 1; r <= rounds; r++)); do
+  for cfg in "${configs[@]}"; do
+    db=bench
+    [[ $cfg != base ]] || db=bench_base
+    t=$(pgbench -n -T "$secs" -c "$clients" -j "$clients" -f "$script" -D w="$cfg" "$db" 2>&1 |
+        awk '/^tps = / { print $3; exit }')
+    echo "round $r $cfg: $t tps"
+    tps[$cfg]="${tps[$cfg]:-} $t"
+  done
+done
+
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+echo
+echo "median of $rounds rounds of ${secs}s, $clients clients (wallet_debit, one wallet per client):"
+nocap=$(median <<<"${tps[nocap]}")
+for cfg in "${configs[@]}"; do
+  m=$(median <<<"${tps[$cfg]}")
+  printf '  %-6s %10.1f tps  %5.3f x nocap\n' "$cfg" "$m" "$(awk -v a="$m" -v b="$nocap" 'BEGIN { print a / b }')"
+done

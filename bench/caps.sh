@@ -14,7 +14,9 @@
 #   base   (with BASELINE) the given revision, built and installed beside this
 #          one as extension wallet_base, wallets without caps
 # Caps are large enough never to decline: every debit is checked and counted.
-# Prints the median tps of each and the ratios to nocap.
+# Two measures, each the median over rounds, with its ratio to nocap: pgbench
+# tps (wall clock: noisy on a shared machine), and the server CPU time one
+# backend spends per wallet_debit (CPU_DEBITS debits, default 5000; steadier).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source test/lib.sh
@@ -76,23 +78,54 @@ SELECT wallet_debit(':w' || '-' || :client_id, 'USD', 0.01, 'k' || :k,
 SQL
 chmod 644 "$script"
 
-declare -A tps
+# server CPU (user + system) of one backend per wallet_debit, in microseconds:
+# N debits, one transaction each, from one psql session.  Unlike tps, CPU time
+# hardly moves when other work shares the machine.
+cpu_per_debit() {
+  local db=$1 cfg=$2 n=$3 tag=$4 f i
+  f=$(mktemp)
+  {
+    echo "SELECT pg_backend_pid() AS pid \\gset"
+    for ((i = 0; i < 50; i++)); do    # warm up: plans prepared, caches filled
+      echo "SELECT wallet_debit('$cfg-0', 'USD', 0.01, 'warm-$tag-$i', '{\"user\": \"u$((i % 20))\"}');"
+    done
+    echo "\\setenv BPID :pid"
+    echo "\\! awk '{ print \$14 + \$15 }' /proc/\$BPID/stat > $f.0"
+    for ((i = 0; i < n; i++)); do
+      echo "SELECT wallet_debit('$cfg-0', 'USD', 0.01, 'cpu-$tag-$i', '{\"user\": \"u$((i % 20))\"}');"
+    done
+    echo "\\! awk '{ print \$14 + \$15 }' /proc/\$BPID/stat > $f.1"
+  } >"$f.sql"
+  psql -X -q -o /dev/null -v ON_ERROR_STOP=1 -d "$db" -f "$f.sql"
+  awk -v a="$(cat "$f.0")" -v b="$(cat "$f.1")" -v hz="$(getconf CLK_TCK)" -v n="$n" \
+    'BEGIN { printf "%.1f", (b - a) * 1000000 / hz / n }'
+  rm -f "$f" "$f.sql" "$f.0" "$f.1"
+}
+
+declare -A tps cpu
 for ((r = 1; r <= rounds; r++)); do
   for cfg in "${configs[@]}"; do
     db=bench
     [[ $cfg != base ]] || db=bench_base
     t=$(pgbench -n -T "$secs" -c "$clients" -j "$clients" -f "$script" -D w="$cfg" "$db" 2>&1 |
         awk '/^tps = / { print $3; exit }')
-    echo "round $r $cfg: $t tps"
+    c=$(cpu_per_debit "$db" "$cfg" "${CPU_DEBITS:-5000}" "$r")
+    echo "round $r $cfg: $t tps, $c us CPU per debit"
     tps[$cfg]="${tps[$cfg]:-} $t"
+    cpu[$cfg]="${cpu[$cfg]:-} $c"
   done
 done
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 echo
-echo "median of $rounds rounds of ${secs}s, $clients clients (wallet_debit, one wallet per client):"
-nocap=$(median <<<"${tps[nocap]}")
+echo "median of $rounds rounds: pgbench ${secs}s with $clients clients (one wallet each),"
+echo "and server CPU per debit over ${CPU_DEBITS:-5000} debits from one session:"
+nocap_t=$(median <<<"${tps[nocap]}")
+nocap_c=$(median <<<"${cpu[nocap]}")
 for cfg in "${configs[@]}"; do
-  m=$(median <<<"${tps[$cfg]}")
-  printf '  %-6s %10.1f tps  %5.3f x nocap\n' "$cfg" "$m" "$(awk -v a="$m" -v b="$nocap" 'BEGIN { print a / b }')"
+  t=$(median <<<"${tps[$cfg]}")
+  c=$(median <<<"${cpu[$cfg]}")
+  printf '  %-6s %9.1f tps (%5.3f x nocap)  %7.1f us CPU/debit (%5.3f x nocap)\n' "$cfg" \
+    "$t" "$(awk -v a="$t" -v b="$nocap_t" 'BEGIN { print a / b }')" \
+    "$c" "$(awk -v a="$c" -v b="$nocap_c" 'BEGIN { print a / b }')"
 done

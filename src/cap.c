@@ -23,17 +23,22 @@
 #include "common/int.h"
 #include "utils/builtins.h"
 
-/* the caps of a balance row with what their buckets hold for this event */
+/*
+ * The caps of a balance row with what their buckets hold for this event.  The
+ * spend is a correlated subquery so that it is one probe of cap_spend's
+ * primary key per cap, however many periods the table keeps.
+ */
 static const char *cap_check_sql =
-"SELECT c.period, c.dimension, COALESCE($3 OPERATOR(pg_catalog.->>) c.dimension, ''), "
-"       c.amount, p.start, COALESCE(s.spent, 0) "
+"SELECT c.period, c.dimension, v.dim_value, c.amount, p.start, "
+"       COALESCE((SELECT s.spent FROM wallet.cap_spend s "
+"                  WHERE s.wallet_id OPERATOR(pg_catalog.=) $1 AND s.asset OPERATOR(pg_catalog.=) $2 "
+"                    AND s.period OPERATOR(pg_catalog.=) c.period "
+"                    AND s.period_start OPERATOR(pg_catalog.=) p.start "
+"                    AND s.dimension OPERATOR(pg_catalog.=) COALESCE(c.dimension, '') "
+"                    AND s.dim_value OPERATOR(pg_catalog.=) v.dim_value), 0) "
 "  FROM wallet.cap c "
 "  CROSS JOIN LATERAL (SELECT pg_catalog.date_trunc(c.period, $4, 'UTC') AS start) p "
-"  LEFT JOIN wallet.cap_spend s "
-"    ON s.wallet_id OPERATOR(pg_catalog.=) c.wallet_id AND s.asset OPERATOR(pg_catalog.=) c.asset "
-"   AND s.period OPERATOR(pg_catalog.=) c.period AND s.period_start OPERATOR(pg_catalog.=) p.start "
-"   AND s.dimension OPERATOR(pg_catalog.=) COALESCE(c.dimension, '') "
-"   AND s.dim_value OPERATOR(pg_catalog.=) COALESCE($3 OPERATOR(pg_catalog.->>) c.dimension, '') "
+"  CROSS JOIN LATERAL (SELECT COALESCE($3 OPERATOR(pg_catalog.->>) c.dimension, '') AS dim_value) v "
 " WHERE c.wallet_id OPERATOR(pg_catalog.=) $1 AND c.asset OPERATOR(pg_catalog.=) $2 "
 " ORDER BY pg_catalog.array_position('{hour,day,week,month}'::pg_catalog.text[], c.period), "
 "          c.dimension NULLS FIRST";

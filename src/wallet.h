@@ -262,7 +262,8 @@ extern Numeric ArgCost(FunctionCallInfo fcinfo, int n);
 extern void Decline(const Account *acct, const char *reason, int64 available, WalletResult *res);
 extern const char *StatusDecline(const Account *acct);
 extern int64 Available(const Account *acct, const GrantSet *set, TimestampTz now, int64 release_first);
-/* ---- cap.c ---- */
+
+/* ---- cap.c (declared here: a Decision carries the caps it checked) ---- */
 
 /* one spend cap as it applies to one debit: its bucket in the current period */
 typedef struct CapUse

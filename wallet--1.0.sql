@@ -901,3 +901,20 @@ END
 $$;
 COMMENT ON FUNCTION wallet._cap_giveback(bigint, bigint) IS
 	'gives spend back to the cap buckets an event was counted in (for refunds); never below 0';
+
+/*
+ * Counters of periods that have ended: no debit reads them again (a refund of
+ * an old debit gives back to a period that no longer matters).  For
+ * wallet_sweep, to keep wallet.cap_spend small.  Returns the rows deleted.
+ */
+CREATE FUNCTION wallet._cap_prune(as_of timestamptz DEFAULT now())
+RETURNS bigint LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	WITH d AS (
+		DELETE FROM wallet.cap_spend s
+		 WHERE (s.period_start AT TIME ZONE 'UTC' + ('1 ' || s.period)::interval) AT TIME ZONE 'UTC'
+			   <= coalesce(_cap_prune.as_of, now())
+		RETURNING 1)
+	SELECT count(*) FROM d
+$$;
+COMMENT ON FUNCTION wallet._cap_prune(timestamptz) IS
+	'deletes spend counters of periods ended by as_of (for wallet_sweep); returns how many';

@@ -218,6 +218,11 @@ SELECT * FROM pg_temp.debit('caps-roll', 3, 'roll-3', '{"user": "ann"}');
 SELECT wallet._cap_giveback(:roll1, 10000);
 SELECT wallet._cap_giveback(:roll2, 0);
 SELECT * FROM roll_counters;
+-- the counters of an hour that has ended can go (wallet_sweep); this hour's stay
+SELECT wallet._cap_prune(date_trunc('hour', now(), 'UTC') - interval '1 second') >= 0 AS pruned;
+SELECT * FROM roll_counters;
+SELECT wallet._cap_prune() >= 2 AS pruned;
+SELECT * FROM roll_counters;
 COMMIT;
 SELECT wallet._cap_giveback(:roll1, -1);	-- 22023
 

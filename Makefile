@@ -26,3 +26,6 @@ test:
 	bash test/run.sh
 demo:
 	bash test/demo.sh
+
+# every part includes the shared header: a change to it rebuilds them all
+$(OBJS): $(srcdir)/src/wallet.h

@@ -172,11 +172,15 @@ ArgNumeric(FunctionCallInfo fcinfo, int n, const char *name)
 Jsonb *
 ArgDimensions(FunctionCallInfo fcinfo, int n)
 {
-	Jsonb	   *j;
-
 	if (PG_NARGS() <= n || PG_ARGISNULL(n))
 		return NULL;
-	j = PG_GETARG_JSONB_P(n);
+	return DimensionsCheck(PG_GETARG_JSONB_P(n));
+}
+
+/* dimensions that are not null: a json object; {} is none (NULL) */
+Jsonb *
+DimensionsCheck(Jsonb *j)
+{
 	if (!JB_ROOT_IS_OBJECT(j) || JB_ROOT_IS_SCALAR(j))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

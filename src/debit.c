@@ -19,6 +19,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -68,48 +69,46 @@ static const char *idempotency_many_sql =
 /*
  * write_debit_sql for many debits at once (wallet_ingest): the same event
  * rows, grant updates and ledger lines, from arrays.  Event ids are taken from
- * the sequence when the debit is queued; lines go in queue order, each debit's
- * in drawdown order; each grant is updated once, by what all debits drew.
- * Keep the two statements in step.
+ * the sequence when the debit is queued, and its revenue computed then (as
+ * write_debit_sql does: the sum of take * unit_revenue, times 10^-scale);
+ * lines go in queue order, each debit's in drawdown order; each grant is
+ * updated once, by what all queued debits drew from it.  Keep the two
+ * statements in step.
  */
 static const char *write_debits_sql =
-"WITH x AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), "
-"                                    pg_catalog.unnest($2::pg_catalog.int8[]), "
-"                                    pg_catalog.unnest($3::pg_catalog.text[]), "
-"                                    pg_catalog.unnest($4::pg_catalog.text[]), "
-"                                    pg_catalog.unnest($5::pg_catalog.numeric[]), "
-"                                    pg_catalog.unnest($6::pg_catalog.jsonb[]), "
-"                                    pg_catalog.unnest($7::pg_catalog.timestamptz[]), "
-"                                    pg_catalog.unnest($8::pg_catalog.text[]), "
-"                                    pg_catalog.unnest($9::pg_catalog.int8[]), "
-"                                    pg_catalog.unnest($10::pg_catalog.int8[]), "
-"                                    pg_catalog.unnest($11::pg_catalog.numeric[]), "
-"                                    pg_catalog.unnest($12::pg_catalog.int8[]), "
-"                                    pg_catalog.unnest($13::pg_catalog.numeric[])) "
-"           AS x(id, wallet_id, key, meter, quantity, dims, occurred_at, asset, amount, price_id, "
-"                cost, balance_after, unit)), "
-"d AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($14::pg_catalog.int8[]), "
-"                               pg_catalog.unnest($15::pg_catalog.int8[]), "
-"                               pg_catalog.unnest($16::pg_catalog.text[]), "
-"                               pg_catalog.unnest($17::pg_catalog.int8[]), "
-"                               pg_catalog.unnest($18::pg_catalog.int8[]), "
-"                               pg_catalog.unnest($19::pg_catalog.numeric[])) "
-"           WITH ORDINALITY AS d(event_id, wallet_id, asset, grant_id, take, unit_revenue, n)), "
-"r AS (SELECT d.event_id, pg_catalog.sum(d.take OPERATOR(pg_catalog.*) d.unit_revenue) AS revenue "
-"        FROM d GROUP BY d.event_id), "
-"e AS (INSERT INTO wallet.event (id, wallet_id, idempotency_key, meter, quantity, dimensions, occurred_at, "
-"                                recorded_at, asset, amount, price_id, cost, revenue, hold_id, balance_after) "
-"      SELECT x.id, x.wallet_id, x.key, x.meter, x.quantity, x.dims, x.occurred_at, $20, x.asset, x.amount, "
-"             x.price_id, x.cost, coalesce(r.revenue, 0) OPERATOR(pg_catalog.*) x.unit, NULL, x.balance_after "
-"        FROM x LEFT JOIN r ON r.event_id OPERATOR(pg_catalog.=) x.id), "
-"g AS (UPDATE wallet.grant_block b SET remaining = b.remaining OPERATOR(pg_catalog.-) s.take "
-"        FROM (SELECT d.grant_id, pg_catalog.sum(d.take)::pg_catalog.int8 AS take FROM d "
-"               WHERE d.grant_id IS NOT NULL GROUP BY d.grant_id) s "
-"       WHERE b.id OPERATOR(pg_catalog.=) s.grant_id), "
+"WITH e AS (INSERT INTO wallet.event (id, wallet_id, idempotency_key, meter, quantity, dimensions, "
+"                                    occurred_at, recorded_at, asset, amount, price_id, cost, revenue, "
+"                                    hold_id, balance_after) "
+"           SELECT x.id, x.wallet_id, x.key, x.meter, x.quantity, x.dims, x.occurred_at, $19, x.asset, "
+"                  x.amount, x.price_id, x.cost, x.revenue, NULL, x.balance_after "
+"             FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), "
+"                             pg_catalog.unnest($2::pg_catalog.int8[]), "
+"                             pg_catalog.unnest($3::pg_catalog.text[]), "
+"                             pg_catalog.unnest($4::pg_catalog.text[]), "
+"                             pg_catalog.unnest($5::pg_catalog.numeric[]), "
+"                             pg_catalog.unnest($6::pg_catalog.jsonb[]), "
+"                             pg_catalog.unnest($7::pg_catalog.timestamptz[]), "
+"                             pg_catalog.unnest($8::pg_catalog.text[]), "
+"                             pg_catalog.unnest($9::pg_catalog.int8[]), "
+"                             pg_catalog.unnest($10::pg_catalog.int8[]), "
+"                             pg_catalog.unnest($11::pg_catalog.numeric[]), "
+"                             pg_catalog.unnest($12::pg_catalog.numeric[]), "
+"                             pg_catalog.unnest($13::pg_catalog.int8[])) "
+"                  AS x(id, wallet_id, key, meter, quantity, dims, occurred_at, asset, amount, price_id, "
+"                       cost, revenue, balance_after)), "
 "l AS (INSERT INTO wallet.line (at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
-"      SELECT $20, d.wallet_id, d.asset, d.grant_id, d.event_id, NULL, 'debit', OPERATOR(pg_catalog.-) d.take "
-"        FROM d ORDER BY d.n) "
-"SELECT 1";
+"      SELECT $19, d.wallet_id, d.asset, d.grant_id, d.event_id, NULL, 'debit', OPERATOR(pg_catalog.-) d.take "
+"        FROM ROWS FROM (pg_catalog.unnest($14::pg_catalog.int8[]), "
+"                        pg_catalog.unnest($15::pg_catalog.int8[]), "
+"                        pg_catalog.unnest($16::pg_catalog.text[]), "
+"                        pg_catalog.unnest($17::pg_catalog.int8[]), "
+"                        pg_catalog.unnest($18::pg_catalog.int8[])) "
+"             WITH ORDINALITY AS d(event_id, wallet_id, asset, grant_id, take, n) "
+"       ORDER BY d.n) "
+"UPDATE wallet.grant_block b SET remaining = b.remaining OPERATOR(pg_catalog.-) s.take "
+"  FROM ROWS FROM (pg_catalog.unnest($20::pg_catalog.int8[]), pg_catalog.unnest($21::pg_catalog.int8[])) "
+"       AS s(grant_id, take) "
+" WHERE b.id OPERATOR(pg_catalog.=) s.grant_id";
 
 /* checks shared by the hot-path entry points */
 char *
@@ -404,13 +403,34 @@ struct DebitBuffer
 	bool	   *evnull[13];
 	int			nl;				/* lines queued */
 	int			lcap;
-	Datum	   *ln[6];			/* the columns of d */
-	bool	   *lnnull[6];
+	Datum	   *ln[5];			/* the columns of d */
+	bool	   *lnnull[5];
+	HTAB	   *grants;			/* grant id -> what the queued debits drew */
 };
 
+typedef struct GrantTake
+{
+	int64		grant_id;
+	int64		take;
+} GrantTake;
+
 static const Oid debit_buffer_types[13] = {INT8OID, INT8OID, TEXTOID, TEXTOID, NUMERICOID, JSONBOID,
-	TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, NUMERICOID, INT8OID, NUMERICOID};
-static const Oid debit_line_types[6] = {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID, NUMERICOID};
+	TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, NUMERICOID, NUMERICOID, INT8OID};
+static const Oid debit_line_types[5] = {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID};
+
+/* the grants drawn from by the queued debits, in the buffer's memory */
+static void
+BufferGrantsCreate(DebitBuffer *buf)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(GrantTake);
+	ctl.hcxt = buf->cxt;
+	buf->grants = hash_create("wallet debit buffer grants", 256, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
 
 /* an empty buffer, in a memory context of its own under cxt */
 DebitBuffer *
@@ -419,6 +439,7 @@ DebitBufferCreate(MemoryContext cxt)
 	DebitBuffer *buf = MemoryContextAllocZero(cxt, sizeof(DebitBuffer));
 
 	buf->cxt = AllocSetContextCreate(cxt, "wallet debit buffer", ALLOCSET_DEFAULT_SIZES);
+	BufferGrantsCreate(buf);
 	buf->event_seq = get_relname_relid("event_id_seq", get_namespace_oid("wallet", false));
 	if (!OidIsValid(buf->event_seq))
 		elog(ERROR, "wallet: sequence wallet.event_id_seq is missing");
@@ -457,7 +478,10 @@ BufferGrow(MemoryContext cxt, Datum **cols, bool **nulls, int ncols, int *cap, i
 	*cap = newcap;
 }
 
-/* queue one debit and its lines (as DebitWrite built them); returns its event id */
+/*
+ * queue one debit and its lines (as DebitWrite built them: grant ids, takes
+ * and revenues per unit, in drawdown order); returns its event id
+ */
 static int64
 DebitQueue(DebitBuffer *buf, const Account *acct, const DebitRequest *req, int64 balance_after,
 		   int nlines, const Datum *ids, const bool *idnulls, const Datum *takes, const Datum *revs)
@@ -466,11 +490,40 @@ DebitQueue(DebitBuffer *buf, const Account *acct, const DebitRequest *req, int64
 	int64		event_id = nextval_internal(buf->event_seq, false);
 	int			e = buf->n;
 	Datum		asset = CStringGetTextDatum(acct->asset);
+	Datum		revenue = NumericGetDatum(int64_to_numeric(0));
 
 	if (req->hold_id != 0 || req->key == NULL || req->meter == NULL)
 		elog(ERROR, "wallet: only authorized debits can be queued");
 	BufferGrow(buf->cxt, buf->ev, buf->evnull, 13, &buf->cap, e + 1);
-	BufferGrow(buf->cxt, buf->ln, buf->lnnull, 6, &buf->lcap, buf->nl + nlines);
+	BufferGrow(buf->cxt, buf->ln, buf->lnnull, 5, &buf->lcap, buf->nl + nlines);
+
+	for (int i = 0; i < nlines; i++)
+	{
+		int			l = buf->nl++;
+
+		for (int c = 0; c < 5; c++)
+			buf->lnnull[c][l] = false;
+		buf->ln[0][l] = Int64GetDatum(event_id);
+		buf->ln[1][l] = Int64GetDatum(acct->wallet_id);
+		buf->ln[2][l] = asset;
+		buf->ln[3][l] = ids[i];
+		buf->lnnull[3][l] = idnulls[i];
+		buf->ln[4][l] = takes[i];
+		/* revenue: as write_debit_sql, sum(take * unit_revenue) */
+		revenue = DirectFunctionCall2(numeric_add, revenue,
+									  DirectFunctionCall2(numeric_mul,
+														  NumericGetDatum(int64_to_numeric(DatumGetInt64(takes[i]))),
+														  revs[i]));
+		if (!idnulls[i])
+		{
+			int64		grant_id = DatumGetInt64(ids[i]);
+			bool		found;
+			GrantTake  *g = hash_search(buf->grants, &grant_id, HASH_ENTER, &found);
+
+			g->take = found ? AddMinor(g->take, DatumGetInt64(takes[i])) : DatumGetInt64(takes[i]);
+		}
+	}
+
 	for (int c = 0; c < 13; c++)
 		buf->evnull[c][e] = false;
 	buf->ev[0][e] = Int64GetDatum(event_id);
@@ -487,24 +540,10 @@ DebitQueue(DebitBuffer *buf, const Account *acct, const DebitRequest *req, int64
 	buf->evnull[9][e] = req->price_id == 0;
 	buf->ev[10][e] = req->cost ? datumCopy(NumericGetDatum(req->cost), false, -1) : (Datum) 0;
 	buf->evnull[10][e] = req->cost == NULL;
-	buf->ev[11][e] = Int64GetDatum(balance_after);
-	buf->ev[12][e] = NumericGetDatum(MinorToNumeric(1, acct->scale));
+	buf->ev[11][e] = DirectFunctionCall2(numeric_mul, revenue,
+										 NumericGetDatum(MinorToNumeric(1, acct->scale)));
+	buf->ev[12][e] = Int64GetDatum(balance_after);
 	buf->n++;
-
-	for (int i = 0; i < nlines; i++)
-	{
-		int			l = buf->nl++;
-
-		for (int c = 0; c < 6; c++)
-			buf->lnnull[c][l] = false;
-		buf->ln[0][l] = Int64GetDatum(event_id);
-		buf->ln[1][l] = Int64GetDatum(acct->wallet_id);
-		buf->ln[2][l] = asset;
-		buf->ln[3][l] = ids[i];
-		buf->lnnull[3][l] = idnulls[i];
-		buf->ln[4][l] = takes[i];
-		buf->ln[5][l] = datumCopy(revs[i], false, -1);
-	}
 	MemoryContextSwitchTo(old);
 	return event_id;
 }
@@ -527,8 +566,15 @@ BufferArray(Datum *col, bool *nulls, int n, Oid type)
 void
 DebitBufferFlush(DebitBuffer *buf, TimestampTz now)
 {
-	Oid			argtypes[20];
-	Datum		values[20];
+	Oid			argtypes[21];
+	Datum		values[21];
+	long		ng;
+	Datum	   *gids;
+	Datum	   *gtakes;
+	bool	   *gnulls;
+	HASH_SEQ_STATUS seq;
+	GrantTake  *g;
+	int			i = 0;
 
 	if (buf->n == 0)
 		return;
@@ -537,15 +583,32 @@ DebitBufferFlush(DebitBuffer *buf, TimestampTz now)
 		argtypes[c] = get_array_type(debit_buffer_types[c]);
 		values[c] = BufferArray(buf->ev[c], buf->evnull[c], buf->n, debit_buffer_types[c]);
 	}
-	for (int c = 0; c < 6; c++)
+	for (int c = 0; c < 5; c++)
 	{
 		argtypes[13 + c] = get_array_type(debit_line_types[c]);
 		values[13 + c] = BufferArray(buf->ln[c], buf->lnnull[c], buf->nl, debit_line_types[c]);
 	}
-	argtypes[19] = TIMESTAMPTZOID;
-	values[19] = TimestampTzGetDatum(now);
-	WalletExec(PLAN_WRITE_DEBITS, write_debits_sql, 20, argtypes, values, NULL, false, SPI_OK_SELECT);
+	argtypes[18] = TIMESTAMPTZOID;
+	values[18] = TimestampTzGetDatum(now);
+
+	ng = hash_get_num_entries(buf->grants);
+	gids = palloc(sizeof(Datum) * Max(ng, 1));
+	gtakes = palloc(sizeof(Datum) * Max(ng, 1));
+	gnulls = palloc0(sizeof(bool) * Max(ng, 1));
+	hash_seq_init(&seq, buf->grants);
+	while ((g = hash_seq_search(&seq)) != NULL)
+	{
+		gids[i] = Int64GetDatum(g->grant_id);
+		gtakes[i++] = Int64GetDatum(g->take);
+	}
+	argtypes[19] = INT8ARRAYOID;
+	values[19] = BufferArray(gids, gnulls, i, INT8OID);
+	argtypes[20] = INT8ARRAYOID;
+	values[20] = BufferArray(gtakes, gnulls, i, INT8OID);
+
+	WalletExec(PLAN_WRITE_DEBITS, write_debits_sql, 21, argtypes, values, NULL, false, SPI_OK_UPDATE);
 	MemoryContextReset(buf->cxt);
+	BufferGrantsCreate(buf);
 	buf->n = buf->cap = 0;
 	buf->nl = buf->lcap = 0;
 }

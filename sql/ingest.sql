@@ -10,7 +10,8 @@ SELECT wallet_create_asset('ing_usd', 2);
 CREATE FUNCTION pg_temp.world(sfx text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
 	PERFORM wallet_create('ing_a' || sfx), wallet_create('ing_b' || sfx), wallet_create('ing_c' || sfx),
-			wallet_create('ing_d' || sfx), wallet_create('ing_e' || sfx), wallet_create('ing_f' || sfx);
+			wallet_create('ing_d' || sfx), wallet_create('ing_e' || sfx), wallet_create('ing_f' || sfx),
+			wallet_create('ing_g' || sfx);	/* g: no balance row yet */
 	PERFORM wallet_grant('ing_a' || sfx, 'ing_credits', 100, category => 'promotional',
 						 expires_at => now() + interval '30 days');
 	PERFORM wallet_grant('ing_a' || sfx, 'ing_credits', 100);
@@ -65,7 +66,9 @@ CREATE TEMP TABLE ing_events AS SELECT $$[
  {"customer": "ing_a@", "meter": "ing.chat", "quantity": 1e20, "idempotency_key": "k7"},
  {"customer": "ing_a@", "meter": "ing.chat", "quantity": 2, "idempotency_key": "k1"},
  {"customer": "ing_a@", "meter": "ing.chat", "quantity": 60, "idempotency_key": "k8"},
- {"customer": "ing_a@", "meter": "ing.chat", "quantity": "1.5", "idempotency_key": "k9", "dimensions": {"user": "u1"}}
+ {"customer": "ing_a@", "meter": "ing.chat", "quantity": "1.5", "idempotency_key": "k9", "dimensions": {"user": "u1"}},
+ {"customer": "ing_g@", "meter": "ing.chat", "quantity": 1, "idempotency_key": "g1"},
+ {"customer": "ing_g@", "meter": "ing.gpu", "quantity": 3, "idempotency_key": "g2"}
 ]$$::text AS template;
 -- a late event, priced at the version of a day ago
 UPDATE ing_events SET template = replace(template, '"2000-01-01"', to_json(now() - interval '1 day')::text);

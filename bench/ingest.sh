@@ -15,6 +15,9 @@
 #                  drawn from the 10,000
 #   single hot     wallet_authorize_debit on one customer
 #   batch hot      wallet_ingest of --size events, all for that customer
+#   batch part     as batch spread, but each client has its own eighth of the
+#                  wallets (consumers partitioned by customer): no two
+#                  concurrent batches share a wallet
 # and prints the median events per second of each and the ratios batch/single.
 # The batches are json text the server parses (::jsonb), as from a client:
 # templates generated at load, each run with fresh idempotency keys (the
@@ -26,6 +29,7 @@
 # Default: 3 rounds of 12 s, about 3 minutes.  --quick: 1 round of 5 s.
 # Results go to stdout and bench/out/ingest.txt.
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source test/lib.sh
 
@@ -82,18 +86,24 @@ CREATE SCHEMA bench_ingest;
 CREATE TABLE bench_ingest.template (kind text, size int, n int, body text, PRIMARY KEY (kind, size, n));
 EOF
 
-# templates KIND SIZE: $templates json arrays of SIZE events; keys "@-i"
+# templates KIND SIZE: json arrays of SIZE events, keys "@-i": $templates
+# (spread, hot) or $templates per client (part: template c * $templates + t
+# draws from the c-th of $clients equal ranges of wallets)
 templates() {
-  q -v kind="$1" -v size="$2" -v n=$templates -v wallets=$wallets <<'EOF'
+  q -v kind="$1" -v size="$2" -v n=$templates -v wallets=$wallets -v clients="$clients" <<'EOF'
 INSERT INTO bench_ingest.template
 SELECT :'kind', :size, t, '[' || string_agg(format(
 		'{"customer": "%s", "meter": "api.call", "quantity": 1, "idempotency_key": "@-%s"}',
-		CASE WHEN :'kind' = 'hot' THEN 1 ELSE 1 + (random() * (:wallets - 1))::int END, i), ', ') || ']'
-  FROM generate_series(1, :n) t, generate_series(1, :size) i
+		CASE :'kind' WHEN 'hot' THEN 1
+			 WHEN 'part' THEN (t - 1) / :n * (:wallets / :clients) + 1 + (random() * (:wallets / :clients - 1))::int
+			 ELSE 1 + (random() * (:wallets - 1))::int END, i), ', ') || ']'
+  FROM generate_series(1, CASE :'kind' WHEN 'part' THEN :n * :clients ELSE :n END) t,
+	   generate_series(1, :size) i
  GROUP BY t
 ON CONFLICT DO NOTHING;
 EOF
 }
+templates part "$size"
 for s in $size $sizes; do
   templates spread "$s"
   templates hot "$s"
@@ -111,6 +121,11 @@ cat >"$out/batch.pgb" <<'EOF'
 \set k random(1, 9000000000000000000)
 SELECT count(*) FILTER (WHERE approved) FROM wallet_ingest((SELECT replace(body, '@', :k::text) FROM bench_ingest.template WHERE kind = :kind AND size = :size AND n = :t)::jsonb);
 EOF
+cat >"$out/part.pgb" <<'EOF'
+\set t :client_id * :templates + random(1, :templates)
+\set k random(1, 9000000000000000000)
+SELECT count(*) FILTER (WHERE approved) FROM wallet_ingest((SELECT replace(body, '@', :k::text) FROM bench_ingest.template WHERE kind = 'part' AND size = :size AND n = :t)::jsonb);
+EOF
 chmod 644 "$out"/*.pgb
 
 # run_pgbench SCRIPT CLIENTS SECONDS -D ...: prints transactions per second
@@ -122,7 +137,7 @@ run_pgbench() {
     cat "$log" >&2
     return 1
   fi
-  if grep -q 'failed: [1-9]\|aborted' "$log"; then
+  if grep -q 'failed: [1-9]\|aborted\|error' "$log"; then
     echo "bench/ingest.sh: $script had failed transactions:" >&2
     cat "$log" >&2
     return 1
@@ -142,9 +157,14 @@ batch_eps() {
   t=$(run_pgbench batch "$clients" "$1" -D kind="$2" -D size="$3" -D templates=$templates)
   eps "$t" "$3"
 }
+part_eps() {
+  local t
+  t=$(run_pgbench part "$clients" "$1" -D size="$2" -D templates=$templates)
+  eps "$t" "$2"
+}
 
 declare -A all=()
-names=(single_spread batch_spread single_hot batch_hot)
+names=(single_spread batch_spread batch_part single_hot batch_hot)
 ((generic)) && names+=(generic_spread generic_hot)
 echo "== $rounds rounds x (${names[*]}), $clients clients, ${seconds}s each, batches of $size"
 for ((r = 1; r <= rounds; r++)); do
@@ -153,6 +173,7 @@ for ((r = 1; r <= rounds; r++)); do
     case $name in
       single_spread) e=$(single_eps "$seconds" 1 $wallets) ;;
       batch_spread) e=$(batch_eps "$seconds" spread "$size") ;;
+      batch_part) e=$(part_eps "$seconds" "$size") ;;
       single_hot) e=$(single_eps "$seconds" 1 1) ;;
       batch_hot) e=$(batch_eps "$seconds" hot "$size") ;;
       generic_spread) e=$(PGOPTIONS="-c plan_cache_mode=force_generic_plan" single_eps "$seconds" 1 $wallets) ;;
@@ -183,9 +204,11 @@ say "== results ($(date -u +%Y-%m-%dT%H:%MZ), git $(git rev-parse --short HEAD 2
 say "machine:  $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 say "postgres: $(q -c 'SHOW server_version'), ${settings[*]} fsync=off"
 say "pgbench:  -M prepared -c $clients -j 2, $rounds rounds x ${seconds}s interleaved, median events/s"
+say "          (part.: spread batches, each client on its own $((wallets / clients)) wallets)"
 say
 say "$(printf '%-8s %14s %14s %10s' '' 'single calls' "batches of $size" 'ratio')"
 say "$(printf '%-8s %14.0f %14.0f %10s' spread "${med[single_spread]}" "${med[batch_spread]}" "$(ratio "${med[batch_spread]}" "${med[single_spread]}")")"
+say "$(printf '%-8s %14s %14.0f %10s' '  part.' '' "${med[batch_part]}" "$(ratio "${med[batch_part]}" "${med[single_spread]}")")"
 say "$(printf '%-8s %14.0f %14.0f %10s' hot "${med[single_hot]}" "${med[batch_hot]}" "$(ratio "${med[batch_hot]}" "${med[single_hot]}")")"
 if ((generic)); then
   say

@@ -212,7 +212,7 @@ say "$(printf '%-8s %14s %14.0f %10s' '  part.' '' "${med[batch_part]}" "$(ratio
 say "$(printf '%-8s %14.0f %14.0f %10s' hot "${med[single_hot]}" "${med[batch_hot]}" "$(ratio "${med[batch_hot]}" "${med[single_hot]}")")"
 if ((generic)); then
   say
-  say "single calls with generic plans: spread ${med[generic_spread]}, hot ${med[generic_hot]}; batch ratios" \
+  say "single calls with generic plans: spread $(printf %.0f "${med[generic_spread]}"), hot $(printf %.0f "${med[generic_hot]}"); batch ratios" \
       "against them: spread $(ratio "${med[batch_spread]}" "${med[generic_spread]}")," \
       "hot $(ratio "${med[batch_hot]}" "${med[generic_hot]}")"
 fi

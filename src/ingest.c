@@ -41,7 +41,6 @@
 #include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -76,19 +75,21 @@ typedef struct Event
 	Dec			q;
 	const PriceVersion *pv;		/* found in pass 1 ... */
 	uint64		generation;		/* ... valid while PriceCacheGeneration is this */
-	const AssetInfo *asset;		/* pv's (the asset cache does not move) */
+	const AssetInfo *asset;		/* pv's (asset entries stay put in a transaction) */
 	Pair	   *pair;
 	KeyEntry   *key;
 	int			sqlerrcode;		/* 0: none */
 	WalletResult res;
 } Event;
 
+/* a customer of the batch, and its place in the wallet lookup */
 typedef struct CustomerEntry
 {
 	char		customer[CUSTOMER_KEY_LENGTH];
 	int			index;
 } CustomerEntry;
 
+/* the state of one call */
 typedef struct Batch
 {
 	MemoryContext cxt;			/* lives for the call */
@@ -104,6 +105,7 @@ typedef struct Batch
 
 /* ------------------------------------------------------------- parsing */
 
+/* 22023 naming the field of the element */
 static pg_attribute_noreturn() void
 BadElement(const char *field, const char *problem)
 {

@@ -1675,6 +1675,22 @@ $$;
 COMMENT ON FUNCTION wallet._cap_prune(timestamptz) IS
 	'deletes spend counters of periods ended by as_of (for wallet_sweep); returns how many';
 
+/* ------------------------------------------------- quotes and batches */
+
+CREATE FUNCTION @extschema@.wallet_quote(customer text, meter text, quantity numeric,
+	dimensions jsonb DEFAULT '{}', occurred_at timestamptz DEFAULT now())
+RETURNS TABLE (asset text, amount numeric, price_id bigint, balance numeric, would_approve boolean)
+AS 'MODULE_PATHNAME', 'wallet_quote' LANGUAGE C STABLE;
+COMMENT ON FUNCTION @extschema@.wallet_quote(text, text, numeric, jsonb, timestamptz) IS
+	'what wallet_authorize_debit would charge now and whether it would approve; locks and writes nothing';
+
+CREATE FUNCTION @extschema@.wallet_ingest(events jsonb)
+RETURNS TABLE (idx int, approved boolean, replayed boolean, reason text, error text,
+	event_id bigint, asset text, amount numeric, balance numeric)
+AS 'MODULE_PATHNAME', 'wallet_ingest' LANGUAGE C;
+COMMENT ON FUNCTION @extschema@.wallet_ingest(jsonb) IS
+	'a json array of wallet_authorize_debit calls, each processed in order as the single call would; one row per element, an invalid one gets its SQLSTATE in error';
+
 /* ------------------------------------------------- roles and privileges */
 
 /*

@@ -359,9 +359,8 @@ AmountToMinor(Numeric amount, int scale, const char *asset, const char *field)
 Numeric
 MinorToNumeric(int64 minor, int scale)
 {
-	Dec			d = {minor, scale};
-
-	return DecToNumeric(d);
+	/* minor / 10^scale at display scale scale, without the text round trip */
+	return int64_div_fast_to_numeric(minor, scale);
 }
 
 int64

@@ -17,6 +17,7 @@
 #include "common/int.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -244,27 +245,15 @@ WriteResets(const Account *acct, GrantRow *g, ResetStep *steps, int nsteps)
 }
 
 /*
- * The live grants of a balance at now, in drawdown order, with the resets
- * time has made applied (and written down when write_resets: the caller holds
- * the lock).
+ * The live grants of a balance at now, in drawdown order, built from rows of
+ * GRANT_COLUMNS, with the resets time has made applied (and written down when
+ * write_resets: the caller holds the lock).  set->rows is allocated in the
+ * current memory context; each row's unit_revenue is copied there when copy.
  */
-void
-GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set)
+static void
+GrantsBuild(const Account *acct, TimestampTz now, bool write_resets, HeapTuple *tuples,
+			uint64 n, TupleDesc desc, bool copy, GrantSet *set)
 {
-	static const Oid argtypes[2] = {INT8OID, TEXTOID};
-	Datum		values[2];
-	SPITupleTable *tt;
-	uint64		n;
-
-	values[0] = Int64GetDatum(acct->wallet_id);
-	values[1] = CStringGetTextDatum(acct->asset);
-	WalletExec(PLAN_GRANTS,
-			   "SELECT " GRANT_COLUMNS " FROM wallet.grant_block "
-			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND asset OPERATOR(pg_catalog.=) $2 "
-			   "   AND closed_at IS NULL AND voided_at IS NULL",
-			   2, argtypes, values, NULL, !write_resets, SPI_OK_SELECT);
-	tt = SPI_tuptable;
-	n = SPI_processed;
 	set->rows = palloc(sizeof(GrantRow) * Max(n, 1));
 	set->n = 0;
 	set->total = 0;
@@ -275,7 +264,9 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 		ResetStep	steps[4];
 		int			nsteps;
 
-		ReadGrant(tt->vals[i], tt->tupdesc, g);
+		ReadGrant(tuples[i], desc, g);
+		if (copy)
+			g->unit_revenue = DatumGetNumericCopy(NumericGetDatum(g->unit_revenue));
 		nsteps = GrantAdvance(g, now, steps);
 		if (write_resets && g->resets != g->stored_resets)
 		{
@@ -287,8 +278,83 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 		set->total = AddMinor(set->total, g->remaining);
 		set->n++;
 	}
-	SPI_freetuptable(tt);
 	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
+}
+
+/*
+ * The live grants of a balance at now, in drawdown order, with the resets
+ * time has made applied (and written down when write_resets: the caller holds
+ * the lock).
+ */
+void
+GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set)
+{
+	static const Oid argtypes[2] = {INT8OID, TEXTOID};
+	Datum		values[2];
+	SPITupleTable *tt;
+
+	values[0] = Int64GetDatum(acct->wallet_id);
+	values[1] = CStringGetTextDatum(acct->asset);
+	WalletExec(PLAN_GRANTS,
+			   "SELECT " GRANT_COLUMNS " FROM wallet.grant_block "
+			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND asset OPERATOR(pg_catalog.=) $2 "
+			   "   AND closed_at IS NULL AND voided_at IS NULL",
+			   2, argtypes, values, NULL, !write_resets, SPI_OK_SELECT);
+	tt = SPI_tuptable;
+	GrantsBuild(acct, now, write_resets, tt->vals, SPI_processed, tt->tupdesc, false, set);
+	SPI_freetuptable(tt);
+}
+
+/*
+ * GrantsLoad (writing resets down) for n locked balance rows in one
+ * statement: sets[i] for accts[i], allocated in cxt (wallet_ingest keeps them
+ * for the whole batch).
+ */
+void
+GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets, MemoryContext cxt)
+{
+	static const Oid argtypes[2] = {INT8ARRAYOID, TEXTARRAYOID};
+	Datum	   *w = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *a = palloc(sizeof(Datum) * Max(n, 1));
+	Datum		values[2];
+	SPITupleTable *tt;
+	uint64		nrows;
+	uint64		r = 0;
+	int			icol;
+
+	for (int i = 0; i < n; i++)
+	{
+		w[i] = Int64GetDatum(accts[i].wallet_id);
+		a[i] = CStringGetTextDatum(accts[i].asset);
+	}
+	values[0] = PointerGetDatum(construct_array(w, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(a, n, TEXTOID, -1, false, TYPALIGN_INT));
+	WalletExec(PLAN_GRANTS_MANY,
+			   "SELECT " GRANT_COLUMNS ", k.i "
+			   "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
+			   "       WITH ORDINALITY AS k(w, a, i) "
+			   "  JOIN wallet.grant_block g ON g.wallet_id OPERATOR(pg_catalog.=) k.w "
+			   "   AND g.asset OPERATOR(pg_catalog.=) k.a AND g.closed_at IS NULL AND g.voided_at IS NULL "
+			   " ORDER BY k.i",
+			   2, argtypes, values, NULL, false, SPI_OK_SELECT);
+	tt = SPI_tuptable;
+	nrows = SPI_processed;
+	icol = tt->tupdesc->natts;
+	for (int i = 0; i < n; i++)
+	{
+		uint64		from = r;
+		MemoryContext old;
+		bool		isnull;
+
+		while (r < nrows && SpiGetInt64(tt->vals[r], tt->tupdesc, icol, &isnull) == i + 1)
+			r++;
+		old = MemoryContextSwitchTo(cxt);
+		GrantsBuild(&accts[i], now, true, tt->vals + from, r - from, tt->tupdesc, true, &sets[i]);
+		MemoryContextSwitchTo(old);
+	}
+	if (r != nrows)
+		elog(ERROR, "wallet: grants of %d balances returned out of order", n);
+	SPI_freetuptable(tt);
 }
 
 /*

@@ -14,6 +14,7 @@
 #include "wallet.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -470,6 +471,12 @@ typedef struct MeterEntry
 
 static MemoryContext cache_cxt;
 static HTAB *meters;
+
+/*
+ * Counts the times the cache was emptied: a PriceVersion from PriceFind is
+ * valid while this has not moved (wallet_ingest keeps them across a batch).
+ */
+uint64		PriceCacheGeneration = 0;
 static bool cache_stale = true;
 static Oid	price_relid = InvalidOid;
 
@@ -477,6 +484,17 @@ static void
 PriceInval(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == price_relid)
+		cache_stale = true;
+}
+
+/*
+ * The asset cache forgets everything when a transaction aborts (asset.c), and
+ * compiled versions point into it (PriceVersion.asset): forget them too.
+ */
+static void
+PriceForgetOnAbort(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT)
 		cache_stale = true;
 }
 
@@ -489,12 +507,14 @@ CacheReset(void)
 	if (!registered)
 	{
 		CacheRegisterRelcacheCallback(PriceInval, (Datum) 0);
+		RegisterXactCallback(PriceForgetOnAbort, NULL);
 		registered = true;
 	}
 	if (cache_cxt == NULL)
 		cache_cxt = AllocSetContextCreate(CacheMemoryContext, "wallet price cache",
 										  ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(cache_cxt);
+	PriceCacheGeneration++;
 	ctl.keysize = MAX_METER_LENGTH + 1;
 	ctl.entrysize = sizeof(MeterEntry);
 	ctl.hcxt = cache_cxt;

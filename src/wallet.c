@@ -93,6 +93,19 @@ _PG_init(void)
 	MarkGUCPrefixReserved("wallet");
 }
 
+/*
+ * The statements of wallet_ingest that take arrays of a batch's rows: always
+ * the generic plan, which looks each element up by index.  A custom plan sees
+ * the array's length and, on tables of some thousands of rows, prefers
+ * scanning them whole into a hash, which costs more and grows with the table.
+ */
+static bool
+PlanGeneric(PlanId id)
+{
+	return id == PLAN_FIND_WALLETS || id == PLAN_CREATE_ACCOUNTS || id == PLAN_LOCK_MANY ||
+		id == PLAN_IDEMPOTENCY_MANY || id == PLAN_GRANTS_MANY || id == PLAN_WRITE_DEBITS;
+}
+
 /* the kept plan for a slot, prepared on first use */
 SPIPlanPtr
 WalletPlan(PlanId id, const char *sql, int nargs, const Oid *argtypes)
@@ -101,7 +114,8 @@ WalletPlan(PlanId id, const char *sql, int nargs, const Oid *argtypes)
 
 	if (plan == NULL)
 	{
-		plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+		plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes,
+								  PlanGeneric(id) ? CURSOR_OPT_GENERIC_PLAN : 0);
 		if (plan == NULL)
 			elog(ERROR, "wallet: SPI_prepare failed for plan %d: %s", id,
 				 SPI_result_code_string(SPI_result));
@@ -180,11 +194,15 @@ ArgNumeric(FunctionCallInfo fcinfo, int n, const char *name)
 Jsonb *
 ArgDimensions(FunctionCallInfo fcinfo, int n)
 {
-	Jsonb	   *j;
-
 	if (PG_NARGS() <= n || PG_ARGISNULL(n))
 		return NULL;
-	j = PG_GETARG_JSONB_P(n);
+	return DimensionsCheck(PG_GETARG_JSONB_P(n));
+}
+
+/* dimensions that are not null: a json object; {} is none (NULL) */
+Jsonb *
+DimensionsCheck(Jsonb *j)
+{
 	if (!JB_ROOT_IS_OBJECT(j) || JB_ROOT_IS_SCALAR(j))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

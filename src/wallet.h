@@ -14,6 +14,8 @@
  *	  balance.c	 wallet_balance, wallet_balances
  *	  outbox.c	 low-balance and decline notifications
  *	  cap.c		 spend caps per period and per member
+ *	  quote.c	 wallet_quote: what a debit would do, without doing it
+ *	  ingest.c	 wallet_ingest: many debits in one call
  */
 #ifndef WALLET_H
 #define WALLET_H
@@ -37,6 +39,7 @@
 #define ERRCODE_WALLET_NOT_FOUND	MAKE_SQLSTATE('W','L','0','0','7')
 
 #define WALLET_MAX_SCALE	12
+#define WALLET_MAX_KEY_LENGTH 255	/* bytes of an idempotency key */
 
 /* ---- amount.c: exact decimals ---- */
 
@@ -115,6 +118,13 @@ typedef enum PlanId
 	PLAN_CAP_CHECK,
 	PLAN_CAP_RECORD,
 	PLAN_CAP_OUTBOX,
+	PLAN_READ_ACCOUNT,
+	PLAN_FIND_WALLETS,
+	PLAN_CREATE_ACCOUNTS,
+	PLAN_LOCK_MANY,
+	PLAN_IDEMPOTENCY_MANY,
+	PLAN_GRANTS_MANY,
+	PLAN_WRITE_DEBITS,
 	PLAN__COUNT
 } PlanId;
 
@@ -144,6 +154,7 @@ extern text *ArgText(FunctionCallInfo fcinfo, int n, const char *name);
 extern char *ArgCString(FunctionCallInfo fcinfo, int n, const char *name);
 extern Numeric ArgNumeric(FunctionCallInfo fcinfo, int n, const char *name);
 extern Jsonb *ArgDimensions(FunctionCallInfo fcinfo, int n);
+extern Jsonb *DimensionsCheck(Jsonb *j);
 extern char *SpiGetText(HeapTuple tup, TupleDesc desc, int col, bool *isnull);
 extern int64 SpiGetInt64(HeapTuple tup, TupleDesc desc, int col, bool *isnull);
 
@@ -171,6 +182,10 @@ typedef struct Account
 
 extern void AccountLockByCustomer(const char *customer, const AssetInfo *asset, Account *acct);
 extern void AccountLockById(int64 wallet_id, const AssetInfo *asset, Account *acct);
+extern void AccountRead(const char *customer, const AssetInfo *asset, Account *acct);
+extern void WalletIdsOf(int n, const char *const *customers, int64 *wallet_ids);
+extern void AccountLockMany(int n, const int64 *wallet_ids, const AssetInfo *const *assets,
+							Account *accts);
 extern int64 WalletIdOf(const char *customer, bool missing_ok, char *status_out);
 extern void AccountSave(Account *acct);
 
@@ -205,6 +220,8 @@ typedef struct GrantSet
 } GrantSet;
 
 extern void GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set);
+extern void GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets,
+						   MemoryContext cxt);
 extern int64 LiveHeld(const Account *acct, TimestampTz now, int32 *count);
 extern void LineWrite(const Account *acct, TimestampTz at, int64 grant_id, int64 event_id,
 					  int64 hold_id, const char *kind, int64 amount);
@@ -235,6 +252,7 @@ typedef struct UsageToRecord
 	TimestampTz period_start;
 } UsageToRecord;
 
+extern uint64 PriceCacheGeneration;
 extern const PriceVersion *PriceFind(const char *customer, const char *meter, TimestampTz at);
 extern int64 PriceEvaluate(const PriceVersion *pv, int64 wallet_id, const char *meter,
 						   Dec quantity, Jsonb *dims, TimestampTz occurred_at, UsageToRecord *usage);
@@ -243,6 +261,9 @@ extern Dec	QuantityDec(Numeric quantity);
 extern void CheckOccurredAt(TimestampTz occurred_at);
 
 /* ---- debit.c ---- */
+
+/* events and ledger lines queued by wallet_ingest, written in bulk */
+typedef struct DebitBuffer DebitBuffer;
 
 typedef struct DebitRequest
 {
@@ -256,10 +277,27 @@ typedef struct DebitRequest
 	int64		hold_id;		/* 0 unless a capture */
 	int64		price_id;		/* 0 = none */
 	int64		amount;
+	DebitBuffer *defer;			/* set: DebitWrite queues the writes here */
 } DebitRequest;
+
+/* what an idempotency key holds: the event or hold of the first request */
+typedef struct StoredRequest
+{
+	bool		is_hold;
+	int64		id;				/* the event's, or the hold's */
+	int64		hold_id;		/* the hold an event captured; 0 = none */
+	const char *meter;		/* NULL for wallet_debit's events and for holds */
+	Numeric		quantity;		/* NULL when there is no meter */
+	Jsonb	   *dims;			/* NULL: none */
+	char	   *asset;
+	int64		amount;
+	int64		balance_after;
+} StoredRequest;
 
 extern char *ArgKey(FunctionCallInfo fcinfo, int n);
 extern Numeric ArgCost(FunctionCallInfo fcinfo, int n);
+extern char *KeyCheck(char *key);
+extern Numeric CostCheck(Numeric cost);
 extern void Decline(const Account *acct, const char *reason, int64 available, WalletResult *res);
 extern const char *StatusDecline(const Account *acct);
 extern int64 Available(const Account *acct, const GrantSet *set, TimestampTz now, int64 release_first);
@@ -303,8 +341,19 @@ extern void DebitDecide(Account *acct, const DebitRequest *req, TimestampTz now,
 						int64 release_first, bool write, Decision *d);
 extern bool DebitApply(Account *acct, DebitRequest *req, TimestampTz now,
 					   int64 release_first, WalletResult *res);
+extern bool DebitFinish(Account *acct, DebitRequest *req, TimestampTz now,
+						int64 release_first, Decision *d, WalletResult *res);
 extern bool Replayed(Account *acct, const char *key, const DebitRequest *req,
 					 int64 hold_amount, WalletResult *res);
+extern void ReplayMatch(const Account *acct, const char *key, const DebitRequest *req,
+						int64 hold_amount, const StoredRequest *st, WalletResult *res);
+extern void StoredFetchMany(int n, const int64 *wallet_ids, const char *const *keys,
+							StoredRequest **found, MemoryContext cxt);
+extern void DebitJudge(Account *acct, const DebitRequest *req, TimestampTz now,
+					   int64 release_first, Decision *d);
+extern DebitBuffer *DebitBufferCreate(MemoryContext cxt);
+extern int	DebitBufferCount(const DebitBuffer *buf);
+extern void DebitBufferFlush(DebitBuffer *buf, TimestampTz now);
 
 /* ---- outbox.c ---- */
 

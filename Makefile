@@ -26,3 +26,7 @@ test:
 	bash test/run.sh
 demo:
 	bash test/demo.sh
+
+.PHONY: valgrind
+valgrind:
+	bash test/valgrind.sh

@@ -29,3 +29,7 @@ demo:
 
 # every part includes the shared header: a change to it rebuilds them all
 $(OBJS): $(srcdir)/src/wallet.h
+
+.PHONY: valgrind
+valgrind:
+	bash test/valgrind.sh

@@ -26,3 +26,15 @@ test:
 	bash test/run.sh
 demo:
 	bash test/demo.sh
+
+# the router's companion extension (proxy/, see README "Scaling out"): installed with wallet
+PROXY_DATA = proxy/wallet_proxy.control proxy/wallet_proxy--1.0.sql
+.PHONY: install-proxy uninstall-proxy
+install: install-proxy
+install-proxy: installdirs
+	$(INSTALL_DATA) $(addprefix $(srcdir)/, $(PROXY_DATA)) '$(DESTDIR)$(datadir)/extension/'
+uninstall: uninstall-proxy
+uninstall-proxy:
+	rm -f $(addprefix '$(DESTDIR)$(datadir)/extension'/, $(notdir $(PROXY_DATA)))
+# every part includes src/wallet.h (the PlanId enum sizes the kept-plan array): rebuild all when it changes
+$(OBJS): $(srcdir)/src/wallet.h

@@ -13,6 +13,7 @@
  *	  hold.c	 wallet_hold, wallet_capture, wallet_release
  *	  balance.c	 wallet_balance, wallet_balances
  *	  outbox.c	 low-balance and decline notifications
+ *	  shard.c	 scale-out: wallet.shard, wallet.shards, routing bits in ids
  */
 #ifndef WALLET_H
 #define WALLET_H
@@ -34,6 +35,7 @@
 #define ERRCODE_WALLET_HOLD_CLOSED	MAKE_SQLSTATE('W','L','0','0','5')
 #define ERRCODE_WALLET_SCALE		MAKE_SQLSTATE('W','L','0','0','6')
 #define ERRCODE_WALLET_NOT_FOUND	MAKE_SQLSTATE('W','L','0','0','7')
+#define ERRCODE_WALLET_OTHER_SHARD	MAKE_SQLSTATE('W','L','0','0','8')
 
 #define WALLET_MAX_SCALE	12
 
@@ -111,6 +113,7 @@ typedef enum PlanId
 	PLAN_COUNTER_ADD,
 	PLAN_OUTBOX,
 	PLAN_PENDING_GRANTS,
+	PLAN_ROUTE_CUSTOMER,
 	PLAN__COUNT
 } PlanId;
 
@@ -275,5 +278,9 @@ extern bool Replayed(Account *acct, const char *key, const DebitRequest *req,
 
 extern void OutboxLowBalance(const Account *acct, int64 before, int64 after);
 extern void OutboxDeclined(const Account *acct, const char *reason, int64 available, int64 amount);
+
+/* ---- shard.c ---- */
+
+extern void ShardInit(void);
 
 #endif							/* WALLET_H */

@@ -72,7 +72,7 @@ WalletIdOf(const char *customer, bool missing_ok, char *status_out)
 			return 0;
 		ereport(ERROR,
 				(errcode(ERRCODE_WALLET_NO_WALLET),
-				 errmsg("no wallet for customer \"%s\"", customer),
+				 errmsg("no wallet for customer \"%.100s\"", customer),
 				 errhint("Create it with wallet_create().")));
 	}
 	if (status_out)

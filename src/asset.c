@@ -3,7 +3,9 @@
  *	  The asset cache.
  *
  * An asset's scale never changes once it exists (wallet_create_asset refuses
- * it), so each backend keeps what it has read.
+ * it), so each backend keeps what it has read.  Entries are never freed:
+ * other caches (compiled prices) keep pointers to them, and callers compare
+ * those pointers.
  */
 #include "wallet.h"
 
@@ -13,24 +15,38 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
+/* a cache entry: the AssetInfo handed out (its code is the key) */
+typedef struct AssetEntry
+{
+	AssetInfo	info;
+	bool		stale;			/* read again before use */
+} AssetEntry;
+
 static HTAB *assets;
 
-/* an asset read inside a transaction that aborts may never have existed */
+/*
+ * An asset read inside a transaction that aborts may never have existed (or
+ * exist later with another scale): read every entry again before its next
+ * use, in place, so that pointers to it stay valid.
+ */
 static void
 ForgetOnAbort(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT && assets != NULL)
-	{
-		hash_destroy(assets);
-		assets = NULL;
-	}
+	HASH_SEQ_STATUS seq;
+	AssetEntry *entry;
+
+	if (event != XACT_EVENT_ABORT || assets == NULL)
+		return;
+	hash_seq_init(&seq, assets);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		entry->stale = true;
 }
 
 /* the asset with this code; WL002 when there is none */
 const AssetInfo *
 AssetLookup(const char *code)
 {
-	AssetInfo  *entry;
+	AssetEntry *entry;
 	bool		found;
 	char		key[NAMEDATALEN];
 
@@ -44,7 +60,7 @@ AssetLookup(const char *code)
 		static bool registered = false;
 
 		ctl.keysize = NAMEDATALEN;
-		ctl.entrysize = sizeof(AssetInfo);
+		ctl.entrysize = sizeof(AssetEntry);
 		ctl.hcxt = TopMemoryContext;
 		assets = hash_create("wallet assets", 16, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 		if (!registered)
@@ -56,7 +72,7 @@ AssetLookup(const char *code)
 	memset(key, 0, sizeof(key));
 	strlcpy(key, code, NAMEDATALEN);
 	entry = hash_search(assets, key, HASH_FIND, NULL);
-	if (entry == NULL)
+	if (entry == NULL || entry->stale)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 		Datum		values[1] = {CStringGetTextDatum(code)};
@@ -75,7 +91,8 @@ AssetLookup(const char *code)
 		scale = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		SPI_finish();
 		entry = hash_search(assets, key, HASH_ENTER, &found);
-		entry->scale = scale;
+		entry->info.scale = scale;
+		entry->stale = false;
 	}
-	return entry;
+	return &entry->info;
 }

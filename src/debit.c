@@ -118,7 +118,7 @@ Replayed(Account *acct, const char *key, const DebitRequest *req,
 
 	values[0] = Int64GetDatum(acct->wallet_id);
 	values[1] = CStringGetTextDatum(key);
-	WalletExec(PLAN_IDEMPOTENCY, idempotency_sql, 2, argtypes, values, NULL, true, SPI_OK_SELECT);
+	WalletExec(PLAN_IDEMPOTENCY, idempotency_sql, 2, argtypes, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 
@@ -265,6 +265,7 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 	bool		isnull;
 	int			dims[1];
 	int			lbs[1] = {1};
+	Datum		zero = NumericGetDatum(MinorToNumeric(0, 0));
 
 	for (int i = 0; i < set->n && left > 0; i++)
 	{
@@ -275,7 +276,8 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 			continue;
 		ids[nlines] = Int64GetDatum(g->id);
 		takes[nlines] = Int64GetDatum(take);
-		revs[nlines] = NumericGetDatum(g->unit_revenue);
+		/* only value drawn from paid grants is revenue */
+		revs[nlines] = g->category_rank == 2 ? NumericGetDatum(g->unit_revenue) : zero;
 		nlines++;
 		left -= take;
 	}
@@ -284,7 +286,7 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 		ids[nlines] = (Datum) 0;
 		idnulls[nlines] = true;
 		takes[nlines] = Int64GetDatum(left);
-		revs[nlines] = NumericGetDatum(MinorToNumeric(0, 0));
+		revs[nlines] = zero;
 		nlines++;
 		acct->overdraft = AddMinor(acct->overdraft, left);
 	}
@@ -329,7 +331,6 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 	res->amount = req->amount;
 	res->has_balance = true;
 	res->balance = d->after;
-	OutboxLowBalance(acct, d->available, d->after);
 }
 
 /*
@@ -347,12 +348,16 @@ DebitApply(Account *acct, DebitRequest *req, TimestampTz now,
 	DebitDecide(acct, req, now, release_first, true, &d);
 	if (d.decline != NULL)
 	{
+		/* a declined capture leaves its hold open: it still counts */
+		d.available = SubMinor(d.available, release_first);
 		if (strcmp(d.decline, "insufficient_funds") == 0)
 			OutboxDeclined(acct, d.decline, d.available, req->amount);
 		Decline(acct, d.decline, d.available, res);
 		return false;
 	}
 	DebitWrite(acct, req, now, &d, res);
+	/* a capture: the hold already counted against available before it */
+	OutboxLowBalance(acct, SubMinor(d.available, release_first), d.after);
 	if (acct->overdraft != overdraft_before && release_first == 0)
 		AccountSave(acct);
 	return true;
@@ -421,7 +426,7 @@ wallet_authorize_debit(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	pv = PriceFind(customer, meter, req.occurred_at);
-	AccountLockByCustomer(customer, pv->asset, &acct);
+	AccountLockByCustomer(customer, &pv->asset, &acct);
 	if (!Replayed(&acct, key, &req, 0, &res))
 	{
 		req.price_id = pv->id;

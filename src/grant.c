@@ -22,6 +22,7 @@
 
 PG_FUNCTION_INFO_V1(wallet_touch);
 PG_FUNCTION_INFO_V1(wallet_pending);
+PG_FUNCTION_INFO_V1(wallet_advance);
 
 #define GRANT_COLUMNS \
 	"id, category, priority, amount, remaining, effective_at, expires_at, recurrence, " \
@@ -98,6 +99,12 @@ GrantAdvance(GrantRow *g, TimestampTz t, ResetStep *steps)
 		return 0;
 	n = BoundariesBy(g, t);
 	k = g->resets;
+	/*
+	 * Never step back: a transaction whose time is older than a reset another
+	 * one has already written (or a sweep as of the past) leaves it alone.
+	 */
+	if (n <= k)
+		return 0;
 	while (k < n)
 	{
 		int64		cur = g->remaining;
@@ -261,6 +268,7 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 	set->rows = palloc(sizeof(GrantRow) * Max(n, 1));
 	set->n = 0;
 	set->total = 0;
+	set->resets_written = 0;
 	for (uint64 i = 0; i < n; i++)
 	{
 		GrantRow   *g = &set->rows[set->n];
@@ -270,7 +278,10 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 		ReadGrant(tt->vals[i], tt->tupdesc, g);
 		nsteps = GrantAdvance(g, now, steps);
 		if (write_resets && g->resets != g->stored_resets)
+		{
 			WriteResets(acct, g, steps, nsteps);
+			set->resets_written += nsteps;
+		}
 		if (!GrantLive(g, now) || g->remaining == 0)
 			continue;
 		set->total = AddMinor(set->total, g->remaining);
@@ -302,7 +313,7 @@ LiveHeld(const Account *acct, TimestampTz now, int32 *count)
 			   "SELECT coalesce(pg_catalog.sum(amount), 0)::pg_catalog.int8, pg_catalog.count(*)::pg_catalog.int4 FROM wallet.hold "
 			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND asset OPERATOR(pg_catalog.=) $2 "
 			   "   AND status OPERATOR(pg_catalog.=) 'open' AND expires_at OPERATOR(pg_catalog.>) $3",
-			   3, argtypes, values, NULL, true, SPI_OK_SELECT);
+			   3, argtypes, values, NULL, false, SPI_OK_SELECT);
 	sum = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (count)
 		*count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
@@ -327,6 +338,32 @@ wallet_touch(PG_FUNCTION_ARGS)
 	GrantsLoad(&acct, WalletNow(), true, &set);
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*
+ * wallet._advance(wallet_id, asset, as_of): lock the balance row and write
+ * down the resets time has made by as_of (not after now: the caller checks).
+ * Returns how many reset lines were written.  wallet_sweep() calls it.
+ */
+Datum
+wallet_advance(PG_FUNCTION_ARGS)
+{
+	int64		wallet_id = PG_GETARG_INT64(0);
+	const AssetInfo *asset = AssetLookup(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(2);
+	Account		acct;
+	GrantSet	set;
+
+	if (as_of > WalletNow())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("as_of %s is in the future",
+						timestamptz_to_str(as_of))));
+	SPI_connect();
+	AccountLockById(wallet_id, asset, &acct);
+	GrantsLoad(&acct, as_of, true, &set);
+	SPI_finish();
+	PG_RETURN_INT64(set.resets_written);
 }
 
 /*

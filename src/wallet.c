@@ -25,6 +25,9 @@ char	   *wallet_reporting_currency;
 
 static SPIPlanPtr plans[PLAN__COUNT];
 
+/* dimensions are stored on every event: keep them small */
+#define MAX_DIMENSIONS_SIZE 4096
+
 /* an interval setting: parsed once when set */
 static bool
 CheckInterval(char **newval, void **extra, GucSource source)
@@ -113,6 +116,11 @@ WalletPlan(PlanId id, const char *sql, int nargs, const Oid *argtypes)
 /*
  * Run a kept plan.  expect >= 0 is the SPI result code wanted
  * (SPI_OK_SELECT, SPI_OK_UPDATE_RETURNING, ...).
+ *
+ * read_only must be false for every query made under the balance lock: only
+ * then does SPI take a fresh snapshot, which (in READ COMMITTED) sees what the
+ * transaction we waited for committed.  read_only = true reuses the caller's
+ * snapshot and would miss it.
  */
 void
 WalletExec(PlanId id, const char *sql, int nargs, const Oid *argtypes,
@@ -184,6 +192,11 @@ ArgDimensions(FunctionCallInfo fcinfo, int n)
 				 errmsg("dimensions must be a json object")));
 	if (JB_ROOT_COUNT(j) == 0)
 		return NULL;
+	if (VARSIZE(j) > MAX_DIMENSIONS_SIZE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("dimensions are larger than %d bytes", MAX_DIMENSIONS_SIZE),
+				 errdetail("Dimensions label an event (model, feature, user); they are stored with it.")));
 	return j;
 }
 

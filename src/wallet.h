@@ -197,6 +197,7 @@ typedef struct GrantSet
 	int			n;
 	GrantRow   *rows;			/* live grants, in drawdown order */
 	int64		total;			/* sum of remaining of live grants */
+	int			resets_written; /* reset lines GrantsLoad wrote */
 } GrantSet;
 
 extern void GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set);
@@ -217,7 +218,7 @@ typedef struct Rule Rule;
 typedef struct PriceVersion
 {
 	int64		id;
-	const AssetInfo *asset;
+	AssetInfo	asset;			/* a copy: the asset cache is dropped on abort */
 	Rule	   *rule;
 } PriceVersion;
 

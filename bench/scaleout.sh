@@ -2,7 +2,7 @@
 # bench/scaleout.sh: the wallet through a PL/Proxy router with 2 shards, next to
 # one database used directly.
 #
-#   bench/scaleout.sh [--quick] [--seconds S] [--clients C] [--wallets N]
+#   bench/scaleout.sh [--quick] [--rounds R] [--seconds S] [--clients C] [--wallets N]
 #
 # Builds and installs into $PGBIN's PostgreSQL (default: the system's 15),
 # starts four throwaway clusters on their own unix sockets: direct (one plain
@@ -15,20 +15,22 @@
 # against direct and against the router: C clients for tps, then one client for
 # the latency of a call; the difference is the cost of the hop.  All four
 # clusters share this machine's cores, so the router's tps here shows its
-# cost, not the gain of shards on their own servers.  Default 10 s per run
-# (about 2 minutes); --quick: 3 s.  Results: stdout and bench/out/scaleout.txt.
+# cost, not the gain of shards on their own servers.  R interleaved rounds
+# (default 3) of 10 s per run, medians (about 5 minutes); --quick: one round
+# of 3 s.  Results: stdout and bench/out/scaleout.txt.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source test/lib.sh
 
-seconds=10 clients=8 wallets=10000
+rounds=3 seconds=10 clients=8 wallets=10000
 while (($#)); do
   case $1 in
-    --quick) seconds=3 ;;
+    --quick) rounds=1 seconds=3 ;;
+    --rounds) rounds=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --clients) clients=$2; shift ;;
     --wallets) wallets=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "bench/scaleout.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -114,16 +116,42 @@ run() {
        "$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$log")"
 }
 
-declare -A tps=() lat=()
-for script in debit balance; do
-  for c in "$clients" 1; do
-    for target in direct router; do
-      read -r t l < <(run "$target" "$script" "$c")
-      tps[$target-$script-$c]=$t lat[$target-$script-$c]=$l
-      printf '   %-8s %-7s %2d clients: %8.0f tps, %7.3f ms\n' "$script" "$target" "$c" "$t" "$l"
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# interleaved rounds; the median of each
+declare -A tps=() lat=() all_t=() all_l=()
+echo "== $rounds rounds x (debit, balance) x ($clients clients, 1 client) x (direct, router), ${seconds}s each"
+for ((r = 1; r <= rounds; r++)); do
+  for script in debit balance; do
+    for c in "$clients" 1; do
+      for target in direct router; do
+        read -r t l < <(run "$target" "$script" "$c")
+        all_t[$target-$script-$c]+="$t " all_l[$target-$script-$c]+="$l "
+        printf '   round %d %-8s %-7s %2d clients: %8.0f tps, %7.3f ms\n' "$r" "$script" "$target" "$c" "$t" "$l"
+      done
     done
   done
 done
+for k in "${!all_t[@]}"; do
+  tps[$k]=$(tr ' ' '\n' <<<"${all_t[$k]}" | grep . | median)
+  lat[$k]=$(tr ' ' '\n' <<<"${all_l[$k]}" | grep . | median)
+done
+
+# the hop alone: 5,000 wallet_balance calls in one statement, directly and
+# through the router; the fastest of the rounds, in microseconds per call
+loop_us() {
+  local best=""
+  for ((r = 1; r <= rounds + 2; r++)); do
+    ms=$(q "$1" -c '\timing on' \
+           -c "SELECT count(wallet_balance((i % $wallets + 1)::text, 'credits')) FROM generate_series(1, 5000) i" |
+         sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
+    best=$(awk -v a="$ms" -v b="$best" 'BEGIN { print (b == "" || a < b) ? a : b }')
+  done
+  awk -v ms="$best" 'BEGIN { printf "%.1f", ms * 1000 / 5000 }'
+}
+loop_direct=$(loop_us direct)
+loop_router=$(loop_us router)
+echo "   loop: wallet_balance $loop_direct us per call directly, $loop_router us through the router"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 hop() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (a - b) * 1000 }'; }
@@ -132,7 +160,7 @@ say
 say "== results ($(date -u +%Y-%m-%dT%H:%MZ), git $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
 say "machine:  $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); the four clusters share them"
 say "postgres: $(q direct -c 'SHOW server_version'), ${settings[*]} fsync=off; $wallets wallets"
-say "pgbench:  -M prepared, ${seconds}s per run"
+say "pgbench:  -M prepared, $rounds rounds x ${seconds}s per run interleaved, medians"
 say
 say "$(printf '%-8s %12s %12s %8s   %14s %14s %8s' '' "direct tps" "router tps" ratio "direct 1c ms" "router 1c ms" "hop us")"
 for script in debit balance; do
@@ -143,6 +171,7 @@ for script in debit balance; do
     "$(hop "${lat[router-$script-1]}" "${lat[direct-$script-1]}")")"
 done
 say "(tps at $clients clients; latency and hop at 1 client: router minus direct)"
+say "hop in a loop (5,000 wallet_balance calls in one statement, fastest round): direct $loop_direct us, router $loop_router us per call: $(awk -v a="$loop_router" -v b="$loop_direct" 'BEGIN { printf "%.0f", a - b }') us per hop"
 
 problems=$(q router -c 'SELECT count(*) FROM wallet_verify()')
 say "wallet_verify() on every shard: $problems problems"

@@ -168,7 +168,7 @@ SELECT i, approved, replayed, reason, asset, amount, balance FROM t.rf ORDER BY 
 \endif
 \if :has_void
 SELECT g.i, wallet_void_grant(g.id, 'scale-out test') AS voided
-  FROM (SELECT * FROM t.g WHERE kind = 'promo' AND i % 2 = 0 ORDER BY i) g
+  FROM (SELECT * FROM t.g WHERE kind = 'usd' AND i % 10 = 0 ORDER BY i) g
  ORDER BY g.i;
 \endif
 
@@ -184,6 +184,9 @@ SELECT * FROM wallet_capture(NULL, 'chat', 1);
 SELECT wallet_create_asset('bad code!');
 \set VERBOSITY default
 \set ON_ERROR_STOP 1
+\if :has_sweep
+SELECT * FROM wallet_sweep() ORDER BY action;
+\endif
 SQL
 }
 
@@ -214,8 +217,11 @@ SELECT s.i, r.approved, r.reason, r.amount, r.balance
 \endif
 \if :has_void
 SELECT g.i, wallet_void_grant(g.id) AS voided
-  FROM (SELECT * FROM t.g WHERE kind = 'usd' AND i % 10 = 5 ORDER BY i) g
- ORDER BY g.i;
+  FROM (SELECT * FROM t.g WHERE kind IN ('usd', 'paid') AND i % 20 = 5 ORDER BY i, kind) g
+ ORDER BY g.i, g.kind;
+\endif
+\if :has_sweep
+SELECT * FROM wallet_sweep() ORDER BY action;
 \endif
 SQL
 }
@@ -230,14 +236,12 @@ SELECT customer, asset, kind, count(*), sum(amount) FROM wallet.ledger GROUP BY 
 SELECT customer, asset, category, count(*), sum(amount), sum(remaining) FROM wallet.grants GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 SELECT count(*) AS problems FROM wallet_verify();
 SQL
-  [[ $has_sweep == t ]] && echo "SELECT * FROM wallet_sweep() ORDER BY action;"
-  [[ $has_sweep == t ]] && echo "SELECT customer, asset, available, held, granted, overdraft FROM wallet.balances ORDER BY customer, asset;"
-  true
 }
 
 # run WORKLOAD CLUSTER DB OUT
 run() {
   "$1" | q "$2" "$3" -A -v n="$N" -v n2="$N2" -v has_refund="$has_refund" -v has_void="$has_void" \
+    -v has_sweep="$has_sweep" \
     >"$4" 2>&1 || { echo "$1 on $2/$3 failed:"; cat "$4"; exit 1; }
 }
 

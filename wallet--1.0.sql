@@ -1478,148 +1478,6 @@ $$;
 COMMENT ON FUNCTION @extschema@.wallet_statement(text, timestamptz, timestamptz) IS
 	'account statement per asset: opening balance, every ledger line in [since, until) with the balance after it, closing balance';
 
-/* ------------------------------------------------- roles and privileges */
-
-/*
- * Keep this section last: it closes every function of the extension to
- * PUBLIC and gives the API functions the owner's rights, so it must see all
- * of them.
- *
- *	 wallet_app		the application: hot path and reading functions (and
- *					wallet_record_cost, wallet_outbox_ack); no table, no view.
- *	 wallet_finance	reads every table and view of schema wallet; reading
- *					functions; writes nothing.
- *	 wallet_admin	configuration (assets, wallets, prices, plans, limits, caps),
- *					grants, refunds, voids, costs, the sweep; reading functions;
- *					no table, no view.
- * PUBLIC gets nothing.  No role may write a table: every change goes through
- * a function that runs with the owner's rights (SECURITY DEFINER).  Those
- * written in SQL or PL/pgSQL pin search_path and qualify every name; the C
- * ones qualify every name in the SQL they run and skip the search_path
- * setting, which would cost a GUC save and restore on every hot-path call.
- * The roles are cluster-wide: created if missing, never dropped.
- */
-DO $$
-DECLARE
-	r record;
-BEGIN
-	FOR r IN SELECT * FROM (VALUES
-		('wallet_app', 'wallet: the application''s hot path and reading functions'),
-		('wallet_finance', 'wallet: reads the ledger, the finance views and every table'),
-		('wallet_admin', 'wallet: configuration, grants, refunds, voids, costs and the sweep')) AS v(name, note)
-	LOOP
-		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r.name) THEN
-			BEGIN
-				EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r.name);
-				EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', r.name, r.note);
-			EXCEPTION WHEN duplicate_object THEN
-				NULL;		/* created meanwhile by an install in another database */
-			END;
-		END IF;
-	END LOOP;
-END
-$$;
-
-REVOKE ALL ON SCHEMA wallet FROM PUBLIC;
-REVOKE ALL ON ALL TABLES IN SCHEMA wallet FROM PUBLIC;
-REVOKE ALL ON ALL SEQUENCES IN SCHEMA wallet FROM PUBLIC;
-REVOKE ALL ON TYPE @extschema@.wallet_result FROM PUBLIC;
-
-/*
- * Every function of the extension: closed to PUBLIC.  Those in the
- * extension's schema (the API) run with the owner's rights; any that is not
- * in C must pin search_path, or the install fails.
- */
-DO $$
-DECLARE
-	f record;
-BEGIN
-	FOR f IN
-		SELECT p.oid::pg_catalog.regprocedure AS fn, p.pronamespace, l.lanname, p.proconfig
-		  FROM pg_catalog.pg_depend d
-		  JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.objid
-		  JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
-		 WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-		   AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
-		   AND d.deptype OPERATOR(pg_catalog.=) 'e'
-		   AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension e
-												   WHERE e.extname OPERATOR(pg_catalog.=) 'wallet')
-	LOOP
-		EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.fn);
-		IF f.pronamespace OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.regnamespace THEN
-			IF f.lanname OPERATOR(pg_catalog.<>) 'c' AND NOT EXISTS (
-				SELECT 1 FROM pg_catalog.unnest(f.proconfig) c WHERE c LIKE 'search\_path=%') THEN
-				RAISE EXCEPTION 'function % would run with the owner''s rights without a pinned search_path', f.fn;
-			END IF;
-			EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER', f.fn);
-		END IF;
-	END LOOP;
-END
-$$;
-
-/* finance reads everything in schema wallet, and the helpers its views call */
-GRANT USAGE ON SCHEMA wallet TO wallet_finance;
-GRANT SELECT ON ALL TABLES IN SCHEMA wallet TO wallet_finance;
-GRANT USAGE ON TYPE @extschema@.wallet_result TO wallet_app, wallet_finance, wallet_admin;
-
-/*
- * Function by function.  Functions marked later are added by work merged
- * after this section was written: skipped while they do not exist.
- */
-DO $$
-DECLARE
-	g record;
-BEGIN
-	FOR g IN SELECT * FROM (VALUES
-		/* hot path */
-		('@extschema@.wallet_authorize_debit(text, text, numeric, text, jsonb, timestamptz, numeric)', '{wallet_app}', false),
-		('@extschema@.wallet_debit(text, text, numeric, text, jsonb, numeric)', '{wallet_app}', false),
-		('@extschema@.wallet_hold(text, text, numeric, text, interval)', '{wallet_app}', false),
-		('@extschema@.wallet_capture(bigint, text, numeric, jsonb, numeric)', '{wallet_app}', false),
-		('@extschema@.wallet_release(bigint)', '{wallet_app}', false),
-		('@extschema@.wallet_ingest(jsonb)', '{wallet_app}', true),
-		('@extschema@.wallet_record_cost(bigint, numeric, jsonb)', '{wallet_app,wallet_admin}', false),
-		('@extschema@.wallet_outbox_ack(bigint)', '{wallet_app,wallet_admin}', false),
-		/* reading */
-		('@extschema@.wallet_balance(text, text)', '{wallet_app,wallet_finance,wallet_admin}', false),
-		('@extschema@.wallet_balances(text)', '{wallet_app,wallet_finance,wallet_admin}', false),
-		('@extschema@.wallet_quote(text, text, numeric, jsonb, timestamptz)', '{wallet_app,wallet_admin}', true),
-		('@extschema@.wallet_caps(text)', '{wallet_app,wallet_finance,wallet_admin}', true),
-		('@extschema@.wallet_statement(text, timestamptz, timestamptz)', '{wallet_app,wallet_finance,wallet_admin}', false),
-		('@extschema@.wallet_verify()', '{wallet_finance,wallet_admin}', false),
-		('wallet.margin_by_dimension(text, timestamptz, timestamptz)', '{wallet_finance}', false),
-		('wallet._major(text, bigint)', '{wallet_finance}', false),
-		('wallet._pending(timestamptz, bigint)', '{wallet_finance}', false),
-		/* configuration */
-		('@extschema@.wallet_create_asset(text, int, numeric, text)', '{wallet_admin}', false),
-		('@extschema@.wallet_create(text, jsonb)', '{wallet_admin}', false),
-		('@extschema@.wallet_set_limit(text, text, numeric, numeric, int)', '{wallet_admin}', false),
-		('@extschema@.wallet_set_status(text, text)', '{wallet_admin}', false),
-		('@extschema@.wallet_set_price(text, text, jsonb, timestamptz, text, text)', '{wallet_admin}', false),
-		('@extschema@.wallet_assign_plan(text, text, timestamptz)', '{wallet_admin}', false),
-		('@extschema@.wallet_set_cap(text, text, numeric, text, text)', '{wallet_admin}', true),
-		('@extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text, numeric, text, interval, numeric, jsonb)', '{wallet_admin}', false),
-		/* corrections and upkeep */
-		('@extschema@.wallet_refund(bigint, numeric, text)', '{wallet_admin}', false),
-		('@extschema@.wallet_void_grant(bigint, text)', '{wallet_admin}', false),
-		('@extschema@.wallet_sweep(timestamptz)', '{wallet_admin}', false),
-		/* scale-out */
-		('@extschema@.wallet_shard_check()', '{wallet_finance,wallet_admin}', true),
-		('@extschema@.wallet_shard_prune()', '{wallet_admin}', true)
-	) AS v(fn, roles, later)
-	LOOP
-		IF pg_catalog.to_regprocedure(g.fn) IS NULL THEN
-			IF g.later THEN
-				CONTINUE;
-			END IF;
-			RAISE EXCEPTION 'no function %', g.fn;
-		END IF;
-		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', g.fn,
-			(SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r), ', ') FROM pg_catalog.unnest(g.roles::text[]) r));
-	END LOOP;
-END
-$$;
-
 /* ------------------------------------------------------------ scale-out */
 
 /*
@@ -1762,3 +1620,145 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.wallet_shard_prune() IS
 	'after a split: deletes every row of the customers another shard owns; returns how many wallets went';
+
+/* ------------------------------------------------- roles and privileges */
+
+/*
+ * Keep this section last: it closes every function of the extension to
+ * PUBLIC and gives the API functions the owner's rights, so it must see all
+ * of them.
+ *
+ *	 wallet_app		the application: hot path and reading functions (and
+ *					wallet_record_cost, wallet_outbox_ack); no table, no view.
+ *	 wallet_finance	reads every table and view of schema wallet; reading
+ *					functions; writes nothing.
+ *	 wallet_admin	configuration (assets, wallets, prices, plans, limits, caps),
+ *					grants, refunds, voids, costs, the sweep; reading functions;
+ *					no table, no view.
+ * PUBLIC gets nothing.  No role may write a table: every change goes through
+ * a function that runs with the owner's rights (SECURITY DEFINER).  Those
+ * written in SQL or PL/pgSQL pin search_path and qualify every name; the C
+ * ones qualify every name in the SQL they run and skip the search_path
+ * setting, which would cost a GUC save and restore on every hot-path call.
+ * The roles are cluster-wide: created if missing, never dropped.
+ */
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT * FROM (VALUES
+		('wallet_app', 'wallet: the application''s hot path and reading functions'),
+		('wallet_finance', 'wallet: reads the ledger, the finance views and every table'),
+		('wallet_admin', 'wallet: configuration, grants, refunds, voids, costs and the sweep')) AS v(name, note)
+	LOOP
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r.name) THEN
+			BEGIN
+				EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r.name);
+				EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', r.name, r.note);
+			EXCEPTION WHEN duplicate_object THEN
+				NULL;		/* created meanwhile by an install in another database */
+			END;
+		END IF;
+	END LOOP;
+END
+$$;
+
+REVOKE ALL ON SCHEMA wallet FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA wallet FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA wallet FROM PUBLIC;
+REVOKE ALL ON TYPE @extschema@.wallet_result FROM PUBLIC;
+
+/*
+ * Every function of the extension: closed to PUBLIC.  Those in the
+ * extension's schema (the API) run with the owner's rights; any that is not
+ * in C must pin search_path, or the install fails.
+ */
+DO $$
+DECLARE
+	f record;
+BEGIN
+	FOR f IN
+		SELECT p.oid::pg_catalog.regprocedure AS fn, p.pronamespace, l.lanname, p.proconfig
+		  FROM pg_catalog.pg_depend d
+		  JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.objid
+		  JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
+		 WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+		   AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+		   AND d.deptype OPERATOR(pg_catalog.=) 'e'
+		   AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension e
+												   WHERE e.extname OPERATOR(pg_catalog.=) 'wallet')
+	LOOP
+		EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.fn);
+		IF f.pronamespace OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.regnamespace THEN
+			IF f.lanname OPERATOR(pg_catalog.<>) 'c' AND NOT EXISTS (
+				SELECT 1 FROM pg_catalog.unnest(f.proconfig) c WHERE c LIKE 'search\_path=%') THEN
+				RAISE EXCEPTION 'function % would run with the owner''s rights without a pinned search_path', f.fn;
+			END IF;
+			EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER', f.fn);
+		END IF;
+	END LOOP;
+END
+$$;
+
+/* finance reads everything in schema wallet, and the helpers its views call */
+GRANT USAGE ON SCHEMA wallet TO wallet_finance;
+GRANT SELECT ON ALL TABLES IN SCHEMA wallet TO wallet_finance;
+GRANT USAGE ON TYPE @extschema@.wallet_result TO wallet_app, wallet_finance, wallet_admin;
+
+/*
+ * Function by function.  Functions marked later are added by work merged
+ * after this section was written: skipped while they do not exist.
+ */
+DO $$
+DECLARE
+	g record;
+BEGIN
+	FOR g IN SELECT * FROM (VALUES
+		/* hot path */
+		('@extschema@.wallet_authorize_debit(text, text, numeric, text, jsonb, timestamptz, numeric)', '{wallet_app}', false),
+		('@extschema@.wallet_debit(text, text, numeric, text, jsonb, numeric)', '{wallet_app}', false),
+		('@extschema@.wallet_hold(text, text, numeric, text, interval)', '{wallet_app}', false),
+		('@extschema@.wallet_capture(bigint, text, numeric, jsonb, numeric)', '{wallet_app}', false),
+		('@extschema@.wallet_release(bigint)', '{wallet_app}', false),
+		('@extschema@.wallet_ingest(jsonb)', '{wallet_app}', true),
+		('@extschema@.wallet_record_cost(bigint, numeric, jsonb)', '{wallet_app,wallet_admin}', false),
+		('@extschema@.wallet_outbox_ack(bigint)', '{wallet_app,wallet_admin}', false),
+		/* reading */
+		('@extschema@.wallet_balance(text, text)', '{wallet_app,wallet_finance,wallet_admin}', false),
+		('@extschema@.wallet_balances(text)', '{wallet_app,wallet_finance,wallet_admin}', false),
+		('@extschema@.wallet_quote(text, text, numeric, jsonb, timestamptz)', '{wallet_app,wallet_admin}', true),
+		('@extschema@.wallet_caps(text)', '{wallet_app,wallet_finance,wallet_admin}', true),
+		('@extschema@.wallet_statement(text, timestamptz, timestamptz)', '{wallet_app,wallet_finance,wallet_admin}', false),
+		('@extschema@.wallet_verify()', '{wallet_finance,wallet_admin}', false),
+		('wallet.margin_by_dimension(text, timestamptz, timestamptz)', '{wallet_finance}', false),
+		('wallet._major(text, bigint)', '{wallet_finance}', false),
+		('wallet._pending(timestamptz, bigint)', '{wallet_finance}', false),
+		/* configuration */
+		('@extschema@.wallet_create_asset(text, int, numeric, text)', '{wallet_admin}', false),
+		('@extschema@.wallet_create(text, jsonb)', '{wallet_admin}', false),
+		('@extschema@.wallet_set_limit(text, text, numeric, numeric, int)', '{wallet_admin}', false),
+		('@extschema@.wallet_set_status(text, text)', '{wallet_admin}', false),
+		('@extschema@.wallet_set_price(text, text, jsonb, timestamptz, text, text)', '{wallet_admin}', false),
+		('@extschema@.wallet_assign_plan(text, text, timestamptz)', '{wallet_admin}', false),
+		('@extschema@.wallet_set_cap(text, text, numeric, text, text)', '{wallet_admin}', true),
+		('@extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text, numeric, text, interval, numeric, jsonb)', '{wallet_admin}', false),
+		/* corrections and upkeep */
+		('@extschema@.wallet_refund(bigint, numeric, text)', '{wallet_admin}', false),
+		('@extschema@.wallet_void_grant(bigint, text)', '{wallet_admin}', false),
+		('@extschema@.wallet_sweep(timestamptz)', '{wallet_admin}', false),
+		/* scale-out */
+		('@extschema@.wallet_shard_check()', '{wallet_finance,wallet_admin}', true),
+		('@extschema@.wallet_shard_prune()', '{wallet_admin}', true)
+	) AS v(fn, roles, later)
+	LOOP
+		IF pg_catalog.to_regprocedure(g.fn) IS NULL THEN
+			IF g.later THEN
+				CONTINUE;
+			END IF;
+			RAISE EXCEPTION 'no function %', g.fn;
+		END IF;
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', g.fn,
+			(SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r), ', ') FROM pg_catalog.unnest(g.roles::text[]) r));
+	END LOOP;
+END
+$$;

@@ -225,6 +225,14 @@ RETURNS void AS $$
 $$ LANGUAGE plproxy;
 COMMENT ON FUNCTION wallet._outbox_ack(int, bigint) IS 'wallet_outbox_ack on the partition of route';
 
+CREATE FUNCTION wallet._record_cost(route int, event_id bigint, cost numeric, dimensions jsonb)
+RETURNS void AS $$
+	CLUSTER 'wallet_cluster';
+	RUN ON route;
+	SELECT @extschema@.wallet_record_cost(event_id, cost, dimensions) AS recorded;
+$$ LANGUAGE plproxy;
+COMMENT ON FUNCTION wallet._record_cost(int, bigint, numeric, jsonb) IS 'wallet_record_cost on the partition of route';
+
 /* ------------------------------------------------------------- hot path */
 
 CREATE FUNCTION @extschema@.wallet_debit(customer text, asset text, amount numeric,
@@ -355,6 +363,16 @@ RETURNS TABLE (asset text, available numeric, held numeric, granted numeric, ove
 $$ LANGUAGE plproxy;
 COMMENT ON FUNCTION @extschema@.wallet_balances(text) IS 'every asset of a wallet, on the customer''s shard';
 
+CREATE FUNCTION @extschema@.wallet_statement(customer text, since timestamptz DEFAULT '-infinity',
+	until timestamptz DEFAULT NULL)
+RETURNS TABLE (asset text, at timestamptz, kind text, description text, amount numeric,
+	balance numeric, line_id bigint, grant_id bigint, event_id bigint, hold_id bigint) AS $$
+	CLUSTER 'wallet_cluster';
+	RUN ON pg_catalog.hashtext(coalesce(customer, '') COLLATE "C");
+$$ LANGUAGE plproxy;
+COMMENT ON FUNCTION @extschema@.wallet_statement(text, timestamptz, timestamptz) IS
+	'account statement per asset, on the customer''s shard';
+
 /* ------------------------------------------------- corrections and upkeep */
 
 CREATE FUNCTION @extschema@.wallet_refund(event_id bigint, amount numeric DEFAULT NULL,
@@ -387,6 +405,16 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.wallet_outbox_ack(bigint) IS
 	'marks an outbox row handled, on the shard its id routes to';
+
+CREATE FUNCTION @extschema@.wallet_record_cost(event_id bigint, cost numeric, dimensions jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM wallet._record_cost(wallet._route('event', event_id), event_id, cost, dimensions);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_record_cost(bigint, numeric, jsonb) IS
+	'sets what serving an event cost, on the shard the event id routes to';
 
 
 
@@ -426,6 +454,12 @@ COMMENT ON FUNCTION @extschema@.wallet_verify() IS
 
 /* ------------------------------------------------- finance: all shards */
 
+/*
+ * wallet.cluster_X() reads view wallet.X of every shard (the union, with the
+ * shard's number); the views of the contract's names on the router read
+ * those, and sum where a view sums across customers, so finance queries run
+ * unchanged.  A customer lives on one shard: per-customer rows are the union.
+ */
 CREATE FUNCTION wallet.cluster_balances()
 RETURNS TABLE (customer text, asset text, available numeric, held numeric, granted numeric,
 	overdraft numeric, shard int) AS $$
@@ -440,12 +474,13 @@ COMMENT ON FUNCTION wallet.cluster_balances() IS 'wallet.balances of every shard
 CREATE FUNCTION wallet.cluster_grants()
 RETURNS TABLE (id bigint, customer text, asset text, category text, priority int, amount numeric,
 	remaining numeric, unit_revenue numeric, effective_at timestamptz, expires_at timestamptz,
-	voided_at timestamptz, recurrence interval, external_ref text, shard int) AS $$
+	voided_at timestamptz, recurrence interval, rollover_max numeric, external_ref text,
+	metadata jsonb, created_at timestamptz, shard int) AS $$
 	CLUSTER 'wallet_cluster';
 	RUN ON ALL;
 	SELECT g.id, g.customer, g.asset, g.category, g.priority, g.amount, g.remaining, g.unit_revenue,
-		   g.effective_at, g.expires_at, g.voided_at, g.recurrence, g.external_ref,
-		   pg_catalog.current_setting('wallet.shard', true)::int AS shard
+		   g.effective_at, g.expires_at, g.voided_at, g.recurrence, g.rollover_max, g.external_ref,
+		   g.metadata, g.created_at, pg_catalog.current_setting('wallet.shard', true)::int AS shard
 	  FROM wallet.grants g;
 $$ LANGUAGE plproxy;
 COMMENT ON FUNCTION wallet.cluster_grants() IS 'wallet.grants of every shard';
@@ -475,39 +510,87 @@ RETURNS TABLE (id bigint, at timestamptz, customer text, asset text, grant_id bi
 $$ LANGUAGE plproxy;
 COMMENT ON FUNCTION wallet.cluster_ledger() IS 'wallet.ledger of every shard (line ids are unique per shard)';
 
-CREATE FUNCTION wallet.cluster_customer_margin()
-RETURNS TABLE (customer text, day date, revenue numeric, cost numeric, margin numeric, shard int) AS $$
+CREATE FUNCTION wallet.cluster_revenue_lines()
+RETURNS TABLE (id bigint, at timestamptz, day date, customer text, asset text, grant_id bigint,
+	event_id bigint, kind text, category text, amount numeric, sold numeric, recognized numeric,
+	breakage numeric, promotional numeric, bundled numeric, deferred numeric, shard int) AS $$
 	CLUSTER 'wallet_cluster';
 	RUN ON ALL;
-	SELECT m.customer, m.day::date AS day, m.revenue::numeric AS revenue, m.cost::numeric AS cost,
-		   m.margin::numeric AS margin, pg_catalog.current_setting('wallet.shard', true)::int AS shard
-	  FROM wallet.customer_margin m;
+	SELECT r.id, r.at, r.day, r.customer, r.asset, r.grant_id, r.event_id, r.kind, r.category,
+		   r.amount, r.sold, r.recognized, r.breakage, r.promotional, r.bundled, r.deferred,
+		   pg_catalog.current_setting('wallet.shard', true)::int AS shard
+	  FROM wallet.revenue_lines r;
 $$ LANGUAGE plproxy;
-COMMENT ON FUNCTION wallet.cluster_customer_margin() IS 'wallet.customer_margin of every shard';
+COMMENT ON FUNCTION wallet.cluster_revenue_lines() IS 'wallet.revenue_lines of every shard';
 
 CREATE FUNCTION wallet.cluster_revenue()
 RETURNS TABLE (day date, asset text, recognized numeric, breakage numeric, promotional numeric,
-	bundled numeric, shard int) AS $$
+	bundled numeric, sold numeric, shard int) AS $$
 	CLUSTER 'wallet_cluster';
 	RUN ON ALL;
-	SELECT r.day::date AS day, r.asset, r.recognized::numeric AS recognized,
-		   r.breakage::numeric AS breakage, r.promotional::numeric AS promotional,
-		   r.bundled::numeric AS bundled, pg_catalog.current_setting('wallet.shard', true)::int AS shard
+	SELECT r.day, r.asset, r.recognized, r.breakage, r.promotional, r.bundled, r.sold,
+		   pg_catalog.current_setting('wallet.shard', true)::int AS shard
 	  FROM wallet.revenue r;
 $$ LANGUAGE plproxy;
 COMMENT ON FUNCTION wallet.cluster_revenue() IS 'wallet.revenue of every shard, a row per shard, day and asset';
 
 CREATE FUNCTION wallet.cluster_deferred_revenue()
-RETURNS TABLE (customer text, asset text, amount numeric, shard int) AS $$
+RETURNS TABLE (customer text, asset text, amount numeric, remaining numeric, shard int) AS $$
 	CLUSTER 'wallet_cluster';
 	RUN ON ALL;
-	SELECT d.customer, d.asset, d.amount::numeric AS amount,
+	SELECT d.customer, d.asset, d.amount, d.remaining,
 		   pg_catalog.current_setting('wallet.shard', true)::int AS shard
 	  FROM wallet.deferred_revenue d;
 $$ LANGUAGE plproxy;
 COMMENT ON FUNCTION wallet.cluster_deferred_revenue() IS 'wallet.deferred_revenue of every shard';
 
-/* the finance views under their own names: finance queries run unchanged on the router */
+CREATE FUNCTION wallet.cluster_customer_margin()
+RETURNS TABLE (customer text, day date, revenue numeric, cost numeric, margin numeric,
+	breakage numeric, promotional numeric, bundled numeric, events bigint, shard int) AS $$
+	CLUSTER 'wallet_cluster';
+	RUN ON ALL;
+	SELECT m.customer, m.day, m.revenue, m.cost, m.margin, m.breakage, m.promotional, m.bundled,
+		   m.events, pg_catalog.current_setting('wallet.shard', true)::int AS shard
+	  FROM wallet.customer_margin m;
+$$ LANGUAGE plproxy;
+COMMENT ON FUNCTION wallet.cluster_customer_margin() IS 'wallet.customer_margin of every shard';
+
+CREATE FUNCTION wallet.cluster_conservation()
+RETURNS TABLE (customer text, asset text, granted numeric, reset numeric, available numeric,
+	held numeric, overdraft numeric, debited_net numeric, expired numeric, voided numeric,
+	difference numeric, shard int) AS $$
+	CLUSTER 'wallet_cluster';
+	RUN ON ALL;
+	SELECT c.customer, c.asset, c.granted, c.reset, c.available, c.held, c.overdraft, c.debited_net,
+		   c.expired, c.voided, c.difference, pg_catalog.current_setting('wallet.shard', true)::int AS shard
+	  FROM wallet.conservation c;
+$$ LANGUAGE plproxy;
+COMMENT ON FUNCTION wallet.cluster_conservation() IS 'wallet.conservation of every shard';
+
+CREATE FUNCTION wallet.cluster_margin_by_dimension(key text, since timestamptz, until timestamptz)
+RETURNS TABLE (value text, revenue numeric, cost numeric, margin numeric, events bigint, shard int) AS $$
+	CLUSTER 'wallet_cluster';
+	RUN ON ALL;
+	SELECT m.value, m.revenue, m.cost, m.margin, m.events,
+		   pg_catalog.current_setting('wallet.shard', true)::int AS shard
+	  FROM wallet.margin_by_dimension(key, since, until) m;
+$$ LANGUAGE plproxy;
+COMMENT ON FUNCTION wallet.cluster_margin_by_dimension(text, timestamptz, timestamptz) IS
+	'wallet.margin_by_dimension of every shard, a row per shard and value';
+
+CREATE FUNCTION wallet.margin_by_dimension(key text, since timestamptz DEFAULT '-infinity',
+	until timestamptz DEFAULT 'infinity')
+RETURNS TABLE (value text, revenue numeric, cost numeric, margin numeric, events bigint)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	SELECT m.value, sum(m.revenue), sum(m.cost), sum(m.margin), sum(m.events)::bigint
+	  FROM wallet.cluster_margin_by_dimension(key, since, until) m
+	 GROUP BY m.value
+	 ORDER BY 4, 1 NULLS LAST;
+$$;
+COMMENT ON FUNCTION wallet.margin_by_dimension(text, timestamptz, timestamptz) IS
+	'margin cut by one dimension of the events, summed over the shards; biggest losses first';
+
+/* the finance views under their own names */
 
 CREATE VIEW wallet.balances AS
 SELECT customer, asset, available, held, granted, overdraft, shard FROM wallet.cluster_balances();
@@ -515,7 +598,7 @@ COMMENT ON VIEW wallet.balances IS 'every wallet and asset of every shard';
 
 CREATE VIEW wallet.grants AS
 SELECT id, customer, asset, category, priority, amount, remaining, unit_revenue, effective_at,
-	   expires_at, voided_at, recurrence, external_ref, shard
+	   expires_at, voided_at, recurrence, rollover_max, external_ref, metadata, created_at, shard
   FROM wallet.cluster_grants();
 COMMENT ON VIEW wallet.grants IS 'grants of every shard';
 
@@ -530,17 +613,164 @@ SELECT id, at, customer, asset, grant_id, event_id, hold_id, kind, amount, shard
   FROM wallet.cluster_ledger();
 COMMENT ON VIEW wallet.ledger IS 'ledger lines of every shard; (shard, id) identifies a line';
 
-CREATE VIEW wallet.customer_margin AS
-SELECT customer, day, revenue, cost, margin FROM wallet.cluster_customer_margin();
-COMMENT ON VIEW wallet.customer_margin IS 'revenue, cost and margin per customer and day (a customer lives on one shard)';
+CREATE VIEW wallet.revenue_lines AS
+SELECT id, at, day, customer, asset, grant_id, event_id, kind, category, amount, sold, recognized,
+	   breakage, promotional, bundled, deferred, shard
+  FROM wallet.cluster_revenue_lines();
+COMMENT ON VIEW wallet.revenue_lines IS 'ledger lines of every shard valued in the reporting currency';
 
 CREATE VIEW wallet.revenue AS
 SELECT day, asset, sum(recognized) AS recognized, sum(breakage) AS breakage,
-	   sum(promotional) AS promotional, sum(bundled) AS bundled
+	   sum(promotional) AS promotional, sum(bundled) AS bundled, sum(sold) AS sold
   FROM wallet.cluster_revenue()
- GROUP BY day, asset;
-COMMENT ON VIEW wallet.revenue IS 'revenue per day and asset, summed over the shards';
+ GROUP BY day, asset
+ ORDER BY day, asset;
+COMMENT ON VIEW wallet.revenue IS 'revenue per UTC day and asset, summed over the shards';
 
 CREATE VIEW wallet.deferred_revenue AS
-SELECT customer, asset, amount FROM wallet.cluster_deferred_revenue();
-COMMENT ON VIEW wallet.deferred_revenue IS 'what live paid grants still owe, per customer and asset';
+SELECT customer, asset, amount, remaining FROM wallet.cluster_deferred_revenue()
+ ORDER BY amount DESC, customer, asset;
+COMMENT ON VIEW wallet.deferred_revenue IS 'what live paid grants still hold, per customer and asset, of every shard';
+
+CREATE VIEW wallet.customer_margin AS
+SELECT customer, day, revenue, cost, margin, breakage, promotional, bundled, events
+  FROM wallet.cluster_customer_margin()
+ ORDER BY margin, day, customer;
+COMMENT ON VIEW wallet.customer_margin IS 'revenue, cost and margin per customer and UTC day, of every shard';
+
+CREATE VIEW wallet.unprofitable_customers AS
+SELECT m.customer, sum(m.revenue) AS revenue, sum(m.cost) AS cost, sum(m.margin) AS margin,
+	   sum(m.promotional) AS promotional, sum(m.events) AS events,
+	   min(m.day) AS first_day, max(m.day) AS last_day
+  FROM wallet.customer_margin m
+ GROUP BY m.customer
+HAVING sum(m.margin) < 0
+ ORDER BY margin, customer;
+COMMENT ON VIEW wallet.unprofitable_customers IS 'customers of every shard with a negative margin over all time';
+
+CREATE VIEW wallet.conservation AS
+SELECT customer, asset, granted, reset, available, held, overdraft, debited_net, expired, voided,
+	   difference, shard
+  FROM wallet.cluster_conservation()
+ ORDER BY customer, asset;
+COMMENT ON VIEW wallet.conservation IS 'conservation per customer and asset, of every shard; difference is 0';
+
+/* ------------------------------------------------- roles and privileges */
+
+/*
+ * Keep this section last.  The roles of the wallet extension, with the same
+ * rights on the router: wallet_app the hot path and reading functions,
+ * wallet_finance the views and reading functions, wallet_admin configuration,
+ * corrections and upkeep.  PUBLIC gets nothing.  The router's functions run
+ * with the caller's rights (not SECURITY DEFINER): PL/Proxy connects to the
+ * shards as the calling role, so each shard checks the call again.  The
+ * roles also need USAGE on server wallet_cluster, which the administrator
+ * grants once the server exists.
+ */
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT * FROM (VALUES
+		('wallet_app', 'wallet: the application''s hot path and reading functions'),
+		('wallet_finance', 'wallet: reads the ledger, the finance views and every table'),
+		('wallet_admin', 'wallet: configuration, grants, refunds, voids, costs and the sweep')) AS v(name, note)
+	LOOP
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r.name) THEN
+			BEGIN
+				EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r.name);
+				EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', r.name, r.note);
+			EXCEPTION WHEN duplicate_object THEN
+				NULL;
+			END;
+		END IF;
+	END LOOP;
+END
+$$;
+
+REVOKE ALL ON SCHEMA wallet FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA wallet FROM PUBLIC;
+REVOKE ALL ON TYPE @extschema@.wallet_result FROM PUBLIC;
+GRANT USAGE ON SCHEMA wallet TO wallet_app, wallet_finance, wallet_admin;
+GRANT SELECT ON ALL TABLES IN SCHEMA wallet TO wallet_finance;
+GRANT USAGE ON TYPE @extschema@.wallet_result TO wallet_app, wallet_finance, wallet_admin;
+
+/* every function of the extension: closed to PUBLIC, then opened role by role */
+DO $$
+DECLARE
+	f record;
+	g record;
+BEGIN
+	FOR f IN
+		SELECT p.oid::pg_catalog.regprocedure AS fn
+		  FROM pg_catalog.pg_depend d
+		  JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.objid
+		 WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+		   AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+		   AND d.deptype OPERATOR(pg_catalog.=) 'e'
+		   AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension e
+												   WHERE e.extname OPERATOR(pg_catalog.=) 'wallet_proxy')
+	LOOP
+		EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.fn);
+	END LOOP;
+
+	FOR g IN SELECT * FROM (VALUES
+		/* hot path */
+		('@extschema@.wallet_authorize_debit(text, text, numeric, text, jsonb, timestamptz, numeric)', '{wallet_app}'),
+		('@extschema@.wallet_debit(text, text, numeric, text, jsonb, numeric)', '{wallet_app}'),
+		('@extschema@.wallet_hold(text, text, numeric, text, interval)', '{wallet_app}'),
+		('@extschema@.wallet_capture(bigint, text, numeric, jsonb, numeric)', '{wallet_app}'),
+		('wallet._capture(int, bigint, text, numeric, jsonb, numeric)', '{wallet_app}'),
+		('@extschema@.wallet_release(bigint)', '{wallet_app}'),
+		('wallet._release(int, bigint)', '{wallet_app}'),
+		('@extschema@.wallet_ingest(jsonb)', '{wallet_app}'),
+		('wallet._ingest_split(int[], jsonb[], int[])', '{wallet_app}'),
+		('wallet._ingest_one(int, jsonb)', '{wallet_app}'),
+		('@extschema@.wallet_record_cost(bigint, numeric, jsonb)', '{wallet_app,wallet_admin}'),
+		('wallet._record_cost(int, bigint, numeric, jsonb)', '{wallet_app,wallet_admin}'),
+		('@extschema@.wallet_outbox_ack(bigint)', '{wallet_app,wallet_admin}'),
+		('wallet._outbox_ack(int, bigint)', '{wallet_app,wallet_admin}'),
+		('wallet._route(text, bigint)', '{wallet_app,wallet_admin}'),
+		('wallet._route_all(text, bigint)', '{wallet_app,wallet_admin}'),
+		/* reading */
+		('@extschema@.wallet_balance(text, text)', '{wallet_app,wallet_finance,wallet_admin}'),
+		('@extschema@.wallet_balances(text)', '{wallet_app,wallet_finance,wallet_admin}'),
+		('@extschema@.wallet_quote(text, text, numeric, jsonb, timestamptz)', '{wallet_app,wallet_admin}'),
+		('@extschema@.wallet_statement(text, timestamptz, timestamptz)', '{wallet_app,wallet_finance,wallet_admin}'),
+		('@extschema@.wallet_verify()', '{wallet_finance,wallet_admin}'),
+		('wallet.margin_by_dimension(text, timestamptz, timestamptz)', '{wallet_finance}'),
+		('wallet.cluster_margin_by_dimension(text, timestamptz, timestamptz)', '{wallet_finance}'),
+		('wallet.cluster_balances()', '{wallet_finance}'),
+		('wallet.cluster_grants()', '{wallet_finance}'),
+		('wallet.cluster_events()', '{wallet_finance}'),
+		('wallet.cluster_ledger()', '{wallet_finance}'),
+		('wallet.cluster_revenue_lines()', '{wallet_finance}'),
+		('wallet.cluster_revenue()', '{wallet_finance}'),
+		('wallet.cluster_deferred_revenue()', '{wallet_finance}'),
+		('wallet.cluster_customer_margin()', '{wallet_finance}'),
+		('wallet.cluster_conservation()', '{wallet_finance}'),
+		/* configuration */
+		('@extschema@.wallet_create_asset(text, int, numeric, text)', '{wallet_admin}'),
+		('wallet._create_asset_all(text, int, numeric, text)', '{wallet_admin}'),
+		('@extschema@.wallet_create(text, jsonb)', '{wallet_admin}'),
+		('@extschema@.wallet_set_limit(text, text, numeric, numeric, int)', '{wallet_admin}'),
+		('@extschema@.wallet_set_status(text, text)', '{wallet_admin}'),
+		('@extschema@.wallet_set_price(text, text, jsonb, timestamptz, text, text)', '{wallet_admin}'),
+		('wallet._set_price_all(text, text, jsonb, timestamptz, text, text)', '{wallet_admin}'),
+		('@extschema@.wallet_assign_plan(text, text, timestamptz)', '{wallet_admin}'),
+		('@extschema@.wallet_set_cap(text, text, numeric, text, text)', '{wallet_admin}'),
+		('@extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text, numeric, text, interval, numeric, jsonb)', '{wallet_admin}'),
+		/* corrections and upkeep */
+		('@extschema@.wallet_refund(bigint, numeric, text)', '{wallet_admin}'),
+		('wallet._refund(int, bigint, numeric, text)', '{wallet_admin}'),
+		('@extschema@.wallet_void_grant(bigint, text)', '{wallet_admin}'),
+		('wallet._void_grant(int, bigint, text)', '{wallet_admin}'),
+		('@extschema@.wallet_sweep(timestamptz)', '{wallet_admin}'),
+		('wallet._sweep_all(timestamptz)', '{wallet_admin}')
+	) AS v(fn, roles)
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', g.fn,
+			(SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r), ', ') FROM pg_catalog.unnest(g.roles::text[]) r));
+	END LOOP;
+END
+$$;

@@ -2,9 +2,11 @@
 # Scale-out suite: two shard clusters and one router cluster (PL/Proxy,
 # extension wallet_proxy), each on its own unix socket.  The same workload
 # (a few hundred customers: grants, limits, debits, authorized debits,
-# replays, holds, captures, releases, refunds, voids, errors) runs through
-# the router and against one plain database; every call's outcome and every
-# customer's balances, events and ledger must be the same.  Then shard 0 is
+# replays, holds, captures, releases, costs, refunds, voids, the sweep,
+# errors) runs through the router and against one plain database; every
+# call's outcome, every customer's balances, events, ledger and statement,
+# and the finance views must be the same.  The roles keep their rights
+# through the router.  Then shard 0 is
 # split in two (2 -> 4 partitions, shard 1 listed twice), each half prunes
 # the other's customers, and a second workload (captures of holds made before
 # the split, refunds of old events, new customers) must again match the

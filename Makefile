@@ -27,6 +27,9 @@ test:
 demo:
 	bash test/demo.sh
 
+# every part includes the shared header: a change to it rebuilds them all
+$(OBJS): $(srcdir)/src/wallet.h
+
 # the router's companion extension (proxy/, see README "Scaling out"): installed with wallet
 PROXY_DATA = proxy/wallet_proxy.control proxy/wallet_proxy--1.0.sql
 .PHONY: install-proxy uninstall-proxy
@@ -36,5 +39,3 @@ install-proxy: installdirs
 uninstall: uninstall-proxy
 uninstall-proxy:
 	rm -f $(addprefix '$(DESTDIR)$(datadir)/extension'/, $(notdir $(PROXY_DATA)))
-# every part includes src/wallet.h (the PlanId enum sizes the kept-plan array): rebuild all when it changes
-$(OBJS): $(srcdir)/src/wallet.h

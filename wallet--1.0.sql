@@ -948,6 +948,8 @@ BEGIN
 		 WHERE ev.id = e.id;
 		INSERT INTO wallet.refund (event_id, wallet_id, asset, amount, revenue, reason, at)
 		VALUES (e.id, e.wallet_id, e.asset, want, rev, reason, now());
+		/* spend caps: the refunded part is spend given back to the period the debit was in */
+		PERFORM wallet._cap_giveback(e.id, want);
 	END IF;
 
 	SELECT ww.customer INTO cust FROM wallet.wallet ww WHERE ww.id = e.wallet_id;
@@ -1089,6 +1091,9 @@ BEGIN
 			n_holds := n_holds + n;
 		END IF;
 	END LOOP;
+
+	/* spend-cap counters of periods that have ended are no longer read */
+	PERFORM wallet._cap_prune(as_of);
 
 	RETURN QUERY VALUES ('expired_grants'::text, n_expired), ('resets', n_resets),
 		('expired_holds', n_holds), ('closed_grants', n_closed);
@@ -1477,6 +1482,198 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.wallet_statement(text, timestamptz, timestamptz) IS
 	'account statement per asset: opening balance, every ledger line in [since, until) with the balance after it, closing balance';
+
+/* ------------------------------------------------------- spend controls */
+
+/*
+ * Spend caps: at most amount of an asset per UTC calendar period, for the whole
+ * wallet (dimension null) or for each value of one dimension of the events
+ * (dimension 'user': each user separately).  A cap belongs to a balance row and
+ * is read and changed under its lock.  account.caps counts the caps of the
+ * balance row, so the hot path looks for caps only where there are some.
+ */
+ALTER TABLE wallet.account ADD COLUMN caps int NOT NULL DEFAULT 0 CHECK (caps >= 0);
+COMMENT ON COLUMN wallet.account.caps IS
+	'how many spend caps (wallet.cap) the balance row has; 0 = the hot path skips the cap check';
+
+CREATE TABLE wallet.cap (
+	wallet_id	bigint NOT NULL,
+	asset		text NOT NULL,
+	period		text NOT NULL CHECK (period IN ('hour', 'day', 'week', 'month')),
+	dimension	text CHECK (dimension <> ''),
+	amount		bigint NOT NULL CHECK (amount >= 0),
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	FOREIGN KEY (wallet_id, asset) REFERENCES wallet.account (wallet_id, asset),
+	UNIQUE NULLS NOT DISTINCT (wallet_id, asset, period, dimension)
+);
+COMMENT ON TABLE wallet.cap IS
+	'spend caps: at most amount per UTC calendar period, for the wallet (dimension null) or per dimension value';
+
+/*
+ * What was spent per cap, period and dimension value.  dimension is '' for a
+ * whole-wallet cap; dim_value is the event's value of the dimension as text
+ * (dimensions ->> dimension), '' for a whole-wallet cap and for the shared
+ * bucket of events without the dimension (absent, null or "").
+ */
+CREATE TABLE wallet.cap_spend (
+	wallet_id		bigint NOT NULL,
+	asset			text NOT NULL,
+	period			text NOT NULL,
+	dimension		text NOT NULL,
+	dim_value		text NOT NULL,
+	period_start	timestamptz NOT NULL,
+	spent			bigint NOT NULL CHECK (spent >= 0),
+	PRIMARY KEY (wallet_id, asset, period, period_start, dimension, dim_value)
+);
+COMMENT ON TABLE wallet.cap_spend IS
+	'spend counted against caps, per cap, UTC period (by the debit''s recorded_at) and dimension value';
+
+SELECT pg_catalog.pg_extension_config_dump('wallet.cap', '');
+SELECT pg_catalog.pg_extension_config_dump('wallet.cap_spend', '');
+
+CREATE FUNCTION @extschema@.wallet_set_cap(customer text, asset text, amount numeric, period text,
+	dimension text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w bigint := wallet._wallet_id(customer);
+	amt bigint;
+BEGIN
+	PERFORM wallet._minor(asset, 1, 'asset');	/* 22023 for null, WL002 for an unknown asset */
+	IF period IS NULL OR period NOT IN ('hour', 'day', 'week', 'month') THEN
+		RAISE EXCEPTION 'unknown cap period "%"', period USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'The periods are hour, day, week and month (UTC calendar).';
+	END IF;
+	IF dimension = '' OR length(dimension) > 127 THEN
+		RAISE EXCEPTION 'invalid cap dimension "%"', left(dimension, 64) USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'A dimension is 1 to 127 characters, or null for the whole wallet.';
+	END IF;
+	IF amount IS NOT NULL THEN
+		IF amount < 0 THEN
+			RAISE EXCEPTION 'cap amount must not be negative: %', amount USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		amt := CASE WHEN amount = 0 THEN 0 ELSE wallet._minor(asset, amount, 'amount') END;
+	END IF;
+
+	PERFORM wallet._touch(w, asset);	/* the balance row's lock */
+	IF amount IS NULL THEN
+		DELETE FROM wallet.cap c
+		 WHERE c.wallet_id = w AND c.asset = wallet_set_cap.asset AND c.period = wallet_set_cap.period
+		   AND c.dimension IS NOT DISTINCT FROM wallet_set_cap.dimension;
+		IF FOUND THEN
+			DELETE FROM wallet.cap_spend s
+			 WHERE s.wallet_id = w AND s.asset = wallet_set_cap.asset AND s.period = wallet_set_cap.period
+			   AND s.dimension = coalesce(wallet_set_cap.dimension, '');
+		END IF;
+	ELSE
+		UPDATE wallet.cap c SET amount = amt, updated_at = now()
+		 WHERE c.wallet_id = w AND c.asset = wallet_set_cap.asset AND c.period = wallet_set_cap.period
+		   AND c.dimension IS NOT DISTINCT FROM wallet_set_cap.dimension;
+		IF NOT FOUND THEN
+			INSERT INTO wallet.cap (wallet_id, asset, period, dimension, amount)
+			VALUES (w, asset, period, dimension, amt);
+		END IF;
+	END IF;
+	UPDATE wallet.account a
+	   SET caps = (SELECT count(*) FROM wallet.cap c WHERE c.wallet_id = w AND c.asset = wallet_set_cap.asset)
+	 WHERE a.wallet_id = w AND a.asset = wallet_set_cap.asset;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_set_cap(text, text, numeric, text, text) IS
+	'at most amount of asset per UTC calendar period (hour, day, week, month), for the wallet or per dimension value; null amount removes the cap';
+
+/*
+ * The caps of a wallet in the current UTC period.  One row per cap with
+ * dim_value null: for a whole-wallet cap it is the wallet's spend; for a
+ * per-dimension cap it stands for every value that has spent nothing yet this
+ * period (spent 0, remaining = cap).  Then one row per dimension value that has
+ * spent in the period (dim_value '' is the shared bucket of events without the
+ * dimension).  remaining is never below 0 (a cap lowered below what was spent).
+ */
+CREATE FUNCTION @extschema@.wallet_caps(customer text)
+RETURNS TABLE (asset text, period text, dimension text, dim_value text, cap numeric, spent numeric,
+	remaining numeric, period_start timestamptz, period_end timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	WITH c AS (
+		SELECT c.wallet_id, c.asset, c.period, c.dimension, c.amount,
+			   date_trunc(c.period, now(), 'UTC') AS ps
+		  FROM wallet.cap c
+		 WHERE c.wallet_id = wallet._wallet_id(wallet_caps.customer)
+	), r AS (
+		SELECT c.asset, c.period, c.dimension, NULL::text AS dim_value, c.amount,
+			   coalesce(s.spent, 0) AS spent, c.ps
+		  FROM c
+		  LEFT JOIN wallet.cap_spend s
+			ON c.dimension IS NULL AND s.wallet_id = c.wallet_id AND s.asset = c.asset
+		   AND s.period = c.period AND s.period_start = c.ps AND s.dimension = '' AND s.dim_value = ''
+		UNION ALL
+		SELECT c.asset, c.period, c.dimension, s.dim_value, c.amount, s.spent, c.ps
+		  FROM c
+		  JOIN wallet.cap_spend s
+			ON s.wallet_id = c.wallet_id AND s.asset = c.asset AND s.period = c.period
+		   AND s.period_start = c.ps AND s.dimension = c.dimension
+	)
+	SELECT r.asset, r.period, r.dimension, r.dim_value,
+		   wallet._major(r.asset, r.amount), wallet._major(r.asset, r.spent),
+		   wallet._major(r.asset, greatest(r.amount - r.spent, 0)),
+		   r.ps, (r.ps AT TIME ZONE 'UTC' + ('1 ' || r.period)::interval) AT TIME ZONE 'UTC'
+	  FROM r
+	 ORDER BY r.asset, array_position('{hour,day,week,month}'::text[], r.period),
+			  r.dimension NULLS FIRST, r.dim_value NULLS FIRST
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_caps(text) IS
+	'each spend cap of a wallet: spent and remaining in the current UTC period, per dimension value';
+
+/*
+ * Give amount (minor units) of spend back to the caps an event was counted in:
+ * the buckets of its period (by recorded_at) and dimension values, for the caps
+ * that existed when it was recorded; never below 0.  For wallet_refund, which
+ * holds the balance row's lock.
+ */
+CREATE FUNCTION wallet._cap_giveback(event_id bigint, amount bigint)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	e wallet.event;
+BEGIN
+	IF _cap_giveback.amount IS NULL OR _cap_giveback.amount < 0 THEN
+		RAISE EXCEPTION 'amount to give back must be zero or positive: %', _cap_giveback.amount
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT * INTO e FROM wallet.event ev WHERE ev.id = _cap_giveback.event_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no event with id %', _cap_giveback.event_id USING ERRCODE = 'WL007';
+	END IF;
+	IF _cap_giveback.amount = 0 THEN
+		RETURN;
+	END IF;
+	UPDATE wallet.cap_spend s SET spent = greatest(s.spent - _cap_giveback.amount, 0)
+	  FROM wallet.cap c
+	 WHERE c.wallet_id = e.wallet_id AND c.asset = e.asset AND c.created_at <= e.recorded_at
+	   AND s.wallet_id = c.wallet_id AND s.asset = c.asset AND s.period = c.period
+	   AND s.period_start = date_trunc(c.period, e.recorded_at, 'UTC')
+	   AND s.dimension = coalesce(c.dimension, '')
+	   AND s.dim_value = coalesce(e.dimensions ->> c.dimension, '');
+END
+$$;
+COMMENT ON FUNCTION wallet._cap_giveback(bigint, bigint) IS
+	'gives spend back to the cap buckets an event was counted in (for refunds); never below 0';
+
+/*
+ * Counters of periods that have ended: no debit reads them again (a refund of
+ * an old debit gives back to a period that no longer matters).  For
+ * wallet_sweep, to keep wallet.cap_spend small.  Returns the rows deleted.
+ */
+CREATE FUNCTION wallet._cap_prune(as_of timestamptz DEFAULT now())
+RETURNS bigint LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	WITH d AS (
+		DELETE FROM wallet.cap_spend s
+		 WHERE (s.period_start AT TIME ZONE 'UTC' + ('1 ' || s.period)::interval) AT TIME ZONE 'UTC'
+			   <= coalesce(_cap_prune.as_of, now())
+		RETURNING 1)
+	SELECT count(*) FROM d
+$$;
+COMMENT ON FUNCTION wallet._cap_prune(timestamptz) IS
+	'deletes spend counters of periods ended by as_of (for wallet_sweep); returns how many';
 
 /* ------------------------------------------------------------ scale-out */
 

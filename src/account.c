@@ -15,7 +15,7 @@
 
 #define ACCOUNT_COLUMNS \
 	"w.id, w.customer, w.status, a.overdraft_limit, a.low_balance, a.max_holds, " \
-	"a.overdraft, a.held, a.holds_open"
+	"a.overdraft, a.held, a.holds_open, a.caps"
 
 static const char *lock_by_customer_sql =
 "UPDATE wallet.account a SET touches = a.touches OPERATOR(pg_catalog.+) 1 "
@@ -53,6 +53,8 @@ ReadAccount(const AssetInfo *asset, Account *acct)
 	acct->overdraft = SpiGetInt64(tup, desc, 7, &isnull);
 	acct->held = SpiGetInt64(tup, desc, 8, &isnull);
 	acct->holds_open = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
+	acct->caps = DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull));
+	acct->locked = true;
 }
 
 /* the wallet id of a customer (0 when missing_ok and there is none) */

@@ -3,9 +3,7 @@
  *	  The asset cache.
  *
  * An asset's scale never changes once it exists (wallet_create_asset refuses
- * it), so each backend keeps what it has read.  Entries are never freed:
- * other caches (compiled prices) keep pointers to them, and callers compare
- * those pointers.
+ * it), so each backend keeps what it has read.
  */
 #include "wallet.h"
 
@@ -15,31 +13,46 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
-/* a cache entry: the AssetInfo handed out (its code is the key) */
-typedef struct AssetEntry
-{
-	AssetInfo	info;
-	bool		stale;			/* read again before use */
-} AssetEntry;
-
 static HTAB *assets;
 
 /*
- * An asset read inside a transaction that aborts may never have existed (or
- * exist later with another scale): read every entry again before its next
- * use, in place, so that pointers to it stay valid.
+ * A cache entry.  Entries are never freed: the price cache keeps pointers to
+ * them for the backend's life.  An entry read in a (sub)transaction that
+ * aborts may name an asset that never existed; it is read again before use.
  */
+typedef struct AssetEntry
+{
+	AssetInfo	info;			/* first: info.code is the hash key */
+	bool		checked;		/* read, and no abort since */
+} AssetEntry;
+
+/* after an abort, read every entry again before trusting it */
 static void
-ForgetOnAbort(XactEvent event, void *arg)
+UncheckAll(void)
 {
 	HASH_SEQ_STATUS seq;
 	AssetEntry *entry;
 
-	if (event != XACT_EVENT_ABORT || assets == NULL)
+	if (assets == NULL)
 		return;
 	hash_seq_init(&seq, assets);
 	while ((entry = hash_seq_search(&seq)) != NULL)
-		entry->stale = true;
+		entry->checked = false;
+}
+
+static void
+ForgetOnAbort(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT)
+		UncheckAll();
+}
+
+static void
+ForgetOnSubAbort(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		UncheckAll();
 }
 
 /* the asset with this code; WL002 when there is none */
@@ -57,22 +70,18 @@ AssetLookup(const char *code)
 	if (assets == NULL)
 	{
 		HASHCTL		ctl;
-		static bool registered = false;
 
 		ctl.keysize = NAMEDATALEN;
 		ctl.entrysize = sizeof(AssetEntry);
 		ctl.hcxt = TopMemoryContext;
 		assets = hash_create("wallet assets", 16, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-		if (!registered)
-		{
-			RegisterXactCallback(ForgetOnAbort, NULL);
-			registered = true;
-		}
+		RegisterXactCallback(ForgetOnAbort, NULL);
+		RegisterSubXactCallback(ForgetOnSubAbort, NULL);
 	}
 	memset(key, 0, sizeof(key));
 	strlcpy(key, code, NAMEDATALEN);
 	entry = hash_search(assets, key, HASH_FIND, NULL);
-	if (entry == NULL || entry->stale)
+	if (entry == NULL || !entry->checked)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 		Datum		values[1] = {CStringGetTextDatum(code)};
@@ -92,7 +101,7 @@ AssetLookup(const char *code)
 		SPI_finish();
 		entry = hash_search(assets, key, HASH_ENTER, &found);
 		entry->info.scale = scale;
-		entry->stale = false;
+		entry->checked = true;
 	}
 	return &entry->info;
 }

@@ -118,7 +118,7 @@ Replayed(Account *acct, const char *key, const DebitRequest *req,
 
 	values[0] = Int64GetDatum(acct->wallet_id);
 	values[1] = CStringGetTextDatum(key);
-	WalletExec(PLAN_IDEMPOTENCY, idempotency_sql, 2, argtypes, values, NULL, false, SPI_OK_SELECT);
+	WalletExec(PLAN_IDEMPOTENCY, idempotency_sql, 2, argtypes, values, NULL, !acct->locked, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 
@@ -227,6 +227,8 @@ Available(const Account *acct, const GrantSet *set, TimestampTz now, int64 relea
  * holds the lock (or, for a quote, takes none) and has checked the key.
  * release_first is the amount of a hold being captured (0 otherwise): it
  * counts as available.  Sets d->decline to the reason, or NULL to approve.
+ * Spend caps are checked only when the balance row says there are some
+ * (acct->caps), so a wallet without caps pays no extra query.
  */
 void
 DebitDecide(Account *acct, const DebitRequest *req, TimestampTz now,
@@ -234,7 +236,13 @@ DebitDecide(Account *acct, const DebitRequest *req, TimestampTz now,
 {
 	GrantsLoad(acct, now, write, &d->set);
 	d->available = Available(acct, &d->set, now, release_first);
+	d->caps.n = 0;
+	d->caps.blocked = -1;
 	d->decline = StatusDecline(acct);
+	/* a cap says no before the balance does: a top-up would not help */
+	if (d->decline == NULL && acct->caps > 0 &&
+		!CapCheck(acct, req->dims, req->amount, now, &d->caps))
+		d->decline = "spend_cap";
 	if (d->decline == NULL && SubMinor(d->available, req->amount) < -acct->overdraft_limit)
 		d->decline = "insufficient_funds";
 	d->after = d->decline ? d->available : d->available - req->amount;
@@ -266,6 +274,7 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 	int			dims[1];
 	int			lbs[1] = {1};
 	Datum		zero = NumericGetDatum(MinorToNumeric(0, 0));
+	int64		event_id;
 
 	for (int i = 0; i < set->n && left > 0; i++)
 	{
@@ -320,10 +329,13 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 	WalletExec(PLAN_WRITE_DEBIT, write_debit_sql, 17, argtypes, values, nulls, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "wallet: event insert returned no id");
+	event_id = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (d->caps.n > 0)
+		CapRecord(acct, req->dims, req->amount, now);
 
 	memset(res, 0, sizeof(*res));
 	res->approved = true;
-	res->event_id = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	res->event_id = event_id;
 	res->hold_id = req->hold_id;
 	res->asset = AssetLookup(acct->asset)->code;
 	res->scale = acct->scale;
@@ -335,8 +347,8 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 
 /*
  * Decide and, if approved, write a debit (the caller holds the lock and has
- * checked the key).  A decline for funds writes an outbox row.  Returns
- * approved.
+ * checked the key).  A decline for funds or for a spend cap writes an outbox
+ * row.  Returns approved.
  */
 bool
 DebitApply(Account *acct, DebitRequest *req, TimestampTz now,
@@ -352,6 +364,8 @@ DebitApply(Account *acct, DebitRequest *req, TimestampTz now,
 		d.available = SubMinor(d.available, release_first);
 		if (strcmp(d.decline, "insufficient_funds") == 0)
 			OutboxDeclined(acct, d.decline, d.available, req->amount);
+		else if (strcmp(d.decline, "spend_cap") == 0)
+			CapDeclined(acct, &d.caps, d.available, req->amount);
 		Decline(acct, d.decline, d.available, res);
 		return false;
 	}

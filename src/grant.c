@@ -291,7 +291,11 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
 }
 
-/* sum and count of holds open at now (the balance row's held counts expired ones too) */
+/*
+ * sum and count of holds open at now (the balance row's held counts expired
+ * ones too).  Under the lock the query takes a fresh snapshot: a hold
+ * committed while this call waited for the lock must count.
+ */
 int64
 LiveHeld(const Account *acct, TimestampTz now, int32 *count)
 {
@@ -313,7 +317,7 @@ LiveHeld(const Account *acct, TimestampTz now, int32 *count)
 			   "SELECT coalesce(pg_catalog.sum(amount), 0)::pg_catalog.int8, pg_catalog.count(*)::pg_catalog.int4 FROM wallet.hold "
 			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND asset OPERATOR(pg_catalog.=) $2 "
 			   "   AND status OPERATOR(pg_catalog.=) 'open' AND expires_at OPERATOR(pg_catalog.>) $3",
-			   3, argtypes, values, NULL, false, SPI_OK_SELECT);
+			   3, argtypes, values, NULL, !acct->locked, SPI_OK_SELECT);
 	sum = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (count)
 		*count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));

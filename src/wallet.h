@@ -13,6 +13,7 @@
  *	  hold.c	 wallet_hold, wallet_capture, wallet_release
  *	  balance.c	 wallet_balance, wallet_balances
  *	  outbox.c	 low-balance and decline notifications
+ *	  cap.c		 spend caps per period and per member
  *	  shard.c	 scale-out: wallet.shard, wallet.shards, routing bits in ids
  */
 #ifndef WALLET_H
@@ -113,6 +114,9 @@ typedef enum PlanId
 	PLAN_COUNTER_ADD,
 	PLAN_OUTBOX,
 	PLAN_PENDING_GRANTS,
+	PLAN_CAP_CHECK,
+	PLAN_CAP_RECORD,
+	PLAN_CAP_OUTBOX,
 	PLAN_ROUTE_CUSTOMER,
 	PLAN__COUNT
 } PlanId;
@@ -163,6 +167,9 @@ typedef struct Account
 	int64		overdraft;		/* in use */
 	int64		held;			/* open holds, expired ones included */
 	int32		holds_open;
+	int32		caps;			/* spend caps set on this wallet and asset */
+	bool		locked;			/* read under the lock: later reads take a fresh
+								 * snapshot, to see what the call before committed */
 } Account;
 
 extern void AccountLockByCustomer(const char *customer, const AssetInfo *asset, Account *acct);
@@ -259,10 +266,37 @@ extern Numeric ArgCost(FunctionCallInfo fcinfo, int n);
 extern void Decline(const Account *acct, const char *reason, int64 available, WalletResult *res);
 extern const char *StatusDecline(const Account *acct);
 extern int64 Available(const Account *acct, const GrantSet *set, TimestampTz now, int64 release_first);
+
+/* ---- cap.c (declared here: a Decision carries the caps it checked) ---- */
+
+/* one spend cap as it applies to one debit: its bucket in the current period */
+typedef struct CapUse
+{
+	char	   *period;			/* hour, day, week, month */
+	char	   *dimension;		/* NULL: the whole wallet */
+	char	   *dim_value;		/* the event's value ("" when it has none) */
+	TimestampTz period_start;
+	int64		cap;
+	int64		spent;			/* before this debit */
+} CapUse;
+
+typedef struct CapSet
+{
+	int			n;				/* 0: no caps checked (none set) */
+	CapUse	   *rows;
+	int			blocked;		/* the first cap the debit would pass, or -1 */
+} CapSet;
+
+extern bool CapCheck(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now,
+					 CapSet *caps);
+extern void CapRecord(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now);
+extern void CapDeclined(const Account *acct, const CapSet *caps, int64 available, int64 amount);
+
 /* what a debit would do: decided before anything is written */
 typedef struct Decision
 {
 	GrantSet	set;
+	CapSet		caps;			/* the caps checked (n = 0 when none are set) */
 	int64		available;		/* before */
 	int64		after;
 	const char *decline;		/* NULL: approve */

@@ -373,6 +373,14 @@ $$ LANGUAGE plproxy;
 COMMENT ON FUNCTION @extschema@.wallet_statement(text, timestamptz, timestamptz) IS
 	'account statement per asset, on the customer''s shard';
 
+CREATE FUNCTION @extschema@.wallet_caps(customer text)
+RETURNS TABLE (asset text, period text, dimension text, dim_value text, cap numeric, spent numeric,
+	remaining numeric, period_start timestamptz, period_end timestamptz) AS $$
+	CLUSTER 'wallet_cluster';
+	RUN ON pg_catalog.hashtext(coalesce(customer, '') COLLATE "C");
+$$ LANGUAGE plproxy;
+COMMENT ON FUNCTION @extschema@.wallet_caps(text) IS 'spend caps and what is spent, on the customer''s shard';
+
 /* ------------------------------------------------- corrections and upkeep */
 
 CREATE FUNCTION @extschema@.wallet_refund(event_id bigint, amount numeric DEFAULT NULL,
@@ -737,6 +745,7 @@ BEGIN
 		('@extschema@.wallet_balances(text)', '{wallet_app,wallet_finance,wallet_admin}'),
 		('@extschema@.wallet_quote(text, text, numeric, jsonb, timestamptz)', '{wallet_app,wallet_admin}'),
 		('@extschema@.wallet_statement(text, timestamptz, timestamptz)', '{wallet_app,wallet_finance,wallet_admin}'),
+		('@extschema@.wallet_caps(text)', '{wallet_app,wallet_finance,wallet_admin}'),
 		('@extschema@.wallet_verify()', '{wallet_finance,wallet_admin}'),
 		('wallet.margin_by_dimension(text, timestamptz, timestamptz)', '{wallet_finance}'),
 		('wallet.cluster_margin_by_dimension(text, timestamptz, timestamptz)', '{wallet_finance}'),

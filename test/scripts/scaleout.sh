@@ -2,7 +2,7 @@
 # Scale-out suite: two shard clusters and one router cluster (PL/Proxy,
 # extension wallet_proxy), each on its own unix socket.  The same workload
 # (a few hundred customers: grants, limits, debits, authorized debits,
-# replays, holds, captures, releases, costs, refunds, voids, the sweep,
+# replays, spend caps, holds, captures, releases, costs, refunds, voids, the sweep,
 # errors) runs through the router and against one plain database; every
 # call's outcome, every customer's balances, events, ledger and statement,
 # and the finance views must be the same.  The roles keep their rights
@@ -117,6 +117,7 @@ SELECT count(*) AS same_grant
 SELECT count(*) AS limits FROM t.c, LATERAL wallet_set_limit(c.customer, 'credits', overdraft => 15, low_balance => 40) l
  WHERE c.i % 4 = 0;
 SELECT count(*) AS frozen FROM t.c, LATERAL wallet_set_status(c.customer, 'frozen') s WHERE c.i % 50 = 7;
+SELECT count(*) AS caps FROM t.c, LATERAL wallet_set_cap(c.customer, 'credits', 40, 'day') s WHERE c.i % 9 = 4;
 
 -- debits: four per customer, in order; some run out of funds
 CREATE TABLE t.d AS
@@ -251,6 +252,8 @@ SELECT customer, revenue, cost, margin, events FROM wallet.unprofitable_customer
 SELECT * FROM wallet.margin_by_dimension('model');
 SELECT count(*) AS rows, count(*) FILTER (WHERE difference <> 0) AS unbalanced FROM wallet.conservation;
 SELECT asset, kind, amount, balance FROM wallet_statement('cust-0006') ORDER BY asset, at, line_id;
+SELECT c.i, x.asset, x.period, x.cap, x.spent, x.remaining
+  FROM (SELECT * FROM t.c WHERE i % 9 = 4 ORDER BY i) c, LATERAL wallet_caps(c.customer) x ORDER BY c.i, x.asset;
 SQL
 }
 
@@ -282,6 +285,7 @@ run workload1 router single "$work/single1.out"
 same "phase one: every call's outcome through the router equals one database" "$work/single1.out" "$work/router1.out"
 grep -q 'insufficient_funds' "$work/single1.out" && ok "phase one has declines" || fail "phase one has no declines"
 grep -q 'wallet_frozen' "$work/single1.out" && ok "phase one has frozen wallets" || fail "phase one has no frozen wallets"
+grep -q 'spend_cap' "$work/single1.out" && ok "phase one has spend caps" || fail "phase one hit no spend cap"
 for code in WL001 22023 WL004 WL005 WL007; do
   grep -q "ERROR:  $code" "$work/router1.out" && ok "router error $code" || fail "router error $code missing"
 done

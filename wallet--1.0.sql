@@ -1691,6 +1691,149 @@ AS 'MODULE_PATHNAME', 'wallet_ingest' LANGUAGE C;
 COMMENT ON FUNCTION @extschema@.wallet_ingest(jsonb) IS
 	'a json array of wallet_authorize_debit calls, each processed in order as the single call would; one row per element, an invalid one gets its SQLSTATE in error';
 
+/* ------------------------------------------------------------ scale-out */
+
+/*
+ * Scale-out (src/shard.c; the router side is the wallet_proxy extension).
+ * A shard is a database with wallet.shards > 0: it owns the customers whose
+ * hashtext(customer) & (wallet.shards - 1) is wallet.shard.  Its ids that a
+ * router routes by (wallets, grants, holds, events, outbox rows) carry their
+ * customer's routing bits, hashtext(customer) & 32767, in bits 48..62, so that
+ * (id >> 48) & (partitions - 1) names the customer's partition.  With
+ * wallet.shards = 0 (the default) nothing changes: ids stay plain, and the
+ * triggers on the hot-path tables do not even fire.
+ */
+CREATE FUNCTION wallet._sharded() RETURNS boolean
+AS 'MODULE_PATHNAME', 'wallet_sharded' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION wallet._sharded() IS 'whether this database is a shard (wallet.shards > 0)';
+
+CREATE FUNCTION wallet._route_id() RETURNS trigger
+AS 'MODULE_PATHNAME', 'wallet_route_id' LANGUAGE C;
+COMMENT ON FUNCTION wallet._route_id() IS
+	'BEFORE INSERT: puts the routing bits of the row''s customer (argument: customer or wallet_id) into its id';
+
+CREATE TRIGGER route_id BEFORE INSERT ON wallet.wallet
+	FOR EACH ROW EXECUTE FUNCTION wallet._route_id('customer', 'owner');
+CREATE TRIGGER route_id BEFORE INSERT ON wallet.outbox
+	FOR EACH ROW EXECUTE FUNCTION wallet._route_id('customer');
+CREATE TRIGGER route_id BEFORE INSERT ON wallet.grant_block
+	FOR EACH ROW WHEN (NEW.wallet_id > 281474976710655 OR wallet._sharded()) EXECUTE FUNCTION wallet._route_id('wallet_id');
+CREATE TRIGGER route_id BEFORE INSERT ON wallet.hold
+	FOR EACH ROW WHEN (NEW.wallet_id > 281474976710655 OR wallet._sharded()) EXECUTE FUNCTION wallet._route_id('wallet_id');
+CREATE TRIGGER route_id BEFORE INSERT ON wallet.event
+	FOR EACH ROW WHEN (NEW.wallet_id > 281474976710655 OR wallet._sharded()) EXECUTE FUNCTION wallet._route_id('wallet_id');
+
+CREATE FUNCTION wallet._route_hash(customer text) RETURNS int
+AS 'MODULE_PATHNAME', 'wallet_route_hash' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION wallet._route_hash(text) IS
+	'the routing bits of a customer: hashtext(customer) & 32767, what its ids carry in bits 48..62';
+
+CREATE FUNCTION wallet._shard_owner(customer text) RETURNS int
+AS 'MODULE_PATHNAME', 'wallet_shard_owner' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION wallet._shard_owner(text) IS
+	'the shard that owns a customer under wallet.shards (hashtext & (shards - 1)); null when not sharded';
+
+CREATE FUNCTION @extschema@.wallet_shard_check()
+RETURNS TABLE (problem text, detail text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	shards int;
+	shard int;
+BEGIN
+	IF wallet._shard_owner('') IS NULL THEN		/* not a shard (this also loads the settings) */
+		RETURN;
+	END IF;
+	shards := current_setting('wallet.shards')::int;
+	shard := current_setting('wallet.shard')::int;
+	/* customers another shard owns: left by a split until wallet_shard_prune() */
+	RETURN QUERY
+	SELECT 'misplaced', format('customer %s belongs to shard %s, this is shard %s of %s',
+			w.customer, wallet._shard_owner(w.customer), shard, shards)
+	  FROM wallet.wallet w
+	 WHERE wallet._shard_owner(w.customer) <> shard;
+	/* ids with routing bits that are not their customer's (plain ids, from before, are found by search) */
+	RETURN QUERY
+	SELECT 'route_bits', format('%s %s of customer %s: the id routes by %s, the customer by %s',
+			x.kind, x.id, w.customer, x.id >> 48, wallet._route_hash(w.customer))
+	  FROM (SELECT 'wallet' AS kind, ww.id, ww.id AS wallet_id FROM wallet.wallet ww
+			UNION ALL SELECT 'grant', g.id, g.wallet_id FROM wallet.grant_block g
+			UNION ALL SELECT 'hold', h.id, h.wallet_id FROM wallet.hold h
+			UNION ALL SELECT 'event', e.id, e.wallet_id FROM wallet.event e) x
+	  JOIN wallet.wallet w ON w.id = x.wallet_id
+	 WHERE (x.id >> 48) <> 0 AND (x.id >> 48) <> wallet._route_hash(w.customer);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_shard_check() IS
+	'on a shard: customers another shard owns, and ids whose routing bits are not their customer''s; no rows means in place';
+
+/*
+ * A router finds a plain id (made before the database became a shard, so
+ * without routing bits) by asking every shard: the one that has the row
+ * answers with its customer's routing bits.
+ */
+CREATE FUNCTION wallet._id_route(kind text, id bigint) RETURNS int
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT wallet._route_hash(w.customer)
+	  FROM wallet.wallet w
+	 WHERE w.id = CASE kind
+				  WHEN 'hold' THEN (SELECT h.wallet_id FROM wallet.hold h WHERE h.id = _id_route.id)
+				  WHEN 'event' THEN (SELECT e.wallet_id FROM wallet.event e WHERE e.id = _id_route.id)
+				  WHEN 'grant' THEN (SELECT g.wallet_id FROM wallet.grant_block g WHERE g.id = _id_route.id)
+				  END
+	UNION ALL
+	SELECT wallet._route_hash(o.customer) FROM wallet.outbox o WHERE kind = 'outbox' AND o.id = _id_route.id
+	LIMIT 1
+$$;
+COMMENT ON FUNCTION wallet._id_route(text, bigint) IS
+	'the routing bits of the customer of a hold, event, grant or outbox row on this shard; null when it is not here';
+
+/*
+ * After a split (the shard was copied and wallet.shard / wallet.shards set on
+ * both copies), each copy removes the customers the other one owns.  Ledger
+ * lines are append-only, so this runs with session_replication_role =
+ * replica, which needs a superuser.
+ */
+CREATE FUNCTION @extschema@.wallet_shard_prune()
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET session_replication_role = replica AS $$
+DECLARE
+	shard int;
+	ids bigint[];
+	customers text[];
+	t record;
+BEGIN
+	IF wallet._shard_owner('') IS NULL THEN
+		RAISE EXCEPTION 'this database is not a shard' USING ERRCODE = 'object_not_in_prerequisite_state',
+			HINT = 'Set wallet.shard and wallet.shards first.';
+	END IF;
+	shard := current_setting('wallet.shard')::int;
+	SELECT array_agg(w.id), array_agg(w.customer) INTO ids, customers
+	  FROM wallet.wallet w WHERE wallet._shard_owner(w.customer) <> shard;
+	IF ids IS NULL THEN
+		RETURN 0;
+	END IF;
+	FOR t IN
+		SELECT c.oid::regclass AS rel, a.attname::text AS col
+		  FROM pg_class c
+		  JOIN pg_namespace n ON n.oid = c.relnamespace
+		  JOIN pg_attribute a ON a.attrelid = c.oid AND NOT a.attisdropped
+		 WHERE n.nspname = 'wallet' AND c.relkind IN ('r', 'p')
+		   AND c.relname NOT IN ('wallet', 'price') AND a.attname IN ('wallet_id', 'customer')
+		 ORDER BY c.relname, a.attname
+	LOOP
+		IF t.col = 'wallet_id' THEN
+			EXECUTE format('DELETE FROM %s WHERE wallet_id = ANY ($1)', t.rel) USING ids;
+		ELSE
+			EXECUTE format('DELETE FROM %s WHERE customer = ANY ($1)', t.rel) USING customers;
+		END IF;
+	END LOOP;
+	DELETE FROM wallet.wallet w WHERE w.id = ANY (ids);
+	RETURN cardinality(ids);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_shard_prune() IS
+	'after a split: deletes every row of the customers another shard owns; returns how many wallets went';
+
 /* ------------------------------------------------- roles and privileges */
 
 /*

@@ -90,6 +90,7 @@ _PG_init(void)
 							   NULL,
 							   &wallet_reporting_currency, "USD", PGC_USERSET, 0,
 							   NULL, NULL, NULL);
+	ShardInit();
 	MarkGUCPrefixReserved("wallet");
 }
 

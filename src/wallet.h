@@ -16,6 +16,7 @@
  *	  cap.c		 spend caps per period and per member
  *	  quote.c	 wallet_quote: what a debit would do, without doing it
  *	  ingest.c	 wallet_ingest: many debits in one call
+ *	  shard.c	 scale-out: wallet.shard, wallet.shards, routing bits in ids
  */
 #ifndef WALLET_H
 #define WALLET_H
@@ -37,6 +38,7 @@
 #define ERRCODE_WALLET_HOLD_CLOSED	MAKE_SQLSTATE('W','L','0','0','5')
 #define ERRCODE_WALLET_SCALE		MAKE_SQLSTATE('W','L','0','0','6')
 #define ERRCODE_WALLET_NOT_FOUND	MAKE_SQLSTATE('W','L','0','0','7')
+#define ERRCODE_WALLET_OTHER_SHARD	MAKE_SQLSTATE('W','L','0','0','8')
 
 #define WALLET_MAX_SCALE	12
 #define WALLET_MAX_KEY_LENGTH 255	/* bytes of an idempotency key */
@@ -125,6 +127,7 @@ typedef enum PlanId
 	PLAN_IDEMPOTENCY_MANY,
 	PLAN_GRANTS_MANY,
 	PLAN_WRITE_DEBITS,
+	PLAN_ROUTE_CUSTOMER,
 	PLAN__COUNT
 } PlanId;
 
@@ -359,5 +362,9 @@ extern void DebitBufferFlush(DebitBuffer *buf, TimestampTz now);
 
 extern void OutboxLowBalance(const Account *acct, int64 before, int64 after);
 extern void OutboxDeclined(const Account *acct, const char *reason, int64 available, int64 amount);
+
+/* ---- shard.c ---- */
+
+extern void ShardInit(void);
 
 #endif							/* WALLET_H */

@@ -95,19 +95,14 @@ _PG_init(void)
 }
 
 /*
- * The statements of wallet_ingest that take arrays of a batch's rows: always
- * the generic plan, which looks each element up by index.  A custom plan sees
+ * The kept plan for a slot, prepared on first use, always as a generic plan.
+ * Every statement is a short lookup by primary key or unique index, whose plan
+ * does not depend on the values: a custom plan made anew on each call cost
+ * more than running the statement (the debit write most of all).  And the
+ * statements of wallet_ingest take arrays of a batch's rows: a custom plan sees
  * the array's length and, on tables of some thousands of rows, prefers
  * scanning them whole into a hash, which costs more and grows with the table.
  */
-static bool
-PlanGeneric(PlanId id)
-{
-	return id == PLAN_FIND_WALLETS || id == PLAN_CREATE_ACCOUNTS || id == PLAN_LOCK_MANY ||
-		id == PLAN_IDEMPOTENCY_MANY || id == PLAN_GRANTS_MANY || id == PLAN_WRITE_DEBITS;
-}
-
-/* the kept plan for a slot, prepared on first use */
 SPIPlanPtr
 WalletPlan(PlanId id, const char *sql, int nargs, const Oid *argtypes)
 {
@@ -115,8 +110,7 @@ WalletPlan(PlanId id, const char *sql, int nargs, const Oid *argtypes)
 
 	if (plan == NULL)
 	{
-		plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes,
-								  PlanGeneric(id) ? CURSOR_OPT_GENERIC_PLAN : 0);
+		plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "wallet: SPI_prepare failed for plan %d: %s", id,
 				 SPI_result_code_string(SPI_result));

@@ -9,6 +9,9 @@
  *	 4. balance: live grants (resets applied) - open holds - overdraft;
  *	 5. decline, or draw in drawdown order and write the event, the grant
  *		updates and the ledger lines in one statement.
+ * The steps are functions wallet_ingest reuses (ReplayMatch, DebitJudge,
+ * DebitFinish); for it, DebitWrite queues the writes in a DebitBuffer, written
+ * a few thousand debits per statement.
  */
 #include "wallet.h"
 
@@ -25,7 +28,6 @@
 
 PG_FUNCTION_INFO_V1(wallet_debit);
 PG_FUNCTION_INFO_V1(wallet_authorize_debit);
-
 
 static const char *idempotency_sql =
 "SELECT 'event', e.id, e.meter, e.quantity, e.dimensions, e.asset, e.amount, e.balance_after, e.hold_id "

@@ -26,3 +26,20 @@ test:
 	bash test/run.sh
 demo:
 	bash test/demo.sh
+
+# every part includes the shared header: a change to it rebuilds them all
+$(OBJS): $(srcdir)/src/wallet.h
+
+.PHONY: valgrind
+valgrind:
+	bash test/valgrind.sh
+
+# the router's companion extension (src/proxy/, see README "Scaling out"): installed with wallet
+PROXY_DATA = src/proxy/wallet_proxy.control src/proxy/wallet_proxy--1.0.sql
+.PHONY: install-proxy uninstall-proxy
+install: install-proxy
+install-proxy: installdirs
+	$(INSTALL_DATA) $(addprefix $(srcdir)/, $(PROXY_DATA)) '$(DESTDIR)$(datadir)/extension/'
+uninstall: uninstall-proxy
+uninstall-proxy:
+	rm -f $(addprefix '$(DESTDIR)$(datadir)/extension'/, $(notdir $(PROXY_DATA)))

@@ -3,6 +3,9 @@
 -- Pins the behaviour the performance work must keep.
 \set VERBOSITY sqlstate
 SET client_min_messages = warning;
+-- every suite starts from a fresh extension: ids and data do not leak between files
+DROP EXTENSION IF EXISTS wallet CASCADE;
+CREATE EXTENSION wallet;
 -- (\c after an error or a rollback: a new session.  Until the asset cache
 -- keeps its entries across an abort, a backend's price cache points into
 -- freed memory after one.)

@@ -8,11 +8,62 @@
  * REPEATABLE READ a concurrent change then raises a serialization failure
  * instead of letting the caller draw from a stale snapshot.  It is taken
  * directly on the table (hotpath.c); creating a missing balance row is SQL.
+ *
+ * wallet_ingest locks many balance rows, each once, with AccountLockMany: in
+ * the order it is given (wallet id, then asset), which is the same in every
+ * batch, so two batches never wait for each other in a circle.  An UPDATE
+ * cannot be ordered; SELECT ... ORDER BY ... FOR NO KEY UPDATE takes the
+ * same row lock as the UPDATE above (and under REPEATABLE READ fails the same
+ * way on a concurrent change), one row after the other in that order.
  */
 #include "wallet.h"
 
 #include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+
+#define ACCOUNT_COLUMNS \
+	"w.id, w.customer, w.status, a.overdraft_limit, a.low_balance, a.max_holds, " \
+	"a.overdraft, a.held, a.holds_open, a.caps"
+
+/* the balance row without locking it; a wallet without one reads as zeros */
+static const char *read_sql =
+"SELECT " ACCOUNT_COLUMNS " FROM wallet.wallet w "
+"  LEFT JOIN wallet.account a ON a.wallet_id OPERATOR(pg_catalog.=) w.id "
+"   AND a.asset OPERATOR(pg_catalog.=) $2 "
+" WHERE w.customer OPERATOR(pg_catalog.=) $1";
+
+/* an Account from a row of ACCOUNT_COLUMNS (nulls read as 0) */
+static void
+ReadAccountRow(HeapTuple tup, TupleDesc desc, const AssetInfo *asset, Account *acct)
+{
+	bool		isnull;
+	char	   *status;
+
+	acct->wallet_id = SpiGetInt64(tup, desc, 1, &isnull);
+	acct->customer = SpiGetText(tup, desc, 2, &isnull);
+	status = SpiGetText(tup, desc, 3, &isnull);
+	strlcpy(acct->status, status, sizeof(acct->status));
+	strlcpy(acct->asset, asset->code, sizeof(acct->asset));
+	acct->scale = asset->scale;
+	acct->overdraft_limit = SpiGetInt64(tup, desc, 4, &isnull);
+	acct->low_balance = SpiGetInt64(tup, desc, 5, &isnull);
+	acct->has_low_balance = !isnull;
+	acct->max_holds = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+	acct->has_max_holds = !isnull;
+	acct->overdraft = SpiGetInt64(tup, desc, 7, &isnull);
+	acct->held = SpiGetInt64(tup, desc, 8, &isnull);
+	acct->holds_open = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
+	acct->caps = DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull));
+	acct->locked = true;
+}
+
+/* an Account from the first row SPI returned */
+static void
+ReadAccount(const AssetInfo *asset, Account *acct)
+{
+	ReadAccountRow(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, asset, acct);
+}
 
 /* the wallet id of a customer (0 when missing_ok and there is none) */
 int64
@@ -31,7 +82,7 @@ WalletIdOf(const char *customer, bool missing_ok, char *status_out)
 			return 0;
 		ereport(ERROR,
 				(errcode(ERRCODE_WALLET_NO_WALLET),
-				 errmsg("no wallet for customer \"%s\"", customer),
+				 errmsg("no wallet for customer \"%.100s\"", customer),
 				 errhint("Create it with wallet_create().")));
 	}
 	if (status_out)
@@ -85,6 +136,114 @@ AccountLockById(int64 wallet_id, const AssetInfo *asset, Account *acct)
 		ereport(ERROR,
 				(errcode(ERRCODE_WALLET_NO_WALLET),
 				 errmsg("no wallet with id " INT64_FORMAT, wallet_id)));
+}
+
+/* the wallet ids of n customers in one statement (0 where there is no wallet) */
+void
+WalletIdsOf(int n, const char *const *customers, int64 *wallet_ids)
+{
+	static const Oid argtypes[1] = {TEXTARRAYOID};
+	Datum	   *c = palloc(sizeof(Datum) * Max(n, 1));
+	Datum		values[1];
+	SPITupleTable *tt;
+
+	for (int i = 0; i < n; i++)
+	{
+		c[i] = CStringGetTextDatum(customers[i]);
+		wallet_ids[i] = 0;
+	}
+	values[0] = PointerGetDatum(construct_array(c, n, TEXTOID, -1, false, TYPALIGN_INT));
+	WalletExec(PLAN_FIND_WALLETS,
+			   "SELECT k.i, w.id FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS k(c, i) "
+			   "  JOIN wallet.wallet w ON w.customer OPERATOR(pg_catalog.=) k.c",
+			   1, argtypes, values, NULL, true, SPI_OK_SELECT);
+	tt = SPI_tuptable;
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int64		i = SpiGetInt64(tt->vals[r], tt->tupdesc, 1, &isnull) - 1;
+
+		if (i < 0 || i >= n)
+			elog(ERROR, "wallet: wallet lookup returned customer %lld of %d", (long long) i, n);
+		wallet_ids[i] = SpiGetInt64(tt->vals[r], tt->tupdesc, 2, &isnull);
+	}
+	SPI_freetuptable(tt);
+}
+
+/*
+ * Lock the balance rows (wallet_ids[i], assets[i]) one after the other, in
+ * the order given, creating those that do not exist first (in the same order,
+ * before any is locked); accts[i] is the row of pair i.  Every wallet must
+ * exist.
+ */
+void
+AccountLockMany(int n, const int64 *wallet_ids, const AssetInfo *const *assets, Account *accts)
+{
+	static const Oid argtypes[2] = {INT8ARRAYOID, TEXTARRAYOID};
+	Datum	   *w = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *a = palloc(sizeof(Datum) * Max(n, 1));
+	Datum		values[2];
+	SPITupleTable *tt;
+	int			icol;
+
+	for (int i = 0; i < n; i++)
+	{
+		w[i] = Int64GetDatum(wallet_ids[i]);
+		a[i] = CStringGetTextDatum(assets[i]->code);
+	}
+	values[0] = PointerGetDatum(construct_array(w, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(a, n, TEXTOID, -1, false, TYPALIGN_INT));
+	WalletExec(PLAN_CREATE_ACCOUNTS,
+			   "INSERT INTO wallet.account (wallet_id, asset) "
+			   "SELECT k.kw, k.ka "
+			   "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
+			   "       WITH ORDINALITY AS k(kw, ka, ki) "
+			   " WHERE NOT EXISTS (SELECT FROM wallet.account a WHERE a.wallet_id OPERATOR(pg_catalog.=) k.kw "
+			   "                      AND a.asset OPERATOR(pg_catalog.=) k.ka) "
+			   " ORDER BY k.ki "
+			   "ON CONFLICT DO NOTHING",
+			   2, argtypes, values, NULL, false, SPI_OK_INSERT);
+	WalletExec(PLAN_LOCK_MANY,
+			   "SELECT " ACCOUNT_COLUMNS ", k.ki "
+			   "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
+			   "       WITH ORDINALITY AS k(kw, ka, ki) "
+			   "  JOIN wallet.account a ON a.wallet_id OPERATOR(pg_catalog.=) k.kw AND a.asset OPERATOR(pg_catalog.=) k.ka "
+			   "  JOIN wallet.wallet w ON w.id OPERATOR(pg_catalog.=) a.wallet_id "
+			   " ORDER BY k.ki FOR NO KEY UPDATE OF a",
+			   2, argtypes, values, NULL, false, SPI_OK_SELECT);
+	tt = SPI_tuptable;
+	if (SPI_processed != (uint64) n)
+		elog(ERROR, "wallet: locked %llu of %d balance rows", (unsigned long long) SPI_processed, n);
+	icol = tt->tupdesc->natts;
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int64		i = SpiGetInt64(tt->vals[r], tt->tupdesc, icol, &isnull) - 1;
+
+		if (i != (int64) r)
+			elog(ERROR, "wallet: balance rows locked out of order");
+		ReadAccountRow(tt->vals[r], tt->tupdesc, assets[i], &accts[i]);
+	}
+	SPI_freetuptable(tt);
+}
+
+/*
+ * Read the balance row of customer's wallet in asset without locking it (a
+ * missing row reads as zeros: nothing granted, no limits); WL001 if no wallet.
+ */
+void
+AccountRead(const char *customer, const AssetInfo *asset, Account *acct)
+{
+	static const Oid argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(customer), CStringGetTextDatum(asset->code)};
+
+	WalletExec(PLAN_READ_ACCOUNT, read_sql, 2, argtypes, values, NULL, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WALLET_NO_WALLET),
+				 errmsg("no wallet for customer \"%s\"", customer),
+				 errhint("Create it with wallet_create().")));
+	ReadAccount(asset, acct);
 }
 
 /* write back what a call changed on the (locked) balance row */

@@ -15,22 +15,51 @@
 
 static HTAB *assets;
 
-/* an asset read inside a transaction that aborts may never have existed */
+/*
+ * A cache entry.  Entries are never freed: the price cache keeps pointers to
+ * them for the backend's life.  An entry read in a (sub)transaction that
+ * aborts may name an asset that never existed; it is read again before use.
+ */
+typedef struct AssetEntry
+{
+	AssetInfo	info;			/* first: info.code is the hash key */
+	bool		checked;		/* read, and no abort since */
+} AssetEntry;
+
+/* after an abort, read every entry again before trusting it */
+static void
+UncheckAll(void)
+{
+	HASH_SEQ_STATUS seq;
+	AssetEntry *entry;
+
+	if (assets == NULL)
+		return;
+	hash_seq_init(&seq, assets);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		entry->checked = false;
+}
+
 static void
 ForgetOnAbort(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT && assets != NULL)
-	{
-		hash_destroy(assets);
-		assets = NULL;
-	}
+	if (event == XACT_EVENT_ABORT)
+		UncheckAll();
+}
+
+static void
+ForgetOnSubAbort(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		UncheckAll();
 }
 
 /* the asset with this code; WL002 when there is none */
 const AssetInfo *
 AssetLookup(const char *code)
 {
-	AssetInfo  *entry;
+	AssetEntry *entry;
 	bool		found;
 	char		key[NAMEDATALEN];
 
@@ -41,22 +70,18 @@ AssetLookup(const char *code)
 	if (assets == NULL)
 	{
 		HASHCTL		ctl;
-		static bool registered = false;
 
 		ctl.keysize = NAMEDATALEN;
-		ctl.entrysize = sizeof(AssetInfo);
+		ctl.entrysize = sizeof(AssetEntry);
 		ctl.hcxt = TopMemoryContext;
 		assets = hash_create("wallet assets", 16, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-		if (!registered)
-		{
-			RegisterXactCallback(ForgetOnAbort, NULL);
-			registered = true;
-		}
+		RegisterXactCallback(ForgetOnAbort, NULL);
+		RegisterSubXactCallback(ForgetOnSubAbort, NULL);
 	}
 	memset(key, 0, sizeof(key));
 	strlcpy(key, code, NAMEDATALEN);
 	entry = hash_search(assets, key, HASH_FIND, NULL);
-	if (entry == NULL)
+	if (entry == NULL || !entry->checked)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 		Datum		values[1] = {CStringGetTextDatum(code)};
@@ -75,7 +100,8 @@ AssetLookup(const char *code)
 		scale = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		SPI_finish();
 		entry = hash_search(assets, key, HASH_ENTER, &found);
-		entry->scale = scale;
+		entry->info.scale = scale;
+		entry->checked = true;
 	}
-	return entry;
+	return &entry->info;
 }

@@ -9,32 +9,100 @@
  *	 4. balance: live grants (resets applied) - open holds - overdraft;
  *	 5. decline, or draw in drawdown order and write the event, the grant
  *		updates and the ledger lines.
- * The lock, the key probe, the grants and the writes go to the tables
- * directly (hotpath.c); the rest is SQL through kept plans.
+ * The steps are functions wallet_ingest reuses (ReplayMatch, DebitJudge,
+ * DebitFinish); for it, DebitWrite queues the writes in a DebitBuffer, written
+ * a few thousand debits per statement.  A single call's lock, key probe,
+ * grants and writes go to the tables directly (hotpath.c).
  */
 #include "wallet.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(wallet_debit);
 PG_FUNCTION_INFO_V1(wallet_authorize_debit);
 
-#define MAX_KEY_LENGTH 255
+/* the stored requests of many keys at once (wallet_ingest): k.i says whose */
+static const char *idempotency_many_sql =
+"SELECT k.i, 'event', e.id, e.meter, e.quantity, e.dimensions, e.asset, e.amount, e.balance_after, e.hold_id "
+"  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
+"       WITH ORDINALITY AS k(w, key, i) "
+"  JOIN wallet.event e "
+"    ON e.wallet_id OPERATOR(pg_catalog.=) k.w AND e.idempotency_key OPERATOR(pg_catalog.=) k.key "
+"UNION ALL "
+"SELECT k.i, 'hold', h.id, NULL, NULL, NULL, h.asset, h.amount, h.balance_after, h.id "
+"  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
+"       WITH ORDINALITY AS k(w, key, i) "
+"  JOIN wallet.hold h "
+"    ON h.wallet_id OPERATOR(pg_catalog.=) k.w AND h.idempotency_key OPERATOR(pg_catalog.=) k.key";
+
+/*
+ * write_debit_sql for many debits at once (wallet_ingest): the same event
+ * rows, grant updates and ledger lines, from arrays.  Event ids are taken from
+ * the sequence when the debit is queued, and its revenue computed then (as
+ * write_debit_sql does: the sum of take * unit_revenue, times 10^-scale);
+ * lines go in queue order, each debit's in drawdown order; each grant is
+ * updated once, by what all queued debits drew from it.  Keep the two
+ * statements in step.
+ */
+static const char *write_debits_sql =
+"WITH e AS (INSERT INTO wallet.event (id, wallet_id, idempotency_key, meter, quantity, dimensions, "
+"                                    occurred_at, recorded_at, asset, amount, price_id, cost, revenue, "
+"                                    hold_id, balance_after) "
+"           SELECT x.id, x.wallet_id, x.key, x.meter, x.quantity, x.dims, x.occurred_at, $19, x.asset, "
+"                  x.amount, x.price_id, x.cost, x.revenue, NULL, x.balance_after "
+"             FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), "
+"                             pg_catalog.unnest($2::pg_catalog.int8[]), "
+"                             pg_catalog.unnest($3::pg_catalog.text[]), "
+"                             pg_catalog.unnest($4::pg_catalog.text[]), "
+"                             pg_catalog.unnest($5::pg_catalog.numeric[]), "
+"                             pg_catalog.unnest($6::pg_catalog.jsonb[]), "
+"                             pg_catalog.unnest($7::pg_catalog.timestamptz[]), "
+"                             pg_catalog.unnest($8::pg_catalog.text[]), "
+"                             pg_catalog.unnest($9::pg_catalog.int8[]), "
+"                             pg_catalog.unnest($10::pg_catalog.int8[]), "
+"                             pg_catalog.unnest($11::pg_catalog.numeric[]), "
+"                             pg_catalog.unnest($12::pg_catalog.numeric[]), "
+"                             pg_catalog.unnest($13::pg_catalog.int8[])) "
+"                  AS x(id, wallet_id, key, meter, quantity, dims, occurred_at, asset, amount, price_id, "
+"                       cost, revenue, balance_after)), "
+"l AS (INSERT INTO wallet.line (at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
+"      SELECT $19, d.wallet_id, d.asset, d.grant_id, d.event_id, NULL, 'debit', OPERATOR(pg_catalog.-) d.take "
+"        FROM ROWS FROM (pg_catalog.unnest($14::pg_catalog.int8[]), "
+"                        pg_catalog.unnest($15::pg_catalog.int8[]), "
+"                        pg_catalog.unnest($16::pg_catalog.text[]), "
+"                        pg_catalog.unnest($17::pg_catalog.int8[]), "
+"                        pg_catalog.unnest($18::pg_catalog.int8[])) "
+"             WITH ORDINALITY AS d(event_id, wallet_id, asset, grant_id, take, n) "
+"       ORDER BY d.n) "
+"UPDATE wallet.grant_block b SET remaining = b.remaining OPERATOR(pg_catalog.-) s.take "
+"  FROM ROWS FROM (pg_catalog.unnest($20::pg_catalog.int8[]), pg_catalog.unnest($21::pg_catalog.int8[])) "
+"       AS s(grant_id, take) "
+" WHERE b.id OPERATOR(pg_catalog.=) s.grant_id";
 
 /* checks shared by the hot-path entry points */
 char *
 ArgKey(FunctionCallInfo fcinfo, int n)
 {
-	char	   *key = ArgCString(fcinfo, n, "idempotency_key");
+	return KeyCheck(ArgCString(fcinfo, n, "idempotency_key"));
+}
 
-	if (strlen(key) > MAX_KEY_LENGTH)
+/* an idempotency key (not null, not empty): at most WALLET_MAX_KEY_LENGTH bytes */
+char *
+KeyCheck(char *key)
+{
+	if (strlen(key) > WALLET_MAX_KEY_LENGTH)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("idempotency_key is longer than %d bytes", MAX_KEY_LENGTH)));
+				 errmsg("idempotency_key is longer than %d bytes", WALLET_MAX_KEY_LENGTH)));
 	return key;
 }
 
@@ -42,13 +110,17 @@ ArgKey(FunctionCallInfo fcinfo, int n)
 Numeric
 ArgCost(FunctionCallInfo fcinfo, int n)
 {
-	Numeric		cost;
-	Dec			d;
-
 	if (PG_NARGS() <= n || PG_ARGISNULL(n))
 		return NULL;
-	cost = PG_GETARG_NUMERIC(n);
-	d = DecFromNumeric(cost, "cost");
+	return CostCheck(PG_GETARG_NUMERIC(n));
+}
+
+/* a cost that is not null: finite and not negative */
+Numeric
+CostCheck(Numeric cost)
+{
+	Dec			d = DecFromNumeric(cost, "cost");
+
 	if (d.v < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -74,6 +146,32 @@ KeyReused(const char *key, const char *what)
 }
 
 /*
+ * A StoredRequest from the columns of idempotency_sql starting at col (kind,
+ * id, meter, quantity, dimensions, asset, amount, balance_after, hold_id),
+ * copied into the current memory context.
+ */
+static void
+StoredFromTuple(HeapTuple tup, TupleDesc desc, int col, StoredRequest *st)
+{
+	bool		isnull;
+	Datum		d;
+	char	   *kind = SpiGetText(tup, desc, col, &isnull);
+
+	memset(st, 0, sizeof(*st));
+	st->is_hold = strcmp(kind, "hold") == 0;
+	st->id = SpiGetInt64(tup, desc, col + 1, &isnull);
+	st->meter = SpiGetText(tup, desc, col + 2, &isnull);
+	d = SPI_getbinval(tup, desc, col + 3, &isnull);
+	st->quantity = isnull ? NULL : DatumGetNumericCopy(d);
+	d = SPI_getbinval(tup, desc, col + 4, &isnull);
+	st->dims = isnull ? NULL : DatumGetJsonbPCopy(d);
+	st->asset = SpiGetText(tup, desc, col + 5, &isnull);
+	st->amount = SpiGetInt64(tup, desc, col + 6, &isnull);
+	st->balance_after = SpiGetInt64(tup, desc, col + 7, &isnull);
+	st->hold_id = SpiGetInt64(tup, desc, col + 8, &isnull);
+}
+
+/*
  * The stored result of an earlier call with this key, if any.  req is the
  * debit being asked for, or NULL for a hold of hold_amount.  A different
  * request under the same key is WL004.
@@ -84,77 +182,116 @@ Replayed(Account *acct, const char *key, const DebitRequest *req,
 {
 	HeapTuple	tup;
 	TupleDesc	desc;
-	bool		isnull;
-	char	   *kind;
-	char	   *meter;
-	char	   *asset;
-	int64		amount;
-	const AssetInfo *stored_asset;
+	StoredRequest st;
 
 	if (!HotKeyFind(acct->wallet_id, key, &tup, &desc))
 		return false;
-	kind = SpiGetText(tup, desc, 1, &isnull);
-	meter = SpiGetText(tup, desc, 3, &isnull);
-	asset = SpiGetText(tup, desc, 6, &isnull);
-	amount = SpiGetInt64(tup, desc, 7, &isnull);
+	StoredFromTuple(tup, desc, 1, &st);
+	ReplayMatch(acct, key, req, hold_amount, &st, res);
+	return true;
+}
+
+/*
+ * The replay of what key stored, st: WL004 unless req (or, when req is NULL,
+ * a hold of hold_amount) is the same request; else the stored result.
+ */
+void
+ReplayMatch(const Account *acct, const char *key, const DebitRequest *req,
+			int64 hold_amount, const StoredRequest *st, WalletResult *res)
+{
+	const AssetInfo *stored_asset;
 
 	if (req == NULL)
 	{
-		if (strcmp(kind, "hold") != 0)
+		if (!st->is_hold)
 			KeyReused(key, "kind of request (a debit, not a hold)");
-		if (strcmp(asset, acct->asset) != 0)
+		if (strcmp(st->asset, acct->asset) != 0)
 			KeyReused(key, "asset");
-		if (amount != hold_amount)
+		if (st->amount != hold_amount)
 			KeyReused(key, "amount");
 	}
 	else
 	{
-		Datum		qty;
-		Datum		dims;
-		bool		dnull;
-
-		if (strcmp(kind, "event") != 0)
+		if (st->is_hold)
 			KeyReused(key, "kind of request (a hold, not a debit)");
-		if ((meter == NULL) != (req->meter == NULL) ||
-			(meter && strcmp(meter, req->meter) != 0))
+		if ((st->meter == NULL) != (req->meter == NULL) ||
+			(st->meter && strcmp(st->meter, req->meter) != 0))
 			KeyReused(key, "meter");
 		if (req->meter == NULL)
 		{
-			if (strcmp(asset, acct->asset) != 0)
+			if (strcmp(st->asset, acct->asset) != 0)
 				KeyReused(key, "asset");
-			if (amount != req->amount)
+			if (st->amount != req->amount)
 				KeyReused(key, "amount");
 		}
-		else
-		{
-			qty = SPI_getbinval(tup, desc, 4, &isnull);
-			if (isnull || !DatumGetBool(DirectFunctionCall2(numeric_eq, qty,
-															NumericGetDatum(req->quantity))))
-				KeyReused(key, "quantity");
-		}
-		dims = SPI_getbinval(tup, desc, 5, &dnull);
-		if (!DimsEqual(dnull ? NULL : DatumGetJsonbP(dims), req->dims))
+		else if (st->quantity == NULL ||
+				 !DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(st->quantity),
+												   NumericGetDatum(req->quantity))))
+			KeyReused(key, "quantity");
+		if (!DimsEqual(st->dims, req->dims))
 			KeyReused(key, "dimensions");
 	}
 
-	stored_asset = AssetLookup(asset);
+	stored_asset = AssetLookup(st->asset);
 	memset(res, 0, sizeof(*res));
 	res->approved = true;
 	res->replayed = true;
 	if (req != NULL)
 	{
-		res->event_id = SpiGetInt64(tup, desc, 2, &isnull);
-		res->hold_id = SpiGetInt64(tup, desc, 9, &isnull);
+		res->event_id = st->id;
+		res->hold_id = st->hold_id;
 	}
 	else
-		res->hold_id = SpiGetInt64(tup, desc, 2, &isnull);
+		res->hold_id = st->id;
 	res->asset = stored_asset->code;
 	res->scale = stored_asset->scale;
 	res->has_amount = true;
-	res->amount = amount;
+	res->amount = st->amount;
 	res->has_balance = true;
-	res->balance = SpiGetInt64(tup, desc, 8, &isnull);
-	return true;
+	res->balance = st->balance_after;
+}
+
+/*
+ * The stored requests of n keys (wallet_ids[i], keys[i]) in one statement:
+ * found[i] is NULL or the request, allocated in cxt.
+ */
+void
+StoredFetchMany(int n, const int64 *wallet_ids, const char *const *keys,
+				StoredRequest **found, MemoryContext cxt)
+{
+	static const Oid argtypes[2] = {INT8ARRAYOID, TEXTARRAYOID};
+	Datum	   *w = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *k = palloc(sizeof(Datum) * Max(n, 1));
+	Datum		values[2];
+	SPITupleTable *tt;
+	MemoryContext old;
+
+	for (int i = 0; i < n; i++)
+	{
+		w[i] = Int64GetDatum(wallet_ids[i]);
+		k[i] = CStringGetTextDatum(keys[i]);
+		found[i] = NULL;
+	}
+	values[0] = PointerGetDatum(construct_array(w, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(k, n, TEXTOID, -1, false, TYPALIGN_INT));
+	WalletExec(PLAN_IDEMPOTENCY_MANY, idempotency_many_sql, 2, argtypes, values, NULL, true,
+			   SPI_OK_SELECT);
+	tt = SPI_tuptable;
+	old = MemoryContextSwitchTo(cxt);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int64		i = SpiGetInt64(tt->vals[r], tt->tupdesc, 1, &isnull) - 1;
+
+		if (i < 0 || i >= n)
+			elog(ERROR, "wallet: idempotency lookup returned key %lld of %d", (long long) i, n);
+		if (found[i] != NULL)
+			continue;			/* as Replayed: the first row */
+		found[i] = palloc(sizeof(StoredRequest));
+		StoredFromTuple(tt->vals[r], tt->tupdesc, 2, found[i]);
+	}
+	MemoryContextSwitchTo(old);
+	SPI_freetuptable(tt);
 }
 
 /* a decline: a result, not an error */
@@ -196,62 +333,290 @@ Available(const Account *acct, const GrantSet *set, TimestampTz now, int64 relea
  * holds the lock (or, for a quote, takes none) and has checked the key.
  * release_first is the amount of a hold being captured (0 otherwise): it
  * counts as available.  Sets d->decline to the reason, or NULL to approve.
+ * Spend caps are checked only when the balance row says there are some
+ * (acct->caps), so a wallet without caps pays no extra query.
  */
 void
 DebitDecide(Account *acct, const DebitRequest *req, TimestampTz now,
 			int64 release_first, bool write, Decision *d)
 {
 	GrantsLoad(acct, now, write, &d->set);
+	DebitJudge(acct, req, now, release_first, d);
+}
+
+/*
+ * The decision of DebitDecide from the live grants already in d->set: loaded
+ * under the lock just now, or kept by wallet_ingest across a batch's debits
+ * (DebitWrite takes what it draws off the set).
+ */
+void
+DebitJudge(Account *acct, const DebitRequest *req, TimestampTz now,
+		   int64 release_first, Decision *d)
+{
 	d->available = Available(acct, &d->set, now, release_first);
+	d->caps.n = 0;
+	d->caps.blocked = -1;
 	d->decline = StatusDecline(acct);
+	/* a cap says no before the balance does: a top-up would not help */
+	if (d->decline == NULL && acct->caps > 0 &&
+		!CapCheck(acct, req->dims, req->amount, now, &d->caps))
+		d->decline = "spend_cap";
 	if (d->decline == NULL && SubMinor(d->available, req->amount) < -acct->overdraft_limit)
 		d->decline = "insufficient_funds";
 	d->after = d->decline ? d->available : d->available - req->amount;
 }
 
+/* ------------------------------------------------------------ deferred writes */
+
 /*
- * Write an approved debit: draw in drawdown order (what the grants cannot
- * cover is overdraft) and write the event, the grant updates and the ledger
- * lines (hotpath.c).  The caller saves the balance row if it changed
- * (DebitApply does; a capture saves it with the hold).
+ * wallet_ingest queues its debits here and writes them with write_debits_sql,
+ * a few thousand at a time: one statement instead of one per event.  Nothing
+ * in a debit's own path reads events, ledger lines or grant rows back (the
+ * key was looked up and the grants loaded before the batch's first debit, and
+ * wallet_ingest keeps both in memory), so the write may come later in the same
+ * call.  Everything queued is copied into the buffer's memory.
  */
-static void
-DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
-		   WalletResult *res)
+struct DebitBuffer
 {
-	GrantSet   *set = &d->set;
-	int64		left = req->amount;
-	int			nlines = 0;
-	int64	   *ids = palloc(sizeof(int64) * (set->n + 1));
-	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * (set->n + 1));
-	int64	   *takes = palloc(sizeof(int64) * (set->n + 1));
-	Numeric    *revs = palloc(sizeof(Numeric) * (set->n + 1));
+	MemoryContext cxt;
+	Oid			event_seq;
+	int			n;				/* events queued */
+	int			cap;
+	Datum	   *ev[13];			/* the columns of x in write_debits_sql */
+	bool	   *evnull[13];
+	int			nl;				/* lines queued */
+	int			lcap;
+	Datum	   *ln[5];			/* the columns of d */
+	bool	   *lnnull[5];
+	HTAB	   *grants;			/* grant id -> what the queued debits drew */
+};
+
+typedef struct GrantTake
+{
+	int64		grant_id;
+	int64		take;
+} GrantTake;
+
+static const Oid debit_buffer_types[13] = {INT8OID, INT8OID, TEXTOID, TEXTOID, NUMERICOID, JSONBOID,
+	TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, NUMERICOID, NUMERICOID, INT8OID};
+static const Oid debit_line_types[5] = {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID};
+
+/* the grants drawn from by the queued debits, in the buffer's memory */
+static void
+BufferGrantsCreate(DebitBuffer *buf)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(GrantTake);
+	ctl.hcxt = buf->cxt;
+	buf->grants = hash_create("wallet debit buffer grants", 256, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* an empty buffer, in a memory context of its own under cxt */
+DebitBuffer *
+DebitBufferCreate(MemoryContext cxt)
+{
+	DebitBuffer *buf = MemoryContextAllocZero(cxt, sizeof(DebitBuffer));
+
+	buf->cxt = AllocSetContextCreate(cxt, "wallet debit buffer", ALLOCSET_DEFAULT_SIZES);
+	BufferGrantsCreate(buf);
+	buf->event_seq = get_relname_relid("event_id_seq", get_namespace_oid("wallet", false));
+	if (!OidIsValid(buf->event_seq))
+		elog(ERROR, "wallet: sequence wallet.event_id_seq is missing");
+	return buf;
+}
+
+/* how many debits wait to be written */
+int
+DebitBufferCount(const DebitBuffer *buf)
+{
+	return buf->n;
+}
+
+/* grow the columns of one side of the buffer to hold at least need rows */
+static void
+BufferGrow(MemoryContext cxt, Datum **cols, bool **nulls, int ncols, int *cap, int need)
+{
+	int			newcap;
+
+	if (need <= *cap)
+		return;
+	newcap = Max(need, Max(*cap * 2, 256));
+	for (int c = 0; c < ncols; c++)
+	{
+		if (*cap == 0)
+		{
+			cols[c] = MemoryContextAllocHuge(cxt, sizeof(Datum) * newcap);
+			nulls[c] = MemoryContextAllocHuge(cxt, sizeof(bool) * newcap);
+		}
+		else
+		{
+			cols[c] = repalloc_huge(cols[c], sizeof(Datum) * newcap);
+			nulls[c] = repalloc_huge(nulls[c], sizeof(bool) * newcap);
+		}
+	}
+	*cap = newcap;
+}
+
+/*
+ * queue one debit and its lines (as DebitWrite built them: grant ids, takes
+ * and revenues per unit, in drawdown order); returns its event id
+ */
+static int64
+DebitQueue(DebitBuffer *buf, const Account *acct, const DebitRequest *req, int64 balance_after,
+		   int nlines, const Datum *ids, const bool *idnulls, const Datum *takes, const Datum *revs)
+{
+	MemoryContext old = MemoryContextSwitchTo(buf->cxt);
+	int64		event_id = nextval_internal(buf->event_seq, false);
+	int			e = buf->n;
+	Datum		asset = CStringGetTextDatum(acct->asset);
+	Datum		revenue = NumericGetDatum(int64_to_numeric(0));
+
+	if (req->hold_id != 0 || req->key == NULL || req->meter == NULL)
+		elog(ERROR, "wallet: only authorized debits can be queued");
+	BufferGrow(buf->cxt, buf->ev, buf->evnull, 13, &buf->cap, e + 1);
+	BufferGrow(buf->cxt, buf->ln, buf->lnnull, 5, &buf->lcap, buf->nl + nlines);
+
+	for (int i = 0; i < nlines; i++)
+	{
+		int			l = buf->nl++;
+
+		for (int c = 0; c < 5; c++)
+			buf->lnnull[c][l] = false;
+		buf->ln[0][l] = Int64GetDatum(event_id);
+		buf->ln[1][l] = Int64GetDatum(acct->wallet_id);
+		buf->ln[2][l] = asset;
+		buf->ln[3][l] = ids[i];
+		buf->lnnull[3][l] = idnulls[i];
+		buf->ln[4][l] = takes[i];
+		/* revenue: as write_debit_sql, sum(take * unit_revenue) */
+		revenue = DirectFunctionCall2(numeric_add, revenue,
+									  DirectFunctionCall2(numeric_mul,
+														  NumericGetDatum(int64_to_numeric(DatumGetInt64(takes[i]))),
+														  revs[i]));
+		if (!idnulls[i])
+		{
+			int64		grant_id = DatumGetInt64(ids[i]);
+			bool		found;
+			GrantTake  *g = hash_search(buf->grants, &grant_id, HASH_ENTER, &found);
+
+			g->take = found ? AddMinor(g->take, DatumGetInt64(takes[i])) : DatumGetInt64(takes[i]);
+		}
+	}
+
+	for (int c = 0; c < 13; c++)
+		buf->evnull[c][e] = false;
+	buf->ev[0][e] = Int64GetDatum(event_id);
+	buf->ev[1][e] = Int64GetDatum(acct->wallet_id);
+	buf->ev[2][e] = CStringGetTextDatum(req->key);
+	buf->ev[3][e] = CStringGetTextDatum(req->meter);
+	buf->ev[4][e] = datumCopy(NumericGetDatum(req->quantity), false, -1);
+	buf->ev[5][e] = req->dims ? datumCopy(JsonbPGetDatum(req->dims), false, -1) : (Datum) 0;
+	buf->evnull[5][e] = req->dims == NULL;
+	buf->ev[6][e] = TimestampTzGetDatum(req->occurred_at);
+	buf->ev[7][e] = asset;
+	buf->ev[8][e] = Int64GetDatum(req->amount);
+	buf->ev[9][e] = Int64GetDatum(req->price_id);
+	buf->evnull[9][e] = req->price_id == 0;
+	buf->ev[10][e] = req->cost ? datumCopy(NumericGetDatum(req->cost), false, -1) : (Datum) 0;
+	buf->evnull[10][e] = req->cost == NULL;
+	buf->ev[11][e] = DirectFunctionCall2(numeric_mul, revenue,
+										 NumericGetDatum(MinorToNumeric(1, acct->scale)));
+	buf->ev[12][e] = Int64GetDatum(balance_after);
+	buf->n++;
+	MemoryContextSwitchTo(old);
+	return event_id;
+}
+
+/* an array parameter from one column of the buffer */
+static Datum
+BufferArray(Datum *col, bool *nulls, int n, Oid type)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(col, nulls, 1, dims, lbs, type, typlen, typbyval, typalign));
+}
+
+/* write what the buffer holds (the caller is connected to SPI) and empty it */
+void
+DebitBufferFlush(DebitBuffer *buf, TimestampTz now)
+{
+	Oid			argtypes[21];
+	Datum		values[21];
+	long		ng;
+	Datum	   *gids;
+	Datum	   *gtakes;
+	bool	   *gnulls;
+	HASH_SEQ_STATUS seq;
+	GrantTake  *g;
+	int			i = 0;
+
+	if (buf->n == 0)
+		return;
+	for (int c = 0; c < 13; c++)
+	{
+		argtypes[c] = get_array_type(debit_buffer_types[c]);
+		values[c] = BufferArray(buf->ev[c], buf->evnull[c], buf->n, debit_buffer_types[c]);
+	}
+	for (int c = 0; c < 5; c++)
+	{
+		argtypes[13 + c] = get_array_type(debit_line_types[c]);
+		values[13 + c] = BufferArray(buf->ln[c], buf->lnnull[c], buf->nl, debit_line_types[c]);
+	}
+	argtypes[18] = TIMESTAMPTZOID;
+	values[18] = TimestampTzGetDatum(now);
+
+	ng = hash_get_num_entries(buf->grants);
+	gids = palloc(sizeof(Datum) * Max(ng, 1));
+	gtakes = palloc(sizeof(Datum) * Max(ng, 1));
+	gnulls = palloc0(sizeof(bool) * Max(ng, 1));
+	hash_seq_init(&seq, buf->grants);
+	while ((g = hash_seq_search(&seq)) != NULL)
+	{
+		gids[i] = Int64GetDatum(g->grant_id);
+		gtakes[i++] = Int64GetDatum(g->take);
+	}
+	argtypes[19] = INT8ARRAYOID;
+	values[19] = BufferArray(gids, gnulls, i, INT8OID);
+	argtypes[20] = INT8ARRAYOID;
+	values[20] = BufferArray(gtakes, gnulls, i, INT8OID);
+
+	WalletExec(PLAN_WRITE_DEBITS, write_debits_sql, 21, argtypes, values, NULL, false, SPI_OK_UPDATE);
+	MemoryContextReset(buf->cxt);
+	BufferGrantsCreate(buf);
+	buf->n = buf->cap = 0;
+	buf->nl = buf->lcap = 0;
+}
+
+/*
+ * Write one debit now, directly to the tables (hotpath.c): the event, the
+ * grant updates and the ledger lines (ids, takes and revenues per unit, in
+ * drawdown order; tids where each grant was read).  Returns the event id.
+ */
+static int64
+DebitWriteNow(const Account *acct, const DebitRequest *req, TimestampTz now, const Decision *d,
+			  int nlines, Datum *ids, bool *idnulls, Datum *takes, Datum *revs,
+			  const ItemPointerData *tids)
+{
 	HotDebit	w;
+	int64	   *gids = palloc(sizeof(int64) * Max(nlines, 1));
+	int64	   *gtakes = palloc(sizeof(int64) * Max(nlines, 1));
+	Numeric    *grevs = palloc(sizeof(Numeric) * Max(nlines, 1));
 
-	for (int i = 0; i < set->n && left > 0; i++)
+	for (int i = 0; i < nlines; i++)
 	{
-		GrantRow   *g = &set->rows[i];
-		int64		take = Min(g->remaining, left);
-
-		if (take == 0)
-			continue;
-		ids[nlines] = g->id;
-		tids[nlines] = g->tid;
-		takes[nlines] = take;
-		revs[nlines] = g->unit_revenue;
-		nlines++;
-		left -= take;
+		gids[i] = idnulls[i] ? 0 : DatumGetInt64(ids[i]);
+		gtakes[i] = DatumGetInt64(takes[i]);
+		grevs[i] = DatumGetNumeric(revs[i]);
 	}
-	if (left > 0)
-	{
-		ids[nlines] = 0;
-		ItemPointerSetInvalid(&tids[nlines]);
-		takes[nlines] = left;
-		revs[nlines] = MinorToNumeric(0, 0);
-		nlines++;
-		acct->overdraft = AddMinor(acct->overdraft, left);
-	}
-
 	w.wallet_id = acct->wallet_id;
 	w.key = req->key;
 	w.meter = req->meter;
@@ -267,14 +632,73 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 	w.balance_after = d->after;
 	w.minor_unit = MinorToNumeric(1, acct->scale);
 	w.nlines = nlines;
-	w.grant_ids = ids;
+	w.grant_ids = gids;
 	w.tids = tids;
-	w.takes = takes;
-	w.unit_revenues = revs;
+	w.takes = gtakes;
+	w.unit_revenues = grevs;
+	return HotDebitWrite(&w);
+}
+
+/*
+ * Write an approved debit: draw in drawdown order (what the grants cannot
+ * cover is overdraft) and write the event, the grant updates and the ledger
+ * lines in one statement, or queue them in req->defer.  What is drawn is taken
+ * off d->set.  The caller saves the balance row if it changed (DebitApply
+ * does; a capture saves it with the hold).
+ */
+static void
+DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
+		   WalletResult *res)
+{
+	GrantSet   *set = &d->set;
+	int64		left = req->amount;
+	int			nlines = 0;
+	Datum	   *ids = palloc(sizeof(Datum) * (set->n + 1));
+	bool	   *idnulls = palloc0(sizeof(bool) * (set->n + 1));
+	Datum	   *takes = palloc(sizeof(Datum) * (set->n + 1));
+	Datum	   *revs = palloc(sizeof(Datum) * (set->n + 1));
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * (set->n + 1));
+	int64		event_id;
+	Datum		zero = NumericGetDatum(MinorToNumeric(0, 0));
+
+	for (int i = 0; i < set->n && left > 0; i++)
+	{
+		GrantRow   *g = &set->rows[i];
+		int64		take = Min(g->remaining, left);
+
+		if (take == 0)
+			continue;
+		g->remaining -= take;
+		set->total -= take;
+		ids[nlines] = Int64GetDatum(g->id);
+		takes[nlines] = Int64GetDatum(take);
+		/* only value drawn from paid grants is revenue */
+		revs[nlines] = g->category_rank == 2 ? NumericGetDatum(g->unit_revenue) : zero;
+		tids[nlines] = g->tid;
+		nlines++;
+		left -= take;
+	}
+	if (left > 0)
+	{
+		ids[nlines] = (Datum) 0;
+		idnulls[nlines] = true;
+		takes[nlines] = Int64GetDatum(left);
+		revs[nlines] = zero;
+		ItemPointerSetInvalid(&tids[nlines]);
+		nlines++;
+		acct->overdraft = AddMinor(acct->overdraft, left);
+	}
+
+	if (req->defer != NULL)
+		event_id = DebitQueue(req->defer, acct, req, d->after, nlines, ids, idnulls, takes, revs);
+	else
+		event_id = DebitWriteNow(acct, req, now, d, nlines, ids, idnulls, takes, revs, tids);
+	if (d->caps.n > 0)
+		CapRecord(acct, req->dims, req->amount, now);
 
 	memset(res, 0, sizeof(*res));
 	res->approved = true;
-	res->event_id = HotDebitWrite(&w);
+	res->event_id = event_id;
 	res->hold_id = req->hold_id;
 	res->asset = AssetLookup(acct->asset)->code;
 	res->scale = acct->scale;
@@ -282,30 +706,49 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 	res->amount = req->amount;
 	res->has_balance = true;
 	res->balance = d->after;
-	OutboxLowBalance(acct, d->available, d->after);
 }
 
 /*
  * Decide and, if approved, write a debit (the caller holds the lock and has
- * checked the key).  A decline for funds writes an outbox row.  Returns
- * approved.
+ * checked the key).  A decline for funds or for a spend cap writes an outbox
+ * row.  Returns approved.
  */
 bool
 DebitApply(Account *acct, DebitRequest *req, TimestampTz now,
 		   int64 release_first, WalletResult *res)
 {
 	Decision	d;
-	int64		overdraft_before = acct->overdraft;
 
 	DebitDecide(acct, req, now, release_first, true, &d);
-	if (d.decline != NULL)
+	return DebitFinish(acct, req, now, release_first, &d, res);
+}
+
+/*
+ * The writes of a debit DebitDecide (write = true) has decided, under the same
+ * lock: the outbox row of a decline for funds, or the debit itself.  Split
+ * from DebitApply so that wallet_ingest can decide inside a subtransaction
+ * that writes nothing and write outside it.  Returns approved.
+ */
+bool
+DebitFinish(Account *acct, DebitRequest *req, TimestampTz now,
+			int64 release_first, Decision *d, WalletResult *res)
+{
+	int64		overdraft_before = acct->overdraft;
+
+	if (d->decline != NULL)
 	{
-		if (strcmp(d.decline, "insufficient_funds") == 0)
-			OutboxDeclined(acct, d.decline, d.available, req->amount);
-		Decline(acct, d.decline, d.available, res);
+		/* a declined capture leaves its hold open: it still counts */
+		d->available = SubMinor(d->available, release_first);
+		if (strcmp(d->decline, "insufficient_funds") == 0)
+			OutboxDeclined(acct, d->decline, d->available, req->amount);
+		else if (strcmp(d->decline, "spend_cap") == 0)
+			CapDeclined(acct, &d->caps, d->available, req->amount);
+		Decline(acct, d->decline, d->available, res);
 		return false;
 	}
-	DebitWrite(acct, req, now, &d, res);
+	DebitWrite(acct, req, now, d, res);
+	/* a capture: the hold already counted against available before it */
+	OutboxLowBalance(acct, SubMinor(d->available, release_first), d->after);
 	if (acct->overdraft != overdraft_before && release_first == 0)
 		AccountSave(acct);
 	return true;
@@ -374,7 +817,7 @@ wallet_authorize_debit(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	pv = PriceFind(customer, meter, req.occurred_at);
-	AccountLockByCustomer(customer, pv->asset, &acct);
+	AccountLockByCustomer(customer, &pv->asset, &acct);
 	if (!Replayed(&acct, key, &req, 0, &res))
 	{
 		req.price_id = pv->id;

@@ -17,11 +17,13 @@
 #include "common/int.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(wallet_touch);
 PG_FUNCTION_INFO_V1(wallet_pending);
+PG_FUNCTION_INFO_V1(wallet_advance);
 
 #define GRANT_COLUMNS \
 	"id, category, priority, amount, remaining, effective_at, expires_at, recurrence, " \
@@ -98,6 +100,12 @@ GrantAdvance(GrantRow *g, TimestampTz t, ResetStep *steps)
 		return 0;
 	n = BoundariesBy(g, t);
 	k = g->resets;
+	/*
+	 * Never step back: a transaction whose time is older than a reset another
+	 * one has already written (or a sweep as of the past) leaves it alone.
+	 */
+	if (n <= k)
+		return 0;
 	while (k < n)
 	{
 		int64		cur = g->remaining;
@@ -251,6 +259,43 @@ WriteResets(const Account *acct, GrantRow *g, ResetStep *steps, int nsteps)
 }
 
 /*
+ * The live grants of a balance at now, in drawdown order, built from rows of
+ * GRANT_COLUMNS, with the resets time has made applied (and written down when
+ * write_resets: the caller holds the lock).  set->rows is allocated in the
+ * current memory context; each row's unit_revenue is copied there when copy.
+ */
+static void
+GrantsBuild(const Account *acct, TimestampTz now, bool write_resets, HeapTuple *tuples,
+			uint64 n, TupleDesc desc, bool copy, GrantSet *set)
+{
+	set->rows = palloc(sizeof(GrantRow) * Max(n, 1));
+	set->n = 0;
+	set->total = 0;
+	set->resets_written = 0;
+	for (uint64 i = 0; i < n; i++)
+	{
+		GrantRow   *g = &set->rows[set->n];
+		ResetStep	steps[4];
+		int			nsteps;
+
+		ReadGrant(tuples[i], desc, spi_grant_columns, g);
+		if (copy)
+			g->unit_revenue = DatumGetNumericCopy(NumericGetDatum(g->unit_revenue));
+		nsteps = GrantAdvance(g, now, steps);
+		if (write_resets && g->resets != g->stored_resets)
+		{
+			WriteResets(acct, g, steps, nsteps);
+			set->resets_written += nsteps;
+		}
+		if (!GrantLive(g, now) || g->remaining == 0)
+			continue;
+		set->total = AddMinor(set->total, g->remaining);
+		set->n++;
+	}
+	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
+}
+
+/*
  * The live grants of a balance at now, in drawdown order, with the resets
  * time has made applied (and written down when write_resets: the caller holds
  * the lock).
@@ -278,6 +323,7 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 	set->rows = palloc(sizeof(GrantRow) * 4);
 	set->n = 0;
 	set->total = 0;
+	set->resets_written = 0;
 	HotGrantsRead(acct->wallet_id, acct->asset, write_resets, GrantRead, set);
 	n = set->n;
 	set->n = 0;
@@ -289,7 +335,10 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 
 		nsteps = GrantAdvance(g, now, steps);
 		if (write_resets && g->resets != g->stored_resets)
+		{
 			WriteResets(acct, g, steps, nsteps);
+			set->resets_written += nsteps;
+		}
 		if (!GrantLive(g, now) || g->remaining == 0)
 			continue;
 		set->total = AddMinor(set->total, g->remaining);
@@ -299,9 +348,61 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 }
 
 /*
+ * GrantsLoad (writing resets down) for n locked balance rows in one
+ * statement: sets[i] for accts[i], allocated in cxt (wallet_ingest keeps them
+ * for the whole batch).
+ */
+void
+GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets, MemoryContext cxt)
+{
+	static const Oid argtypes[2] = {INT8ARRAYOID, TEXTARRAYOID};
+	Datum	   *w = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *a = palloc(sizeof(Datum) * Max(n, 1));
+	Datum		values[2];
+	SPITupleTable *tt;
+	uint64		nrows;
+	uint64		r = 0;
+	int			icol;
+
+	for (int i = 0; i < n; i++)
+	{
+		w[i] = Int64GetDatum(accts[i].wallet_id);
+		a[i] = CStringGetTextDatum(accts[i].asset);
+	}
+	values[0] = PointerGetDatum(construct_array(w, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(a, n, TEXTOID, -1, false, TYPALIGN_INT));
+	WalletExec(PLAN_GRANTS_MANY,
+			   "SELECT " GRANT_COLUMNS ", k.i "
+			   "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
+			   "       WITH ORDINALITY AS k(w, a, i) "
+			   "  JOIN wallet.grant_block g ON g.wallet_id OPERATOR(pg_catalog.=) k.w "
+			   "   AND g.asset OPERATOR(pg_catalog.=) k.a AND g.closed_at IS NULL AND g.voided_at IS NULL "
+			   " ORDER BY k.i",
+			   2, argtypes, values, NULL, false, SPI_OK_SELECT);
+	tt = SPI_tuptable;
+	nrows = SPI_processed;
+	icol = tt->tupdesc->natts;
+	for (int i = 0; i < n; i++)
+	{
+		uint64		from = r;
+		MemoryContext old;
+		bool		isnull;
+
+		while (r < nrows && SpiGetInt64(tt->vals[r], tt->tupdesc, icol, &isnull) == i + 1)
+			r++;
+		old = MemoryContextSwitchTo(cxt);
+		GrantsBuild(&accts[i], now, true, tt->vals + from, r - from, tt->tupdesc, true, &sets[i]);
+		MemoryContextSwitchTo(old);
+	}
+	if (r != nrows)
+		elog(ERROR, "wallet: grants of %d balances returned out of order", n);
+	SPI_freetuptable(tt);
+}
+
+/*
  * sum and count of holds open at now (the balance row's held counts expired
- * ones too).  Under the lock, read with a new snapshot: holds committed by a
- * call this one waited for count.
+ * ones too).  Under the lock the query takes a fresh snapshot: a hold
+ * committed while this call waited for the lock must count.
  */
 int64
 LiveHeld(const Account *acct, TimestampTz now, int32 *count)
@@ -349,6 +450,32 @@ wallet_touch(PG_FUNCTION_ARGS)
 	GrantsLoad(&acct, WalletNow(), true, &set);
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*
+ * wallet._advance(wallet_id, asset, as_of): lock the balance row and write
+ * down the resets time has made by as_of (not after now: the caller checks).
+ * Returns how many reset lines were written.  wallet_sweep() calls it.
+ */
+Datum
+wallet_advance(PG_FUNCTION_ARGS)
+{
+	int64		wallet_id = PG_GETARG_INT64(0);
+	const AssetInfo *asset = AssetLookup(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(2);
+	Account		acct;
+	GrantSet	set;
+
+	if (as_of > WalletNow())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("as_of %s is in the future",
+						timestamptz_to_str(as_of))));
+	SPI_connect();
+	AccountLockById(wallet_id, asset, &acct);
+	GrantsLoad(&acct, as_of, true, &set);
+	SPI_finish();
+	PG_RETURN_INT64(set.resets_written);
 }
 
 /*

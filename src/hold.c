@@ -223,11 +223,11 @@ wallet_capture(PG_FUNCTION_ARGS)
 	HoldLockOpen(hold_id, now, &h, &acct);
 	req.customer = acct.customer;
 	pv = PriceFind(acct.customer, meter, now);
-	if (pv->asset != h.asset)
+	if (strcmp(pv->asset.code, h.asset->code) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("meter \"%s\" is priced in \"%s\", hold " INT64_FORMAT " is in \"%s\"",
-						meter, pv->asset->code, hold_id, h.asset->code)));
+				 errmsg("meter \"%.100s\" is priced in \"%s\", hold " INT64_FORMAT " is in \"%s\"",
+						meter, pv->asset.code, hold_id, h.asset->code)));
 	req.price_id = pv->id;
 	req.amount = PriceEvaluate(pv, acct.wallet_id, meter, q, req.dims, now, &usage);
 	if (DebitApply(&acct, &req, now, h.amount, &res))

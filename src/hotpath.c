@@ -104,7 +104,7 @@ enum
 enum
 {
 	A_WALLET_ID, A_ASSET, A_OVERDRAFT_LIMIT, A_LOW_BALANCE, A_MAX_HOLDS, A_OVERDRAFT,
-	A_HELD, A_HOLDS_OPEN, A_TOUCHES
+	A_HELD, A_HOLDS_OPEN, A_TOUCHES, A_CAPS
 };
 /* wallet.grant_block: the first 13 in the order of GRANT_COLUMNS (grant.c) */
 enum
@@ -141,7 +141,7 @@ static const struct
 	[T_ACCOUNT] = {"account", {{"wallet_id", INT8OID}, {"asset", TEXTOID},
 			{"overdraft_limit", INT8OID}, {"low_balance", INT8OID}, {"max_holds", INT4OID},
 			{"overdraft", INT8OID}, {"held", INT8OID}, {"holds_open", INT4OID},
-	{"touches", INT8OID}}},
+	{"touches", INT8OID}, {"caps", INT4OID}}},
 	[T_GRANT] = {"grant_block", {{"id", INT8OID}, {"category", TEXTOID}, {"priority", INT4OID},
 			{"amount", INT8OID}, {"remaining", INT8OID}, {"effective_at", TIMESTAMPTZOID},
 			{"expires_at", TIMESTAMPTZOID}, {"recurrence", INTERVALOID},
@@ -923,6 +923,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	acct->overdraft = SlotInt64(newslot, ATT(T_ACCOUNT, A_OVERDRAFT), &isnull);
 	acct->held = SlotInt64(newslot, ATT(T_ACCOUNT, A_HELD), &isnull);
 	acct->holds_open = DatumGetInt32(slot_getattr(newslot, ATT(T_ACCOUNT, A_HOLDS_OPEN), &isnull));
+	acct->caps = DatumGetInt32(slot_getattr(newslot, ATT(T_ACCOUNT, A_CAPS), &isnull));
 	acct->locked = true;
 
 	ExecDropSingleTupleTableSlot(newslot);

@@ -14,6 +14,7 @@
 #include "wallet.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -356,7 +357,7 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc, const char
 	else if (strcmp(rounding, "half_even") == 0)
 		r->rounding = ROUND_HALF_EVEN;
 	else
-		BadRule(path, "rounding", psprintf("\"%s\" is unknown (half_up, up, down, half_even)", rounding));
+		BadRule(path, "rounding", psprintf("\"%.64s\" is unknown (half_up, up, down, half_even)", rounding));
 	r->has_min = ChargeField(c, path, "min_charge", cc->scale, &r->min_charge);
 	r->has_max = ChargeField(c, path, "max_charge", cc->scale, &r->max_charge);
 	if (r->has_min && r->has_max && r->min_charge > r->max_charge)
@@ -402,7 +403,7 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc, const char
 		else if (strcmp(period, "day") == 0 || strcmp(period, "week") == 0 || strcmp(period, "month") == 0)
 			r->period = period;
 		else
-			BadRule(path, "period", psprintf("\"%s\" is unknown (day, week, month)", period));
+			BadRule(path, "period", psprintf("\"%.64s\" is unknown (day, week, month)", period));
 		r->per = IntField(c, path, "per", 1);
 		CompileTiers(c, path, r);
 	}
@@ -415,7 +416,7 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc, const char
 		CompileMatrix(c, path, depth, cc, r, counter);
 	}
 	else
-		BadRule(path, "model", psprintf("\"%s\" is unknown (per_unit, flat, package, graduated, volume, matrix)", model));
+		BadRule(path, "model", psprintf("\"%.64s\" is unknown (per_unit, flat, package, graduated, volume, matrix)", model));
 	return r;
 }
 
@@ -470,6 +471,12 @@ typedef struct MeterEntry
 
 static MemoryContext cache_cxt;
 static HTAB *meters;
+
+/*
+ * Counts the times the cache was emptied: a PriceVersion from PriceFind is
+ * valid while this has not moved (wallet_ingest keeps them across a batch).
+ */
+uint64		PriceCacheGeneration = 0;
 static bool cache_stale = true;
 static Oid	price_relid = InvalidOid;
 
@@ -477,6 +484,17 @@ static void
 PriceInval(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == price_relid)
+		cache_stale = true;
+}
+
+/*
+ * The asset cache forgets everything when a transaction aborts (asset.c), and
+ * compiled versions point into it (PriceVersion.asset): forget them too.
+ */
+static void
+PriceForgetOnAbort(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT)
 		cache_stale = true;
 }
 
@@ -489,12 +507,14 @@ CacheReset(void)
 	if (!registered)
 	{
 		CacheRegisterRelcacheCallback(PriceInval, (Datum) 0);
+		RegisterXactCallback(PriceForgetOnAbort, NULL);
 		registered = true;
 	}
 	if (cache_cxt == NULL)
 		cache_cxt = AllocSetContextCreate(CacheMemoryContext, "wallet price cache",
 										  ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(cache_cxt);
+	PriceCacheGeneration++;
 	ctl.keysize = MAX_METER_LENGTH + 1;
 	ctl.entrysize = sizeof(MeterEntry);
 	ctl.hcxt = cache_cxt;
@@ -542,9 +562,9 @@ MeterLoad(const char *meter)
 		bool		isnull;
 
 		v->pv.id = SpiGetInt64(tup, tt->tupdesc, 1, &isnull);
-		v->pv.asset = AssetLookup(SpiGetText(tup, tt->tupdesc, 2, &isnull));
+		v->pv.asset = *AssetLookup(SpiGetText(tup, tt->tupdesc, 2, &isnull));
 		v->pv.rule = CompileRule(DatumGetJsonbP(SPI_getbinval(tup, tt->tupdesc, 3, &isnull)),
-								 v->pv.asset->scale);
+								 v->pv.asset.scale);
 		v->effective_at = DatumGetTimestampTz(SPI_getbinval(tup, tt->tupdesc, 4, &isnull));
 		v->plan = SpiGetText(tup, tt->tupdesc, 5, &isnull);
 		v->customer = SpiGetText(tup, tt->tupdesc, 6, &isnull);
@@ -619,7 +639,7 @@ PriceFind(const char *customer, const char *meter, TimestampTz at)
 		return &dflt->pv;
 	ereport(ERROR,
 			(errcode(ERRCODE_WALLET_NO_PRICE),
-			 errmsg("no price for meter \"%s\" at %s", meter, timestamptz_to_str(at)),
+			 errmsg("no price for meter \"%.100s\" at %s", meter, timestamptz_to_str(at)),
 			 errhint("Set one with wallet_set_price().")));
 }
 
@@ -707,7 +727,7 @@ CounterGet(int64 wallet_id, const char *counter, const char *period, TimestampTz
 			   "SELECT quantity FROM wallet.usage_counter "
 			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND meter OPERATOR(pg_catalog.=) $2 "
 			   "   AND period OPERATOR(pg_catalog.=) $3 AND period_start OPERATOR(pg_catalog.=) $4",
-			   4, argtypes, values, NULL, true, SPI_OK_SELECT);
+			   4, argtypes, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return DecFromInt(0);
 	return DecFromNumeric(DatumGetNumeric(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
@@ -845,7 +865,7 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 				if (chosen == NULL)
 					ereport(ERROR,
 							(errcode(ERRCODE_WALLET_NO_PRICE),
-							 errmsg("no rate of meter \"%s\" matches the event's dimensions", ec->meter),
+							 errmsg("no rate of meter \"%.100s\" matches the event's dimensions", ec->meter),
 							 errdetail("The rule prices by %s and has no default.",
 									   r->ndims > 0 ? r->dims[0] : "dimensions")));
 				amount = Evaluate(chosen, q, ec);
@@ -875,7 +895,7 @@ PriceEvaluate(const PriceVersion *pv, int64 wallet_id, const char *meter,
 	ec.meter = meter;
 	ec.dims = dims;
 	ec.occurred_at = occurred_at;
-	ec.scale = pv->asset->scale;
+	ec.scale = pv->asset.scale;
 	ec.usage = usage;
 	return Evaluate(pv->rule, quantity, &ec);
 }

@@ -25,6 +25,9 @@ char	   *wallet_reporting_currency;
 
 static SPIPlanPtr plans[PLAN__COUNT];
 
+/* dimensions are stored on every event: keep them small */
+#define MAX_DIMENSIONS_SIZE 4096
+
 /* an interval setting: parsed once when set */
 static bool
 CheckInterval(char **newval, void **extra, GucSource source)
@@ -87,10 +90,19 @@ _PG_init(void)
 							   NULL,
 							   &wallet_reporting_currency, "USD", PGC_USERSET, 0,
 							   NULL, NULL, NULL);
+	ShardInit();
 	MarkGUCPrefixReserved("wallet");
 }
 
-/* the kept plan for a slot, prepared on first use */
+/*
+ * The kept plan for a slot, prepared on first use, always as a generic plan.
+ * Every statement is a short lookup by primary key or unique index, whose plan
+ * does not depend on the values: a custom plan made anew on each call cost
+ * more than running the statement (the debit write most of all).  And the
+ * statements of wallet_ingest take arrays of a batch's rows: a custom plan sees
+ * the array's length and, on tables of some thousands of rows, prefers
+ * scanning them whole into a hash, which costs more and grows with the table.
+ */
 SPIPlanPtr
 WalletPlan(PlanId id, const char *sql, int nargs, const Oid *argtypes)
 {
@@ -98,7 +110,7 @@ WalletPlan(PlanId id, const char *sql, int nargs, const Oid *argtypes)
 
 	if (plan == NULL)
 	{
-		plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+		plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "wallet: SPI_prepare failed for plan %d: %s", id,
 				 SPI_result_code_string(SPI_result));
@@ -112,6 +124,11 @@ WalletPlan(PlanId id, const char *sql, int nargs, const Oid *argtypes)
 /*
  * Run a kept plan.  expect >= 0 is the SPI result code wanted
  * (SPI_OK_SELECT, SPI_OK_UPDATE_RETURNING, ...).
+ *
+ * read_only must be false for every query made under the balance lock: only
+ * then does SPI take a fresh snapshot, which (in READ COMMITTED) sees what the
+ * transaction we waited for committed.  read_only = true reuses the caller's
+ * snapshot and would miss it.
  */
 void
 WalletExec(PlanId id, const char *sql, int nargs, const Oid *argtypes,
@@ -172,17 +189,26 @@ ArgNumeric(FunctionCallInfo fcinfo, int n, const char *name)
 Jsonb *
 ArgDimensions(FunctionCallInfo fcinfo, int n)
 {
-	Jsonb	   *j;
-
 	if (PG_NARGS() <= n || PG_ARGISNULL(n))
 		return NULL;
-	j = PG_GETARG_JSONB_P(n);
+	return DimensionsCheck(PG_GETARG_JSONB_P(n));
+}
+
+/* dimensions that are not null: a json object; {} is none (NULL) */
+Jsonb *
+DimensionsCheck(Jsonb *j)
+{
 	if (!JB_ROOT_IS_OBJECT(j) || JB_ROOT_IS_SCALAR(j))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("dimensions must be a json object")));
 	if (JB_ROOT_COUNT(j) == 0)
 		return NULL;
+	if (VARSIZE(j) > MAX_DIMENSIONS_SIZE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("dimensions are larger than %d bytes", MAX_DIMENSIONS_SIZE),
+				 errdetail("Dimensions label an event (model, feature, user); they are stored with it.")));
 	return j;
 }
 

@@ -14,6 +14,10 @@
  *	  balance.c	 wallet_balance, wallet_balances
  *	  outbox.c	 low-balance and decline notifications
  *	  hotpath.c	 direct table access for the debit hot path
+ *	  cap.c		 spend caps per period and per member
+ *	  quote.c	 wallet_quote: what a debit would do, without doing it
+ *	  ingest.c	 wallet_ingest: many debits in one call
+ *	  shard.c	 scale-out: wallet.shard, wallet.shards, routing bits in ids
  */
 #ifndef WALLET_H
 #define WALLET_H
@@ -35,8 +39,10 @@
 #define ERRCODE_WALLET_HOLD_CLOSED	MAKE_SQLSTATE('W','L','0','0','5')
 #define ERRCODE_WALLET_SCALE		MAKE_SQLSTATE('W','L','0','0','6')
 #define ERRCODE_WALLET_NOT_FOUND	MAKE_SQLSTATE('W','L','0','0','7')
+#define ERRCODE_WALLET_OTHER_SHARD	MAKE_SQLSTATE('W','L','0','0','8')
 
 #define WALLET_MAX_SCALE	12
+#define WALLET_MAX_KEY_LENGTH 255	/* bytes of an idempotency key */
 
 /* ---- amount.c: exact decimals ---- */
 
@@ -107,6 +113,17 @@ typedef enum PlanId
 	PLAN_COUNTER_ADD,
 	PLAN_OUTBOX,
 	PLAN_PENDING_GRANTS,
+	PLAN_CAP_CHECK,
+	PLAN_CAP_RECORD,
+	PLAN_CAP_OUTBOX,
+	PLAN_READ_ACCOUNT,
+	PLAN_FIND_WALLETS,
+	PLAN_CREATE_ACCOUNTS,
+	PLAN_LOCK_MANY,
+	PLAN_IDEMPOTENCY_MANY,
+	PLAN_GRANTS_MANY,
+	PLAN_WRITE_DEBITS,
+	PLAN_ROUTE_CUSTOMER,
 	PLAN__COUNT
 } PlanId;
 
@@ -136,6 +153,7 @@ extern text *ArgText(FunctionCallInfo fcinfo, int n, const char *name);
 extern char *ArgCString(FunctionCallInfo fcinfo, int n, const char *name);
 extern Numeric ArgNumeric(FunctionCallInfo fcinfo, int n, const char *name);
 extern Jsonb *ArgDimensions(FunctionCallInfo fcinfo, int n);
+extern Jsonb *DimensionsCheck(Jsonb *j);
 extern char *SpiGetText(HeapTuple tup, TupleDesc desc, int col, bool *isnull);
 extern int64 SpiGetInt64(HeapTuple tup, TupleDesc desc, int col, bool *isnull);
 
@@ -156,11 +174,17 @@ typedef struct Account
 	int64		overdraft;		/* in use */
 	int64		held;			/* open holds, expired ones included */
 	int32		holds_open;
-	bool		locked;			/* this call holds the balance row's lock */
+	int32		caps;			/* spend caps set on this wallet and asset */
+	bool		locked;			/* read under the lock: later reads take a fresh
+								 * snapshot, to see what the call before committed */
 } Account;
 
 extern void AccountLockByCustomer(const char *customer, const AssetInfo *asset, Account *acct);
 extern void AccountLockById(int64 wallet_id, const AssetInfo *asset, Account *acct);
+extern void AccountRead(const char *customer, const AssetInfo *asset, Account *acct);
+extern void WalletIdsOf(int n, const char *const *customers, int64 *wallet_ids);
+extern void AccountLockMany(int n, const int64 *wallet_ids, const AssetInfo *const *assets,
+							Account *accts);
 extern int64 WalletIdOf(const char *customer, bool missing_ok, char *status_out);
 extern void AccountSave(Account *acct);
 
@@ -192,9 +216,12 @@ typedef struct GrantSet
 	int			n;
 	GrantRow   *rows;			/* live grants, in drawdown order */
 	int64		total;			/* sum of remaining of live grants */
+	int			resets_written; /* reset lines GrantsLoad wrote */
 } GrantSet;
 
 extern void GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set);
+extern void GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets,
+						   MemoryContext cxt);
 extern int64 LiveHeld(const Account *acct, TimestampTz now, int32 *count);
 extern void LineWrite(const Account *acct, TimestampTz at, int64 grant_id, int64 event_id,
 					  int64 hold_id, const char *kind, int64 amount);
@@ -212,7 +239,7 @@ typedef struct Rule Rule;
 typedef struct PriceVersion
 {
 	int64		id;
-	const AssetInfo *asset;
+	AssetInfo	asset;			/* a copy: the asset cache is dropped on abort */
 	Rule	   *rule;
 } PriceVersion;
 
@@ -225,6 +252,7 @@ typedef struct UsageToRecord
 	TimestampTz period_start;
 } UsageToRecord;
 
+extern uint64 PriceCacheGeneration;
 extern const PriceVersion *PriceFind(const char *customer, const char *meter, TimestampTz at);
 extern int64 PriceEvaluate(const PriceVersion *pv, int64 wallet_id, const char *meter,
 						   Dec quantity, Jsonb *dims, TimestampTz occurred_at, UsageToRecord *usage);
@@ -233,6 +261,9 @@ extern Dec	QuantityDec(Numeric quantity);
 extern void CheckOccurredAt(TimestampTz occurred_at);
 
 /* ---- debit.c ---- */
+
+/* events and ledger lines queued by wallet_ingest, written in bulk */
+typedef struct DebitBuffer DebitBuffer;
 
 typedef struct DebitRequest
 {
@@ -246,17 +277,61 @@ typedef struct DebitRequest
 	int64		hold_id;		/* 0 unless a capture */
 	int64		price_id;		/* 0 = none */
 	int64		amount;
+	DebitBuffer *defer;			/* set: DebitWrite queues the writes here */
 } DebitRequest;
+
+/* what an idempotency key holds: the event or hold of the first request */
+typedef struct StoredRequest
+{
+	bool		is_hold;
+	int64		id;				/* the event's, or the hold's */
+	int64		hold_id;		/* the hold an event captured; 0 = none */
+	const char *meter;		/* NULL for wallet_debit's events and for holds */
+	Numeric		quantity;		/* NULL when there is no meter */
+	Jsonb	   *dims;			/* NULL: none */
+	char	   *asset;
+	int64		amount;
+	int64		balance_after;
+} StoredRequest;
 
 extern char *ArgKey(FunctionCallInfo fcinfo, int n);
 extern Numeric ArgCost(FunctionCallInfo fcinfo, int n);
+extern char *KeyCheck(char *key);
+extern Numeric CostCheck(Numeric cost);
 extern void Decline(const Account *acct, const char *reason, int64 available, WalletResult *res);
 extern const char *StatusDecline(const Account *acct);
 extern int64 Available(const Account *acct, const GrantSet *set, TimestampTz now, int64 release_first);
+
+/* ---- cap.c (declared here: a Decision carries the caps it checked) ---- */
+
+/* one spend cap as it applies to one debit: its bucket in the current period */
+typedef struct CapUse
+{
+	char	   *period;			/* hour, day, week, month */
+	char	   *dimension;		/* NULL: the whole wallet */
+	char	   *dim_value;		/* the event's value ("" when it has none) */
+	TimestampTz period_start;
+	int64		cap;
+	int64		spent;			/* before this debit */
+} CapUse;
+
+typedef struct CapSet
+{
+	int			n;				/* 0: no caps checked (none set) */
+	CapUse	   *rows;
+	int			blocked;		/* the first cap the debit would pass, or -1 */
+} CapSet;
+
+extern bool CapCheck(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now,
+					 CapSet *caps);
+extern void CapRecord(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now);
+extern void CapDeclined(const Account *acct, const CapSet *caps, int64 available, int64 amount);
+
 /* what a debit would do: decided before anything is written */
 typedef struct Decision
 {
 	GrantSet	set;
+	CapSet		caps;			/* the caps checked (n = 0 when none are set) */
 	int64		available;		/* before */
 	int64		after;
 	const char *decline;		/* NULL: approve */
@@ -266,8 +341,19 @@ extern void DebitDecide(Account *acct, const DebitRequest *req, TimestampTz now,
 						int64 release_first, bool write, Decision *d);
 extern bool DebitApply(Account *acct, DebitRequest *req, TimestampTz now,
 					   int64 release_first, WalletResult *res);
+extern bool DebitFinish(Account *acct, DebitRequest *req, TimestampTz now,
+						int64 release_first, Decision *d, WalletResult *res);
 extern bool Replayed(Account *acct, const char *key, const DebitRequest *req,
 					 int64 hold_amount, WalletResult *res);
+extern void ReplayMatch(const Account *acct, const char *key, const DebitRequest *req,
+						int64 hold_amount, const StoredRequest *st, WalletResult *res);
+extern void StoredFetchMany(int n, const int64 *wallet_ids, const char *const *keys,
+							StoredRequest **found, MemoryContext cxt);
+extern void DebitJudge(Account *acct, const DebitRequest *req, TimestampTz now,
+					   int64 release_first, Decision *d);
+extern DebitBuffer *DebitBufferCreate(MemoryContext cxt);
+extern int	DebitBufferCount(const DebitBuffer *buf);
+extern void DebitBufferFlush(DebitBuffer *buf, TimestampTz now);
 
 /* ---- outbox.c ---- */
 
@@ -320,5 +406,9 @@ extern bool HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDe
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);
+
+/* ---- shard.c ---- */
+
+extern void ShardInit(void);
 
 #endif							/* WALLET_H */

@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# bench/ingest.sh: wallet_ingest batches next to single wallet_authorize_debit
+# calls, in events per second.
+#
+#   bench/ingest.sh [--quick] [--rounds N] [--seconds S] [--clients C]
+#                   [--size N] [--sizes "N N ..."] [--generic]
+#
+# Builds and installs the extension into $PGBIN's PostgreSQL (default: the
+# system's 15), starts a throwaway cluster, loads 10,000 wallets (two grants
+# each, one expiring; a per-unit price of 1 credit per call) and runs pgbench
+# (-M prepared, C clients, synchronous_commit=off), interleaved over N rounds
+# of S seconds each:
+#   single spread  wallet_authorize_debit on a customer drawn from the 10,000
+#   batch spread   wallet_ingest of --size events (default 1000), customers
+#                  drawn from the 10,000
+#   single hot     wallet_authorize_debit on one customer
+#   batch hot      wallet_ingest of --size events, all for that customer
+#   batch part     as batch spread, but each client has its own eighth of the
+#                  wallets (consumers partitioned by customer): no two
+#                  concurrent batches share a wallet
+# and prints the median events per second of each and the ratios batch/single.
+# The batches are json text the server parses (::jsonb), as from a client:
+# templates generated at load, each run with fresh idempotency keys (the
+# template's @ replaced by a random number).
+# --sizes "10 100 1000 10000" also measures each batch size (one round each)
+# to find the best one.  --generic also runs the single calls with
+# plan_cache_mode=force_generic_plan (what they would do without replanning
+# their write statement on every call).
+# Default: 3 rounds of 12 s, about 3 minutes.  --quick: 1 round of 5 s.
+# Results go to stdout and bench/out/ingest.txt.
+set -euo pipefail
+shopt -s inherit_errexit
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source test/lib.sh
+
+rounds=3 seconds=12 clients=8 size=1000 sizes="" generic=0
+while (($#)); do
+  case $1 in
+    --quick) rounds=1 seconds=5 ;;
+    --rounds) rounds=$2; shift ;;
+    --seconds) seconds=$2; shift ;;
+    --clients) clients=$2; shift ;;
+    --size) size=$2; shift ;;
+    --sizes) sizes=$2; shift ;;
+    --generic) generic=1 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    *) echo "bench/ingest.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+wallets=10000
+templates=20
+out=$PWD/bench/out
+mkdir -p "$out"
+results=$out/ingest.txt
+: >"$results"
+say() { echo "$*" | tee -a "$results"; }
+
+echo "== build and install into $PGBIN"
+build_install
+
+settings=(-c synchronous_commit=off -c shared_buffers=512MB -c max_wal_size=8GB
+          -c checkpoint_timeout=30min -c max_connections=50)
+start_cluster ingestbench "${settings[@]}"
+createdb bench
+export PGDATABASE=bench
+
+q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+
+echo "== load: $wallets wallets"
+t0=$SECONDS
+q -v wallets=$wallets <<'EOF'
+SET client_min_messages = warning;
+CREATE EXTENSION wallet;
+SELECT wallet_create_asset('credits', 0, 0.01) \g /dev/null
+SELECT wallet_set_price('api.call', 'credits', '{"model": "per_unit", "unit_price": "1"}',
+						now() - interval '1 day') \g /dev/null
+SELECT count(wallet_create(i::text)) FROM generate_series(1, :wallets) i \g /dev/null
+SELECT count(wallet_grant(i::text, 'credits', 1000000000, category => 'promotional',
+						  expires_at => now() + interval '1 year'))
+  FROM generate_series(1, :wallets) i \g /dev/null
+SELECT count(wallet_grant(i::text, 'credits', 1000000000))
+  FROM generate_series(1, :wallets) i \g /dev/null
+CREATE SCHEMA bench_ingest;
+CREATE TABLE bench_ingest.template (kind text, size int, n int, body text, PRIMARY KEY (kind, size, n));
+EOF
+
+# templates KIND SIZE: json arrays of SIZE events, keys "@-i": $templates
+# (spread, hot) or $templates per client (part: template c * $templates + t
+# draws from the c-th of $clients equal ranges of wallets)
+templates() {
+  q -v kind="$1" -v size="$2" -v n=$templates -v wallets=$wallets -v clients="$clients" <<'EOF'
+INSERT INTO bench_ingest.template
+SELECT :'kind', :size, t, '[' || string_agg(format(
+		'{"customer": "%s", "meter": "api.call", "quantity": 1, "idempotency_key": "@-%s"}',
+		CASE :'kind' WHEN 'hot' THEN 1
+			 WHEN 'part' THEN (t - 1) / :n * (:wallets / :clients) + 1 + (random() * (:wallets / :clients - 1))::int
+			 ELSE 1 + (random() * (:wallets - 1))::int END, i), ', ') || ']'
+  FROM generate_series(1, CASE :'kind' WHEN 'part' THEN :n * :clients ELSE :n END) t,
+	   generate_series(1, :size) i
+ GROUP BY t
+ON CONFLICT DO NOTHING;
+EOF
+}
+templates part "$size"
+for s in $size $sizes; do
+  templates spread "$s"
+  templates hot "$s"
+done
+q -c 'VACUUM ANALYZE' -c 'CHECKPOINT'
+echo "   loaded in $((SECONDS - t0)) s"
+
+cat >"$out/single.pgb" <<'EOF'
+\set c random(:lo, :hi)
+\set k random(1, 9000000000000000000)
+SELECT * FROM wallet_authorize_debit(:c, 'api.call', 1, :k);
+EOF
+cat >"$out/batch.pgb" <<'EOF'
+\set t random(1, :templates)
+\set k random(1, 9000000000000000000)
+SELECT count(*) FILTER (WHERE approved) FROM wallet_ingest((SELECT replace(body, '@', :k::text) FROM bench_ingest.template WHERE kind = :kind AND size = :size AND n = :t)::jsonb);
+EOF
+cat >"$out/part.pgb" <<'EOF'
+\set t :client_id * :templates + random(1, :templates)
+\set k random(1, 9000000000000000000)
+SELECT count(*) FILTER (WHERE approved) FROM wallet_ingest((SELECT replace(body, '@', :k::text) FROM bench_ingest.template WHERE kind = 'part' AND size = :size AND n = :t)::jsonb);
+EOF
+chmod 644 "$out"/*.pgb
+
+# run_pgbench SCRIPT CLIENTS SECONDS -D ...: prints transactions per second
+run_pgbench() {
+  local script=$1 c=$2 s=$3 log
+  shift 3
+  log=$out/ingest-$RANDOM.log
+  if ! pgbench -n -M prepared -c "$c" -j "$(( c < 2 ? 1 : 2 ))" -T "$s" -f "$out/$script.pgb" "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    return 1
+  fi
+  if grep -q 'failed: [1-9]\|aborted\|error' "$log"; then
+    echo "bench/ingest.sh: $script had failed transactions:" >&2
+    cat "$log" >&2
+    return 1
+  fi
+  sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$log"
+  rm -f "$log"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+eps() { awk -v t="$1" -v n="$2" 'BEGIN { printf "%.0f", t * n }'; }
+
+# events per second of one run
+single_eps() { run_pgbench single "$clients" "$1" -D lo="$2" -D hi="$3"; }
+batch_eps() {
+  local t
+  t=$(run_pgbench batch "$clients" "$1" -D kind="$2" -D size="$3" -D templates=$templates)
+  eps "$t" "$3"
+}
+part_eps() {
+  local t
+  t=$(run_pgbench part "$clients" "$1" -D size="$2" -D templates=$templates)
+  eps "$t" "$2"
+}
+
+declare -A all=()
+names=(single_spread batch_spread batch_part single_hot batch_hot)
+((generic)) && names+=(generic_spread generic_hot)
+echo "== $rounds rounds x (${names[*]}), $clients clients, ${seconds}s each, batches of $size"
+for ((r = 1; r <= rounds; r++)); do
+  printf '   round %d:' "$r"
+  for name in "${names[@]}"; do
+    case $name in
+      single_spread) e=$(single_eps "$seconds" 1 $wallets) ;;
+      batch_spread) e=$(batch_eps "$seconds" spread "$size") ;;
+      batch_part) e=$(part_eps "$seconds" "$size") ;;
+      single_hot) e=$(single_eps "$seconds" 1 1) ;;
+      batch_hot) e=$(batch_eps "$seconds" hot "$size") ;;
+      generic_spread) e=$(PGOPTIONS="-c plan_cache_mode=force_generic_plan" single_eps "$seconds" 1 $wallets) ;;
+      generic_hot) e=$(PGOPTIONS="-c plan_cache_mode=force_generic_plan" single_eps "$seconds" 1 1) ;;
+    esac
+    all[$name]+="$e "
+    printf ' %s %.0f' "$name" "$e"
+  done
+  echo
+done
+declare -A med=()
+for name in "${names[@]}"; do
+  med[$name]=$(tr ' ' '\n' <<<"${all[$name]}" | grep . | median)
+done
+
+declare -A sweep=()
+if [[ -n $sizes ]]; then
+  echo "== batch sizes: ${sizes}, one run of ${seconds}s each"
+  for s in $sizes; do
+    sweep[spread $s]=$(batch_eps "$seconds" spread "$s")
+    sweep[hot $s]=$(batch_eps "$seconds" hot "$s")
+    echo "   $s: spread ${sweep[spread $s]} hot ${sweep[hot $s]} events/s"
+  done
+fi
+
+say
+say "== results ($(date -u +%Y-%m-%dT%H:%MZ), git $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+say "machine:  $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "postgres: $(q -c 'SHOW server_version'), ${settings[*]} fsync=off"
+say "pgbench:  -M prepared -c $clients -j 2, $rounds rounds x ${seconds}s interleaved, median events/s"
+say "          (part.: spread batches, each client on its own $((wallets / clients)) wallets)"
+say
+say "$(printf '%-8s %14s %14s %10s' '' 'single calls' "batches of $size" 'ratio')"
+say "$(printf '%-8s %14.0f %14.0f %10s' spread "${med[single_spread]}" "${med[batch_spread]}" "$(ratio "${med[batch_spread]}" "${med[single_spread]}")")"
+say "$(printf '%-8s %14s %14.0f %10s' '  part.' '' "${med[batch_part]}" "$(ratio "${med[batch_part]}" "${med[single_spread]}")")"
+say "$(printf '%-8s %14.0f %14.0f %10s' hot "${med[single_hot]}" "${med[batch_hot]}" "$(ratio "${med[batch_hot]}" "${med[single_hot]}")")"
+if ((generic)); then
+  say
+  say "single calls with generic plans: spread $(printf %.0f "${med[generic_spread]}"), hot $(printf %.0f "${med[generic_hot]}"); batch ratios" \
+      "against them: spread $(ratio "${med[batch_spread]}" "${med[generic_spread]}")," \
+      "hot $(ratio "${med[batch_hot]}" "${med[generic_hot]}")"
+fi
+if [[ -n $sizes ]]; then
+  say
+  say "$(printf '%-8s' 'size')$(for s in $sizes; do printf ' %10s' "$s"; done)"
+  say "$(printf '%-8s' 'spread')$(for s in $sizes; do printf ' %10s' "${sweep[spread $s]}"; done)"
+  say "$(printf '%-8s' 'hot')$(for s in $sizes; do printf ' %10s' "${sweep[hot $s]}"; done)"
+fi
+say
+say "targets: spread batches >= 2x single: $(ratio "${med[batch_spread]}" "${med[single_spread]}");" \
+    "one-wallet batches >= 10x single hot: $(ratio "${med[batch_hot]}" "${med[single_hot]}")"
+
+problems=$(q -c 'SELECT count(*) FROM wallet_verify()')
+say "wallet_verify(): $problems problems"
+((problems == 0))

@@ -1,0 +1,173 @@
+/*
+ * cap.c
+ *	  Spend caps: at most so much of an asset per UTC calendar period (hour,
+ *	  day, week, month), for the whole wallet or for each value of one of the
+ *	  event's dimensions (each user, agent, api key).
+ *
+ * A cap belongs to a balance row (wallet, asset) and is read and changed only
+ * under its lock, so the check and the spend it records see the same numbers
+ * and concurrent debits queue like any others.  What was spent is kept in
+ * wallet.cap_spend, one row per cap, period and dimension value, written in the
+ * debit's own statement sequence: a rolled-back debit leaves no trace.  The
+ * period a debit counts in is that of the transaction's time (the event's
+ * recorded_at), not occurred_at.  An event without the cap's dimension (or
+ * with it null or "") counts in one shared bucket, dim_value "".
+ *
+ * The hot path asks only when the balance row says there are caps
+ * (wallet.account.caps, kept by wallet_set_cap): no caps, no query.
+ */
+#include "wallet.h"
+
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "common/int.h"
+#include "utils/builtins.h"
+
+/*
+ * The caps of a balance row with what their buckets hold for this event.  The
+ * spend is a correlated subquery so that it is one probe of cap_spend's
+ * primary key per cap, however many periods the table keeps.
+ */
+static const char *cap_check_sql =
+"SELECT c.period, c.dimension, v.dim_value, c.amount, p.start, "
+"       COALESCE((SELECT s.spent FROM wallet.cap_spend s "
+"                  WHERE s.wallet_id OPERATOR(pg_catalog.=) $1 AND s.asset OPERATOR(pg_catalog.=) $2 "
+"                    AND s.period OPERATOR(pg_catalog.=) c.period "
+"                    AND s.period_start OPERATOR(pg_catalog.=) p.start "
+"                    AND s.dimension OPERATOR(pg_catalog.=) COALESCE(c.dimension, '') "
+"                    AND s.dim_value OPERATOR(pg_catalog.=) v.dim_value), 0) "
+"  FROM wallet.cap c "
+"  CROSS JOIN LATERAL (SELECT pg_catalog.date_trunc(c.period, $4, 'UTC') AS start) p "
+"  CROSS JOIN LATERAL (SELECT COALESCE($3 OPERATOR(pg_catalog.->>) c.dimension, '') AS dim_value) v "
+" WHERE c.wallet_id OPERATOR(pg_catalog.=) $1 AND c.asset OPERATOR(pg_catalog.=) $2 "
+" ORDER BY pg_catalog.array_position('{hour,day,week,month}'::pg_catalog.text[], c.period), "
+"          c.dimension NULLS FIRST";
+
+/* add a debit to the bucket of every cap of the balance row */
+static const char *cap_record_sql =
+"INSERT INTO wallet.cap_spend AS s (wallet_id, asset, period, dimension, dim_value, period_start, spent) "
+"SELECT c.wallet_id, c.asset, c.period, COALESCE(c.dimension, ''), "
+"       COALESCE($3 OPERATOR(pg_catalog.->>) c.dimension, ''), "
+"       pg_catalog.date_trunc(c.period, $4, 'UTC'), $5 "
+"  FROM wallet.cap c "
+" WHERE c.wallet_id OPERATOR(pg_catalog.=) $1 AND c.asset OPERATOR(pg_catalog.=) $2 "
+"ON CONFLICT (wallet_id, asset, period, period_start, dimension, dim_value) "
+"DO UPDATE SET spent = s.spent OPERATOR(pg_catalog.+) excluded.spent";
+
+static const char *cap_outbox_sql =
+"INSERT INTO wallet.outbox AS o (customer, asset, kind, available, threshold, detail) "
+"VALUES ($1, $2, 'declined', $3, $4, pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+"        'reason', 'spend_cap'::pg_catalog.text, 'amount', $5, 'period', $6, 'dimension', $7, "
+"        'dim_value', $8, 'cap', $9, 'spent', $10, 'period_start', $11))) "
+"RETURNING pg_catalog.row_to_json(o.*)::pg_catalog.text";
+
+/*
+ * Would a debit of amount with these dimensions, at now, keep within every cap
+ * of the balance row?  Reads only: a quote may call it without the lock (then
+ * it reads the statement's snapshot; under the lock, a fresh one, so that the
+ * spend of a debit committed while this one waited for the lock counts).
+ * Fills caps with each cap's bucket; caps->blocked is the first cap (shortest
+ * period first, the whole wallet before a dimension) it would pass.
+ */
+bool
+CapCheck(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now, CapSet *caps)
+{
+	static const Oid argtypes[4] = {INT8OID, TEXTOID, JSONBOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	char		nulls[4] = "    ";
+	SPITupleTable *tt;
+
+	caps->n = 0;
+	caps->rows = NULL;
+	caps->blocked = -1;
+	if (acct->caps == 0)
+		return true;
+
+	values[0] = Int64GetDatum(acct->wallet_id);
+	values[1] = CStringGetTextDatum(acct->asset);
+	values[2] = dims ? JsonbPGetDatum(dims) : (Datum) 0;
+	nulls[2] = dims ? ' ' : 'n';
+	values[3] = TimestampTzGetDatum(now);
+	WalletExec(PLAN_CAP_CHECK, cap_check_sql, 4, argtypes, values, nulls, !acct->locked, SPI_OK_SELECT);
+	tt = SPI_tuptable;
+	caps->rows = palloc(sizeof(CapUse) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		CapUse	   *c = &caps->rows[caps->n++];
+		bool		isnull;
+		int64		after;
+
+		c->period = SpiGetText(tt->vals[i], tt->tupdesc, 1, &isnull);
+		c->dimension = SpiGetText(tt->vals[i], tt->tupdesc, 2, &isnull);
+		c->dim_value = SpiGetText(tt->vals[i], tt->tupdesc, 3, &isnull);
+		c->cap = SpiGetInt64(tt->vals[i], tt->tupdesc, 4, &isnull);
+		c->period_start = DatumGetTimestampTz(SPI_getbinval(tt->vals[i], tt->tupdesc, 5, &isnull));
+		c->spent = SpiGetInt64(tt->vals[i], tt->tupdesc, 6, &isnull);
+		/* a debit of nothing passes even a cap lowered below what was spent */
+		if (caps->blocked < 0 && amount > 0 &&
+			(pg_add_s64_overflow(c->spent, amount, &after) || after > c->cap))
+			caps->blocked = caps->n - 1;
+	}
+	SPI_freetuptable(tt);
+	return caps->blocked < 0;
+}
+
+/*
+ * Count an approved debit in the current period's bucket of every cap of the
+ * balance row (the caller holds the lock and has checked with CapCheck).
+ */
+void
+CapRecord(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now)
+{
+	static const Oid argtypes[5] = {INT8OID, TEXTOID, JSONBOID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
+
+	if (amount == 0)
+		return;
+	values[0] = Int64GetDatum(acct->wallet_id);
+	values[1] = CStringGetTextDatum(acct->asset);
+	values[2] = dims ? JsonbPGetDatum(dims) : (Datum) 0;
+	nulls[2] = dims ? ' ' : 'n';
+	values[3] = TimestampTzGetDatum(now);
+	values[4] = Int64GetDatum(amount);
+	WalletExec(PLAN_CAP_RECORD, cap_record_sql, 5, argtypes, values, nulls, false, SPI_OK_INSERT);
+}
+
+/*
+ * A debit was declined for a spend cap: an outbox row (kind 'declined',
+ * reason 'spend_cap') naming the cap and its bucket, sent at commit.
+ */
+void
+CapDeclined(const Account *acct, const CapSet *caps, int64 available, int64 amount)
+{
+	static const Oid argtypes[11] = {TEXTOID, TEXTOID, NUMERICOID, NUMERICOID, NUMERICOID,
+		TEXTOID, TEXTOID, TEXTOID, NUMERICOID, NUMERICOID, TIMESTAMPTZOID};
+	const CapUse *c;
+	Datum		values[11];
+	char		nulls[11];
+	bool		isnull;
+
+	if (caps->blocked < 0)
+		elog(ERROR, "wallet: spend_cap decline without a cap");
+	c = &caps->rows[caps->blocked];
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = CStringGetTextDatum(acct->customer);
+	values[1] = CStringGetTextDatum(acct->asset);
+	values[2] = NumericGetDatum(MinorToNumeric(available, acct->scale));
+	values[3] = acct->has_low_balance ? NumericGetDatum(MinorToNumeric(acct->low_balance, acct->scale)) : (Datum) 0;
+	nulls[3] = acct->has_low_balance ? ' ' : 'n';
+	values[4] = NumericGetDatum(MinorToNumeric(amount, acct->scale));
+	values[5] = CStringGetTextDatum(c->period);
+	values[6] = c->dimension ? CStringGetTextDatum(c->dimension) : (Datum) 0;
+	nulls[6] = c->dimension ? ' ' : 'n';
+	values[7] = c->dimension ? CStringGetTextDatum(c->dim_value) : (Datum) 0;
+	nulls[7] = c->dimension ? ' ' : 'n';
+	values[8] = NumericGetDatum(MinorToNumeric(c->cap, acct->scale));
+	values[9] = NumericGetDatum(MinorToNumeric(c->spent, acct->scale));
+	values[10] = TimestampTzGetDatum(c->period_start);
+	WalletExec(PLAN_CAP_OUTBOX, cap_outbox_sql, 11, argtypes, values, nulls, false,
+			   SPI_OK_INSERT_RETURNING);
+	Async_Notify("wallet_events",
+				 SpiGetText(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}

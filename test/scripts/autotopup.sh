@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Auto top-up end to end: the example listener (test/listener.c) LISTENs on
+# wallet_events and tops customers up when a debit takes them below their
+# low_balance.  Checks: one outbox row and one notification per crossing, none
+# for a rolled-back debit, none while the balance stays below; the listener
+# grants once per row (external_ref topup-<row id>), acks the row, and picks up
+# rows written while it was down.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source test/lib.sh
+
+build_install
+start_cluster pg
+
+work=$(mktemp -d)
+at_exit "rm -rf '$work'"
+chmod 755 "$work"
+cc -Wall -Wextra -Werror -O2 -o "$work/listener" test/listener.c \
+  -I"$("$PG_CONFIG" --includedir)" -L"$("$PG_CONFIG" --libdir)" -lpq
+
+q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+fail() { echo "FAIL: $*" >&2; echo "-- listener log:" >&2; cat "$work/log" >&2 || true; exit 1; }
+expect() { # expect WHAT GOT WANT
+  [[ $2 == "$3" ]] || fail "$1: got '$2', want '$3'"
+  echo "ok - $1"
+}
+
+q >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION wallet;
+SELECT wallet_create_asset('credits', 0, 0.01);
+SELECT wallet_create('acme');
+SELECT wallet_set_limit('acme', 'credits', low_balance => 20);
+SELECT wallet_grant('acme', 'credits', 100);
+SQL
+
+listener_pid=
+start_listener() {
+  "$work/listener" "host=$PGHOST port=$PGPORT user=postgres dbname=postgres" 100 120 \
+    >>"$work/log" 2>&1 &
+  listener_pid=$!
+  for _ in $(seq 100); do
+    grep -q '^listening' "$work/log" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "the listener did not start"
+}
+stop_listener() {
+  [[ -z $listener_pid ]] || kill "$listener_pid" 2>/dev/null || true
+  [[ -z $listener_pid ]] || wait "$listener_pid" 2>/dev/null || true
+  listener_pid=
+}
+at_exit stop_listener
+
+# wait_for SQL WANT: poll until the query returns WANT (10 s at most)
+wait_for() {
+  local got
+  for _ in $(seq 100); do
+    got=$(q -c "$1")
+    [[ $got == "$2" ]] && return 0
+    sleep 0.1
+  done
+  fail "waited for '$1' = '$2', last got '$got'"
+}
+
+: >"$work/log"
+start_listener
+
+# 1. A debit that stays above the threshold: nothing.
+q -c "SELECT approved FROM wallet_debit('acme', 'credits', 70, 'd1')" >/dev/null
+sleep 0.5
+expect "no outbox row above the threshold" "$(q -c 'SELECT count(*) FROM wallet.outbox')" 0
+
+# 2. A crossing rolled back: no row, no notification, no top-up.
+q >/dev/null <<'SQL'
+BEGIN;
+SELECT approved FROM wallet_debit('acme', 'credits', 15, 'd2');
+ROLLBACK;
+SQL
+sleep 0.5
+expect "no outbox row for a rolled-back debit" "$(q -c 'SELECT count(*) FROM wallet.outbox')" 0
+expect "no notification for a rolled-back debit" "$(grep -c '^notify' "$work/log" || true)" 0
+
+# 3. The crossing committed: 30 -> 15 < 20.  One row, one notification, one top-up.
+q -c "SELECT approved FROM wallet_debit('acme', 'credits', 15, 'd3')" >/dev/null
+row=$(q -c "SELECT id FROM wallet.outbox WHERE kind = 'low_balance'")
+expect "one low_balance row" "$(q -c "SELECT count(*) FROM wallet.outbox")" 1
+wait_for "SELECT acked_at IS NOT NULL FROM wallet.outbox WHERE id = $row" t
+payloads=$(grep '^notify' "$work/log" | sed 's/^notify //')
+expect "one notification" "$(grep -c '^notify' "$work/log")" 1
+expect "the notification carried the row" "$(q -v p="$payloads" <<'SQL'
+SELECT concat_ws(' ', j->>'id', j->>'kind', j->>'customer', j->>'asset', j->>'available', j->>'threshold')
+  FROM (SELECT :'p'::jsonb AS j) s;
+SQL
+)" "$row low_balance acme credits 15 20"
+expect "one grant for the payment" \
+  "$(q -c "SELECT count(*) || ' ' || min(amount) FROM wallet.grants WHERE external_ref = 'topup-$row'")" "1 100"
+expect "balance topped up" "$(q -c "SELECT wallet_balance('acme', 'credits')")" 115
+
+# 4. The listener handles the row once: a second look changes nothing.
+sleep 0.5
+expect "still one top-up" "$(grep -c '^topup' "$work/log")" 1
+expect "still one grant" "$(q -c "SELECT count(*) FROM wallet.grants WHERE customer = 'acme' AND external_ref LIKE 'topup-%'")" 1
+
+# 5. Below the threshold and staying there: no repeat row.  115 -> 10 crosses
+#    (row 2); the listener tops up to 110; nothing else crosses.
+q -c "SELECT approved FROM wallet_debit('acme', 'credits', 105, 'd4')" >/dev/null
+wait_for "SELECT count(*) FILTER (WHERE acked_at IS NOT NULL) || '/' || count(*) FROM wallet.outbox" 2/2
+expect "balance after the second top-up" "$(q -c "SELECT wallet_balance('acme', 'credits')")" 110
+
+# 6. While the listener is down, a crossing and then more debits below the
+#    threshold: one row; the listener picks it up when it comes back.
+stop_listener
+q <<'SQL' >/dev/null
+SELECT approved FROM wallet_debit('acme', 'credits', 95, 'd5');   -- 110 -> 15: a row
+SELECT approved FROM wallet_debit('acme', 'credits', 5, 'd6');    -- 15 -> 10: still below, no row
+SELECT approved FROM wallet_debit('acme', 'credits', 50, 'd7');   -- declined for funds: a row
+SQL
+expect "rows while down" "$(q -c "SELECT string_agg(kind, ',' ORDER BY id) FROM wallet.outbox WHERE acked_at IS NULL")" \
+  "low_balance,declined"
+start_listener
+wait_for "SELECT count(*) FROM wallet.outbox WHERE kind = 'low_balance' AND acked_at IS NULL" 0
+expect "balance after the backlog top-up" "$(q -c "SELECT wallet_balance('acme', 'credits')")" 110
+expect "three top-ups in all, one per low_balance row" \
+  "$(q -c "SELECT count(*) FROM wallet.grants g JOIN wallet.outbox o ON g.external_ref = 'topup-' || o.id WHERE o.kind = 'low_balance'")" 3
+expect "the declined row is left for others" \
+  "$(q -c "SELECT count(*) FROM wallet.outbox WHERE kind = 'declined' AND acked_at IS NULL")" 1
+
+# 7. A replayed payment (the webhook fires twice) is the same grant.
+g1=$(q -c "SELECT id FROM wallet.grants WHERE external_ref = 'topup-$row'")
+expect "replayed top-up is the same grant" \
+  "$(q -c "SELECT wallet_grant('acme', 'credits', 100, external_ref => 'topup-$row')")" "$g1"
+expect "balance unchanged by the replay" "$(q -c "SELECT wallet_balance('acme', 'credits')")" 110
+
+stop_listener
+expect "wallet_verify is clean" "$(q -c 'SELECT count(*) FROM wallet_verify()')" 0
+echo "autotopup: all ok"

@@ -23,35 +23,12 @@ work=$(mktemp -d /tmp/wallet-scaleout.XXXXXX)
 at_exit "rm -rf '$work'"
 [[ -z ${SCALEOUT_KEEP:-} ]] || at_exit "cp -r '$work/.' '$SCALEOUT_KEEP'"	# outputs, to read
 
-failures=0
-ok() { echo "ok - $1"; }
-fail() { echo "not ok - $1"; failures=$((failures + 1)); }
-# check NAME EXPECTED ACTUAL
-check() {
-  if [[ $2 == "$3" ]]; then ok "$1"; else fail "$1: expected '$2', got '$3'"; fi
-}
-# same NAME FILE1 FILE2: two outputs are identical
-same() {
-  if diff -u "$2" "$3" >"$work/diff"; then
-    ok "$1 ($(wc -l <"$2") lines)"
-  else
-    fail "$1"
-    head -n 60 "$work/diff"
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../suite.sh"
 
 start_cluster shard0
 start_cluster shard1
 start_cluster router
 
-# q NAME DB ARGS...: psql on a cluster's database, quiet, stopping at errors
-q() {
-  local h=${1}_HOST p=${1}_PORT db=$2
-  shift 2
-  psql -X -q -v ON_ERROR_STOP=1 -h "${!h}" -p "${!p}" -U postgres -d "$db" "$@"
-}
-# v NAME DB SQL: one value
-v() { q "$1" "$2" -At -c "$3"; }
 
 # ---------------------------------------------------------------- set-up
 for k in 0 1; do

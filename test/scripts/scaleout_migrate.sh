@@ -19,31 +19,12 @@ work=$(mktemp -d /tmp/wallet-migrate.XXXXXX)
 at_exit "rm -rf '$work'"
 [[ -z ${SCALEOUT_KEEP:-} ]] || at_exit "cp -r '$work/.' '$SCALEOUT_KEEP'"	# outputs, to read
 
-failures=0
-ok() { echo "ok - $1"; }
-fail() { echo "not ok - $1"; failures=$((failures + 1)); }
-check() {
-  if [[ $2 == "$3" ]]; then ok "$1"; else fail "$1: expected '$2', got '$3'"; fi
-}
-same() {
-  if diff -u "$2" "$3" >"$work/diff"; then
-    ok "$1 ($(wc -l <"$2") lines)"
-  else
-    fail "$1"
-    head -n 60 "$work/diff"
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../suite.sh"
 
 start_cluster old
 start_cluster new
 start_cluster router
 
-q() {
-  local h=${1}_HOST p=${1}_PORT db=$2
-  shift 2
-  psql -X -q -v ON_ERROR_STOP=1 -h "${!h}" -p "${!p}" -U postgres -d "$db" "$@"
-}
-v() { q "$1" "$2" -At -c "$3"; }
 
 q old postgres -c 'CREATE DATABASE wallet'
 q old wallet -c 'CREATE EXTENSION wallet'

@@ -806,11 +806,7 @@ wallet_authorize_debit(PG_FUNCTION_ARGS)
 	req.quantity = quantity;
 	req.key = key;
 	req.dims = ArgDimensions(fcinfo, 4);
-	if (PG_ARGISNULL(5))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("occurred_at must not be null")));
-	req.occurred_at = PG_GETARG_TIMESTAMPTZ(5);
+	req.occurred_at = ArgOccurredAt(fcinfo, 5);
 	req.cost = ArgCost(fcinfo, 6);
 	q = QuantityDec(quantity);
 	CheckOccurredAt(req.occurred_at);

@@ -259,6 +259,31 @@ WriteResets(const Account *acct, GrantRow *g, ResetStep *steps, int nsteps)
 }
 
 /*
+ * Bring the grant at set->rows[i] to now: apply the resets time has made
+ * (written down when write_resets: the caller holds the lock), then keep it,
+ * at set->rows[set->n], if it is live and has something left.
+ */
+static void
+GrantKeepIfLive(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set, int i)
+{
+	GrantRow   *g = &set->rows[i];
+	ResetStep	steps[4];
+	int			nsteps = GrantAdvance(g, now, steps);
+
+	if (write_resets && g->resets != g->stored_resets)
+	{
+		WriteResets(acct, g, steps, nsteps);
+		set->resets_written += nsteps;
+	}
+	if (!GrantLive(g, now) || g->remaining == 0)
+		return;
+	set->total = AddMinor(set->total, g->remaining);
+	if (set->n != i)
+		set->rows[set->n] = *g;
+	set->n++;
+}
+
+/*
  * The live grants of a balance at now, in drawdown order, built from rows of
  * GRANT_COLUMNS, with the resets time has made applied (and written down when
  * write_resets: the caller holds the lock).  set->rows is allocated in the
@@ -275,22 +300,11 @@ GrantsBuild(const Account *acct, TimestampTz now, bool write_resets, HeapTuple *
 	for (uint64 i = 0; i < n; i++)
 	{
 		GrantRow   *g = &set->rows[set->n];
-		ResetStep	steps[4];
-		int			nsteps;
 
 		ReadGrant(tuples[i], desc, spi_grant_columns, g);
 		if (copy)
 			g->unit_revenue = DatumGetNumericCopy(NumericGetDatum(g->unit_revenue));
-		nsteps = GrantAdvance(g, now, steps);
-		if (write_resets && g->resets != g->stored_resets)
-		{
-			WriteResets(acct, g, steps, nsteps);
-			set->resets_written += nsteps;
-		}
-		if (!GrantLive(g, now) || g->remaining == 0)
-			continue;
-		set->total = AddMinor(set->total, g->remaining);
-		set->n++;
+		GrantKeepIfLive(acct, now, write_resets, set, set->n);
 	}
 	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
 }
@@ -328,22 +342,7 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 	n = set->n;
 	set->n = 0;
 	for (int i = 0; i < n; i++)
-	{
-		GrantRow   *g = &set->rows[i];
-		ResetStep	steps[4];
-		int			nsteps;
-
-		nsteps = GrantAdvance(g, now, steps);
-		if (write_resets && g->resets != g->stored_resets)
-		{
-			WriteResets(acct, g, steps, nsteps);
-			set->resets_written += nsteps;
-		}
-		if (!GrantLive(g, now) || g->remaining == 0)
-			continue;
-		set->total = AddMinor(set->total, g->remaining);
-		set->rows[set->n++] = *g;
-	}
+		GrantKeepIfLive(acct, now, write_resets, set, i);
 	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
 }
 

@@ -44,11 +44,7 @@ wallet_quote(PG_FUNCTION_ARGS)
 	req.meter = meter;
 	req.quantity = quantity;
 	req.dims = ArgDimensions(fcinfo, 3);
-	if (PG_ARGISNULL(4))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("occurred_at must not be null")));
-	req.occurred_at = PG_GETARG_TIMESTAMPTZ(4);
+	req.occurred_at = ArgOccurredAt(fcinfo, 4);
 	q = QuantityDec(quantity);
 	CheckOccurredAt(req.occurred_at);
 

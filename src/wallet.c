@@ -185,6 +185,15 @@ ArgNumeric(FunctionCallInfo fcinfo, int n, const char *name)
 	return PG_GETARG_NUMERIC(n);
 }
 
+/* occurred_at: a time, never null (its default is now()) */
+TimestampTz
+ArgOccurredAt(FunctionCallInfo fcinfo, int n)
+{
+	if (PG_ARGISNULL(n))
+		NullArgument("occurred_at");
+	return PG_GETARG_TIMESTAMPTZ(n);
+}
+
 /* dimensions: a json object, or null/{} for none (returned as NULL) */
 Jsonb *
 ArgDimensions(FunctionCallInfo fcinfo, int n)

@@ -153,6 +153,7 @@ extern text *ArgText(FunctionCallInfo fcinfo, int n, const char *name);
 extern char *ArgCString(FunctionCallInfo fcinfo, int n, const char *name);
 extern Numeric ArgNumeric(FunctionCallInfo fcinfo, int n, const char *name);
 extern Jsonb *ArgDimensions(FunctionCallInfo fcinfo, int n);
+extern TimestampTz ArgOccurredAt(FunctionCallInfo fcinfo, int n);
 extern Jsonb *DimensionsCheck(Jsonb *j);
 extern char *SpiGetText(HeapTuple tup, TupleDesc desc, int col, bool *isnull);
 extern int64 SpiGetInt64(HeapTuple tup, TupleDesc desc, int col, bool *isnull);

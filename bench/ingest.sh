@@ -72,16 +72,7 @@ echo "== load: $wallets wallets"
 t0=$SECONDS
 q -v wallets=$wallets <<'EOF'
 SET client_min_messages = warning;
-CREATE EXTENSION wallet;
-SELECT wallet_create_asset('credits', 0, 0.01) \g /dev/null
-SELECT wallet_set_price('api.call', 'credits', '{"model": "per_unit", "unit_price": "1"}',
-						now() - interval '1 day') \g /dev/null
-SELECT count(wallet_create(i::text)) FROM generate_series(1, :wallets) i \g /dev/null
-SELECT count(wallet_grant(i::text, 'credits', 1000000000, category => 'promotional',
-						  expires_at => now() + interval '1 year'))
-  FROM generate_series(1, :wallets) i \g /dev/null
-SELECT count(wallet_grant(i::text, 'credits', 1000000000))
-  FROM generate_series(1, :wallets) i \g /dev/null
+\i bench/load_wallet.sql
 CREATE SCHEMA bench_ingest;
 CREATE TABLE bench_ingest.template (kind text, size int, n int, body text, PRIMARY KEY (kind, size, n));
 EOF

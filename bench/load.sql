@@ -12,16 +12,7 @@ CREATE TABLE floor.log (balance_id int NOT NULL, delta bigint NOT NULL,
 INSERT INTO floor.balance SELECT i, 2000000000 FROM generate_series(1, :wallets) i;
 
 -- ext: the extension, through its public API
-CREATE EXTENSION wallet;
-SELECT wallet_create_asset('credits', 0, 0.01) \g /dev/null
-SELECT wallet_set_price('api.call', 'credits', '{"model": "per_unit", "unit_price": "1"}',
-						now() - interval '1 day') \g /dev/null
-SELECT count(wallet_create(i::text)) FROM generate_series(1, :wallets) i \g /dev/null
-SELECT count(wallet_grant(i::text, 'credits', 1000000000, category => 'promotional',
-						  expires_at => now() + interval '1 year'))
-  FROM generate_series(1, :wallets) i \g /dev/null
-SELECT count(wallet_grant(i::text, 'credits', 1000000000))
-  FROM generate_series(1, :wallets) i \g /dev/null
+\i bench/load_wallet.sql
 
 -- peer: the same model in PL/pgSQL
 \i bench/peer.sql

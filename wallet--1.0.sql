@@ -1893,7 +1893,7 @@ BEGIN
 			BEGIN
 				EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r.name);
 				EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', r.name, r.note);
-			EXCEPTION WHEN duplicate_object THEN
+			EXCEPTION WHEN duplicate_object OR unique_violation THEN
 				NULL;		/* created meanwhile by an install in another database */
 			END;
 		END IF;

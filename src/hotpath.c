@@ -240,6 +240,7 @@ typedef struct WalletEntry
 } WalletEntry;
 
 static bool callback_registered = false;
+static List *retired = NIL;		/* older generations of the cache, freed at transaction end */
 
 /* a relcache invalidation of one of ours (or of all): look everything up again */
 static void
@@ -367,6 +368,17 @@ HotXactCallback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		ForgetWallets();
+	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		 event == XACT_EVENT_PREPARE) && retired != NIL)
+	{
+		ListCell   *lc;
+
+		foreach(lc, retired)
+			MemoryContextDelete((MemoryContext) lfirst(lc));
+		list_free(retired);
+		retired = NIL;
+	}
 }
 
 static void
@@ -391,12 +403,22 @@ CacheBuild(void)
 		RegisterSubXactCallback(HotSubXactCallback, NULL);
 		callback_registered = true;
 	}
-	cache.wallets = NULL;		/* its memory goes with the reset below */
-	if (cache.cxt == NULL)
-		cache.cxt = AllocSetContextCreate(CacheMemoryContext, "wallet hot path",
-										  ALLOCSET_SMALL_SIZES);
+	/*
+	 * A new generation: the call under way may still use what it took from
+	 * the old one (an invalidation can arrive whenever a lock is taken, by
+	 * ANALYZE of one of our tables for instance), so that is freed at the end
+	 * of the transaction.
+	 */
+	cache.wallets = NULL;
+	if (cache.cxt != NULL)
+	{
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		retired = lappend(retired, cache.cxt);
+		MemoryContextSwitchTo(old);
+	}
+	cache.cxt = AllocSetContextCreate(CacheMemoryContext, "wallet hot path",
+									  ALLOCSET_SMALL_SIZES);
 	cache.valid = false;
-	MemoryContextReset(cache.cxt);
 	old = MemoryContextSwitchTo(cache.cxt);
 	nsp = get_namespace_oid("wallet", false);
 
@@ -564,11 +586,8 @@ OpenTable(HotTable t, LOCKMODE mode)
 static Relation
 OpenIndex(HotIndex i)
 {
-	Relation	idx = OpenRelation(cache.indexes[i], AccessShareLock, &cache.index_held[i]);
-
-	if (!cache.valid)
-		elog(ERROR, "wallet: index wallet.%s changed while in use", index_defs[i].name);
-	return idx;
+	/* an invalidation meanwhile is for the next call: this one goes on */
+	return OpenRelation(cache.indexes[i], AccessShareLock, &cache.index_held[i]);
 }
 
 #define ATT(t, c) (cache.tables[(t)].att[(c)])
@@ -712,9 +731,6 @@ WriteTarget(EState *estate, Relation rel, HotTable t, bool indexes)
 		for (int i = 0; i < tc->nindexes; i++)
 			rri->ri_IndexRelationDescs[i] = OpenRelation(tc->index_oids[i], RowExclusiveLock,
 														 &tc->index_held[i]);
-		if (!cache.valid)
-			elog(ERROR, "wallet: the indexes of wallet.%s changed while in use",
-				 table_defs[t].name);
 	}
 	return rri;
 }

@@ -19,9 +19,10 @@
  *	   triggers, check NOT NULL and CHECK constraints and maintain every
  *	   index (unique ones included); updates check constraints and insert
  *	   index entries unless the update was HOT.
- * Relations, indexes, column numbers, CHECK and default expressions are
- * looked up once per backend (by name in schema wallet) and again after any
- * change to those relations.  What the hot path cannot honour (an AFTER ROW
+ * Relations, indexes, column numbers, CHECK, default and trigger WHEN
+ * expressions, index infos and customers' wallets are looked up once per
+ * backend (by name in schema wallet) and again after any change to those
+ * relations.  What the hot path cannot honour (an AFTER ROW
  * or a statement-level INSERT trigger, a row UPDATE trigger of its own, row
  * level security, a stored generated column, a column of another type than
  * expected) is an error, not a silent shortcut: whoever adds one adapts this
@@ -37,7 +38,6 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/index.h"
-#include "storage/proc.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_trigger.h"
@@ -46,10 +46,11 @@
 #include "common/int.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
-#include "optimizer/optimizer.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
 #include "rewrite/rewriteManip.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -363,6 +364,7 @@ ForgetWallets(void)
 	}
 }
 
+/* end of a transaction: forget the wallets after an abort, free old cache generations */
 static void
 HotXactCallback(XactEvent event, void *arg)
 {
@@ -381,6 +383,7 @@ HotXactCallback(XactEvent event, void *arg)
 	}
 }
 
+/* a subtransaction's abort: forget the wallets too */
 static void
 HotSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 				   SubTransactionId parentSubid, void *arg)
@@ -636,6 +639,7 @@ IndexFetch(Relation rel, Relation idx, Snapshot snap, ScanKey keys, int nkeys,
 	return found;
 }
 
+/* a bigint column of a slot (0 when null) */
 static int64
 SlotInt64(TupleTableSlot *slot, AttrNumber att, bool *isnull)
 {
@@ -644,6 +648,7 @@ SlotInt64(TupleTableSlot *slot, AttrNumber att, bool *isnull)
 	return *isnull ? 0 : DatumGetInt64(d);
 }
 
+/* a text column of a slot, as a C string (NULL when null) */
 static char *
 SlotText(TupleTableSlot *slot, AttrNumber att)
 {
@@ -695,7 +700,7 @@ WithInt64(HeapTuple tup, TupleDesc desc, int attnum, int64 value)
 	return copy;
 }
 
-/* ------------------------------------------------------------ the lock */
+/* --------------------------------------------- write targets, the lock */
 
 /*
  * An executor state for writing to rel: its indexes open, its CHECK

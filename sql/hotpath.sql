@@ -211,6 +211,7 @@ CREATE FUNCTION pg_temp.nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN R
 CREATE TRIGGER after_event AFTER INSERT ON wallet.event
 	FOR EACH ROW EXECUTE FUNCTION pg_temp.nothing();
 SELECT * FROM wallet_authorize_debit('alice', 'call', 1, 'tg3');
+SELECT * FROM wallet_debit('alice', 'cr', 1, 'tg4');
 DROP TRIGGER after_event ON wallet.event;
 \c
 SET client_min_messages = warning;

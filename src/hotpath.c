@@ -393,8 +393,27 @@ HotSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /* look everything up again (after an invalidation, or the first time) */
+static void CacheBuildGeneration(void);
+
 static void
 CacheBuild(void)
+{
+	PG_TRY();
+	{
+		CacheBuildGeneration();
+	}
+	PG_CATCH();
+	{
+		/* a half-built generation must not be used: try again next time */
+		cache.valid = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/* CacheBuild's work: a new generation of everything the hot path looks up */
+static void
+CacheBuildGeneration(void)
 {
 	Oid			nsp;
 	MemoryContext old;

@@ -192,6 +192,14 @@ ROLLBACK;
 \c
 SET client_min_messages = warning;
 
+-- an event too big for a page row is toasted; a replay compares its dimensions
+SELECT approved, amount FROM wallet_authorize_debit('alice', 'call', 1, 'big-dims',
+	jsonb_build_object('note', (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i), 'user', 'u9'));
+SELECT length(dimensions ->> 'note'), dimensions ->> 'user', refunded, hold_id, cost
+  FROM wallet.event WHERE idempotency_key = 'big-dims';
+SELECT approved, replayed, amount FROM wallet_authorize_debit('alice', 'call', 1, 'big-dims',
+	jsonb_build_object('note', (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i), 'user', 'u9'));
+
 -- a BEFORE ROW INSERT trigger on the event table fires (with its WHEN);
 -- a trigger the hot path cannot honour is an error, not skipped
 CREATE FUNCTION pg_temp.tag_cost() RETURNS trigger LANGUAGE plpgsql AS
@@ -206,6 +214,7 @@ CREATE FUNCTION pg_temp.nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN R
 CREATE TRIGGER after_event AFTER INSERT ON wallet.event
 	FOR EACH ROW EXECUTE FUNCTION pg_temp.nothing();
 SELECT * FROM wallet_authorize_debit('alice', 'call', 1, 'tg3');
+SELECT * FROM wallet_debit('alice', 'cr', 1, 'tg4');
 DROP TRIGGER after_event ON wallet.event;
 \c
 SET client_min_messages = warning;

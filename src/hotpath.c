@@ -19,9 +19,10 @@
  *	   triggers, check NOT NULL and CHECK constraints and maintain every
  *	   index (unique ones included); updates check constraints and insert
  *	   index entries unless the update was HOT.
- * Relations, indexes, column numbers, CHECK and default expressions are
- * looked up once per backend (by name in schema wallet) and again after any
- * change to those relations.  What the hot path cannot honour (an AFTER ROW
+ * Relations, indexes, column numbers, CHECK, default and trigger WHEN
+ * expressions, index infos and customers' wallets are looked up once per
+ * backend (by name in schema wallet) and again after any change to those
+ * relations.  What the hot path cannot honour (an AFTER ROW
  * or a statement-level INSERT trigger, a row UPDATE trigger of its own, row
  * level security, a stored generated column, a column of another type than
  * expected) is an error, not a silent shortcut: whoever adds one adapts this
@@ -37,7 +38,6 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/index.h"
-#include "storage/proc.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_trigger.h"
@@ -46,10 +46,11 @@
 #include "common/int.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
-#include "optimizer/optimizer.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
 #include "rewrite/rewriteManip.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -240,6 +241,7 @@ typedef struct WalletEntry
 } WalletEntry;
 
 static bool callback_registered = false;
+static List *retired = NIL;		/* older generations of the cache, freed at transaction end */
 
 /* a relcache invalidation of one of ours (or of all): look everything up again */
 static void
@@ -362,13 +364,26 @@ ForgetWallets(void)
 	}
 }
 
+/* end of a transaction: forget the wallets after an abort, free old cache generations */
 static void
 HotXactCallback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		ForgetWallets();
+	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		 event == XACT_EVENT_PREPARE) && retired != NIL)
+	{
+		ListCell   *lc;
+
+		foreach(lc, retired)
+			MemoryContextDelete((MemoryContext) lfirst(lc));
+		list_free(retired);
+		retired = NIL;
+	}
 }
 
+/* a subtransaction's abort: forget the wallets too */
 static void
 HotSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 				   SubTransactionId parentSubid, void *arg)
@@ -378,8 +393,27 @@ HotSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /* look everything up again (after an invalidation, or the first time) */
+static void CacheBuildGeneration(void);
+
 static void
 CacheBuild(void)
+{
+	PG_TRY();
+	{
+		CacheBuildGeneration();
+	}
+	PG_CATCH();
+	{
+		/* a half-built generation must not be used: try again next time */
+		cache.valid = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/* CacheBuild's work: a new generation of everything the hot path looks up */
+static void
+CacheBuildGeneration(void)
 {
 	Oid			nsp;
 	MemoryContext old;
@@ -391,12 +425,22 @@ CacheBuild(void)
 		RegisterSubXactCallback(HotSubXactCallback, NULL);
 		callback_registered = true;
 	}
-	cache.wallets = NULL;		/* its memory goes with the reset below */
-	if (cache.cxt == NULL)
-		cache.cxt = AllocSetContextCreate(CacheMemoryContext, "wallet hot path",
-										  ALLOCSET_SMALL_SIZES);
+	/*
+	 * A new generation: the call under way may still use what it took from
+	 * the old one (an invalidation can arrive whenever a lock is taken, by
+	 * ANALYZE of one of our tables for instance), so that is freed at the end
+	 * of the transaction.
+	 */
+	cache.wallets = NULL;
+	if (cache.cxt != NULL)
+	{
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		retired = lappend(retired, cache.cxt);
+		MemoryContextSwitchTo(old);
+	}
+	cache.cxt = AllocSetContextCreate(CacheMemoryContext, "wallet hot path",
+									  ALLOCSET_SMALL_SIZES);
 	cache.valid = false;
-	MemoryContextReset(cache.cxt);
 	old = MemoryContextSwitchTo(cache.cxt);
 	nsp = get_namespace_oid("wallet", false);
 
@@ -564,11 +608,8 @@ OpenTable(HotTable t, LOCKMODE mode)
 static Relation
 OpenIndex(HotIndex i)
 {
-	Relation	idx = OpenRelation(cache.indexes[i], AccessShareLock, &cache.index_held[i]);
-
-	if (!cache.valid)
-		elog(ERROR, "wallet: index wallet.%s changed while in use", index_defs[i].name);
-	return idx;
+	/* an invalidation meanwhile is for the next call: this one goes on */
+	return OpenRelation(cache.indexes[i], AccessShareLock, &cache.index_held[i]);
 }
 
 #define ATT(t, c) (cache.tables[(t)].att[(c)])
@@ -617,6 +658,7 @@ IndexFetch(Relation rel, Relation idx, Snapshot snap, ScanKey keys, int nkeys,
 	return found;
 }
 
+/* a bigint column of a slot (0 when null) */
 static int64
 SlotInt64(TupleTableSlot *slot, AttrNumber att, bool *isnull)
 {
@@ -625,6 +667,7 @@ SlotInt64(TupleTableSlot *slot, AttrNumber att, bool *isnull)
 	return *isnull ? 0 : DatumGetInt64(d);
 }
 
+/* a text column of a slot, as a C string (NULL when null) */
 static char *
 SlotText(TupleTableSlot *slot, AttrNumber att)
 {
@@ -676,7 +719,7 @@ WithInt64(HeapTuple tup, TupleDesc desc, int attnum, int64 value)
 	return copy;
 }
 
-/* ------------------------------------------------------------ the lock */
+/* --------------------------------------------- write targets, the lock */
 
 /*
  * An executor state for writing to rel: its indexes open, its CHECK
@@ -712,9 +755,6 @@ WriteTarget(EState *estate, Relation rel, HotTable t, bool indexes)
 		for (int i = 0; i < tc->nindexes; i++)
 			rri->ri_IndexRelationDescs[i] = OpenRelation(tc->index_oids[i], RowExclusiveLock,
 														 &tc->index_held[i]);
-		if (!cache.valid)
-			elog(ERROR, "wallet: the indexes of wallet.%s changed while in use",
-				 table_defs[t].name);
 	}
 	return rri;
 }

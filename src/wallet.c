@@ -10,7 +10,9 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 PG_MODULE_MAGIC;
 
@@ -241,22 +243,21 @@ SpiGetInt64(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
 Datum
 WalletResultDatum(FunctionCallInfo fcinfo, const WalletResult *r)
 {
-	TupleDesc	desc = fcinfo->flinfo->fn_extra;
+	Oid			typid = get_fn_expr_rettype(fcinfo->flinfo);
+	TupleDesc	desc;
 	Datum		values[8];
 	bool		nulls[8] = {false};
+	HeapTuple	tuple;
 
-	if (desc == NULL)
+	/* the row type's descriptor from the type cache (no copy), when known */
+	if (OidIsValid(typid) && typid != RECORDOID)
+		desc = lookup_rowtype_tupdesc(typid, -1);
+	else
 	{
-		/* looked up once per call site (FmgrInfo) */
-		MemoryContext old;
-		TupleDesc	rt;
-
-		if (get_call_result_type(fcinfo, NULL, &rt) != TYPEFUNC_COMPOSITE)
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 			elog(ERROR, "wallet: return type must be a row type");
-		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		desc = BlessTupleDesc(CreateTupleDescCopy(rt));
-		MemoryContextSwitchTo(old);
-		fcinfo->flinfo->fn_extra = desc;
+		desc = BlessTupleDesc(desc);
+		PinTupleDesc(desc);
 	}
 
 	values[0] = BoolGetDatum(r->approved);
@@ -274,5 +275,7 @@ WalletResultDatum(FunctionCallInfo fcinfo, const WalletResult *r)
 	nulls[7] = !r->has_balance;
 	values[7] = r->has_balance ? NumericGetDatum(MinorToNumeric(r->balance, r->scale)) : (Datum) 0;
 
-	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+	tuple = heap_form_tuple(desc, values, nulls);
+	ReleaseTupleDesc(desc);
+	return HeapTupleGetDatum(tuple);
 }

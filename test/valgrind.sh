@@ -16,7 +16,7 @@ source test/lib.sh
 out=$WALLET_ROOT/output_valgrind
 supp=$WALLET_ROOT/test/valgrind.supp
 started=$SECONDS
-skip_isolation="capture_expiry"
+skip_isolation="capture_expiry reset_race"
 
 # valgrind comes from Debian, installed the way ensure_deps installs the rest
 ensure_valgrind() {

@@ -48,18 +48,9 @@ BEGIN
 	ELSIF r < 67 THEN
 		op := 'hold';
 		res := wallet_hold(c, 'credits', 5 + k % 20, 'h' || k, interval '2 seconds');
-	ELSIF r < 77 THEN
-		op := 'capture';
-		SELECT id INTO h FROM wallet.hold
-		 WHERE wallet_id = (SELECT id FROM wallet.wallet WHERE customer = c) AND status = 'open'
-		 ORDER BY random() LIMIT 1;
-		IF h IS NULL THEN
-			PERFORM stress_note(client, op, 'no_open_hold');
-			RETURN;
-		END IF;
-		res := wallet_capture(h, 'api.call', 1 + k % 8);
 	ELSIF r < 84 THEN
-		op := 'release';
+		/* capture or release a random open hold of the wallet */
+		op := CASE WHEN r < 77 THEN 'capture' ELSE 'release' END;
 		SELECT id INTO h FROM wallet.hold
 		 WHERE wallet_id = (SELECT id FROM wallet.wallet WHERE customer = c) AND status = 'open'
 		 ORDER BY random() LIMIT 1;
@@ -67,7 +58,11 @@ BEGIN
 			PERFORM stress_note(client, op, 'no_open_hold');
 			RETURN;
 		END IF;
-		res := wallet_release(h);
+		IF op = 'capture' THEN
+			res := wallet_capture(h, 'api.call', 1 + k % 8);
+		ELSE
+			res := wallet_release(h);
+		END IF;
 	ELSIF r < 91 AND to_regprocedure('wallet_refund(bigint,numeric,text)') IS NOT NULL THEN
 		op := 'refund';
 		SELECT id INTO e FROM wallet.event
@@ -77,7 +72,7 @@ BEGIN
 			PERFORM stress_note(client, op, 'nothing_to_refund');
 			RETURN;
 		END IF;
-		EXECUTE 'SELECT (wallet_refund($1, 1)).*' INTO res USING e;
+		EXECUTE 'SELECT * FROM wallet_refund($1, 1)' INTO res USING e;
 	ELSIF r < 97 THEN
 		op := 'grant';
 		PERFORM wallet_grant(c, 'credits', 1 + k % 50, external_ref => 'pay-' || c || '-' || k);

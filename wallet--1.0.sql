@@ -53,7 +53,7 @@ CREATE TABLE wallet.account (
 	holds_open		int NOT NULL DEFAULT 0 CHECK (holds_open >= 0),
 	touches			bigint NOT NULL DEFAULT 0,
 	PRIMARY KEY (wallet_id, asset)
-);
+) WITH (fillfactor = 70);
 COMMENT ON TABLE wallet.account IS
 	'balance row per wallet and asset: limits, overdraft in use, open holds; the lock of the hot path';
 COMMENT ON COLUMN wallet.account.held IS
@@ -80,7 +80,7 @@ CREATE TABLE wallet.grant_block (
 	metadata		jsonb NOT NULL DEFAULT '{}',
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	FOREIGN KEY (wallet_id, asset) REFERENCES wallet.account (wallet_id, asset)
-);
+) WITH (fillfactor = 70);
 COMMENT ON TABLE wallet.grant_block IS
 	'blocks of value in a wallet; remaining is as of the last reset applied (resets = boundaries applied)';
 COMMENT ON COLUMN wallet.grant_block.closed_at IS

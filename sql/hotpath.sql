@@ -220,4 +220,21 @@ DROP TRIGGER after_event ON wallet.event;
 SET client_min_messages = warning;
 SELECT approved, amount FROM wallet_authorize_debit('alice', 'call', 1, 'tg3');
 
+-- a call takes the lock its write needs once: no AccessShareLock on the event
+-- table, its key index or the grants beside the RowExclusiveLock
+SELECT approved FROM wallet_authorize_debit('alice', 'call', 1, 'lk1');
+BEGIN;
+SELECT approved FROM wallet_authorize_debit('alice', 'call', 1, 'lk2');
+SELECT relation::regclass, mode FROM pg_locks
+ WHERE pid = pg_backend_pid()
+   AND relation IN ('wallet.event'::regclass, 'wallet.event_key'::regclass,
+					'wallet.grant_block'::regclass)
+ ORDER BY relation::regclass::text, mode;
+COMMIT;
+
+-- the tables a debit updates in place keep room on their pages for the new
+-- row versions (HOT updates)
+SELECT relname, reloptions FROM pg_class
+ WHERE oid IN ('wallet.account'::regclass, 'wallet.grant_block'::regclass) ORDER BY 1;
+
 SELECT * FROM wallet_verify();

@@ -218,6 +218,8 @@ static struct
 	TableCache	tables[T__COUNT];
 	Oid			indexes[I__COUNT];
 	HeldLock	index_held[I__COUNT];
+	/* the lock record of each: the write target's when it is one of those */
+	HeldLock   *index_lock[I__COUNT];
 	TupleDesc	key_desc;		/* the row HotKeyFind returns */
 	HTAB	   *wallets;		/* WalletEntry by customer, or NULL */
 }			cache;
@@ -535,6 +537,11 @@ CacheBuildGeneration(void)
 		cache.indexes[i] = get_relname_relid(index_defs[i].name, nsp);
 		if (!OidIsValid(cache.indexes[i]))
 			elog(ERROR, "wallet: index wallet.%s is missing", index_defs[i].name);
+		/* one record per index, so that a lock taken to read it counts for the write */
+		cache.index_lock[i] = &cache.index_held[i];
+		for (int k = 0; k < tc->nindexes; k++)
+			if (tc->index_oids[k] == cache.indexes[i])
+				cache.index_lock[i] = &tc->index_held[k];
 		idx = index_open(cache.indexes[i], AccessShareLock);
 		if (idx->rd_index->indrelid != tc->relid || idx->rd_rel->relam != BTREE_AM_OID ||
 			idx->rd_index->indnkeyatts < index_defs[i].nkeys)
@@ -604,12 +611,15 @@ OpenTable(HotTable t, LOCKMODE mode)
 	}
 }
 
-/* open an index of ours to read; the caller has opened its table */
+/*
+ * open an index of ours to read (mode: AccessShareLock, or RowExclusiveLock
+ * when this call will insert into it too); the caller has opened its table
+ */
 static Relation
-OpenIndex(HotIndex i)
+OpenIndex(HotIndex i, LOCKMODE mode)
 {
 	/* an invalidation meanwhile is for the next call: this one goes on */
-	return OpenRelation(cache.indexes[i], AccessShareLock, &cache.index_held[i]);
+	return OpenRelation(cache.indexes[i], mode, cache.index_lock[i]);
 }
 
 #define ATT(t, c) (cache.tables[(t)].att[(c)])
@@ -813,7 +823,7 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct)
 	}
 
 	wrel = OpenTable(T_WALLET, AccessShareLock);
-	widx = OpenIndex(customer ? I_WALLET_CUSTOMER : I_WALLET_PKEY);
+	widx = OpenIndex(customer ? I_WALLET_CUSTOMER : I_WALLET_PKEY, AccessShareLock);
 	wslot = table_slot_create(wrel, NULL);
 	if (customer)
 		Key(&key, widx, 0, F_TEXTEQ, CStringGetTextDatum(customer));
@@ -884,7 +894,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	PreventCommandIfParallelMode("UPDATE");
 	snap = PushFreshSnapshot();
 	arel = OpenTable(T_ACCOUNT, RowExclusiveLock);
-	aidx = OpenIndex(I_ACCOUNT_PKEY);
+	aidx = OpenIndex(I_ACCOUNT_PKEY, AccessShareLock);
 	CheckPrivilege(T_WALLET, ACL_SELECT);
 	CheckPrivilege(T_ACCOUNT, ACL_SELECT | ACL_UPDATE);
 	if (!WalletFind(customer, wallet_id, snap, acct))
@@ -997,10 +1007,17 @@ HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc)
 	bool		nulls[9];
 	bool		found;
 
-	erel = OpenTable(T_EVENT, AccessShareLock);
+	/*
+	 * Every caller holds a balance lock, and a debit writes an event when the
+	 * key is new: taking the write's lock now makes one trip to the lock
+	 * manager instead of two (a hold takes that lock without writing an event:
+	 * it only makes a CREATE INDEX on the table wait, as the hold's own write
+	 * to wallet.hold does there).
+	 */
+	erel = OpenTable(T_EVENT, RowExclusiveLock);
 	hrel = OpenTable(T_HOLD, AccessShareLock);
-	eidx = OpenIndex(I_EVENT_KEY);
-	hidx = OpenIndex(I_HOLD_KEY);
+	eidx = OpenIndex(I_EVENT_KEY, RowExclusiveLock);
+	hidx = OpenIndex(I_HOLD_KEY, AccessShareLock);
 	CheckPrivilege(T_EVENT, ACL_SELECT);
 	CheckPrivilege(T_HOLD, ACL_SELECT);
 
@@ -1080,8 +1097,9 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 	Snapshot	snap = locked ? PushFreshSnapshot() : GetActiveSnapshot();
 	int			cols[HOT_GRANT_COLUMNS];
 
-	grel = OpenTable(T_GRANT, AccessShareLock);
-	gidx = OpenIndex(I_GRANT_OPEN);
+	/* under the balance lock, the grants read are then written: take that lock now */
+	grel = OpenTable(T_GRANT, locked ? RowExclusiveLock : AccessShareLock);
+	gidx = OpenIndex(I_GRANT_OPEN, AccessShareLock);
 	CheckPrivilege(T_GRANT, ACL_SELECT);
 	for (int c = 0; c < HOT_GRANT_COLUMNS; c++)
 		cols[c] = ATT(T_GRANT, c);
@@ -1308,7 +1326,7 @@ HotDebitWrite(const HotDebit *w)
 			ScanKeyData key;
 
 			if (gpk == NULL)
-				gpk = OpenIndex(I_GRANT_PKEY);
+				gpk = OpenIndex(I_GRANT_PKEY, AccessShareLock);
 			Key(&key, gpk, 0, F_INT8EQ, Int64GetDatum(w->grant_ids[i]));
 			if (!IndexFetch(grel, gpk, snap, &key, 1, gslot))
 				elog(ERROR, "wallet: grant " INT64_FORMAT " vanished", w->grant_ids[i]);

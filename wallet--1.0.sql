@@ -122,6 +122,8 @@ CREATE TABLE wallet.event (
 	amount			bigint NOT NULL CHECK (amount >= 0),
 	price_id		bigint,
 	balance_after	bigint NOT NULL,
+	line_id			bigint,			/* a debit drawn from one source: its ledger line (below) */
+	line_grant_id	bigint,
 	idempotency_key	text,
 	meter			text,
 	asset			text NOT NULL,
@@ -140,8 +142,17 @@ CREATE UNIQUE INDEX event_key ON wallet.event (wallet_id, idempotency_key);
 /*
  * The ledger: the wallet's side of every movement, signed, append-only.
  * A line with grant_id null moves overdraft.
+ *
+ * wallet.line is a view over two stores.  Most lines are rows of
+ * wallet.line_stored.  A debit drawn from a single source (one grant, or
+ * overdraft alone: most debits) has exactly one line, and that line is
+ * carried on the event row itself (event.line_id, event.line_grant_id; the
+ * other columns are the event's): a debit then writes one row and two index
+ * entries fewer.  The line id comes from the same sequence, so lines still
+ * sort in the order they were written.  A debit drawn from several sources
+ * stores its lines.  Readers use wallet.line and cannot tell the difference.
  */
-CREATE TABLE wallet.line (
+CREATE TABLE wallet.line_stored (
 	id			bigserial,
 	at			timestamptz NOT NULL,
 	wallet_id	bigint NOT NULL,
@@ -153,9 +164,22 @@ CREATE TABLE wallet.line (
 										 'void', 'hold', 'release', 'repay')),
 	hold_id		bigint			/* last: a debit's line is stored without it (hotpath.c) */
 );
-COMMENT ON TABLE wallet.line IS 'append-only ledger lines; never updated or deleted';
-CREATE INDEX line_event ON wallet.line (event_id) WHERE event_id IS NOT NULL;
-CREATE INDEX line_wallet ON wallet.line (wallet_id, asset);
+ALTER SEQUENCE wallet.line_stored_id_seq RENAME TO line_id_seq;
+COMMENT ON TABLE wallet.line_stored IS
+	'append-only ledger lines, but those carried on their event rows; never updated or deleted (read wallet.line)';
+CREATE INDEX line_event ON wallet.line_stored (event_id) WHERE event_id IS NOT NULL;
+CREATE INDEX line_wallet ON wallet.line_stored (wallet_id, asset);
+
+CREATE VIEW wallet.line AS
+SELECT l.id, l.at, l.wallet_id, l.grant_id, l.event_id, l.amount, l.asset, l.kind, l.hold_id
+  FROM wallet.line_stored l
+UNION ALL
+SELECT e.line_id, e.recorded_at, e.wallet_id, e.line_grant_id, e.id, -e.amount, e.asset,
+	   'debit'::text, e.hold_id
+  FROM wallet.event e
+ WHERE e.line_id IS NOT NULL;
+COMMENT ON VIEW wallet.line IS
+	'append-only ledger lines: wallet.line_stored and the single-source debit lines carried on wallet.event';
 
 CREATE TABLE wallet.price (
 	id				bigserial PRIMARY KEY,
@@ -215,7 +239,7 @@ SELECT pg_catalog.pg_extension_config_dump('wallet.hold', '');
 SELECT pg_catalog.pg_extension_config_dump('wallet.hold_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('wallet.event', '');
 SELECT pg_catalog.pg_extension_config_dump('wallet.event_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('wallet.line', '');
+SELECT pg_catalog.pg_extension_config_dump('wallet.line_stored', '');
 SELECT pg_catalog.pg_extension_config_dump('wallet.line_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('wallet.price', '');
 SELECT pg_catalog.pg_extension_config_dump('wallet.price_id_seq', '');
@@ -233,10 +257,13 @@ BEGIN
 			  HINT = 'Corrections are new lines: refund, void or grant.';
 END
 $$;
-CREATE TRIGGER line_append_only BEFORE UPDATE OR DELETE ON wallet.line
+CREATE TRIGGER line_append_only BEFORE UPDATE OR DELETE ON wallet.line_stored
 	FOR EACH STATEMENT EXECUTE FUNCTION wallet._append_only();
-CREATE TRIGGER line_no_truncate BEFORE TRUNCATE ON wallet.line
+CREATE TRIGGER line_no_truncate BEFORE TRUNCATE ON wallet.line_stored
 	FOR EACH STATEMENT EXECUTE FUNCTION wallet._append_only();
+/* the view takes no writes either (lines are written by the extension's functions only) */
+CREATE TRIGGER line_append_only INSTEAD OF INSERT OR UPDATE OR DELETE ON wallet.line
+	FOR EACH ROW EXECUTE FUNCTION wallet._append_only();
 
 /* ---------------------------------------------------------------- types */
 
@@ -508,7 +535,7 @@ BEGIN
 	VALUES (w, asset, category, priority, amt, amt, rev, eff, expires_at, recurrence, roll,
 		external_ref, metadata)
 	RETURNING * INTO g;
-	INSERT INTO wallet.line (at, wallet_id, asset, grant_id, kind, amount)
+	INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
 	VALUES (greatest(now(), eff), w, asset, g.id, 'grant', amt);
 
 	/* a new grant first repays overdraft, when it is live now */
@@ -518,7 +545,7 @@ BEGIN
 		UPDATE wallet.grant_block gb SET remaining = remaining - repay WHERE gb.id = g.id;
 		UPDATE wallet.account a SET overdraft = overdraft - repay
 		 WHERE a.wallet_id = w AND a.asset = wallet_grant.asset;
-		INSERT INTO wallet.line (at, wallet_id, asset, grant_id, kind, amount)
+		INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
 		VALUES (now(), w, asset, g.id, 'repay', -repay), (now(), w, asset, NULL, 'repay', repay);
 	END IF;
 	RETURN g.id;
@@ -821,7 +848,7 @@ BEGIN
 	VALUES (w, asset, category, priority, amount, amount, unit_revenue, now(),
 		jsonb_strip_nulls(jsonb_build_object('refund_of_event', event_id, 'refund_of_grant', source)))
 	RETURNING gb.id INTO gid;
-	INSERT INTO wallet.line (at, wallet_id, asset, grant_id, event_id, kind, amount)
+	INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, event_id, kind, amount)
 	VALUES (now(), w, asset, gid, event_id, 'refund', amount);
 
 	SELECT a.overdraft INTO od FROM wallet.account a
@@ -831,7 +858,7 @@ BEGIN
 		UPDATE wallet.grant_block gb SET remaining = gb.remaining - repay WHERE gb.id = gid;
 		UPDATE wallet.account a SET overdraft = a.overdraft - repay
 		 WHERE a.wallet_id = w AND a.asset = _refund_grant.asset;
-		INSERT INTO wallet.line (at, wallet_id, asset, grant_id, kind, amount)
+		INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
 		VALUES (now(), w, asset, gid, 'repay', -repay), (now(), w, asset, NULL, 'repay', repay);
 	END IF;
 	RETURN gid;
@@ -913,7 +940,7 @@ BEGIN
 			IF back > 0 THEN
 				UPDATE wallet.account a SET overdraft = a.overdraft - back
 				 WHERE a.wallet_id = e.wallet_id AND a.asset = e.asset;
-				INSERT INTO wallet.line (at, wallet_id, asset, event_id, kind, amount)
+				INSERT INTO wallet.line_stored (at, wallet_id, asset, event_id, kind, amount)
 				VALUES (now(), e.wallet_id, e.asset, e.id, 'refund', back);
 			END IF;
 			IF x > back THEN
@@ -940,7 +967,7 @@ BEGIN
 			IF back > 0 THEN
 				UPDATE wallet.grant_block gb SET remaining = gb.remaining + back, closed_at = NULL
 				 WHERE gb.id = g.id;
-				INSERT INTO wallet.line (at, wallet_id, asset, grant_id, event_id, kind, amount)
+				INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, event_id, kind, amount)
 				VALUES (now(), e.wallet_id, e.asset, g.id, e.id, 'refund', back);
 			END IF;
 		END IF;
@@ -997,13 +1024,13 @@ BEGIN
 
 	IF g.expires_at <= now() THEN
 		IF g.closed_at IS NULL AND g.remaining > 0 THEN
-			INSERT INTO wallet.line (at, wallet_id, asset, grant_id, kind, amount)
+			INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
 			VALUES (g.expires_at, g.wallet_id, g.asset, g.id, 'expiry', -g.remaining);
 		END IF;
 	ELSIF g.remaining > 0 THEN
 		v := g.remaining;
 		/* a grant not yet effective: the void shows when its grant line does */
-		INSERT INTO wallet.line (at, wallet_id, asset, grant_id, kind, amount)
+		INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
 		VALUES (greatest(now(), g.effective_at), g.wallet_id, g.asset, g.id, 'void', -v);
 	END IF;
 	UPDATE wallet.grant_block gb SET remaining = 0, voided_at = now(),
@@ -1067,7 +1094,7 @@ BEGIN
 				  ORDER BY gb.id
 		LOOP
 			IF g.remaining > 0 THEN
-				INSERT INTO wallet.line (at, wallet_id, asset, grant_id, kind, amount)
+				INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
 				VALUES (g.expires_at, r.wallet_id, r.asset, g.id, 'expiry', -g.remaining);
 			END IF;
 			UPDATE wallet.grant_block gb SET remaining = 0, closed_at = now() WHERE gb.id = g.id;
@@ -1090,7 +1117,7 @@ BEGIN
 				  ORDER BY h.id
 		LOOP
 			UPDATE wallet.hold h SET status = 'expired', closed_at = now() WHERE h.id = g.id;
-			INSERT INTO wallet.line (at, wallet_id, asset, hold_id, kind, amount)
+			INSERT INTO wallet.line_stored (at, wallet_id, asset, hold_id, kind, amount)
 			VALUES (g.expires_at, r.wallet_id, r.asset, g.id, 'release', g.amount);
 			n := n + 1;
 			amt := amt + g.amount;

@@ -36,6 +36,11 @@ SELECT e.idempotency_key, e.meter, e.quantity, e.dimensions, e.asset, e.amount, 
   FROM wallet.event e ORDER BY e.id;
 SELECT l.kind, l.grant_id = :g_promo AS promo, l.event_id IS NOT NULL AS has_event, l.amount
   FROM wallet.line l WHERE l.kind = 'debit' ORDER BY l.id;
+-- where the lines live: k1 drew one grant, so its line is carried on the event
+-- row and nothing is stored; k2 drew two, so both its lines are stored
+SELECT e.idempotency_key, e.line_id IS NOT NULL AS carried, e.line_grant_id = :g_promo AS promo,
+	   (SELECT count(*) FROM wallet.line_stored s WHERE s.event_id = e.id) AS stored
+  FROM wallet.event e ORDER BY e.id;
 SELECT wallet_balance('alice', 'cr');
 
 -- replay: the stored result, nothing written
@@ -84,6 +89,11 @@ SELECT approved, reason, amount, balance FROM wallet_authorize_debit('bob', 'cal
 SELECT overdraft FROM wallet.account a JOIN wallet.wallet w ON w.id = a.wallet_id WHERE w.customer = 'bob';
 SELECT l.kind, l.grant_id IS NULL AS overdraft_side, l.amount FROM wallet.line l
  WHERE l.wallet_id = (SELECT id FROM wallet.wallet WHERE customer = 'bob') ORDER BY l.id;
+-- b1 drew the grant and overdraft (two stored lines); b2 overdraft alone (its
+-- line carried, without a grant)
+SELECT e.idempotency_key, e.line_id IS NOT NULL AS carried, e.line_grant_id IS NULL AS no_grant,
+	   (SELECT count(*) FROM wallet.line_stored s WHERE s.event_id = e.id) AS stored
+  FROM wallet.event e WHERE e.idempotency_key IN ('b1', 'b2') ORDER BY e.id;
 SELECT * FROM wallet_balances('bob');
 
 -- status: frozen and closed wallets decline
@@ -117,7 +127,7 @@ SELECT wallet_grant('dave', 'cr', 50, priority => 5, effective_at => now() - int
 					expires_at => now() - interval '1 day') AS g_expired \gset
 SELECT wallet_grant('dave', 'cr', 50, priority => 5) AS g_void \gset
 UPDATE wallet.grant_block SET voided_at = now(), closed_at = now() WHERE id = :g_void;
-INSERT INTO wallet.line (at, wallet_id, asset, grant_id, kind, amount)
+INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
 SELECT now(), wallet_id, asset, id, 'void', -remaining FROM wallet.grant_block WHERE id = :g_void;
 UPDATE wallet.grant_block SET remaining = 0 WHERE id = :g_void;
 SELECT wallet_grant('dave', 'cr', 20, priority => 9) AS g_last \gset
@@ -134,15 +144,21 @@ SELECT wallet_create('erin') > 0 AS created;
 SELECT wallet_grant('erin', 'cr', 10, effective_at => now() - interval '25 hours',
 					recurrence => interval '1 day') AS g_rec \gset
 UPDATE wallet.grant_block SET remaining = 4 WHERE id = :g_rec;
-INSERT INTO wallet.line (at, wallet_id, asset, grant_id, kind, amount)
+INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
 SELECT now() - interval '25 hours', wallet_id, asset, id, 'debit', -6 FROM wallet.grant_block WHERE id = :g_rec;
 SELECT approved, amount, balance FROM wallet_authorize_debit('erin', 'call', 1, 'e1');
 SELECT kind, amount FROM wallet.line WHERE grant_id = :g_rec ORDER BY id;
 SELECT remaining, resets FROM wallet.grant_block WHERE id = :g_rec;
 
--- the balance row is the lock: every call bumps it
-SELECT a.touches > 0 AS touched FROM wallet.account a JOIN wallet.wallet w ON w.id = a.wallet_id
- WHERE w.customer = 'alice';
+-- the balance row is the lock: under READ COMMITTED a row lock, which writes no
+-- new version of the row; under REPEATABLE READ an update (touches + 1)
+SELECT a.touches AS touches_read_committed, a.xmax::text <> '0' AS locked
+  FROM wallet.account a JOIN wallet.wallet w ON w.id = a.wallet_id WHERE w.customer = 'alice';
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT approved FROM wallet_authorize_debit('alice', 'call', 1, 'rr-touch');
+SELECT a.touches AS touches_repeatable_read
+  FROM wallet.account a JOIN wallet.wallet w ON w.id = a.wallet_id WHERE w.customer = 'alice';
+ROLLBACK;
 
 -- rolled back: nothing happened
 BEGIN;

@@ -114,7 +114,7 @@ SELECT approved, reason, amount, balance FROM wallet_hold('exp', 'credits', 10, 
 SELECT approved, reason, amount, balance FROM wallet_capture(:cap_hold, 'job', 70);
 SELECT approved, reason, amount, balance FROM wallet_capture(:cap_hold, 'job', 50);
 SELECT grant_id, kind, amount FROM wallet.line
- WHERE event_id = (SELECT event_id FROM wallet.hold WHERE id = :cap_hold);
+ WHERE event_id = (SELECT event_id FROM wallet.hold WHERE id = :cap_hold) ORDER BY id;
 -- the first touch of rec1 after its boundary writes the reset, then debits
 SELECT approved, amount, balance FROM wallet_debit('rec1', 'credits', 10, 'b2');
 SELECT id IS NOT NULL AS written, kind, CASE WHEN kind = 'reset' THEN at - :'t0' END AS at, amount

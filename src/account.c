@@ -4,9 +4,12 @@
  *
  * Lock order (DESIGN.md #2): a call locks one balance row, wallet.account for
  * (wallet, asset), and only then reads or writes that pair's grants, holds and
- * events.  The lock is an update (touches + 1), not only a row lock: under
- * REPEATABLE READ a concurrent change then raises a serialization failure
- * instead of letting the caller draw from a stale snapshot.  It is taken
+ * events.  Under READ COMMITTED the lock is a row lock (FOR NO KEY UPDATE),
+ * and everything read under it is read with a fresh snapshot.  Under
+ * REPEATABLE READ it is an update (touches + 1), so that a caller whose
+ * snapshot is older than a change gets a serialization failure instead of
+ * drawing from that snapshot (a READ COMMITTED debit's change shows up the
+ * same way, on the grant row or the overdraft it wrote).  It is taken
  * directly on the table (hotpath.c); creating a missing balance row is SQL.
  *
  * wallet_ingest locks many balance rows, each once, with AccountLockMany: in

@@ -74,7 +74,7 @@ static const char *write_debits_sql =
 "                             pg_catalog.unnest($13::pg_catalog.int8[])) "
 "                  AS x(id, wallet_id, key, meter, quantity, dims, occurred_at, asset, amount, price_id, "
 "                       cost, revenue, balance_after)), "
-"l AS (INSERT INTO wallet.line (at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
+"l AS (INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
 "      SELECT $19, d.wallet_id, d.asset, d.grant_id, d.event_id, NULL, 'debit', OPERATOR(pg_catalog.-) d.take "
 "        FROM ROWS FROM (pg_catalog.unnest($14::pg_catalog.int8[]), "
 "                        pg_catalog.unnest($15::pg_catalog.int8[]), "

@@ -233,7 +233,7 @@ LineWrite(const Account *acct, TimestampTz at, int64 grant_id, int64 event_id,
 	values[6] = CStringGetTextDatum(kind);
 	values[7] = Int64GetDatum(amount);
 	WalletExec(PLAN_LINE,
-			   "INSERT INTO wallet.line (at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
+			   "INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
 			   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 			   8, argtypes, values, nulls, false, SPI_OK_INSERT);
 }

@@ -168,7 +168,7 @@ wallet_hold(PG_FUNCTION_ARGS)
 					   "WITH h AS (INSERT INTO wallet.hold (wallet_id, asset, amount, idempotency_key, "
 					   "                created_at, expires_at, balance_after) "
 					   "           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id) "
-					   "INSERT INTO wallet.line (at, wallet_id, asset, hold_id, kind, amount) "
+					   "INSERT INTO wallet.line_stored (at, wallet_id, asset, hold_id, kind, amount) "
 					   "SELECT $5, $1, $2, h.id, 'hold', OPERATOR(pg_catalog.-) $3 FROM h RETURNING hold_id",
 					   7, argtypes, values, NULL, false, SPI_OK_INSERT_RETURNING);
 			memset(&res, 0, sizeof(res));

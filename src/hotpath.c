@@ -42,6 +42,7 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "common/int.h"
 #include "executor/executor.h"
@@ -87,7 +88,7 @@ typedef enum HotIndex
 	I__COUNT
 } HotIndex;
 
-#define MAX_COLUMNS 16
+#define MAX_COLUMNS 20
 
 /* a column the hot path uses: its name and type */
 typedef struct HotColumn
@@ -119,9 +120,9 @@ enum
 {
 	E_ID, E_WALLET_ID, E_KEY, E_METER, E_QUANTITY, E_DIMENSIONS, E_OCCURRED_AT,
 	E_RECORDED_AT, E_ASSET, E_AMOUNT, E_PRICE_ID, E_COST, E_REVENUE, E_HOLD_ID,
-	E_BALANCE_AFTER
+	E_BALANCE_AFTER, E_LINE_ID, E_LINE_GRANT_ID
 };
-/* wallet.line */
+/* wallet.line_stored */
 enum
 {
 	L_AT, L_WALLET_ID, L_ASSET, L_GRANT_ID, L_EVENT_ID, L_HOLD_ID, L_KIND, L_AMOUNT
@@ -154,8 +155,8 @@ static const struct
 			{"occurred_at", TIMESTAMPTZOID}, {"recorded_at", TIMESTAMPTZOID},
 			{"asset", TEXTOID}, {"amount", INT8OID}, {"price_id", INT8OID},
 			{"cost", NUMERICOID}, {"revenue", NUMERICOID}, {"hold_id", INT8OID},
-	{"balance_after", INT8OID}}},
-	[T_LINE] = {"line", {{"at", TIMESTAMPTZOID}, {"wallet_id", INT8OID}, {"asset", TEXTOID},
+	{"balance_after", INT8OID}, {"line_id", INT8OID}, {"line_grant_id", INT8OID}}},
+	[T_LINE] = {"line_stored", {{"at", TIMESTAMPTZOID}, {"wallet_id", INT8OID}, {"asset", TEXTOID},
 			{"grant_id", INT8OID}, {"event_id", INT8OID}, {"hold_id", INT8OID},
 	{"kind", TEXTOID}, {"amount", INT8OID}}},
 	[T_HOLD] = {"hold", {{"id", INT8OID}, {"wallet_id", INT8OID}, {"idempotency_key", TEXTOID},
@@ -221,6 +222,7 @@ static struct
 	/* the lock record of each: the write target's when it is one of those */
 	HeldLock   *index_lock[I__COUNT];
 	TupleDesc	key_desc;		/* the row HotKeyFind returns */
+	Oid			line_seq;		/* wallet.line_id_seq: ids of lines carried on events */
 	HTAB	   *wallets;		/* WalletEntry by customer, or NULL */
 }			cache;
 
@@ -554,6 +556,10 @@ CacheBuildGeneration(void)
 		index_close(idx, NoLock);
 	}
 
+	cache.line_seq = get_relname_relid("line_id_seq", nsp);
+	if (!OidIsValid(cache.line_seq))
+		elog(ERROR, "wallet: sequence wallet.line_id_seq is missing");
+
 	cache.key_desc = CreateTemplateTupleDesc(9);
 	TupleDescInitEntry(cache.key_desc, 1, "kind", TEXTOID, -1, 0);
 	TupleDescInitEntry(cache.key_desc, 2, "id", INT8OID, -1, 0);
@@ -865,10 +871,79 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct)
 }
 
 /*
+ * The balance row in slot, locked as SELECT ... FOR NO KEY UPDATE locks it
+ * under READ COMMITTED (nodeLockRows.c): waiting for a concurrent writer,
+ * then its latest version, which goes into slot.  Returns slot.
+ */
+static TupleTableSlot *
+AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
+{
+	ItemPointerData tid = slot->tts_tid;
+	TM_FailureData tmfd;
+	TM_Result	tm;
+
+	tm = table_tuple_lock(arel, &tid, snap, slot, cid, LockTupleNoKeyExclusive,
+						  LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+	if (tm == TM_Deleted)
+		elog(ERROR, "wallet: a balance row was deleted");
+	if (tm != TM_Ok)
+		elog(ERROR, "wallet: unexpected result %d locking a balance row", tm);
+	return slot;
+}
+
+/*
+ * The balance row in slot, updated as `UPDATE wallet.account SET touches =
+ * touches + 1` updates it under REPEATABLE READ or SERIALIZABLE
+ * (nodeModifyTable.c): waiting for a concurrent writer, and failing if that
+ * one committed a change.  Returns the new version, in a new slot.
+ */
+static TupleTableSlot *
+AccountTouch(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
+{
+	ItemPointerData tid = slot->tts_tid;
+	int			touches_col = ATT(T_ACCOUNT, A_TOUCHES);
+	TupleTableSlot *newslot = MakeSingleTupleTableSlot(RelationGetDescr(arel), &TTSOpsHeapTuple);
+	TM_FailureData tmfd;
+	TM_Result	tm;
+	LockTupleMode lockmode;
+	bool		update_indexes;
+	bool		isnull;
+	int64		t;
+
+	if (pg_add_s64_overflow(SlotInt64(slot, touches_col, &isnull), 1, &t))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("bigint out of range")));
+	ExecStoreHeapTuple(WithInt64(ExecFetchSlotHeapTuple(slot, false, NULL), RelationGetDescr(arel),
+								 touches_col, t),
+					   newslot, true);
+	tm = table_tuple_update(arel, &tid, newslot, cid, snap, InvalidSnapshot, true,
+							&tmfd, &lockmode, &update_indexes);
+	if (tm == TM_Updated || tm == TM_Deleted)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update")));
+	if (tm != TM_Ok)
+		elog(ERROR, "wallet: unexpected result %d updating a balance row", tm);
+	if (update_indexes)
+		IndexNewVersion(arel, T_ACCOUNT, newslot, NULL);
+	return newslot;
+}
+
+/*
  * Lock the balance row of a wallet in an asset, found by customer (when not
- * NULL) or by wallet id, as `UPDATE wallet.account SET touches = touches + 1`
- * would, and read it into acct.  Returns HOT_LOCKED, HOT_NO_WALLET or
- * HOT_NO_ACCOUNT (the wallet has no balance row in the asset yet).
+ * NULL) or by wallet id, and read it into acct.  Under READ COMMITTED the row
+ * is locked as `SELECT ... FOR NO KEY UPDATE` locks it (waiting for a
+ * concurrent writer, then locking its latest version): every read under the
+ * lock takes a fresh snapshot, and a lock writes no new row version (no
+ * dead row for pruning to clear, less WAL).  Under REPEATABLE READ and
+ * SERIALIZABLE it is updated, as `UPDATE wallet.account SET touches =
+ * touches + 1` would, so that a later caller with an older snapshot fails
+ * instead of drawing from what that snapshot saw.  (A READ COMMITTED debit
+ * committed after such a snapshot changed a grant row or the overdraft, which
+ * the older caller then fails to write: the same serialization failure.)
+ * Returns HOT_LOCKED, HOT_NO_WALLET or HOT_NO_ACCOUNT (the wallet has no
+ * balance row in the asset yet).
  */
 HotLockResult
 HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Account *acct)
@@ -876,18 +951,11 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	Relation	arel;
 	Relation	aidx;
 	TupleTableSlot *slot;
-	TupleTableSlot *newslot;
+	TupleTableSlot *newslot = NULL;
+	TupleTableSlot *row;
 	ScanKeyData keys[2];
 	Snapshot	snap;
-	TM_FailureData tmfd;
-	TM_Result	tm;
-	LockTupleMode lockmode;
-	bool		update_indexes;
 	bool		isnull;
-	HeapTuple	newtup;
-	int			touches_col;
-	ItemPointerData tid;
-	int64		t;
 	CommandId	cid;
 
 	PreventCommandIfReadOnly("UPDATE");
@@ -918,65 +986,27 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 		return HOT_NO_ACCOUNT;
 	}
 
-	/*
-	 * touches + 1, as UPDATE does it (nodeModifyTable.c): the update waits for
-	 * a concurrent writer of the row; if that one committed, READ COMMITTED
-	 * locks the row's latest version and updates that, REPEATABLE READ fails.
-	 * The lock is a write, so REPEATABLE READ callers that come later see a
-	 * conflict too.
-	 */
 	cid = GetCurrentCommandId(true);
-	tid = slot->tts_tid;
-	touches_col = ATT(T_ACCOUNT, A_TOUCHES);
-	newslot = MakeSingleTupleTableSlot(RelationGetDescr(arel), &TTSOpsHeapTuple);
-	for (;;)
-	{
-		if (pg_add_s64_overflow(SlotInt64(slot, touches_col, &isnull), 1, &t))
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("bigint out of range")));
-		newtup = WithInt64(ExecFetchSlotHeapTuple(slot, false, NULL), RelationGetDescr(arel),
-						   touches_col, t);
-		ExecStoreHeapTuple(newtup, newslot, true);
-		tm = table_tuple_update(arel, &tid, newslot, cid, snap, InvalidSnapshot, true,
-								&tmfd, &lockmode, &update_indexes);
-		if (tm == TM_Ok)
-			break;
-		if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize access due to concurrent update")));
-		if (tm == TM_Deleted)
-			elog(ERROR, "wallet: balance row of wallet " INT64_FORMAT " was deleted",
-				 acct->wallet_id);
-		if (tm != TM_Updated)
-			elog(ERROR, "wallet: unexpected result %d updating a balance row", tm);
-		/* committed meanwhile: lock the latest version and update that */
-		tm = table_tuple_lock(arel, &tid, snap, slot, cid, lockmode, LockWaitBlock,
-							  TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
-		if (tm == TM_Deleted)
-			elog(ERROR, "wallet: balance row of wallet " INT64_FORMAT " was deleted",
-				 acct->wallet_id);
-		if (tm != TM_Ok)
-			elog(ERROR, "wallet: unexpected result %d locking a balance row", tm);
-	}
-	if (update_indexes)
-		IndexNewVersion(arel, T_ACCOUNT, newslot, NULL);
+	if (IsolationUsesXactSnapshot())
+		row = newslot = AccountTouch(arel, slot, snap, cid);
+	else
+		row = AccountRowLock(arel, slot, snap, cid);
 
 	strlcpy(acct->asset, asset->code, sizeof(acct->asset));
 	acct->scale = asset->scale;
-	acct->overdraft_limit = SlotInt64(newslot, ATT(T_ACCOUNT, A_OVERDRAFT_LIMIT), &isnull);
-	acct->low_balance = SlotInt64(newslot, ATT(T_ACCOUNT, A_LOW_BALANCE), &isnull);
+	acct->overdraft_limit = SlotInt64(row, ATT(T_ACCOUNT, A_OVERDRAFT_LIMIT), &isnull);
+	acct->low_balance = SlotInt64(row, ATT(T_ACCOUNT, A_LOW_BALANCE), &isnull);
 	acct->has_low_balance = !isnull;
-	acct->max_holds = DatumGetInt32(slot_getattr(newslot, ATT(T_ACCOUNT, A_MAX_HOLDS), &isnull));
+	acct->max_holds = DatumGetInt32(slot_getattr(row, ATT(T_ACCOUNT, A_MAX_HOLDS), &isnull));
 	acct->has_max_holds = !isnull;
-	acct->overdraft = SlotInt64(newslot, ATT(T_ACCOUNT, A_OVERDRAFT), &isnull);
-	acct->held = SlotInt64(newslot, ATT(T_ACCOUNT, A_HELD), &isnull);
-	acct->holds_open = DatumGetInt32(slot_getattr(newslot, ATT(T_ACCOUNT, A_HOLDS_OPEN), &isnull));
-	acct->caps = DatumGetInt32(slot_getattr(newslot, ATT(T_ACCOUNT, A_CAPS), &isnull));
+	acct->overdraft = SlotInt64(row, ATT(T_ACCOUNT, A_OVERDRAFT), &isnull);
+	acct->held = SlotInt64(row, ATT(T_ACCOUNT, A_HELD), &isnull);
+	acct->holds_open = DatumGetInt32(slot_getattr(row, ATT(T_ACCOUNT, A_HOLDS_OPEN), &isnull));
+	acct->caps = DatumGetInt32(slot_getattr(row, ATT(T_ACCOUNT, A_CAPS), &isnull));
 	acct->locked = true;
 
-	ExecDropSingleTupleTableSlot(newslot);
+	if (newslot != NULL)
+		ExecDropSingleTupleTableSlot(newslot);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(aidx, NoLock);
 	table_close(arel, NoLock);
@@ -1212,21 +1242,58 @@ InsertRow(EState *estate, ResultRelInfo *rri, HotTable t, TupleTableSlot *slot,
 		ExecDropSingleTupleTableSlot(stored);
 }
 
+/* one row of wallet.line_stored per draw of a debit (HotDebitWrite) */
+static void
+StoreLines(EState *estate, ResultRelInfo *lrri, const HotDebit *w, int64 event_id, CommandId cid)
+{
+	Relation	lrel = lrri->ri_RelationDesc;
+	TupleDesc	desc = RelationGetDescr(lrel);
+	TupleTableSlot *slot = table_slot_create(lrel, NULL);
+	bool		set[MaxHeapAttributeNumber];
+
+	for (int i = 0; i < w->nlines; i++)
+	{
+		ExecClearTuple(slot);
+		memset(set, 0, sizeof(bool) * desc->natts);
+#define SET(col, value, null) \
+	do { \
+		AttrNumber a_ = ATT(T_LINE, col) - 1; \
+		slot->tts_isnull[a_] = (null); \
+		slot->tts_values[a_] = (null) ? (Datum) 0 : (value); \
+		set[a_] = true; \
+	} while (0)
+		SET(L_AT, TimestampTzGetDatum(w->now), false);
+		SET(L_WALLET_ID, Int64GetDatum(w->wallet_id), false);
+		SET(L_ASSET, CStringGetTextDatum(w->asset), false);
+		SET(L_GRANT_ID, Int64GetDatum(w->grant_ids[i]), w->grant_ids[i] == 0);
+		SET(L_EVENT_ID, Int64GetDatum(event_id), false);
+		SET(L_HOLD_ID, Int64GetDatum(w->hold_id), w->hold_id == 0);
+		SET(L_KIND, CStringGetTextDatum("debit"), false);
+		SET(L_AMOUNT, Int64GetDatum(-w->takes[i]), false);
+#undef SET
+		InsertRow(estate, lrri, T_LINE, slot, set, cid);
+		ResetPerTupleExprContext(estate);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+}
+
 /*
  * Write an approved debit: the event, each drawn grant's new remaining and
  * one ledger line per draw (grant_id 0: the overdraft part), as the write
- * statement of debit.c did.  Returns the event id.
+ * statement of debit.c did.  A debit drawn from one source has one line,
+ * carried on the event row (line_id, line_grant_id; wallet.line shows it):
+ * no row of wallet.line_stored.  Returns the event id.
  */
 int64
 HotDebitWrite(const HotDebit *w)
 {
 	Relation	erel;
 	Relation	grel;
-	Relation	lrel;
+	Relation	lrel = NULL;
 	Relation	gpk = NULL;
 	EState	   *estate;
 	ResultRelInfo *erri;
-	ResultRelInfo *lrri;
+	ResultRelInfo *lrri = NULL;
 	ResultRelInfo *grri = NULL;
 	TupleTableSlot *slot;
 	TupleTableSlot *gslot;
@@ -1238,20 +1305,24 @@ HotDebitWrite(const HotDebit *w)
 	Numeric		revenue = int64_to_numeric(0);
 	int64		event_id;
 	bool		isnull;
+	bool		carried = w->nlines == 1 && w->takes[0] == w->amount;
 
 	snap = PushFreshSnapshot();
 	erel = OpenTable(T_EVENT, RowExclusiveLock);
 	grel = OpenTable(T_GRANT, RowExclusiveLock);
-	lrel = OpenTable(T_LINE, RowExclusiveLock);
 	CheckPrivilege(T_EVENT, ACL_INSERT);
-	CheckPrivilege(T_LINE, ACL_INSERT);
 	if (w->nlines > 0)
 		CheckPrivilege(T_GRANT, ACL_SELECT | ACL_UPDATE);
 	cid = GetCurrentCommandId(true);
 	estate = CreateExecutorState();
 	estate->es_output_cid = cid;
 	erri = WriteTarget(estate, erel, T_EVENT, true);
-	lrri = WriteTarget(estate, lrel, T_LINE, true);
+	if (w->nlines > 0 && !carried)
+	{
+		lrel = OpenTable(T_LINE, RowExclusiveLock);
+		CheckPrivilege(T_LINE, ACL_INSERT);
+		lrri = WriteTarget(estate, lrel, T_LINE, true);
+	}
 
 	/* revenue: sum(take * unit_revenue) * one minor unit, as numeric */
 	for (int i = 0; i < w->nlines; i++)
@@ -1288,6 +1359,8 @@ HotDebitWrite(const HotDebit *w)
 	SET(E_REVENUE, NumericGetDatum(revenue), false);
 	SET(E_HOLD_ID, Int64GetDatum(w->hold_id), w->hold_id == 0);
 	SET(E_BALANCE_AFTER, Int64GetDatum(w->balance_after), false);
+	SET(E_LINE_ID, Int64GetDatum(nextval_internal(cache.line_seq, true)), !carried);
+	SET(E_LINE_GRANT_ID, Int64GetDatum(w->grant_ids[0]), !carried || w->grant_ids[0] == 0);
 #undef SET
 	InsertRow(estate, erri, T_EVENT, slot, set, cid);
 	event_id = DatumGetInt64(slot_getattr(slot, ATT(T_EVENT, E_ID), &isnull));
@@ -1345,6 +1418,16 @@ HotDebitWrite(const HotDebit *w)
 			ExecConstraints(grri, gnew, estate);
 		tm = table_tuple_update(grel, &gslot->tts_tid, gnew, cid, snap, InvalidSnapshot, true,
 								&tmfd, &lockmode, &update_indexes);
+		if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
+		{
+			/*
+			 * A READ COMMITTED debit (which only locks the balance row)
+			 * drew from this grant after our snapshot was taken.
+			 */
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update")));
+		}
 		if (tm != TM_Ok)
 			elog(ERROR, "wallet: grant " INT64_FORMAT " changed under the balance lock (%d)",
 				 w->grant_ids[i], tm);
@@ -1354,42 +1437,20 @@ HotDebitWrite(const HotDebit *w)
 	ExecDropSingleTupleTableSlot(gnew);
 	ExecDropSingleTupleTableSlot(gslot);
 
-	/* the ledger lines */
-	desc = RelationGetDescr(lrel);
-	slot = table_slot_create(lrel, NULL);
-	for (int i = 0; i < w->nlines; i++)
+	/* the ledger lines (none to store when the event carries its line) */
+	if (lrel != NULL)
 	{
-		ExecClearTuple(slot);
-		memset(set, 0, sizeof(bool) * desc->natts);
-#define SET(col, value, null) \
-	do { \
-		AttrNumber a_ = ATT(T_LINE, col) - 1; \
-		slot->tts_isnull[a_] = (null); \
-		slot->tts_values[a_] = (null) ? (Datum) 0 : (value); \
-		set[a_] = true; \
-	} while (0)
-		SET(L_AT, TimestampTzGetDatum(w->now), false);
-		SET(L_WALLET_ID, Int64GetDatum(w->wallet_id), false);
-		SET(L_ASSET, CStringGetTextDatum(w->asset), false);
-		SET(L_GRANT_ID, Int64GetDatum(w->grant_ids[i]), w->grant_ids[i] == 0);
-		SET(L_EVENT_ID, Int64GetDatum(event_id), false);
-		SET(L_HOLD_ID, Int64GetDatum(w->hold_id), w->hold_id == 0);
-		SET(L_KIND, CStringGetTextDatum("debit"), false);
-		SET(L_AMOUNT, Int64GetDatum(-w->takes[i]), false);
-#undef SET
-		InsertRow(estate, lrri, T_LINE, slot, set, cid);
-		ResetPerTupleExprContext(estate);
+		StoreLines(estate, lrri, w, event_id, cid);
+		CloseTarget(lrri);
+		table_close(lrel, NoLock);
 	}
-	ExecDropSingleTupleTableSlot(slot);
 
 	CloseTarget(erri);
-	CloseTarget(lrri);
 	FreeExecutorState(estate);
 	if (gpk)
 		index_close(gpk, NoLock);
 	table_close(erel, NoLock);
 	table_close(grel, NoLock);
-	table_close(lrel, NoLock);
 	PopActiveSnapshot();
 	CommandCounterIncrement();
 	return event_id;

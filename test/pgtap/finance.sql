@@ -28,7 +28,7 @@
 \set ON_ERROR_STOP 1
 \set QUIET 1
 SET client_min_messages = warning;
-SELECT plan(63);
+SELECT plan(66);
 
 SELECT wallet_create_asset('tokens', 0, 0.01) \g /dev/null
 SELECT wallet_create(c) FROM unnest(array['acme', 'bolt', 'cobalt']) c \g /dev/null
@@ -266,7 +266,11 @@ SELECT throws_ok('DELETE FROM wallet.event', '42501', NULL, 'events are never de
 SELECT throws_ok('TRUNCATE wallet.event CASCADE', '42501', NULL, 'nor truncated');
 SELECT throws_ok('UPDATE wallet.line SET amount = 0', '42501', NULL, 'ledger lines are never updated');
 SELECT throws_ok('DELETE FROM wallet.line', '42501', NULL, 'nor deleted');
-SELECT throws_ok('TRUNCATE wallet.line', '42501', NULL, 'nor truncated');
+SELECT throws_ok('TRUNCATE wallet.line', '42809', NULL, 'nor truncated (wallet.line is a view)');
+-- the stored lines under the view: the same
+SELECT throws_ok('UPDATE wallet.line_stored SET amount = 0', '42501', NULL, 'stored lines are never updated');
+SELECT throws_ok('DELETE FROM wallet.line_stored', '42501', NULL, 'nor deleted');
+SELECT throws_ok('TRUNCATE wallet.line_stored', '42501', NULL, 'nor truncated');
 SELECT throws_ok('UPDATE wallet.refund SET reason = NULL', '42501', NULL, 'refunds are never changed');
 
 SELECT is_empty('SELECT * FROM wallet_verify()', 'consistent');

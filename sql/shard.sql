@@ -59,6 +59,9 @@ SELECT problem, detail FROM wallet_shard_check() ORDER BY detail;
 SELECT count(*) AS problems FROM wallet_verify();
 SELECT wallet_shard_prune();
 SELECT customer FROM wallet.wallet ORDER BY customer;
+-- this session's hot path had 'before' cached: once pruned, it has no wallet here
+-- (WL001, not a foreign key error from the balance row the debit would create)
+SELECT * FROM wallet_debit('before', 'credits', 1, 'after-prune');
 SELECT count(*) AS lines FROM wallet.line;
 SELECT count(*) AS events FROM wallet.event;
 SELECT * FROM wallet_shard_check();

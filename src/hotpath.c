@@ -799,10 +799,12 @@ IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
 
 /*
  * The wallet of a customer (when not NULL) or with an id: its id, customer
- * and status into acct.  False if there is none.
+ * and status into acct.  False if there is none.  *cached: it came from what
+ * this backend kept (the caller may ask again with use_cache false).
  */
 static bool
-WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct)
+WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct,
+		   bool use_cache, bool *cached)
 {
 	Relation	wrel;
 	Relation	widx;
@@ -813,14 +815,16 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct)
 	bool		cacheable = customer != NULL && strlen(customer) < WALLET_KEY_SIZE;
 	char		ckey[WALLET_KEY_SIZE];
 
+	*cached = false;
 	if (cacheable)
 	{
 		memset(ckey, 0, sizeof(ckey));
 		strlcpy(ckey, customer, sizeof(ckey));
 		if (cache.wallets != NULL)
-			we = hash_search(cache.wallets, ckey, HASH_FIND, NULL);
-		if (we != NULL)
+			we = hash_search(cache.wallets, ckey, use_cache ? HASH_FIND : HASH_REMOVE, NULL);
+		if (we != NULL && use_cache)
 		{
+			*cached = true;
 			acct->wallet_id = we->wallet_id;
 			acct->customer = pstrdup(customer);
 			strlcpy(acct->status, we->status, sizeof(acct->status));
@@ -956,6 +960,8 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	ScanKeyData keys[2];
 	Snapshot	snap;
 	bool		isnull;
+	bool		use_cache = true;
+	bool		cached;
 	CommandId	cid;
 
 	PreventCommandIfReadOnly("UPDATE");
@@ -965,25 +971,35 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	aidx = OpenIndex(I_ACCOUNT_PKEY, AccessShareLock);
 	CheckPrivilege(T_WALLET, ACL_SELECT);
 	CheckPrivilege(T_ACCOUNT, ACL_SELECT | ACL_UPDATE);
-	if (!WalletFind(customer, wallet_id, snap, acct))
-	{
-		index_close(aidx, NoLock);
-		table_close(arel, NoLock);
-		PopActiveSnapshot();
-		return HOT_NO_WALLET;
-	}
-
-	/* its balance row in the asset */
 	slot = table_slot_create(arel, NULL);
-	Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
-	Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(asset->code));
-	if (!IndexFetch(arel, aidx, snap, keys, 2, slot))
+	for (;;)
 	{
-		ExecDropSingleTupleTableSlot(slot);
-		index_close(aidx, NoLock);
-		table_close(arel, NoLock);
-		PopActiveSnapshot();
-		return HOT_NO_ACCOUNT;
+		HotLockResult none = HOT_NO_WALLET;
+
+		/* the wallet, then its balance row in the asset */
+		if (WalletFind(customer, wallet_id, snap, acct, use_cache, &cached))
+		{
+			Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
+			Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(asset->code));
+			if (IndexFetch(arel, aidx, snap, keys, 2, slot))
+				break;
+			none = HOT_NO_ACCOUNT;
+		}
+		if (!cached)
+		{
+			ExecDropSingleTupleTableSlot(slot);
+			index_close(aidx, NoLock);
+			table_close(arel, NoLock);
+			PopActiveSnapshot();
+			return none;
+		}
+
+		/*
+		 * No balance row for the wallet id this backend kept: that wallet
+		 * may be gone (a shard's prune runs without triggers, so no
+		 * invalidation said so).  Look it up again.
+		 */
+		use_cache = false;
 	}
 
 	cid = GetCurrentCommandId(true);

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# bench/callgrind.sh: instructions per call of the floor and of
+# wallet_authorize_debit, counted by valgrind's callgrind in one backend.
+#
+#   bench/callgrind.sh [--keep]
+#
+# Instruction counts do not depend on what else the machine is doing, so they
+# show what a change to the hot path saves where tps on a shared machine
+# cannot.  Loads bench/load.sql (1,000 wallets), stops the server and runs a
+# single-user backend (postgres --single) under callgrind twice per contender:
+# 300 warm-up calls then 200, and 300 then 1,200, of a prepared statement
+# (customers spread over the 1,000); the difference of the two totals over
+# 1,000 calls is the cost of one call, with start-up and warm-up cancelled
+# out.  Single-user mode reads each EXECUTE as a statement, so both counts
+# include that parse (about the same for both).  Prints both and the ratio.
+# --keep leaves the callgrind files in bench/out/ for callgrind_annotate.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source test/lib.sh
+
+keep=0
+[[ ${1:-} == --keep ]] && keep=1
+command -v valgrind >/dev/null || { echo "bench/callgrind.sh: needs valgrind" >&2; exit 2; }
+
+out=$PWD/bench/out
+mkdir -p "$out"
+chmod 777 "$out"
+
+echo "== build and install into $PGBIN"
+build_install
+start_cluster cg
+createdb cg
+psql -X -q -At -v ON_ERROR_STOP=1 -v wallets=1000 -d cg -f bench/load.sql
+stop_cluster cg
+data=$cg_DIR/data
+
+# statements NAME CALLS: the prepared statement, 300 warm-up calls, CALLS more
+statements() {
+  local name=$1 n=$2 i c
+  if [[ $name == ext ]]; then
+    echo "PREPARE s(text, text) AS SELECT * FROM wallet_authorize_debit(\$1, 'api.call', 1, \$2)"
+  else
+    echo "PREPARE s(int) AS WITH u AS (UPDATE floor.balance SET amount = amount - 1 WHERE id = \$1 RETURNING id, amount) INSERT INTO floor.log (balance_id, delta, balance_after) SELECT id, -1, amount FROM u"
+  fi
+  for ((i = 1; i <= 300 + n; i++)); do
+    c=$(( (i * 7919) % 1000 + 1 ))
+    if [[ $name == ext ]]; then
+      echo "EXECUTE s('$c', 'cg-$n-$i')"
+    else
+      echo "EXECUTE s($c)"
+    fi
+  done
+}
+
+declare -A per_call=()
+for name in floor ext; do
+  declare -A total=()
+  for n in 200 1200; do
+    statements "$name" "$n" >"$out/callgrind-$name-$n.sql"
+    chmod 644 "$out/callgrind-$name-$n.sql"
+    as_pg valgrind --tool=callgrind --callgrind-out-file="$out/callgrind-$name-$n.out" \
+      "$PGBIN/postgres" --single -D "$data" -c fsync=off cg \
+      <"$out/callgrind-$name-$n.sql" >/dev/null 2>"$out/callgrind-$name-$n.err"
+    total[$n]=$(awk '/^(summary|totals):/ { print $2; exit }' "$out/callgrind-$name-$n.out")
+  done
+  per_call[$name]=$(( (total[1200] - total[200]) / 1000 ))
+  unset total
+  printf '%-6s %8d instructions per call\n' "$name" "${per_call[$name]}"
+done
+awk -v f="${per_call[floor]}" -v e="${per_call[ext]}" 'BEGIN { printf "ext/floor  %.2f (instructions)\n", e / f }'
+((keep)) || rm -f "$out"/callgrind-*

@@ -1258,6 +1258,19 @@ InsertRow(EState *estate, ResultRelInfo *rri, HotTable t, TupleTableSlot *slot,
 		ExecDropSingleTupleTableSlot(stored);
 }
 
+/*
+ * Column col of table t in the row being built for InsertRow: slot's value
+ * and null flag, and set[] (the caller's locals slot and set).  value is not
+ * evaluated when null is true.
+ */
+#define SET_COLUMN(t, col, value, null) \
+	do { \
+		AttrNumber a_ = ATT((t), (col)) - 1; \
+		slot->tts_isnull[a_] = (null); \
+		slot->tts_values[a_] = (null) ? (Datum) 0 : (value); \
+		set[a_] = true; \
+	} while (0)
+
 /* one row of wallet.line_stored per draw of a debit (HotDebitWrite) */
 static void
 StoreLines(EState *estate, ResultRelInfo *lrri, const HotDebit *w, int64 event_id, CommandId cid)
@@ -1271,22 +1284,14 @@ StoreLines(EState *estate, ResultRelInfo *lrri, const HotDebit *w, int64 event_i
 	{
 		ExecClearTuple(slot);
 		memset(set, 0, sizeof(bool) * desc->natts);
-#define SET(col, value, null) \
-	do { \
-		AttrNumber a_ = ATT(T_LINE, col) - 1; \
-		slot->tts_isnull[a_] = (null); \
-		slot->tts_values[a_] = (null) ? (Datum) 0 : (value); \
-		set[a_] = true; \
-	} while (0)
-		SET(L_AT, TimestampTzGetDatum(w->now), false);
-		SET(L_WALLET_ID, Int64GetDatum(w->wallet_id), false);
-		SET(L_ASSET, CStringGetTextDatum(w->asset), false);
-		SET(L_GRANT_ID, Int64GetDatum(w->grant_ids[i]), w->grant_ids[i] == 0);
-		SET(L_EVENT_ID, Int64GetDatum(event_id), false);
-		SET(L_HOLD_ID, Int64GetDatum(w->hold_id), w->hold_id == 0);
-		SET(L_KIND, CStringGetTextDatum("debit"), false);
-		SET(L_AMOUNT, Int64GetDatum(-w->takes[i]), false);
-#undef SET
+		SET_COLUMN(T_LINE, L_AT, TimestampTzGetDatum(w->now), false);
+		SET_COLUMN(T_LINE, L_WALLET_ID, Int64GetDatum(w->wallet_id), false);
+		SET_COLUMN(T_LINE, L_ASSET, CStringGetTextDatum(w->asset), false);
+		SET_COLUMN(T_LINE, L_GRANT_ID, Int64GetDatum(w->grant_ids[i]), w->grant_ids[i] == 0);
+		SET_COLUMN(T_LINE, L_EVENT_ID, Int64GetDatum(event_id), false);
+		SET_COLUMN(T_LINE, L_HOLD_ID, Int64GetDatum(w->hold_id), w->hold_id == 0);
+		SET_COLUMN(T_LINE, L_KIND, CStringGetTextDatum("debit"), false);
+		SET_COLUMN(T_LINE, L_AMOUNT, Int64GetDatum(-w->takes[i]), false);
 		InsertRow(estate, lrri, T_LINE, slot, set, cid);
 		ResetPerTupleExprContext(estate);
 	}
@@ -1354,30 +1359,25 @@ HotDebitWrite(const HotDebit *w)
 	slot = table_slot_create(erel, NULL);
 	ExecClearTuple(slot);
 	memset(set, 0, sizeof(bool) * desc->natts);
-#define SET(col, value, null) \
-	do { \
-		AttrNumber a_ = ATT(T_EVENT, col) - 1; \
-		slot->tts_isnull[a_] = (null); \
-		slot->tts_values[a_] = (null) ? (Datum) 0 : (value); \
-		set[a_] = true; \
-	} while (0)
-	SET(E_WALLET_ID, Int64GetDatum(w->wallet_id), false);
-	SET(E_KEY, w->key ? CStringGetTextDatum(w->key) : 0, w->key == NULL);
-	SET(E_METER, w->meter ? CStringGetTextDatum(w->meter) : 0, w->meter == NULL);
-	SET(E_QUANTITY, NumericGetDatum(w->quantity), w->quantity == NULL);
-	SET(E_DIMENSIONS, JsonbPGetDatum(w->dims), w->dims == NULL);
-	SET(E_OCCURRED_AT, TimestampTzGetDatum(w->occurred_at), false);
-	SET(E_RECORDED_AT, TimestampTzGetDatum(w->now), false);
-	SET(E_ASSET, CStringGetTextDatum(w->asset), false);
-	SET(E_AMOUNT, Int64GetDatum(w->amount), false);
-	SET(E_PRICE_ID, Int64GetDatum(w->price_id), w->price_id == 0);
-	SET(E_COST, NumericGetDatum(w->cost), w->cost == NULL);
-	SET(E_REVENUE, NumericGetDatum(revenue), false);
-	SET(E_HOLD_ID, Int64GetDatum(w->hold_id), w->hold_id == 0);
-	SET(E_BALANCE_AFTER, Int64GetDatum(w->balance_after), false);
-	SET(E_LINE_ID, Int64GetDatum(nextval_internal(cache.line_seq, true)), !carried);
-	SET(E_LINE_GRANT_ID, Int64GetDatum(w->grant_ids[0]), !carried || w->grant_ids[0] == 0);
-#undef SET
+	SET_COLUMN(T_EVENT, E_WALLET_ID, Int64GetDatum(w->wallet_id), false);
+	SET_COLUMN(T_EVENT, E_KEY, w->key ? CStringGetTextDatum(w->key) : 0, w->key == NULL);
+	SET_COLUMN(T_EVENT, E_METER, w->meter ? CStringGetTextDatum(w->meter) : 0, w->meter == NULL);
+	SET_COLUMN(T_EVENT, E_QUANTITY, NumericGetDatum(w->quantity), w->quantity == NULL);
+	SET_COLUMN(T_EVENT, E_DIMENSIONS, JsonbPGetDatum(w->dims), w->dims == NULL);
+	SET_COLUMN(T_EVENT, E_OCCURRED_AT, TimestampTzGetDatum(w->occurred_at), false);
+	SET_COLUMN(T_EVENT, E_RECORDED_AT, TimestampTzGetDatum(w->now), false);
+	SET_COLUMN(T_EVENT, E_ASSET, CStringGetTextDatum(w->asset), false);
+	SET_COLUMN(T_EVENT, E_AMOUNT, Int64GetDatum(w->amount), false);
+	SET_COLUMN(T_EVENT, E_PRICE_ID, Int64GetDatum(w->price_id), w->price_id == 0);
+	SET_COLUMN(T_EVENT, E_COST, NumericGetDatum(w->cost), w->cost == NULL);
+	SET_COLUMN(T_EVENT, E_REVENUE, NumericGetDatum(revenue), false);
+	SET_COLUMN(T_EVENT, E_HOLD_ID, Int64GetDatum(w->hold_id), w->hold_id == 0);
+	SET_COLUMN(T_EVENT, E_BALANCE_AFTER, Int64GetDatum(w->balance_after), false);
+	/* the line it carries, when it has one line: an id in the order of all lines */
+	SET_COLUMN(T_EVENT, E_LINE_ID, Int64GetDatum(nextval_internal(cache.line_seq, true)),
+			   !carried);
+	SET_COLUMN(T_EVENT, E_LINE_GRANT_ID, Int64GetDatum(w->grant_ids[0]),
+			   !carried || w->grant_ids[0] == 0);
 	InsertRow(estate, erri, T_EVENT, slot, set, cid);
 	event_id = DatumGetInt64(slot_getattr(slot, ATT(T_EVENT, E_ID), &isnull));
 	if (isnull)

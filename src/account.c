@@ -16,8 +16,9 @@
  * the order it is given (wallet id, then asset), which is the same in every
  * batch, so two batches never wait for each other in a circle.  An UPDATE
  * cannot be ordered; SELECT ... ORDER BY ... FOR NO KEY UPDATE takes the
- * same row lock as the UPDATE above (and under REPEATABLE READ fails the same
- * way on a concurrent change), one row after the other in that order.
+ * same row lock as the single call, one row after the other in that order
+ * (under REPEATABLE READ it fails on a concurrent update of the row, and a
+ * batch fails on the grant rows a concurrent READ COMMITTED debit wrote).
  */
 #include "wallet.h"
 

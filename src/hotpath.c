@@ -10,9 +10,12 @@
  * operations go to the table and index access methods directly, doing what
  * the executor would have done on the way:
  *	 - privileges are checked as the statements would have checked them;
- *	 - the balance row is locked as UPDATE locks it: waiting for a concurrent
- *	   writer, then following the update chain under READ COMMITTED, or
- *	   failing with a serialization error under REPEATABLE READ;
+ *	 - the balance row is locked as SELECT ... FOR NO KEY UPDATE locks it
+ *	   under READ COMMITTED (waiting for a concurrent writer, then locking the
+ *	   latest version), and updated as UPDATE updates it under REPEATABLE
+ *	   READ (failing with a serialization error after a concurrent change);
+ *	 - a debit drawn from one source carries its one ledger line on the event
+ *	   row (wallet.line is a view; wallet--1.0.sql) instead of storing a row;
  *	 - what is read under the lock is read with a snapshot taken after it,
  *	   so a call that waited sees what the call before it committed;
  *	 - inserts fill unset columns from their defaults, fire BEFORE ROW INSERT

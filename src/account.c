@@ -23,7 +23,6 @@
 #include "wallet.h"
 
 #include "catalog/pg_type.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 
 #define ACCOUNT_COLUMNS \
@@ -147,16 +146,12 @@ void
 WalletIdsOf(int n, const char *const *customers, int64 *wallet_ids)
 {
 	static const Oid argtypes[1] = {TEXTARRAYOID};
-	Datum	   *c = palloc(sizeof(Datum) * Max(n, 1));
 	Datum		values[1];
 	SPITupleTable *tt;
 
 	for (int i = 0; i < n; i++)
-	{
-		c[i] = CStringGetTextDatum(customers[i]);
 		wallet_ids[i] = 0;
-	}
-	values[0] = PointerGetDatum(construct_array(c, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[0] = TextArrayDatum(customers, n);
 	WalletExec(PLAN_FIND_WALLETS,
 			   "SELECT k.i, w.id FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS k(c, i) "
 			   "  JOIN wallet.wallet w ON w.customer OPERATOR(pg_catalog.=) k.c",
@@ -184,19 +179,15 @@ void
 AccountLockMany(int n, const int64 *wallet_ids, const AssetInfo *const *assets, Account *accts)
 {
 	static const Oid argtypes[2] = {INT8ARRAYOID, TEXTARRAYOID};
-	Datum	   *w = palloc(sizeof(Datum) * Max(n, 1));
-	Datum	   *a = palloc(sizeof(Datum) * Max(n, 1));
+	const char **codes = palloc(sizeof(char *) * Max(n, 1));
 	Datum		values[2];
 	SPITupleTable *tt;
 	int			icol;
 
 	for (int i = 0; i < n; i++)
-	{
-		w[i] = Int64GetDatum(wallet_ids[i]);
-		a[i] = CStringGetTextDatum(assets[i]->code);
-	}
-	values[0] = PointerGetDatum(construct_array(w, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	values[1] = PointerGetDatum(construct_array(a, n, TEXTOID, -1, false, TYPALIGN_INT));
+		codes[i] = assets[i]->code;
+	values[0] = Int8ArrayDatum(wallet_ids, n);
+	values[1] = TextArrayDatum(codes, n);
 	WalletExec(PLAN_CREATE_ACCOUNTS,
 			   "INSERT INTO wallet.account (wallet_id, asset) "
 			   "SELECT k.kw, k.ka "

@@ -260,20 +260,14 @@ StoredFetchMany(int n, const int64 *wallet_ids, const char *const *keys,
 				StoredRequest **found, MemoryContext cxt)
 {
 	static const Oid argtypes[2] = {INT8ARRAYOID, TEXTARRAYOID};
-	Datum	   *w = palloc(sizeof(Datum) * Max(n, 1));
-	Datum	   *k = palloc(sizeof(Datum) * Max(n, 1));
 	Datum		values[2];
 	SPITupleTable *tt;
 	MemoryContext old;
 
 	for (int i = 0; i < n; i++)
-	{
-		w[i] = Int64GetDatum(wallet_ids[i]);
-		k[i] = CStringGetTextDatum(keys[i]);
 		found[i] = NULL;
-	}
-	values[0] = PointerGetDatum(construct_array(w, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	values[1] = PointerGetDatum(construct_array(k, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[0] = Int8ArrayDatum(wallet_ids, n);
+	values[1] = TextArrayDatum(keys, n);
 	WalletExec(PLAN_IDEMPOTENCY_MANY, idempotency_many_sql, 2, argtypes, values, NULL, true,
 			   SPI_OK_SELECT);
 	tt = SPI_tuptable;

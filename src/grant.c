@@ -17,7 +17,6 @@
 #include "common/int.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -355,8 +354,8 @@ void
 GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets, MemoryContext cxt)
 {
 	static const Oid argtypes[2] = {INT8ARRAYOID, TEXTARRAYOID};
-	Datum	   *w = palloc(sizeof(Datum) * Max(n, 1));
-	Datum	   *a = palloc(sizeof(Datum) * Max(n, 1));
+	int64	   *w = palloc(sizeof(int64) * Max(n, 1));
+	const char **a = palloc(sizeof(char *) * Max(n, 1));
 	Datum		values[2];
 	SPITupleTable *tt;
 	uint64		nrows;
@@ -365,11 +364,11 @@ GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets, Mem
 
 	for (int i = 0; i < n; i++)
 	{
-		w[i] = Int64GetDatum(accts[i].wallet_id);
-		a[i] = CStringGetTextDatum(accts[i].asset);
+		w[i] = accts[i].wallet_id;
+		a[i] = accts[i].asset;
 	}
-	values[0] = PointerGetDatum(construct_array(w, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	values[1] = PointerGetDatum(construct_array(a, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[0] = Int8ArrayDatum(w, n);
+	values[1] = TextArrayDatum(a, n);
 	WalletExec(PLAN_GRANTS_MANY,
 			   "SELECT " GRANT_COLUMNS ", k.i "
 			   "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "

@@ -8,6 +8,7 @@
 #include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -142,6 +143,28 @@ WalletExec(PlanId id, const char *sql, int nargs, const Oid *argtypes,
 	if (rc < 0 || (expect >= 0 && rc != expect))
 		elog(ERROR, "wallet: SPI_execute_plan (plan %d) returned %s", id,
 			 SPI_result_code_string(rc));
+}
+
+/* n bigints as an int8[] datum: a parameter of a batch statement */
+Datum
+Int8ArrayDatum(const int64 *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(values[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+}
+
+/* n strings as a text[] datum: a parameter of a batch statement */
+Datum
+TextArrayDatum(const char *const *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(values[i]);
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /* the transaction's time: what "now" means for expiry, holds and resets */

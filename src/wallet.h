@@ -130,6 +130,8 @@ typedef enum PlanId
 extern SPIPlanPtr WalletPlan(PlanId id, const char *sql, int nargs, const Oid *argtypes);
 extern void WalletExec(PlanId id, const char *sql, int nargs, const Oid *argtypes,
 					   Datum *values, const char *nulls, bool read_only, int expect);
+extern Datum Int8ArrayDatum(const int64 *values, int n);
+extern Datum TextArrayDatum(const char *const *values, int n);
 
 /* a result row, built after SPI_finish */
 typedef struct WalletResult

@@ -67,14 +67,7 @@ for k in 0 1; do
   q "shard$k" -c 'CREATE EXTENSION wallet'
 done
 q direct -c 'CREATE EXTENSION wallet'
-q router <<SQL
-SET client_min_messages = warning;
-CREATE EXTENSION wallet_proxy CASCADE;
-CREATE SERVER wallet_cluster FOREIGN DATA WRAPPER plproxy OPTIONS (
-	p0 'host=$shard0_HOST port=$shard0_PORT dbname=bench',
-	p1 'host=$shard1_HOST port=$shard1_PORT dbname=bench');
-CREATE USER MAPPING FOR PUBLIC SERVER wallet_cluster;
-SQL
+make_router router bench shard0 shard1
 
 # the same API calls load both: directly, and through the router
 load() {

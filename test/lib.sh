@@ -15,6 +15,10 @@
 #   restart_cluster NAME [MODE]  stop (if running) and start again, same options
 #   at_exit 'CMD'            run CMD at exit, before the clusters are stopped
 #   as_pg CMD...             run CMD as the postgres OS user (when root)
+#   make_router ROUTER DB SHARD...  in database DB of cluster ROUTER: wallet_proxy
+#                            and its PL/Proxy server wallet_cluster, whose
+#                            partitions p0, p1, ... are database DB of the
+#                            clusters SHARD... in that order
 
 WALLET_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
@@ -93,6 +97,23 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 at_exit() { _wl_hooks+=("$1"); }
+
+make_router() {
+  local router=$1 db=$2 opts= k=0 s h p
+  shift 2
+  for s; do
+    h=${s}_HOST p=${s}_PORT
+    opts+="${opts:+, }p$k 'host=${!h} port=${!p} dbname=$db'"
+    k=$((k + 1))
+  done
+  h=${router}_HOST p=${router}_PORT
+  psql -X -q -v ON_ERROR_STOP=1 -h "${!h}" -p "${!p}" -U postgres -d "$db" <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION wallet_proxy CASCADE;
+CREATE SERVER wallet_cluster FOREIGN DATA WRAPPER plproxy OPTIONS ($opts);
+CREATE USER MAPPING FOR PUBLIC SERVER wallet_cluster;
+SQL
+}
 
 _wl_port_free() {
   local p=$1 n v

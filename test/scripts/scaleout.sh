@@ -39,24 +39,9 @@ for k in 0 1; do
 done
 q router postgres -c 'CREATE DATABASE single' -c 'CREATE DATABASE wallet'
 q router single -c 'CREATE EXTENSION wallet'
-q router wallet <<SQL
-SET client_min_messages = warning;
-CREATE EXTENSION wallet_proxy CASCADE;
-CREATE SERVER wallet_cluster FOREIGN DATA WRAPPER plproxy OPTIONS (
-	p0 'host=$shard0_HOST port=$shard0_PORT dbname=wallet',
-	p1 'host=$shard1_HOST port=$shard1_PORT dbname=wallet');
-CREATE USER MAPPING FOR PUBLIC SERVER wallet_cluster;
-SQL
+make_router router wallet shard0 shard1
 check "wallet.shard of shard 1" 1 "$(v shard1 wallet 'SHOW wallet.shard')"
 
-# Optional parts of the shard extension (written in parallel): skip their steps until they exist.
-has() { v shard0 wallet "SELECT to_regprocedure('$1') IS NOT NULL"; }
-has_refund=$(has 'wallet_refund(bigint,numeric,text)')
-has_void=$(has 'wallet_void_grant(bigint,text)')
-has_sweep=$(has 'wallet_sweep(timestamptz)')
-[[ $has_refund == t ]] || echo "# SKIP refunds: wallet_refund(bigint,numeric,text) is not in the wallet extension yet"
-[[ $has_void == t ]] || echo "# SKIP voids: wallet_void_grant(bigint,text) is not in the wallet extension yet"
-[[ $has_sweep == t ]] || echo "# SKIP sweep: wallet_sweep(timestamptz) is not in the wallet extension yet"
 
 # ------------------------------------------------------------- workloads
 # Only API calls, so the same text runs on the router and on one database.
@@ -143,18 +128,14 @@ SELECT h.i, r.approved, r.amount, r.balance
 SELECT c.i, b.* FROM t.c, LATERAL wallet_balances(c.customer) b WHERE c.i % 25 = 3 ORDER BY c.i, b.asset;
 SELECT c.i, wallet_balance(c.customer, 'credits') FROM t.c WHERE c.i % 30 = 11 ORDER BY c.i;
 
-\if :has_refund
 CREATE TABLE t.rf AS
 SELECT s.i, r.*
   FROM (SELECT * FROM t.d WHERE approved AND k = 1 AND i % 3 = 1 ORDER BY i) s,
 	   LATERAL wallet_refund(s.event_id, CASE WHEN s.i % 2 = 0 THEN NULL ELSE 1 END, 'scale-out test') r;
 SELECT i, approved, replayed, reason, asset, amount, balance FROM t.rf ORDER BY i;
-\endif
-\if :has_void
 SELECT g.i, wallet_void_grant(g.id, 'scale-out test') AS voided
   FROM (SELECT * FROM t.g WHERE kind = 'usd' AND i % 10 = 0 ORDER BY i) g
  ORDER BY g.i;
-\endif
 
 -- errors keep their SQLSTATE through the router
 \set ON_ERROR_STOP 0
@@ -168,9 +149,7 @@ SELECT * FROM wallet_capture(NULL, 'chat', 1);
 SELECT wallet_create_asset('bad code!');
 \set VERBOSITY default
 \set ON_ERROR_STOP 1
-\if :has_sweep
 SELECT * FROM wallet_sweep() ORDER BY action;
-\endif
 SQL
 }
 
@@ -193,20 +172,14 @@ SELECT s.i, r.approved, r.reason, r.amount, r.balance
   FROM (SELECT c.i, c.customer FROM t.c WHERE c.i % 3 = 2 ORDER BY c.i) s,
 	   LATERAL wallet_authorize_debit(s.customer, 'chat', 7000, 'late-' || s.i) r
  ORDER BY s.i;
-\if :has_refund
 SELECT s.i, r.approved, r.reason, r.amount, r.balance
   FROM (SELECT * FROM t.a WHERE approved AND i % 7 = 3 ORDER BY i) s,
 	   LATERAL wallet_refund(s.event_id) r
  ORDER BY s.i;
-\endif
-\if :has_void
 SELECT g.i, wallet_void_grant(g.id) AS voided
   FROM (SELECT * FROM t.g WHERE kind IN ('usd', 'paid') AND i % 20 = 5 ORDER BY i, kind) g
  ORDER BY g.i, g.kind;
-\endif
-\if :has_sweep
 SELECT * FROM wallet_sweep() ORDER BY action;
-\endif
 SQL
 }
 
@@ -236,8 +209,7 @@ SQL
 
 # run WORKLOAD CLUSTER DB OUT
 run() {
-  "$1" | q "$2" "$3" -A -v n="$N" -v n2="$N2" -v has_refund="$has_refund" -v has_void="$has_void" \
-    -v has_sweep="$has_sweep" \
+  "$1" | q "$2" "$3" -A -v n="$N" -v n2="$N2" \
     >"$4" 2>&1 || { echo "$1 on $2/$3 failed:"; cat "$4"; exit 1; }
 }
 

@@ -3,7 +3,7 @@
 EXTENSION = wallet
 MODULE_big = wallet
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
-DATA = wallet--1.0.sql
+DATA = wallet--1.0.sql wallet--1.0--1.1.sql
 PGFILEDESC = "wallet - real-time usage billing"
 
 # pg_regress suites: every sql/NAME.sql (expected/NAME.out), in name order

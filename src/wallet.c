@@ -11,7 +11,9 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "catalog/namespace.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
@@ -95,6 +97,40 @@ _PG_init(void)
 							   NULL, NULL, NULL);
 	ShardInit();
 	MarkGUCPrefixReserved("wallet");
+}
+
+/*
+ * The release of the schema installed in this database.  The C library of 1.1
+ * serves a 1.0 schema not yet upgraded as well: what needs a 1.1 object asks
+ * here first.  The answer comes from the system caches on every call (two hash
+ * lookups), so an ALTER EXTENSION wallet UPDATE committed by another session
+ * is seen by the next call, as any catalog change is: nothing is kept here.
+ */
+int
+WalletSchemaVersion(void)
+{
+	Oid			nsp = get_namespace_oid("wallet", true);
+	oidvector  *noargs;
+
+	if (!OidIsValid(nsp))
+		return 0;
+	noargs = buildoidvector(NULL, 0);
+	if (SearchSysCacheExists3(PROCNAMEARGSNSP, CStringGetDatum("_schema_version"),
+							  PointerGetDatum(noargs), ObjectIdGetDatum(nsp)))
+		return 11;
+	return 10;
+}
+
+/* refuse what needs a newer schema than the one installed, naming the fix */
+void
+WalletRequireSchema(int version, const char *what)
+{
+	if (WalletSchemaVersion() < version)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s needs wallet %d.%d, but this database has wallet 1.0 installed",
+						what, version / 10, version % 10),
+				 errhint("Run ALTER EXTENSION wallet UPDATE.")));
 }
 
 /*

@@ -128,6 +128,10 @@ typedef enum PlanId
 } PlanId;
 
 extern SPIPlanPtr WalletPlan(PlanId id, const char *sql, int nargs, const Oid *argtypes);
+
+/* the installed schema's release: 10 for 1.0, 11 for 1.1 (see wallet--1.0--1.1.sql) */
+extern int	WalletSchemaVersion(void);
+extern void WalletRequireSchema(int version, const char *what);
 extern void WalletExec(PlanId id, const char *sql, int nargs, const Oid *argtypes,
 					   Datum *values, const char *nulls, bool read_only, int expect);
 extern Datum Int8ArrayDatum(const int64 *values, int n);

@@ -130,6 +130,16 @@ run_scripts() {
   tally scripts "$sp" "$sf"
 }
 
+# released install scripts are frozen: their checksums are recorded once, at release
+echo "== release"
+if sha256sum --quiet -c test/released.sha256; then
+  echo "released scripts unchanged"
+  tally release 1 0
+else
+  echo "run.sh: a released install script was edited; put the change in wallet--1.0--1.1.sql" >&2
+  tally release 0 1
+fi
+
 ensure_deps || abort "missing dependencies" deps
 echo "== build"
 build_install || abort "build or install failed" build

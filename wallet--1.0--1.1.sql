@@ -25,6 +25,7 @@ CREATE FUNCTION wallet._schema_version() RETURNS int
 	AS 'SELECT 11';
 COMMENT ON FUNCTION wallet._schema_version() IS
 	'the schema release of the installed wallet scripts, as major*10+minor (1.1 = 11)';
+REVOKE ALL ON FUNCTION wallet._schema_version() FROM PUBLIC;
 
 /* ------------------------------------------------------------ coherence (#15) */
 

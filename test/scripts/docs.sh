@@ -14,7 +14,8 @@
 #   ```output     right after a ```sql block (blank lines between allowed):
 #                 the exact psql output of that block (stdout: result tables
 #                 with their "(N rows)" footers; notices are not part of it),
-#                 compared line by line, trailing blanks ignored
+#                 compared line by line; blanks at line ends and blank lines
+#                 at the start and end are ignored
 # A failure names the file, the block number (1 = its first ```sql block), the
 # line of the block in the file, and psql's error or the diff.
 #
@@ -104,6 +105,13 @@ extract() {
     }' "$1"
 }
 
+# normalize FILE: without trailing blanks on each line, and without blank
+# lines at the start and end (psql ends every result with one)
+normalize() {
+  sed -E 's/[ \t]+$//' "$1" | awk 'NF { while (blank > 0) { print ""; blank-- }; seen = 1; print; next }
+                                   seen { blank++ }'
+}
+
 failed=0
 fail() { echo "FAIL $1" >&2; failed=$((failed + 1)); }
 
@@ -142,7 +150,7 @@ run_doc() {
     [[ -e $dir/expect.$n ]] || continue
     got=$dir/got.$n
     [[ -e $got ]] || : >"$got"
-    if ! diff -u <(sed -E 's/[ \t]+$//' "$dir/expect.$n") <(sed -E 's/[ \t]+$//' "$got") \
+    if ! diff -u <(normalize "$dir/expect.$n") <(normalize "$got") \
         --label "$md block $n (line $mdline): shown" --label "$md block $n: psql output" >"$dir/diff.$n"; then
       fail "$md: block $n (line $mdline of $md): output differs from what the doc shows:"
       sed 's/^/    /' "$dir/diff.$n" >&2

@@ -163,6 +163,29 @@ q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 q -d postgres -c 'CREATE DATABASE docs_template' >/dev/null
 q -d docs_template -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION wallet' >/dev/null
 
+# The harness checks itself first: a chapter whose second block fails, and one
+# whose shown output is wrong, must each be reported with their block number.
+selftest() { # selftest NAME WANT_IN_REPORT: the doc in $work/NAME.md must fail so
+  local before=$failed report
+  q -d postgres -c "CREATE DATABASE self_$1 TEMPLATE docs_template" >/dev/null
+  run_doc "$work/$1.md" "self_$1" >"$work/$1.report" 2>&1
+  report=$(cat "$work/$1.report")
+  if ((failed != before + 1)) || [[ $report != *"$2"* ]]; then
+    echo "FAIL self-test $1: want one failure naming '$2', got:" >&2
+    echo "$report" >&2
+    failed=$((before + 1))
+  else
+    failed=$before
+  fi
+}
+printf '%s\n' '# x' '```sql' 'SELECT 1;' '```' '' '```sql' 'SELECT no_such_function();' '```' >"$work/err.md"
+selftest err "block 2 (line 6 of $work/err.md) failed"
+printf '%s\n' '```sql' "SELECT 'shown' AS x;" '```' '```output' ' x' '---' ' not shown' '(1 row)' '```' >"$work/out.md"
+selftest out "block 1 (line 1 of $work/out.md): output differs"
+printf '%s\n' '```sql-norun' 'SELECT no_such_function();' '```' '```sql' 'SELECT 1' '```' >"$work/semi.md"
+selftest semi "block 1 does not end its last statement with a semicolon"
+((failed)) || echo "docs: the self-test caught a failing block, a wrong output and a missing semicolon"
+
 k=0
 for md in "${files[@]}"; do
   k=$((k + 1))

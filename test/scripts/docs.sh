@@ -54,7 +54,7 @@ extract() {
         gsub(/[ \t]+$/, "", t)
         if (t != "") { last = t; break }
       }
-      if (last != "" && last !~ /;$/ && last !~ /^\\/) {
+      if (last != "" && last !~ /;$/ && last !~ /\\/) {   # ; or a psql command (\gset)
         printf "line %d: block %d does not end its last statement with a semicolon\n", start, n > "/dev/stderr"
         bad = 1
       }
@@ -163,8 +163,8 @@ q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 q -d postgres -c 'CREATE DATABASE docs_template' >/dev/null
 q -d docs_template -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION wallet' >/dev/null
 
-# The harness checks itself first: a chapter whose second block fails, and one
-# whose shown output is wrong, must each be reported with their block number.
+# The harness checks itself first: a chapter whose second block fails, one
+# whose shown output is wrong and one missing a semicolon must each be reported.
 selftest() { # selftest NAME WANT_IN_REPORT: the doc in $work/NAME.md must fail so
   local before=$failed report
   q -d postgres -c "CREATE DATABASE self_$1 TEMPLATE docs_template" >/dev/null

@@ -34,7 +34,7 @@ $(OBJS): $(srcdir)/src/wallet.h
 valgrind:
 	bash test/valgrind.sh
 
-# the router's companion extension (src/proxy/, see README "Scaling out"): installed with wallet
+# the router's companion extension (src/proxy/, see docs/scale-out.md): installed with wallet
 PROXY_DATA = src/proxy/wallet_proxy.control src/proxy/wallet_proxy--1.0.sql
 .PHONY: install-proxy uninstall-proxy
 install: install-proxy

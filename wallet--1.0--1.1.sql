@@ -49,6 +49,8 @@ REVOKE ALL ON FUNCTION wallet._schema_version() FROM PUBLIC;
  * plan's, else the default, in force at the period's end or now), adding to
  * what is there already: every number is kept.
  */
+LOCK TABLE wallet.usage_counter IN EXCLUSIVE MODE;	/* debits that count wait for the move */
+
 CREATE FUNCTION wallet._counter_suffix_11(rule jsonb, asset text, legacy text) RETURNS text
 	AS 'MODULE_PATHNAME', 'wallet_counter_suffix_11' LANGUAGE C STABLE STRICT;
 
@@ -102,6 +104,13 @@ END
 $migrate$;
 
 DROP FUNCTION wallet._counter_suffix_11(jsonb, text, text);
+
+/*
+ * Every backend compiled its prices for a 1.0 schema (1.0 counter keys): the
+ * price trigger empties their caches at commit, and each reads the schema
+ * release again with its next price.
+ */
+UPDATE wallet.price SET meter = meter WHERE false;
 
 /* ------------------------------------------------------------ reads (#21) */
 

@@ -106,6 +106,33 @@ $migrate$;
 DROP FUNCTION wallet._counter_suffix_11(jsonb, text, text);
 
 /*
+ * The price-change window: a version takes effect at the later of its
+ * effective_at and its commit.  Events priced before the commit cannot see
+ * it, so one set for now (the default, its transaction's start) or for a time
+ * that passes before it commits is stored as effective from its commit (the
+ * clock read as the transaction commits): an event is then priced by its
+ * occurred_at alone, however its pricing and the commit interleave.  A version
+ * backdated on purpose (effective_at before its transaction began) keeps it.
+ */
+CREATE FUNCTION wallet._price_in_force() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	UPDATE wallet.price p SET effective_at = pg_catalog.clock_timestamp()
+	 WHERE p.id OPERATOR(pg_catalog.=) NEW.id
+	   AND p.effective_at OPERATOR(pg_catalog.>=) pg_catalog.transaction_timestamp()
+	   AND p.effective_at OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp();
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION wallet._price_in_force() IS
+	'at commit: a price version set for now (or a time already passed) takes effect at its commit';
+REVOKE ALL ON FUNCTION wallet._price_in_force() FROM PUBLIC;
+CREATE CONSTRAINT TRIGGER price_in_force AFTER INSERT ON wallet.price
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wallet._price_in_force();
+COMMENT ON TRIGGER price_in_force ON wallet.price IS
+	'a version takes effect at the later of its effective_at and its commit';
+
+/*
  * Every backend compiled its prices for a 1.0 schema (1.0 counter keys): the
  * price trigger empties their caches at commit, and each reads the schema
  * release again with its next price.

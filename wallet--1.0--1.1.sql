@@ -115,15 +115,7 @@ DROP FUNCTION wallet._counter_suffix_11(jsonb, text, text);
  * backdated on purpose (effective_at before its transaction began) keeps it.
  */
 CREATE FUNCTION wallet._price_in_force() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	UPDATE wallet.price p SET effective_at = pg_catalog.clock_timestamp()
-	 WHERE p.id OPERATOR(pg_catalog.=) NEW.id
-	   AND p.effective_at OPERATOR(pg_catalog.>=) pg_catalog.transaction_timestamp()
-	   AND p.effective_at OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp();
-	RETURN NULL;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'wallet_price_in_force' LANGUAGE C;
 COMMENT ON FUNCTION wallet._price_in_force() IS
 	'at commit: a price version set for now (or a time already passed) takes effect at its commit';
 REVOKE ALL ON FUNCTION wallet._price_in_force() FROM PUBLIC;

@@ -207,4 +207,16 @@ SELECT charge11('p3', 'pk.r', 1) AS "0.125 down: 0.12";
 SELECT wallet_set_price('sci', 'USD', '{"model": "per_unit", "unit_price": "1e-3", "min_charge": "2.5E-1"}') > 0 AS set;
 SELECT charge11('p3', 'sci', 1000) AS "1.00", charge11('p3', 'sci', 10) AS "min 0.25";
 
+-- the price-change window (concurrency: test/isolation/specs/pricing_window.spec): a price
+-- set for now takes effect at its commit, also when wallet_admin sets it
+SET ROLE wallet_admin;
+SELECT wallet_set_price('win', 'USD', '{"model": "flat", "price": "1"}') > 0 AS set;
+RESET ROLE;
+SELECT effective_at > created_at AS from_its_commit FROM wallet.price WHERE meter = 'win';
+-- a version backdated on purpose keeps its effective_at, and prices late events
+SELECT wallet_set_price('win', 'USD', '{"model": "flat", "price": "2"}', now() - interval '1 day') > 0 AS set;
+SELECT effective_at = created_at - interval '1 day' AS kept FROM wallet.price WHERE meter = 'win' ORDER BY id DESC LIMIT 1;
+SELECT amount FROM wallet_authorize_debit('p4', 'win', 1, 'win-late', occurred_at => now() - interval '1 hour');
+SELECT amount FROM wallet_authorize_debit('p4', 'win', 1, 'win-now');
+
 SELECT * FROM wallet_verify();

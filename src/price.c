@@ -31,6 +31,7 @@
 PG_FUNCTION_INFO_V1(wallet_check_rule);
 PG_FUNCTION_INFO_V1(wallet_prices_changed);
 PG_FUNCTION_INFO_V1(wallet_counter_suffix_11);
+PG_FUNCTION_INFO_V1(wallet_price_in_force);
 
 #define MAX_RULE_DEPTH	8
 #define MAX_METER_LENGTH 127
@@ -941,6 +942,52 @@ wallet_prices_changed(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "wallet: not called as a trigger");
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * Deferred trigger on wallet.price (1.1), at commit: a version set for now
+ * (its transaction's start, the default) or for a time already passed takes
+ * effect at its commit, so events are priced by their occurred_at alone
+ * whichever side of the commit they were priced on.  A version backdated on
+ * purpose (before its transaction began) keeps its effective_at.  Runs as the
+ * table's owner, as PostgreSQL's RI triggers do: the setter's role may not
+ * update wallet.price itself.
+ */
+Datum
+wallet_price_in_force(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[1] = {INT8OID};
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tup;
+	bool		isnull;
+	TimestampTz effective_at;
+	Datum		values[1];
+	Oid			save_userid;
+	int			save_sec;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "wallet: price_in_force must be a row trigger on insert");
+	desc = RelationGetDescr(trigdata->tg_relation);
+	tup = trigdata->tg_trigtuple;
+	effective_at = DatumGetTimestampTz(heap_getattr(tup, SPI_fnumber(desc, "effective_at"), desc, &isnull));
+	if (isnull || effective_at < GetCurrentTransactionStartTimestamp() ||
+		effective_at >= GetCurrentTimestamp())
+		return PointerGetDatum(NULL);
+	values[0] = heap_getattr(tup, SPI_fnumber(desc, "id"), desc, &isnull);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(RelationGetForm(trigdata->tg_relation)->relowner,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	SPI_connect();
+	WalletExec(PLAN_PRICE_IN_FORCE,
+			   "UPDATE wallet.price SET effective_at = pg_catalog.clock_timestamp() "
+			   " WHERE id OPERATOR(pg_catalog.=) $1 "
+			   "   AND effective_at OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp()",
+			   1, argtypes, values, NULL, false, SPI_OK_UPDATE);
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
 	return PointerGetDatum(NULL);
 }
 

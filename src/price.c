@@ -484,10 +484,13 @@ PeriodField(JsonbContainer *c, const char *path)
 {
 	char	   *period = StringField(c, path, "period");
 
-	if (period == NULL)
+	/* constants: a counter to record may outlive the cache that compiled the rule */
+	if (period == NULL || strcmp(period, "month") == 0)
 		return "month";
-	if (strcmp(period, "day") == 0 || strcmp(period, "week") == 0 || strcmp(period, "month") == 0)
-		return period;
+	if (strcmp(period, "day") == 0)
+		return "day";
+	if (strcmp(period, "week") == 0)
+		return "week";
 	BadRule(path, "period", psprintf("\"%.64s\" is unknown (day, week, month)", period));
 }
 

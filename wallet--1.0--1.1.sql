@@ -49,7 +49,8 @@ REVOKE ALL ON FUNCTION wallet._schema_version() FROM PUBLIC;
  * plan's, else the default, in force at the period's end or now), adding to
  * what is there already: every number is kept.
  */
-LOCK TABLE wallet.usage_counter IN EXCLUSIVE MODE;	/* debits that count wait for the move */
+/* debits that read a counter finish first; those that come later wait for the move */
+LOCK TABLE wallet.usage_counter IN ACCESS EXCLUSIVE MODE;
 
 CREATE FUNCTION wallet._counter_suffix_11(rule jsonb, asset text, legacy text) RETURNS text
 	AS 'MODULE_PATHNAME', 'wallet_counter_suffix_11' LANGUAGE C STABLE STRICT;

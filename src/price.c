@@ -1127,15 +1127,31 @@ CounterNote(EvalContext *ec, const char *counter, const char *period, TimestampT
 	a->add = add;
 }
 
-/* the usage counter of a rule: its key, period start and usage before this event */
+/*
+ * The usage counter of a rule: its key, period start and usage before this
+ * event.  A 1.0 schema keeps 1.0 keys.  The upgrade locks the counters while
+ * it moves them and alters wallet.price: a read that waited for it sees the
+ * cache invalidated, and reads again under the 1.1 key.
+ */
 static Dec
 UsageBefore(const Rule *r, EvalContext *ec, char **key, TimestampTz *start)
 {
-	if (schema_version == 0)
-		schema_version = WalletSchemaVersion();
-	*key = psprintf("%s%s", ec->meter, schema_version < 11 ? r->legacy : r->counter);
+	Dec			before;
+
 	*start = PeriodStart(r->period, ec->occurred_at);
-	return CounterGet(ec->wallet_id, *key, r->period, *start);
+	for (;;)
+	{
+		bool		legacy;
+
+		if (schema_version == 0)
+			schema_version = WalletSchemaVersion();
+		legacy = schema_version < 11;
+		*key = psprintf("%s%s", ec->meter, legacy ? r->legacy : r->counter);
+		before = CounterGet(ec->wallet_id, *key, r->period, *start);
+		if (!legacy || !cache_stale || WalletSchemaVersion() < 11)
+			return before;
+		schema_version = 11;
+	}
 }
 
 /* does the event's dimension equal the rate's value, both as text? */

@@ -198,6 +198,9 @@ SELECT wallet_set_price('bad', 'USD', '{"model": "package", "size": 10, "price":
 SELECT wallet_set_price('bad', 'USD', '{"model": "cost_plus"}');
 SELECT wallet_set_price('bad', 'USD', '{"model": "percentage", "rate": "-0.1"}');
 SELECT wallet_set_price('bad', 'USD', '{"model": "per_unit", "unit_price": "1e400"}');
+SELECT wallet_set_price('bad', 'USD', jsonb_build_object('model', 'matrix', 'dimensions', jsonb_build_array('d'),
+	'rates', jsonb_build_array(jsonb_build_object('match', jsonb_build_object('d', repeat('x', 1100)),
+		'rule', jsonb_build_object('model', 'flat', 'price', 1)))));
 SELECT count(*) AS nothing_stored FROM wallet.price WHERE meter = 'bad';
 \set VERBOSITY terse
 -- a package rounding that does round the amount is kept: the price has more decimals than the asset

@@ -35,6 +35,7 @@ PG_FUNCTION_INFO_V1(wallet_price_in_force);
 
 #define MAX_RULE_DEPTH	8
 #define MAX_METER_LENGTH 127
+#define MAX_MATCH_KEY	1024	/* bytes of the matches in a counter key */
 
 typedef enum Model
 {
@@ -459,6 +460,9 @@ CompileMatrix(JsonbContainer *c, const char *path, int depth, Compiler *cc, Rule
 		if (sub->type != jbvBinary || !JsonContainerIsObject(sub->val.binary.data))
 			BadRule(rpath, "rule", "must be an object");
 		text = MatchText(&r->rates[i]);
+		if (cc->strict && strlen(r->counter) + strlen(text) > MAX_MATCH_KEY)
+			BadRule(rpath, "match", psprintf("is too long (the rates' matches on a path take at most %d bytes)",
+											 MAX_MATCH_KEY));
 		r->rates[i].rule = Compile(sub->val.binary.data, psprintf("%srule.", rpath), depth + 1, cc,
 								   psprintf("%s%s", r->counter, text),
 								   psprintf("%s[%d]", r->legacy, i),

@@ -276,6 +276,48 @@ DecToMinor(Dec x, int64 divisor, int scale, Rounding rounding)
 	return (int64) r;
 }
 
+/*
+ * x / d in minor units of an asset with the given scale (d > 0), rounded once:
+ * cost_plus divides by the asset's unit_value.
+ */
+int64
+DecDivToMinor(Dec x, Dec d, int scale, Rounding rounding)
+{
+	int128		num = x.v;
+	int128		den = d.v;
+	int			e = scale + d.scale - x.scale;
+	int128		r;
+
+	Assert(d.v > 0);
+	if (e >= 0)
+		num = Shift(num, e);
+	else
+		den = Shift(den, -e);
+	r = DivRound(num, den, rounding);
+	if (r > PG_INT64_MAX || r < PG_INT64_MIN)
+		OutOfRange();
+	return (int64) r;
+}
+
+/* a / b (b > 0) to at most scale decimal places, rounded by mode */
+Dec
+DecDiv(Dec a, Dec b, int scale, Rounding rounding)
+{
+	Dec			r;
+	int			e = scale + b.scale - a.scale;
+	int128		num = a.v;
+	int128		den = b.v;
+
+	Assert(b.v > 0);
+	if (e >= 0)
+		num = Shift(num, e);
+	else
+		den = Shift(den, -e);
+	r.v = DivRound(num, den, rounding);
+	r.scale = scale;
+	return Normalize(r);
+}
+
 /* ceil(a / b) for positive a and b, as a count */
 int64
 DecCeilDiv(Dec a, Dec b)

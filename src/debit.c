@@ -811,7 +811,8 @@ wallet_authorize_debit(PG_FUNCTION_ARGS)
 	if (!Replayed(&acct, key, &req, 0, &res))
 	{
 		req.price_id = pv->id;
-		req.amount = PriceEvaluate(pv, acct.wallet_id, meter, q, req.dims, req.occurred_at, &usage);
+		req.amount = PriceEvaluateCost(pv, acct.wallet_id, meter, q, req.dims, req.occurred_at,
+									   req.cost, &usage);
 		if (DebitApply(&acct, &req, WalletNow(), 0, &res))
 			UsageRecord(&usage, acct.wallet_id, q);
 	}

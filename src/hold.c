@@ -229,7 +229,7 @@ wallet_capture(PG_FUNCTION_ARGS)
 				 errmsg("meter \"%.100s\" is priced in \"%s\", hold " INT64_FORMAT " is in \"%s\"",
 						meter, pv->asset.code, hold_id, h.asset->code)));
 	req.price_id = pv->id;
-	req.amount = PriceEvaluate(pv, acct.wallet_id, meter, q, req.dims, now, &usage);
+	req.amount = PriceEvaluateCost(pv, acct.wallet_id, meter, q, req.dims, now, req.cost, &usage);
 	if (DebitApply(&acct, &req, now, h.amount, &res))
 	{
 		UsageRecord(&usage, acct.wallet_id, q);

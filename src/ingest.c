@@ -542,8 +542,8 @@ Check(Batch *b, Event *item, Decision *d, UsageToRecord *usage, bool *replayed)
 		else
 		{
 			req->price_id = pv->id;
-			req->amount = PriceEvaluate(pv, acct->wallet_id, req->meter, item->q, req->dims,
-										req->occurred_at, usage);
+			req->amount = PriceEvaluateCost(pv, acct->wallet_id, req->meter, item->q, req->dims,
+											req->occurred_at, req->cost, usage);
 			d->set = b->sets[p];
 			DebitJudge(acct, req, WalletNow(), 0, d);
 		}

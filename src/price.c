@@ -23,15 +23,19 @@
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(wallet_check_rule);
 PG_FUNCTION_INFO_V1(wallet_prices_changed);
+PG_FUNCTION_INFO_V1(wallet_counter_suffix_11);
+PG_FUNCTION_INFO_V1(wallet_price_in_force);
 
 #define MAX_RULE_DEPTH	8
 #define MAX_METER_LENGTH 127
+#define MAX_MATCH_KEY	1024	/* bytes of the matches in a counter key */
 
 typedef enum Model
 {
@@ -40,7 +44,9 @@ typedef enum Model
 	MODEL_PACKAGE,
 	MODEL_GRADUATED,
 	MODEL_VOLUME,
-	MODEL_MATRIX
+	MODEL_MATRIX,
+	MODEL_PERCENTAGE,
+	MODEL_COST_PLUS
 } Model;
 
 typedef struct Tier
@@ -48,13 +54,14 @@ typedef struct Tier
 	bool		bounded;
 	Dec			up_to;
 	Dec			unit_price;
+	bool		has_flat;
+	Dec			flat_price;		/* once per period, by the event that reaches the tier */
 } Tier;
 
 typedef struct MatchKey
 {
 	char	   *key;
-	char	   *value;			/* scalar as text; strings unquoted */
-	enum jbvType type;
+	char	   *value;			/* the value as text (DimensionText) */
 } MatchKey;
 
 typedef struct Rate
@@ -63,6 +70,13 @@ typedef struct Rate
 	MatchKey   *keys;
 	Rule	   *rule;
 } Rate;
+
+typedef enum Transform
+{
+	TRANSFORM_NONE,
+	TRANSFORM_DIVIDE,
+	TRANSFORM_MULTIPLY
+} Transform;
 
 struct Rule
 {
@@ -76,7 +90,10 @@ struct Rule
 	int64		per;			/* per_unit, graduated, volume */
 	Dec			price;			/* flat, package */
 	Dec			size;			/* package */
-	const char *period;			/* graduated, volume: day, week, month */
+	bool		has_free;		/* package */
+	Dec			free_units;		/* package: free in each period */
+	Rounding	round;			/* package: ROUND_UP (started) or ROUND_DOWN (complete) */
+	const char *period;			/* graduated, volume, free_units, max_per_period */
 	int			ntiers;
 	Tier	   *tiers;
 	int			ndims;
@@ -84,7 +101,17 @@ struct Rule
 	int			nrates;
 	Rate	   *rates;
 	Rule	   *deflt;
-	char	   *counter;		/* graduated, volume: counter name suffix */
+	Dec			rate;			/* percentage */
+	Dec			markup;			/* cost_plus */
+	Dec			fixed_fee;		/* percentage, cost_plus */
+	Transform	transform;		/* quantity_transform */
+	Dec			transform_by;
+	int			transform_round;	/* -1: none, else a Rounding */
+	bool		has_max_period;
+	int64		max_per_period; /* minor units */
+	char	   *counter;		/* usage counter suffix: the rates' match, in order */
+	char	   *legacy;			/* the same by position ([0], [default]): 1.0 schema */
+	char	   *maxkey;			/* max_per_period counter suffix */
 };
 
 /* ---------------------------------------------------------- validation */
@@ -92,14 +119,22 @@ struct Rule
 typedef struct Compiler
 {
 	int			scale;			/* the asset's */
+	bool		strict;			/* setting a price: the checks added in 1.1 too */
 } Compiler;
+
+static pg_attribute_noreturn() void
+BadRuleHint(const char *path, const char *field, const char *problem, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid price rule: %s%s %s", path, field, problem),
+			 hint ? errhint("%s", hint) : 0));
+}
 
 static pg_attribute_noreturn() void
 BadRule(const char *path, const char *field, const char *problem)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid price rule: %s%s %s", path, field, problem)));
+	BadRuleHint(path, field, problem, NULL);
 }
 
 static JsonbValue *
@@ -108,7 +143,31 @@ Field(JsonbContainer *c, const char *key)
 	return getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
 }
 
-/* a decimal field: a json number or a decimal string */
+/* "1e-3", "-2.5E+4": a number in scientific notation, exponent of at most 3 digits */
+static bool
+LooksScientific(const char *s)
+{
+	bool		digits = false;
+	int			edigits = 0;
+
+	if (*s == '-' || *s == '+')
+		s++;
+	for (; *s >= '0' && *s <= '9'; s++)
+		digits = true;
+	if (*s == '.')
+		for (s++; *s >= '0' && *s <= '9'; s++)
+			digits = true;
+	if (!digits || (*s != 'e' && *s != 'E'))
+		return false;
+	s++;
+	if (*s == '-' || *s == '+')
+		s++;
+	for (; *s >= '0' && *s <= '9'; s++)
+		edigits++;
+	return *s == '\0' && edigits > 0 && edigits <= 3;
+}
+
+/* a decimal field: a json number or a decimal string ("1e-3" as a json number is) */
 static bool
 DecField(JsonbContainer *c, const char *path, const char *key, bool required, bool positive, Dec *out)
 {
@@ -131,6 +190,21 @@ DecField(JsonbContainer *c, const char *path, const char *key, bool required, bo
 		s = pnstrdup(v->val.string.val, v->val.string.len);
 	else
 		BadRule(path, key, "must be a number or a decimal string");
+	if (pg_strcasecmp(s, "inf") == 0 || pg_strcasecmp(s, "infinity") == 0 ||
+		pg_strcasecmp(s, "+inf") == 0 || pg_strcasecmp(s, "+infinity") == 0)
+		BadRuleHint(path, key, psprintf("\"%s\" is not a number", s),
+					strcmp(key, "up_to") == 0 ?
+					"Leave \"up_to\" out of the last tier: it has no upper bound." :
+					"Use a finite decimal number.");
+	if (LooksScientific(s))
+	{
+		s = DatumGetCString(DirectFunctionCall1(numeric_out,
+												DirectFunctionCall3(numeric_in, CStringGetDatum(s),
+																	ObjectIdGetDatum(InvalidOid),
+																	Int32GetDatum(-1))));
+		if (strlen(s) > 40)
+			BadRule(path, key, "is out of range");
+	}
 	if (!DecFromString(s, out))
 		BadRule(path, key, "is not a decimal number");
 	if (out->v < 0)
@@ -179,6 +253,18 @@ ChargeField(JsonbContainer *c, const char *path, const char *key, int scale, int
 	return true;
 }
 
+/* names peers use for our fields: a hint when one of them is refused */
+static const char *const Aliases[][2] = {
+	{"flat_amount", "flat_price"}, {"flat_fee", "flat_price"}, {"flat_fee", "fixed_fee"},
+	{"fixed_price", "flat_price"}, {"unit_amount", "unit_price"}, {"amount", "price"},
+	{"amount", "unit_price"}, {"upto", "up_to"}, {"transform_quantity", "quantity_transform"},
+	{"divide_by", "quantity_transform"}, {"free_quantity", "free_units"},
+	{"included_units", "free_units"}, {"package_size", "size"}, {"round", "rounding"},
+	{"maximum", "max_per_period"}, {"max_amount", "max_per_period"}, {"percent", "rate"},
+	{"percentage", "rate"}, {"fee", "fixed_fee"}, {"per_unit", "unit_price"}, {"rounding", "round"},
+	{NULL, NULL}
+};
+
 /* refuse fields the model does not know: a typo must not price silently */
 static void
 CheckKeys(JsonbContainer *c, const char *path, const char *const *allowed)
@@ -198,17 +284,38 @@ CheckKeys(JsonbContainer *c, const char *path, const char *const *allowed)
 		{
 			bool		ok = false;
 			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
+			const char *hint = NULL;
 
 			for (int i = 0; allowed[i]; i++)
 				if (strcmp(allowed[i], key) == 0)
 					ok = true;
-			if (!ok)
-				BadRule(path, key, "is not a field of this model");
+			if (ok)
+				continue;
+			for (int a = 0; Aliases[a][0] && hint == NULL; a++)
+				if (strcmp(Aliases[a][0], key) == 0)
+					for (int i = 0; allowed[i]; i++)
+						if (strcmp(allowed[i], Aliases[a][1]) == 0)
+							hint = psprintf("Did you mean \"%s\"?", Aliases[a][1]);
+			BadRuleHint(path, key, "is not a field of this model", hint);
 		}
 	}
 }
 
-static Rule *Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc, const char *counter);
+/* a dimension's scalar as text: strings unquoted, numbers normalized (1.0 is 1) */
+static char *
+DimensionText(const JsonbValue *v)
+{
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvNumeric)
+		return numeric_normalize(v->val.numeric);
+	if (v->type == jbvBool)
+		return v->val.boolean ? "true" : "false";
+	return NULL;
+}
+
+static Rule *Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc,
+					 const char *counter, const char *legacy, const char *maxkey);
 
 static void
 CompileTiers(JsonbContainer *c, const char *path, Rule *r)
@@ -231,24 +338,59 @@ CompileTiers(JsonbContainer *c, const char *path, Rule *r)
 	{
 		JsonbValue *t = getIthJsonbValueFromContainer(arr, i);
 		char	   *tpath = psprintf("%stiers[%d].", path, i);
-		static const char *const keys[] = {"up_to", "unit_price", NULL};
+		static const char *const keys[] = {"up_to", "unit_price", "flat_price", NULL};
+		Tier	   *tier = &r->tiers[i];
 
 		if (t == NULL || t->type != jbvBinary || !JsonContainerIsObject(t->val.binary.data))
 			BadRule(path, psprintf("tiers[%d]", i), "must be an object");
 		CheckKeys(t->val.binary.data, tpath, keys);
-		DecField(t->val.binary.data, tpath, "unit_price", true, false, &r->tiers[i].unit_price);
-		r->tiers[i].bounded = DecField(t->val.binary.data, tpath, "up_to", false, true, &r->tiers[i].up_to);
-		if (i == n - 1 && r->tiers[i].bounded)
+		tier->has_flat = DecField(t->val.binary.data, tpath, "flat_price", false, false, &tier->flat_price);
+		if (!DecField(t->val.binary.data, tpath, "unit_price", !tier->has_flat, false, &tier->unit_price))
+			tier->unit_price = DecFromInt(0);
+		tier->bounded = DecField(t->val.binary.data, tpath, "up_to", false, true, &tier->up_to);
+		if (i == n - 1 && tier->bounded)
 			BadRule(tpath, "up_to", "must be absent on the last tier (it has no upper bound)");
-		if (i < n - 1 && !r->tiers[i].bounded)
+		if (i < n - 1 && !tier->bounded)
 			BadRule(tpath, "up_to", "is missing (only the last tier is unbounded)");
-		if (i > 0 && i < n - 1 && DecCmp(r->tiers[i].up_to, r->tiers[i - 1].up_to) <= 0)
+		if (i > 0 && i < n - 1 && DecCmp(tier->up_to, r->tiers[i - 1].up_to) <= 0)
 			BadRule(path, "tiers", "are out of order: up_to must increase");
 	}
 }
 
+/* the text that names a rate's match in counter keys: {"k":"v",...}, keys sorted */
+static char *
+MatchText(const Rate *rate)
+{
+	StringInfoData buf;
+	int		   *order = palloc(sizeof(int) * Max(rate->nkeys, 1));
+
+	for (int i = 0; i < rate->nkeys; i++)
+	{
+		int			j = i;
+
+		while (j > 0 && strcmp(rate->keys[order[j - 1]].key, rate->keys[i].key) > 0)
+		{
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = i;
+	}
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int i = 0; i < rate->nkeys; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		escape_json(&buf, rate->keys[order[i]].key);
+		appendStringInfoChar(&buf, ':');
+		escape_json(&buf, rate->keys[order[i]].value);
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
 static void
-CompileMatrix(JsonbContainer *c, const char *path, int depth, Compiler *cc, Rule *r, const char *counter)
+CompileMatrix(JsonbContainer *c, const char *path, int depth, Compiler *cc, Rule *r)
 {
 	JsonbValue *dims = Field(c, "dimensions");
 	JsonbValue *rates = Field(c, "rates");
@@ -282,6 +424,7 @@ CompileMatrix(JsonbContainer *c, const char *path, int depth, Compiler *cc, Rule
 		JsonbValue	v;
 		JsonbIteratorToken tok;
 		int			k = 0;
+		char	   *text;
 
 		if (rate == NULL || rate->type != jbvBinary || !JsonContainerIsObject(rate->val.binary.data))
 			BadRule(path, psprintf("rates[%d]", i), "must be an object");
@@ -307,14 +450,8 @@ CompileMatrix(JsonbContainer *c, const char *path, int depth, Compiler *cc, Rule
 			if (!known)
 				BadRule(rpath, psprintf("match.%s", mk->key), "is not one of the rule's dimensions");
 			tok = JsonbIteratorNext(&it, &v, true);
-			mk->type = v.type;
-			if (v.type == jbvString)
-				mk->value = pnstrdup(v.val.string.val, v.val.string.len);
-			else if (v.type == jbvNumeric)
-				mk->value = numeric_normalize(v.val.numeric);
-			else if (v.type == jbvBool)
-				mk->value = v.val.boolean ? "true" : "false";
-			else
+			mk->value = DimensionText(&v);
+			if (mk->value == NULL)
 				BadRule(rpath, psprintf("match.%s", mk->key), "must be a string, number or boolean");
 		}
 		sub = Field(rate->val.binary.data, "rule");
@@ -322,24 +459,99 @@ CompileMatrix(JsonbContainer *c, const char *path, int depth, Compiler *cc, Rule
 			BadRule(rpath, "rule", "is missing");
 		if (sub->type != jbvBinary || !JsonContainerIsObject(sub->val.binary.data))
 			BadRule(rpath, "rule", "must be an object");
+		text = MatchText(&r->rates[i]);
+		if (cc->strict && strlen(r->counter) + strlen(text) > MAX_MATCH_KEY)
+			BadRule(rpath, "match", psprintf("is too long (the rates' matches on a path take at most %d bytes)",
+											 MAX_MATCH_KEY));
 		r->rates[i].rule = Compile(sub->val.binary.data, psprintf("%srule.", rpath), depth + 1, cc,
-								   psprintf("%s[%d]", counter, i));
+								   psprintf("%s%s", r->counter, text),
+								   psprintf("%s[%d]", r->legacy, i),
+								   psprintf("%s%s", r->maxkey, text));
 	}
 	if (dflt != NULL && dflt->type != jbvNull)
 	{
 		if (dflt->type != jbvBinary || !JsonContainerIsObject(dflt->val.binary.data))
 			BadRule(path, "default", "must be an object");
+		/* the default counts on the matrix's own counter: wrapping a rule keeps its usage */
 		r->deflt = Compile(dflt->val.binary.data, psprintf("%sdefault.", path), depth + 1, cc,
-						   psprintf("%s[default]", counter));
+						   r->counter, psprintf("%s[default]", r->legacy),
+						   psprintf("%s{*}", r->maxkey));
 	}
+	if (cc->strict && r->nrates == 0 && r->deflt == NULL)
+		BadRuleHint(path, "rates", "are empty and there is no default: no event could be priced",
+					"Add a rate, or a \"default\" rule.");
+}
+
+/* a period name: day, week or month */
+static const char *
+PeriodField(JsonbContainer *c, const char *path)
+{
+	char	   *period = StringField(c, path, "period");
+
+	/* constants: a counter to record may outlive the cache that compiled the rule */
+	if (period == NULL || strcmp(period, "month") == 0)
+		return "month";
+	if (strcmp(period, "day") == 0)
+		return "day";
+	if (strcmp(period, "week") == 0)
+		return "week";
+	BadRule(path, "period", psprintf("\"%.64s\" is unknown (day, week, month)", period));
+}
+
+/* quantity_transform: {"divide_by": n, "round": "up"|"down"|"none"} or {"multiply_by": x} */
+static void
+CompileTransform(JsonbContainer *c, const char *path, Rule *r)
+{
+	JsonbValue *v = Field(c, "quantity_transform");
+	JsonbContainer *t;
+	char	   *tpath = psprintf("%squantity_transform.", path);
+	static const char *const keys[] = {"divide_by", "round", "multiply_by", NULL};
+	bool		divide;
+	bool		multiply;
+	char	   *round;
+
+	r->transform = TRANSFORM_NONE;
+	if (v == NULL || v->type == jbvNull)
+		return;
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		BadRule(path, "quantity_transform", "must be an object");
+	t = v->val.binary.data;
+	CheckKeys(t, tpath, keys);
+	divide = DecField(t, tpath, "divide_by", false, true, &r->transform_by);
+	multiply = Field(t, "multiply_by") != NULL;
+	if (divide == multiply)
+		BadRuleHint(path, "quantity_transform", "takes exactly one of divide_by and multiply_by",
+					"For example {\"divide_by\": 1000, \"round\": \"up\"} or {\"multiply_by\": 60}.");
+	if (multiply)
+	{
+		DecField(t, tpath, "multiply_by", true, true, &r->transform_by);
+		if (Field(t, "round") != NULL)
+			BadRule(tpath, "round", "applies to divide_by only");
+		r->transform = TRANSFORM_MULTIPLY;
+		return;
+	}
+	r->transform = TRANSFORM_DIVIDE;
+	round = StringField(t, tpath, "round");
+	if (round == NULL)
+		BadRuleHint(tpath, "round", "is missing", "Use \"round\": \"up\", \"down\" or \"none\" (keep the fraction).");
+	else if (strcmp(round, "up") == 0)
+		r->transform_round = ROUND_UP;
+	else if (strcmp(round, "down") == 0)
+		r->transform_round = ROUND_DOWN;
+	else if (strcmp(round, "none") == 0)
+		r->transform_round = -1;
+	else
+		BadRule(tpath, "round", psprintf("\"%.64s\" is unknown (up, down, none)", round));
 }
 
 static Rule *
-Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc, const char *counter)
+Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc,
+		const char *counter, const char *legacy, const char *maxkey)
 {
 	Rule	   *r = palloc0(sizeof(Rule));
 	char	   *model;
 	char	   *rounding;
+	bool		counted = false;	/* the model keeps a usage counter */
 
 	check_stack_depth();
 	if (depth > MAX_RULE_DEPTH)
@@ -362,11 +574,16 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc, const char
 	r->has_max = ChargeField(c, path, "max_charge", cc->scale, &r->max_charge);
 	if (r->has_min && r->has_max && r->min_charge > r->max_charge)
 		BadRule(path, "min_charge", "is above max_charge");
+	r->has_max_period = ChargeField(c, path, "max_per_period", cc->scale, &r->max_per_period);
+	CompileTransform(c, path, r);
 	r->counter = pstrdup(counter);
+	r->legacy = pstrdup(legacy);
+	r->maxkey = pstrdup(maxkey);
 
+#define COMMON_KEYS "model", "rounding", "min_charge", "max_charge", "quantity_transform", "max_per_period", "period"
 	if (strcmp(model, "per_unit") == 0)
 	{
-		static const char *const keys[] = {"model", "rounding", "min_charge", "max_charge", "unit_price", "per", NULL};
+		static const char *const keys[] = {COMMON_KEYS, "unit_price", "per", NULL};
 
 		CheckKeys(c, path, keys);
 		r->model = MODEL_PER_UNIT;
@@ -375,7 +592,7 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc, const char
 	}
 	else if (strcmp(model, "flat") == 0)
 	{
-		static const char *const keys[] = {"model", "rounding", "min_charge", "max_charge", "price", NULL};
+		static const char *const keys[] = {COMMON_KEYS, "price", NULL};
 
 		CheckKeys(c, path, keys);
 		r->model = MODEL_FLAT;
@@ -383,53 +600,88 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc, const char
 	}
 	else if (strcmp(model, "package") == 0)
 	{
-		static const char *const keys[] = {"model", "rounding", "min_charge", "max_charge", "size", "price", NULL};
+		static const char *const keys[] = {COMMON_KEYS, "size", "price", "free_units", "round", NULL};
+		char	   *round;
 
 		CheckKeys(c, path, keys);
 		r->model = MODEL_PACKAGE;
 		DecField(c, path, "price", true, false, &r->price);
 		DecField(c, path, "size", true, true, &r->size);
+		r->has_free = DecField(c, path, "free_units", false, false, &r->free_units);
+		counted = r->has_free;
+		round = StringField(c, path, "round");
+		if (round == NULL || strcmp(round, "up") == 0)
+			r->round = ROUND_UP;
+		else if (strcmp(round, "down") == 0)
+			r->round = ROUND_DOWN;
+		else
+			BadRule(path, "round", psprintf("\"%.64s\" is unknown (up: a started package is charged, down: complete packages only)", round));
+		if (cc->strict && rounding != NULL && (r->rounding == ROUND_UP || r->rounding == ROUND_DOWN) &&
+			r->price.scale <= cc->scale)
+			BadRuleHint(path, "rounding",
+						psprintf("\"%s\" rounds the amount, not the number of packages, and changes nothing here", rounding),
+						"To charge complete packages only, use \"round\": \"down\"; \"round\": \"up\" (the default) charges every started package.");
 	}
 	else if (strcmp(model, "graduated") == 0 || strcmp(model, "volume") == 0)
 	{
-		static const char *const keys[] = {"model", "rounding", "min_charge", "max_charge", "period", "tiers", "per", NULL};
-		char	   *period;
+		static const char *const keys[] = {COMMON_KEYS, "tiers", "per", NULL};
 
 		CheckKeys(c, path, keys);
 		r->model = model[0] == 'g' ? MODEL_GRADUATED : MODEL_VOLUME;
-		period = StringField(c, path, "period");
-		if (period == NULL)
-			r->period = "month";
-		else if (strcmp(period, "day") == 0 || strcmp(period, "week") == 0 || strcmp(period, "month") == 0)
-			r->period = period;
-		else
-			BadRule(path, "period", psprintf("\"%.64s\" is unknown (day, week, month)", period));
+		counted = true;
 		r->per = IntField(c, path, "per", 1);
 		CompileTiers(c, path, r);
 	}
 	else if (strcmp(model, "matrix") == 0)
 	{
-		static const char *const keys[] = {"model", "rounding", "min_charge", "max_charge", "dimensions", "rates", "default", NULL};
+		static const char *const keys[] = {COMMON_KEYS, "dimensions", "rates", "default", NULL};
 
 		CheckKeys(c, path, keys);
 		r->model = MODEL_MATRIX;
-		CompileMatrix(c, path, depth, cc, r, counter);
+		CompileMatrix(c, path, depth, cc, r);
+	}
+	else if (strcmp(model, "percentage") == 0)
+	{
+		static const char *const keys[] = {COMMON_KEYS, "rate", "fixed_fee", NULL};
+
+		CheckKeys(c, path, keys);
+		r->model = MODEL_PERCENTAGE;
+		DecField(c, path, "rate", true, false, &r->rate);
+		if (!DecField(c, path, "fixed_fee", false, false, &r->fixed_fee))
+			r->fixed_fee = DecFromInt(0);
+	}
+	else if (strcmp(model, "cost_plus") == 0)
+	{
+		static const char *const keys[] = {COMMON_KEYS, "markup", "fixed_fee", NULL};
+
+		CheckKeys(c, path, keys);
+		r->model = MODEL_COST_PLUS;
+		DecField(c, path, "markup", true, false, &r->markup);
+		if (!DecField(c, path, "fixed_fee", false, false, &r->fixed_fee))
+			r->fixed_fee = DecFromInt(0);
 	}
 	else
-		BadRule(path, "model", psprintf("\"%.64s\" is unknown (per_unit, flat, package, graduated, volume, matrix)", model));
+		BadRule(path, "model", psprintf("\"%.64s\" is unknown (per_unit, flat, package, graduated, volume, matrix, percentage, cost_plus)", model));
+#undef COMMON_KEYS
+
+	if (counted || r->has_max_period)
+		r->period = PeriodField(c, path);
+	else if (Field(c, "period") != NULL)
+		BadRuleHint(path, "period", "has no effect on this rule",
+					"A period applies to tiers, free_units and max_per_period.");
 	return r;
 }
 
 static Rule *
-CompileRule(Jsonb *rule, int scale)
+CompileRule(Jsonb *rule, int scale, bool strict)
 {
-	Compiler	cc = {scale};
+	Compiler	cc = {scale, strict};
 
 	if (!JB_ROOT_IS_OBJECT(rule) || JB_ROOT_IS_SCALAR(rule))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid price rule: the rule must be a json object")));
-	return Compile(&rule->root, "", 0, &cc, "");
+	return Compile(&rule->root, "", 0, &cc, "", "", "");
 }
 
 /* wallet._check_rule(rule, asset) */
@@ -447,8 +699,45 @@ wallet_check_rule(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("asset must not be null")));
 	asset = AssetLookup(text_to_cstring(PG_GETARG_TEXT_PP(1)));
-	CompileRule(PG_GETARG_JSONB_P(0), asset->scale);
+	CompileRule(PG_GETARG_JSONB_P(0), asset->scale, true);
 	PG_RETURN_VOID();
+}
+
+/*
+ * wallet._counter_suffix_11(rule, asset, legacy): the 1.1 counter suffix of
+ * the rule that the 1.0 positional suffix ("[1][default]") names in rule, or
+ * null when it names none.  The upgrade script moves 1.0 counters with it.
+ */
+Datum
+wallet_counter_suffix_11(PG_FUNCTION_ARGS)
+{
+	char	   *legacy = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	const AssetInfo *asset = AssetLookup(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	const Rule *r = CompileRule(PG_GETARG_JSONB_P(0), asset->scale, false);
+	const char *p = legacy;
+
+	while (*p)
+	{
+		char	   *end;
+		long		i;
+
+		if (r->model != MODEL_MATRIX || *p != '[')
+			PG_RETURN_NULL();
+		if (strncmp(p, "[default]", 9) == 0)
+		{
+			if (r->deflt == NULL)
+				PG_RETURN_NULL();
+			r = r->deflt;
+			p += 9;
+			continue;
+		}
+		i = strtol(p + 1, &end, 10);
+		if (end == p + 1 || *end != ']' || i < 0 || i >= r->nrates)
+			PG_RETURN_NULL();
+		r = r->rates[i].rule;
+		p = end + 1;
+	}
+	PG_RETURN_TEXT_P(cstring_to_text(r->counter));
 }
 
 /* --------------------------------------------------------------- cache */
@@ -479,6 +768,13 @@ static HTAB *meters;
 uint64		PriceCacheGeneration = 0;
 static bool cache_stale = true;
 static Oid	price_relid = InvalidOid;
+
+/*
+ * The schema's release, read once per cache generation (the upgrade alters
+ * wallet.price, which empties every cache): a 1.0 schema keeps its usage
+ * counters under the 1.0 positional keys until the upgrade moves them.
+ */
+static int	schema_version = 0;
 
 static void
 PriceInval(Datum arg, Oid relid)
@@ -515,6 +811,7 @@ CacheReset(void)
 										  ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(cache_cxt);
 	PriceCacheGeneration++;
+	schema_version = 0;
 	ctl.keysize = MAX_METER_LENGTH + 1;
 	ctl.entrysize = sizeof(MeterEntry);
 	ctl.hcxt = cache_cxt;
@@ -564,7 +861,7 @@ MeterLoad(const char *meter)
 		v->pv.id = SpiGetInt64(tup, tt->tupdesc, 1, &isnull);
 		v->pv.asset = *AssetLookup(SpiGetText(tup, tt->tupdesc, 2, &isnull));
 		v->pv.rule = CompileRule(DatumGetJsonbP(SPI_getbinval(tup, tt->tupdesc, 3, &isnull)),
-								 v->pv.asset.scale);
+								 v->pv.asset.scale, false);
 		v->effective_at = DatumGetTimestampTz(SPI_getbinval(tup, tt->tupdesc, 4, &isnull));
 		v->plan = SpiGetText(tup, tt->tupdesc, 5, &isnull);
 		v->customer = SpiGetText(tup, tt->tupdesc, 6, &isnull);
@@ -655,6 +952,52 @@ wallet_prices_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+/*
+ * Deferred trigger on wallet.price (1.1), at commit: a version set for now
+ * (its transaction's start, the default) or for a time already passed takes
+ * effect at its commit, so events are priced by their occurred_at alone
+ * whichever side of the commit they were priced on.  A version backdated on
+ * purpose (before its transaction began) keeps its effective_at.  Runs as the
+ * table's owner, as PostgreSQL's RI triggers do: the setter's role may not
+ * update wallet.price itself.
+ */
+Datum
+wallet_price_in_force(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[1] = {INT8OID};
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tup;
+	bool		isnull;
+	TimestampTz effective_at;
+	Datum		values[1];
+	Oid			save_userid;
+	int			save_sec;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "wallet: price_in_force must be a row trigger on insert");
+	desc = RelationGetDescr(trigdata->tg_relation);
+	tup = trigdata->tg_trigtuple;
+	effective_at = DatumGetTimestampTz(heap_getattr(tup, SPI_fnumber(desc, "effective_at"), desc, &isnull));
+	if (isnull || effective_at < GetCurrentTransactionStartTimestamp() ||
+		effective_at >= GetCurrentTimestamp())
+		return PointerGetDatum(NULL);
+	values[0] = heap_getattr(tup, SPI_fnumber(desc, "id"), desc, &isnull);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(RelationGetForm(trigdata->tg_relation)->relowner,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	SPI_connect();
+	WalletExec(PLAN_PRICE_IN_FORCE,
+			   "UPDATE wallet.price SET effective_at = pg_catalog.clock_timestamp() "
+			   " WHERE id OPERATOR(pg_catalog.=) $1 "
+			   "   AND effective_at OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp()",
+			   1, argtypes, values, NULL, false, SPI_OK_UPDATE);
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return PointerGetDatum(NULL);
+}
+
 /* ----------------------------------------------------------- evaluation */
 
 /* a quantity argument: finite and positive */
@@ -734,29 +1077,88 @@ CounterGet(int64 wallet_id, const char *counter, const char *period, TimestampTz
 														1, &isnull)), "usage");
 }
 
-/* what a tiered price read, to be added once the debit is approved */
+/* the counters a price read, added once the debit is approved (quantity: unused since 1.1) */
 void
 UsageRecord(const UsageToRecord *u, int64 wallet_id, Dec quantity)
 {
 	static const Oid argtypes[5] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, NUMERICOID};
 	Datum		values[5];
 
-	if (!u->needed)
-		return;
-	values[0] = Int64GetDatum(wallet_id);
-	values[1] = CStringGetTextDatum(u->counter);
-	values[2] = CStringGetTextDatum(u->period);
-	values[3] = TimestampTzGetDatum(u->period_start);
-	values[4] = NumericGetDatum(DecToNumeric(quantity));
-	WalletExec(PLAN_COUNTER_ADD,
-			   "INSERT INTO wallet.usage_counter AS u (wallet_id, meter, period, period_start, quantity) "
-			   "VALUES ($1, $2, $3, $4, $5) "
-			   "ON CONFLICT (wallet_id, meter, period, period_start) "
-			   "DO UPDATE SET quantity = u.quantity OPERATOR(pg_catalog.+) excluded.quantity",
-			   5, argtypes, values, NULL, false, SPI_OK_INSERT);
+	for (int i = 0; i < u->n; i++)
+	{
+		const CounterAdd *a = &u->adds[i];
+
+		if (a->add.v == 0)
+			continue;
+		values[0] = Int64GetDatum(wallet_id);
+		values[1] = CStringGetTextDatum(a->counter);
+		values[2] = CStringGetTextDatum(a->period);
+		values[3] = TimestampTzGetDatum(a->period_start);
+		values[4] = NumericGetDatum(DecToNumeric(a->add));
+		WalletExec(PLAN_COUNTER_ADD,
+				   "INSERT INTO wallet.usage_counter AS u (wallet_id, meter, period, period_start, quantity) "
+				   "VALUES ($1, $2, $3, $4, $5) "
+				   "ON CONFLICT (wallet_id, meter, period, period_start) "
+				   "DO UPDATE SET quantity = u.quantity OPERATOR(pg_catalog.+) excluded.quantity",
+				   5, argtypes, values, NULL, false, SPI_OK_INSERT);
+	}
 }
 
-/* the scalar of a dimension as text, for matrix matching */
+typedef struct EvalContext
+{
+	int64		wallet_id;
+	const char *meter;
+	Jsonb	   *dims;
+	TimestampTz occurred_at;
+	const char *asset;
+	int			scale;
+	Numeric		cost;			/* NULL: the call passed none */
+	UsageToRecord *usage;
+} EvalContext;
+
+/* a counter to add to once the debit is approved */
+static void
+CounterNote(EvalContext *ec, const char *counter, const char *period, TimestampTz start, Dec add)
+{
+	CounterAdd *a;
+
+	if (ec->usage->n >= PRICE_MAX_COUNTERS)
+		elog(ERROR, "wallet: too many counters for one event");
+	a = &ec->usage->adds[ec->usage->n++];
+	a->counter = counter;
+	a->period = period;
+	a->period_start = start;
+	a->add = add;
+}
+
+/*
+ * The usage counter of a rule: its key, period start and usage before this
+ * event.  A 1.0 schema keeps 1.0 keys.  The upgrade locks the counters while
+ * it moves them and alters wallet.price: a read that waited for it sees the
+ * cache invalidated, and reads again under the 1.1 key.
+ */
+static Dec
+UsageBefore(const Rule *r, EvalContext *ec, char **key, TimestampTz *start)
+{
+	Dec			before;
+
+	*start = PeriodStart(r->period, ec->occurred_at);
+	for (;;)
+	{
+		bool		legacy;
+
+		if (schema_version == 0)
+			schema_version = WalletSchemaVersion();
+		legacy = schema_version < 11;
+		*key = psprintf("%s%s", ec->meter, legacy ? r->legacy : r->counter);
+		before = CounterGet(ec->wallet_id, *key, r->period, *start);
+		if (!legacy || !cache_stale || WalletSchemaVersion() < 11)
+			return before;
+		schema_version = 11;
+	}
+}
+
+/* does the event's dimension equal the rate's value, both as text? */
 static bool
 DimensionMatches(Jsonb *dims, const MatchKey *mk)
 {
@@ -766,33 +1168,173 @@ DimensionMatches(Jsonb *dims, const MatchKey *mk)
 	if (dims == NULL)
 		return false;
 	v = getKeyJsonValueFromContainer(&dims->root, mk->key, strlen(mk->key), NULL);
-	if (v == NULL || v->type != mk->type)
+	if (v == NULL)
 		return false;
 	if (v->type == jbvString)
 		return strlen(mk->value) == (size_t) v->val.string.len &&
 			memcmp(mk->value, v->val.string.val, v->val.string.len) == 0;
-	if (v->type == jbvBool)
-		s = v->val.boolean ? "true" : "false";
-	else
-		s = numeric_normalize(v->val.numeric);
-	return strcmp(s, mk->value) == 0;
+	s = DimensionText(v);
+	return s != NULL && strcmp(s, mk->value) == 0;
 }
 
-typedef struct EvalContext
+/* WL003 for an event no rate of a matrix matches, naming the values it saw */
+static pg_attribute_noreturn() void
+NoRate(const Rule *r, EvalContext *ec)
 {
-	int64		wallet_id;
-	const char *meter;
-	Jsonb	   *dims;
-	TimestampTz occurred_at;
-	int			scale;
-	UsageToRecord *usage;
-} EvalContext;
+	StringInfoData seen;
+
+	initStringInfo(&seen);
+	for (int d = 0; d < r->ndims; d++)
+	{
+		JsonbValue *v = ec->dims ?
+			getKeyJsonValueFromContainer(&ec->dims->root, r->dims[d], strlen(r->dims[d]), NULL) : NULL;
+		char	   *s = v ? DimensionText(v) : NULL;
+
+		if (d > 0)
+			appendStringInfoString(&seen, ", ");
+		if (s)
+			appendStringInfo(&seen, "%.64s = \"%.64s\"", r->dims[d], s);
+		else
+			appendStringInfo(&seen, "%.64s %s", r->dims[d], v ? "not a scalar" : "absent");
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_WALLET_NO_PRICE),
+			 errmsg("no rate of meter \"%.100s\" matches the event's dimensions", ec->meter),
+			 errdetail("The event has %s; the rule has no rate for these values and no default.",
+					   seen.data)));
+}
+
+/* what one unit of the asset is worth in the reporting currency (cost_plus) */
+static Dec
+UnitValue(const char *asset)
+{
+	static const Oid argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(asset)};
+	bool		isnull;
+	Dec			uv;
+
+	WalletExec(PLAN_UNIT_VALUE,
+			   "SELECT unit_value FROM wallet.asset WHERE code OPERATOR(pg_catalog.=) $1",
+			   1, argtypes, values, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WALLET_NO_ASSET),
+				 errmsg("no asset \"%s\"", asset)));
+	uv = DecFromNumeric(DatumGetNumeric(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													  1, &isnull)), "unit_value");
+	if (uv.v <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("asset \"%s\" has unit_value 0: a cost_plus price cannot convert a cost into it", asset),
+				 errhint("Set its unit_value with wallet_create_asset().")));
+	return uv;
+}
+
+/* quantity_transform, applied before the rule prices the quantity */
+static Dec
+TransformQuantity(const Rule *r, Dec q)
+{
+	if (r->transform == TRANSFORM_MULTIPLY)
+		return DecMul(q, r->transform_by);
+	if (r->transform_round < 0)
+		return DecDiv(q, r->transform_by, WALLET_MAX_SCALE, ROUND_HALF_UP);
+	return DecDiv(q, r->transform_by, 0, (Rounding) r->transform_round);
+}
+
+/* graduated and volume: the tiers' prices for (before, before + q], flat fees included */
+static int64
+EvaluateTiers(const Rule *r, Dec q, EvalContext *ec)
+{
+	char	   *counter;
+	TimestampTz start;
+	Dec			before = UsageBefore(r, ec, &counter, &start);
+	Dec			after = DecAdd(before, q);
+	Dec			x = DecFromInt(0);
+	Dec			flat = DecFromInt(0);
+	Dec			lower = DecFromInt(0);
+
+	for (int i = 0; i < r->ntiers; i++)
+	{
+		const Tier *t = &r->tiers[i];
+		/* this event is the first to reach the tier: its units enter (lower, up_to] */
+		bool		reaches = DecCmp(before, lower) <= 0 && DecCmp(after, lower) > 0;
+
+		if (r->model == MODEL_VOLUME)
+		{
+			if (!t->bounded || DecCmp(after, t->up_to) <= 0)
+			{
+				x = DecMul(q, t->unit_price);
+				if (t->has_flat && reaches)
+					flat = t->flat_price;
+				break;
+			}
+		}
+		else
+		{
+			/* the units of (before, after] that fall in (lower, up_to] */
+			Dec			from = DecMax(before, lower);
+			Dec			to = t->bounded ? DecMin(after, t->up_to) : after;
+
+			if (DecCmp(to, from) > 0)
+				x = DecAdd(x, DecMul(DecSub(to, from), t->unit_price));
+			if (t->has_flat && reaches)
+				flat = DecAdd(flat, t->flat_price);
+		}
+		if (t->bounded)
+			lower = t->up_to;
+	}
+	CounterNote(ec, counter, r->period, start, q);
+	if (flat.v != 0)
+		x = DecAdd(x, DecMul(flat, DecFromInt(r->per)));
+	return DecToMinor(x, r->per, ec->scale, r->rounding);
+}
+
+/* package: started (round up) or complete (round down) packages, beyond the free units */
+static int64
+EvaluatePackage(const Rule *r, Dec q, EvalContext *ec)
+{
+	Dec			billable = q;
+
+	if (r->has_free)
+	{
+		char	   *counter;
+		TimestampTz start;
+		Dec			before = UsageBefore(r, ec, &counter, &start);
+		Dec			zero = DecFromInt(0);
+
+		billable = DecSub(DecMax(DecSub(DecAdd(before, q), r->free_units), zero),
+						  DecMax(DecSub(before, r->free_units), zero));
+		CounterNote(ec, counter, r->period, start, q);
+	}
+	return DecToMinor(DecMul(DecDiv(billable, r->size, 0, r->round), r->price), 1,
+					  ec->scale, r->rounding);
+}
+
+/* cost_plus: cost x (1 + markup) in the asset at its unit_value, plus fixed_fee */
+static int64
+EvaluateCostPlus(const Rule *r, EvalContext *ec)
+{
+	Dec			cost;
+	Dec			uv;
+
+	if (ec->cost == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("meter \"%.100s\" is priced cost_plus, and the call passed no cost", ec->meter),
+				 errhint("Pass cost: what serving the call cost, in the reporting currency.")));
+	cost = DecFromNumeric(ec->cost, "cost");
+	uv = UnitValue(ec->asset);
+	return DecDivToMinor(DecAdd(DecMul(cost, DecAdd(DecFromInt(1), r->markup)), DecMul(r->fixed_fee, uv)),
+						 uv, ec->scale, r->rounding);
+}
 
 static int64
 Evaluate(const Rule *r, Dec q, EvalContext *ec)
 {
 	int64		amount = 0;
 
+	if (r->transform != TRANSFORM_NONE)
+		q = TransformQuantity(r, q);
 	switch (r->model)
 	{
 		case MODEL_PER_UNIT:
@@ -802,50 +1344,16 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 			amount = DecToMinor(r->price, 1, ec->scale, r->rounding);
 			break;
 		case MODEL_PACKAGE:
-			amount = DecToMinor(DecMul(DecFromInt(DecCeilDiv(q, r->size)), r->price), 1,
-								ec->scale, r->rounding);
+			if (!r->has_free && r->round == ROUND_UP)
+				amount = DecToMinor(DecMul(DecFromInt(DecCeilDiv(q, r->size)), r->price), 1,
+									ec->scale, r->rounding);
+			else
+				amount = EvaluatePackage(r, q, ec);
 			break;
 		case MODEL_GRADUATED:
 		case MODEL_VOLUME:
-			{
-				char	   *counter = psprintf("%s%s", ec->meter, r->counter);
-				TimestampTz start = PeriodStart(r->period, ec->occurred_at);
-				Dec			before = CounterGet(ec->wallet_id, counter, r->period, start);
-				Dec			after = DecAdd(before, q);
-				Dec			x = DecFromInt(0);
-				Dec			lower = DecFromInt(0);
-
-				for (int i = 0; i < r->ntiers; i++)
-				{
-					const Tier *t = &r->tiers[i];
-
-					if (r->model == MODEL_VOLUME)
-					{
-						if (!t->bounded || DecCmp(after, t->up_to) <= 0)
-						{
-							x = DecMul(q, t->unit_price);
-							break;
-						}
-					}
-					else
-					{
-						/* the units of (before, after] that fall in (lower, up_to] */
-						Dec			from = DecMax(before, lower);
-						Dec			to = t->bounded ? DecMin(after, t->up_to) : after;
-
-						if (DecCmp(to, from) > 0)
-							x = DecAdd(x, DecMul(DecSub(to, from), t->unit_price));
-						if (t->bounded)
-							lower = t->up_to;
-					}
-				}
-				amount = DecToMinor(x, r->per, ec->scale, r->rounding);
-				ec->usage->needed = true;
-				strlcpy(ec->usage->counter, counter, sizeof(ec->usage->counter));
-				ec->usage->period = r->period;
-				ec->usage->period_start = start;
-				break;
-			}
+			amount = EvaluateTiers(r, q, ec);
+			break;
 		case MODEL_MATRIX:
 			{
 				const Rule *chosen = r->deflt;
@@ -863,39 +1371,68 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 					}
 				}
 				if (chosen == NULL)
-					ereport(ERROR,
-							(errcode(ERRCODE_WALLET_NO_PRICE),
-							 errmsg("no rate of meter \"%.100s\" matches the event's dimensions", ec->meter),
-							 errdetail("The rule prices by %s and has no default.",
-									   r->ndims > 0 ? r->dims[0] : "dimensions")));
+					NoRate(r, ec);
 				amount = Evaluate(chosen, q, ec);
 				break;
 			}
+		case MODEL_PERCENTAGE:
+			amount = DecToMinor(DecAdd(DecMul(q, r->rate), r->fixed_fee), 1, ec->scale, r->rounding);
+			break;
+		case MODEL_COST_PLUS:
+			amount = EvaluateCostPlus(r, ec);
+			break;
 	}
 	if (r->has_min && amount < r->min_charge)
 		amount = r->min_charge;
 	if (r->has_max && amount > r->max_charge)
 		amount = r->max_charge;
+	if (r->has_max_period)
+	{
+		/* what this rule charged in the period, in asset units: later events cost 0 */
+		char	   *counter = psprintf("%s%s#max:%s", ec->meter, r->maxkey, ec->asset);
+		TimestampTz start = PeriodStart(r->period, ec->occurred_at);
+		Dec			spent = CounterGet(ec->wallet_id, counter, r->period, start);
+		int64		room = SubMinor(r->max_per_period, DecToMinor(spent, 1, ec->scale, ROUND_UP));
+		Dec			charged;
+
+		if (amount > room)
+			amount = Max(room, 0);
+		charged.v = amount;
+		charged.scale = ec->scale;
+		CounterNote(ec, counter, r->period, start, charged);
+	}
 	return amount;
 }
 
 /*
- * The amount a version charges for quantity, in minor units of its asset.
- * Tiered rules read their counter (the caller holds the balance lock) and say
- * in usage what to add once the debit is approved.
+ * The amount a version charges for quantity, in minor units of its asset, for
+ * a call that passed cost (NULL: none).  Rules with counters read them (the
+ * caller holds the balance lock) and say in usage what to add once the debit
+ * is approved.
  */
 int64
-PriceEvaluate(const PriceVersion *pv, int64 wallet_id, const char *meter,
-			  Dec quantity, Jsonb *dims, TimestampTz occurred_at, UsageToRecord *usage)
+PriceEvaluateCost(const PriceVersion *pv, int64 wallet_id, const char *meter,
+				  Dec quantity, Jsonb *dims, TimestampTz occurred_at, Numeric cost,
+				  UsageToRecord *usage)
 {
 	EvalContext ec;
 
-	memset(usage, 0, sizeof(*usage));
+	usage->n = 0;
 	ec.wallet_id = wallet_id;
 	ec.meter = meter;
 	ec.dims = dims;
 	ec.occurred_at = occurred_at;
+	ec.asset = pv->asset.code;
 	ec.scale = pv->asset.scale;
+	ec.cost = cost;
 	ec.usage = usage;
 	return Evaluate(pv->rule, quantity, &ec);
+}
+
+/* the same for a call without cost (a cost_plus price refuses it) */
+int64
+PriceEvaluate(const PriceVersion *pv, int64 wallet_id, const char *meter,
+			  Dec quantity, Jsonb *dims, TimestampTz occurred_at, UsageToRecord *usage)
+{
+	return PriceEvaluateCost(pv, wallet_id, meter, quantity, dims, occurred_at, NULL, usage);
 }

@@ -72,6 +72,8 @@ extern Dec	DecMin(Dec a, Dec b);
 extern Dec	DecMax(Dec a, Dec b);
 extern int64 DecToMinor(Dec x, int64 divisor, int scale, Rounding rounding);
 extern int64 DecCeilDiv(Dec a, Dec b);
+extern int64 DecDivToMinor(Dec x, Dec d, int scale, Rounding rounding);
+extern Dec	DecDiv(Dec a, Dec b, int scale, Rounding rounding);
 extern Numeric DecToNumeric(Dec x);
 extern int64 AmountToMinor(Numeric amount, int scale, const char *asset, const char *field);
 extern Numeric MinorToNumeric(int64 minor, int scale);
@@ -124,6 +126,8 @@ typedef enum PlanId
 	PLAN_GRANTS_MANY,
 	PLAN_WRITE_DEBITS,
 	PLAN_ROUTE_CUSTOMER,
+	PLAN_UNIT_VALUE,
+	PLAN_PRICE_IN_FORCE,
 	PLAN__COUNT
 } PlanId;
 
@@ -250,19 +254,32 @@ typedef struct PriceVersion
 	Rule	   *rule;
 } PriceVersion;
 
-/* the usage counter a tiered price read, to add to once the debit is approved */
-typedef struct UsageToRecord
+/* one counter a price read (usage of a tier or package, or what max_per_period counted) */
+typedef struct CounterAdd
 {
-	bool		needed;
-	char		counter[256];
+	const char *counter;		/* wallet.usage_counter.meter */
 	const char *period;
 	TimestampTz period_start;
+	Dec			add;			/* units, or the amount charged in asset units */
+} CounterAdd;
+
+/* at most a usage counter and a max_per_period counter per level of a rule */
+#define PRICE_MAX_COUNTERS 20
+
+/* the counters a price read, to add to once the debit is approved */
+typedef struct UsageToRecord
+{
+	int			n;
+	CounterAdd	adds[PRICE_MAX_COUNTERS];
 } UsageToRecord;
 
 extern uint64 PriceCacheGeneration;
 extern const PriceVersion *PriceFind(const char *customer, const char *meter, TimestampTz at);
 extern int64 PriceEvaluate(const PriceVersion *pv, int64 wallet_id, const char *meter,
 						   Dec quantity, Jsonb *dims, TimestampTz occurred_at, UsageToRecord *usage);
+extern int64 PriceEvaluateCost(const PriceVersion *pv, int64 wallet_id, const char *meter,
+							   Dec quantity, Jsonb *dims, TimestampTz occurred_at, Numeric cost,
+							   UsageToRecord *usage);
 extern void UsageRecord(const UsageToRecord *u, int64 wallet_id, Dec quantity);
 extern Dec	QuantityDec(Numeric quantity);
 extern void CheckOccurredAt(TimestampTz occurred_at);

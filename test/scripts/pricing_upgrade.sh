@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Pricing 1.1 (#20) upgrade: usage counters that 1.0 kept by a matrix rate's
+# position ("tok[0]") move to the rate's match ('tok{"direction":"in"}') on
+# ALTER EXTENSION wallet UPDATE, every number kept, so the tiers go on where
+# they were; a session that priced before the upgrade uses the new keys after.
+set -euo pipefail
+db=pricing_upgrade_$$
+cleanup() { dropdb --if-exists "$db"; }
+trap cleanup EXIT
+createdb "$db"
+fail() { echo "pricing_upgrade: $*" >&2; exit 1; }
+
+out=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION wallet VERSION '1.0';
+SELECT wallet_create_asset('USD', 2) IS NOT NULL;
+SELECT wallet_create('acme') > 0;
+SELECT wallet_grant('acme', 'USD', 1000) > 0;
+-- v1 prices in and out tokens with tiers, by position [0], [1]; wrap prices by a default
+SELECT wallet_set_price('tok', 'USD', '{"model": "matrix", "dimensions": ["direction"], "rates": [
+	{"match": {"direction": "in"}, "rule": {"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "0.4"}, {"unit_price": "0.2"}]}},
+	{"match": {"direction": "out"}, "rule": {"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "1.6"}, {"unit_price": "0.8"}]}}]}',
+	now() - interval '1 hour') > 0;
+SELECT wallet_set_price('wrap', 'USD', '{"model": "matrix", "dimensions": ["region"], "rates": [],
+	"default": {"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "1"}, {"unit_price": "0.5"}]}}',
+	now() - interval '1 hour') > 0;
+SELECT amount FROM wallet_authorize_debit('acme', 'tok', 10, 'a1', '{"direction": "in"}');
+SELECT amount FROM wallet_authorize_debit('acme', 'tok', 4, 'a2', '{"direction": "out"}');
+SELECT amount FROM wallet_authorize_debit('acme', 'wrap', 10, 'a3');
+SELECT string_agg(meter || '=' || quantity, ' ' ORDER BY meter) FROM wallet.usage_counter;
+ALTER EXTENSION wallet UPDATE;
+-- this session cached the prices under 1.0: the upgrade empties the cache
+SELECT amount FROM wallet_authorize_debit('acme', 'tok', 1, 'a4', '{"direction": "in"}');
+SELECT string_agg(meter || '=' || quantity, ' ' ORDER BY meter) FROM wallet.usage_counter;
+-- v2 lists the rates the other way round, and unwraps the default
+SELECT wallet_set_price('tok', 'USD', '{"model": "matrix", "dimensions": ["direction"], "rates": [
+	{"match": {"direction": "out"}, "rule": {"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "1.6"}, {"unit_price": "0.8"}]}},
+	{"match": {"direction": "in"}, "rule": {"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "0.4"}, {"unit_price": "0.2"}]}}]}') > 0;
+SELECT wallet_set_price('wrap', 'USD', '{"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "1"}, {"unit_price": "0.5"}]}') > 0;
+-- out: 6 x 1.6 + 4 x 0.8 = 12.80; in: 10 x 0.2 = 2.00; wrap: 10 x 0.5 = 5.00
+SELECT amount FROM wallet_authorize_debit('acme', 'tok', 10, 'b1', '{"direction": "out"}');
+SELECT amount FROM wallet_authorize_debit('acme', 'tok', 10, 'b2', '{"direction": "in"}');
+SELECT amount FROM wallet_authorize_debit('acme', 'wrap', 10, 'b3');
+SELECT count(*) FROM wallet_verify();
+SQL
+)
+expected='t
+t
+t
+t
+t
+4.00
+6.40
+10.00
+tok[0]=10 tok[1]=4 wrap[default]=10
+0.20
+tok{"direction":"in"}=11 tok{"direction":"out"}=4 wrap=10
+t
+t
+12.80
+2.00
+5.00
+0'
+[[ $out == "$expected" ]] || fail "got:
+$out
+expected:
+$expected"
+
+# another session, after the upgrade, goes on from the same counters
+out=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c \
+  "SELECT amount FROM wallet_authorize_debit('acme', 'tok', 1, 'c1', '{\"direction\": \"out\"}')")
+[[ $out == 0.80 ]] || fail "second session: got $out, expected 0.80"
+echo "pricing_upgrade: ok"

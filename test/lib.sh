@@ -89,12 +89,13 @@ _wl_apt_install() {
   rm -f "$log"
 }
 
-# The tools that build the Debian package (make deb): debhelper and pg_buildext's
-# debhelper add-on (postgresql-server-dev-all); installed only when missing.
+# The tools that build the Debian package (make deb: debhelper, pg_buildext's debhelper
+# add-on in postgresql-server-dev-all) and the PGXN distribution (jq, the pgxn client);
+# installed only when missing.
 ensure_packaging_deps() {
   local missing=() p
   for p in debhelper dpkg-dev fakeroot build-essential postgresql-common \
-           postgresql-server-dev-all postgresql-server-dev-15; do
+           postgresql-server-dev-all postgresql-server-dev-15 jq pgxnclient; do
     _wl_installed "$p" || missing+=("$p")
   done
   ((${#missing[@]})) || return 0

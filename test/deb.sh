@@ -33,7 +33,7 @@ profiles=()
 [[ " $opts " != *" nocheck "* ]] || profiles=(--build-profiles=nocheck)
 log=$out/build.log
 echo "make deb: building in $stage (log: $log)" >&2
-if ! (cd "$stage" && DEB_BUILD_OPTIONS=$opts dpkg-buildpackage -us -uc -b "${profiles[@]}") >"$log" 2>&1; then
+if ! (cd "$stage" && DEB_BUILD_OPTIONS=$opts dpkg-buildpackage -us -uc -b -jauto "${profiles[@]}") >"$log" 2>&1; then
   tail -n 60 "$log" >&2
   echo "make deb: dpkg-buildpackage failed" >&2
   exit 1

@@ -36,7 +36,7 @@ at_exit "rm -rf '$pkgdir' '$pkgdir.log'"
 dpkg-deb -x "$deb" "$pkgdir"
 expected=(wallet.control wallet--1.0.sql wallet--1.0--1.1.sql
           src/proxy/wallet_proxy.control src/proxy/wallet_proxy--1.0.sql)
-got=$(cd "$pkgdir/usr/share/postgresql/15/extension" && ls | sort)
+got=$(find "$pkgdir/usr/share/postgresql/15/extension" -type f -printf '%f\n' | sort)
 want=$(printf '%s\n' "${expected[@]##*/}" | sort)
 [[ $got == "$want" ]] || { printf 'package extension files:\n%s\nexpected:\n%s\n' "$got" "$want"; exit 1; }
 for f in "${expected[@]}"; do

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016,SC2317  # jq's $semver in single quotes; jqt runs through check
 # META.json is a PGXN distribution's metadata (meta-spec 1.0.0): valid JSON with the
 # fields PGXN requires; its versions agree with wallet.control, wallet_proxy.control and
 # debian/changelog; every file it names is in the tree.
 set -euo pipefail
+# shellcheck disable=SC2016,SC2317  # jq's \$semver in single quotes; jqt runs through check
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 command -v jq >/dev/null || { source test/lib.sh && ensure_packaging_deps; }
 

@@ -21,7 +21,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: test demo bench
+.PHONY: test demo bench deb dist
 test:
 	bash test/run.sh
 demo:
@@ -43,3 +43,15 @@ install-proxy: installdirs
 uninstall: uninstall-proxy
 uninstall-proxy:
 	rm -f $(addprefix '$(DESTDIR)$(datadir)/extension'/, $(notdir $(PROXY_DATA)))
+
+# the Debian package postgresql-15-wallet (debian/, see docs/packaging.md), built in
+# DEB_DIR (default build/deb); prints the .deb's path last
+deb:
+	bash test/deb.sh
+
+# the PGXN distribution build/wallet-VERSION.zip (VERSION from META.json) of the
+# committed tree (git HEAD); prints its path
+dist:
+	@v=$$(jq -r .version META.json) && mkdir -p build && \
+	  git archive --format=zip --prefix=wallet-$$v/ -o build/wallet-$$v.zip HEAD && \
+	  echo build/wallet-$$v.zip

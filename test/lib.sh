@@ -5,6 +5,7 @@
 # started here and remove its directory (use at_exit, not trap, for more).
 #
 #   ensure_deps              install missing Debian packages (root)
+#   ensure_packaging_deps    the same for the Debian packaging tools (make deb)
 #   build_install            make + make install with PostgreSQL 15's pg_config
 #   start_cluster [NAME [POSTGRES ARGS...]]  throwaway cluster; exports NAME_HOST
 #                            NAME_PORT NAME_DIR (NAME defaults to pg; args such as
@@ -68,6 +69,37 @@ ensure_deps() {
     return 1
   fi
   rm -f "$log"
+}
+
+# _wl_apt_install PKG...: apt-get update and install PKG... (root), quietly unless it fails.
+_wl_apt_install() {
+  local log
+  if [[ $EUID -ne 0 ]]; then
+    echo "missing $* and not root" >&2
+    return 1
+  fi
+  log=$(mktemp)
+  if ! { apt-get update -qq &&
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "could not install $*" >&2
+    return 1
+  fi
+  rm -f "$log"
+}
+
+# The tools that build the Debian package (make deb: debhelper, pg_buildext's debhelper
+# add-on in postgresql-server-dev-all) and the PGXN distribution (jq, the pgxn client);
+# installed only when missing.
+ensure_packaging_deps() {
+  local missing=() p
+  for p in debhelper dpkg-dev fakeroot build-essential postgresql-common \
+           postgresql-server-dev-all postgresql-server-dev-15 jq pgxnclient; do
+    _wl_installed "$p" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  _wl_apt_install "${missing[@]}" || { echo "ensure_packaging_deps: failed" >&2; return 1; }
 }
 
 build_install() {

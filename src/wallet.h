@@ -124,6 +124,8 @@ typedef enum PlanId
 	PLAN_GRANTS_MANY,
 	PLAN_WRITE_DEBITS,
 	PLAN_ROUTE_CUSTOMER,
+	PLAN_ALERT_EVAL,
+	PLAN_DECLINE_DUE,
 	PLAN__COUNT
 } PlanId;
 
@@ -366,6 +368,12 @@ extern void DebitBufferFlush(DebitBuffer *buf, TimestampTz now);
 
 extern void OutboxLowBalance(const Account *acct, int64 before, int64 after);
 extern void OutboxDeclined(const Account *acct, const char *reason, int64 available, int64 amount);
+
+/* ---- alert.c ---- */
+
+extern void AlertInit(void);
+extern void AlertEval(const Account *acct, int64 available);
+extern bool DeclineNoticeDue(const Account *acct, const char *reason);
 
 /* ---- hotpath.c ---- */
 

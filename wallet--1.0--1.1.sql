@@ -300,6 +300,10 @@ DECLARE
 	w bigint := wallet._wallet_id(customer);
 	lb bigint;
 BEGIN
+	IF overdraft IS NULL OR overdraft < 0 THEN
+		RAISE EXCEPTION 'overdraft must be zero or positive: %', overdraft
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no overdraft.';
+	END IF;
 	IF low_balance IS NOT NULL THEN
 		lb := wallet._minor_signed(asset, low_balance, 'low_balance');
 	END IF;
@@ -514,6 +518,7 @@ DECLARE
 	g record;
 BEGIN
 	FOR g IN SELECT * FROM (VALUES
+		('@extschema@.wallet_set_limit(text, text, numeric, numeric, int)', 'wallet_admin'),
 		('@extschema@.wallet_set_overdraft(text, text, numeric)', 'wallet_admin'),
 		('@extschema@.wallet_set_max_holds(text, text, int)', 'wallet_admin'),
 		('@extschema@.wallet_set_alert(text, text, numeric, boolean)', 'wallet_admin'),

@@ -65,13 +65,14 @@ AlertInit(void)
 /*
  * available (minor units) is below the level of a 1.1 balance row (the caller
  * holds its lock): wallet._alert_eval writes what the alerts and the recharge
- * call for.
+ * call for, and acct gets the next level.
  */
 void
-AlertEval(const Account *acct, int64 available)
+AlertEval(Account *acct, int64 available)
 {
 	static const Oid argtypes[3] = {INT8OID, TEXTOID, INT8OID};
 	Datum		values[3];
+	bool		isnull;
 
 	values[0] = Int64GetDatum(acct->wallet_id);
 	values[1] = CStringGetTextDatum(acct->asset);
@@ -80,6 +81,9 @@ AlertEval(const Account *acct, int64 available)
 			   3, argtypes, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "wallet: wallet._alert_eval returned " UINT64_FORMAT " rows", SPI_processed);
+	/* the next level, for the next debit of a batch under the same lock */
+	acct->low_balance = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	acct->has_low_balance = !isnull;
 }
 
 /*

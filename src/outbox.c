@@ -48,7 +48,7 @@ OutboxWrite(const Account *acct, const char *kind, int64 available, bool has_thr
  * alerts and recharge (alert.c); below it, they decide.
  */
 void
-OutboxLowBalance(const Account *acct, int64 before, int64 after)
+OutboxLowBalance(Account *acct, int64 before, int64 after)
 {
 	if (!acct->has_low_balance || after >= acct->low_balance)
 		return;

@@ -366,13 +366,13 @@ extern void DebitBufferFlush(DebitBuffer *buf, TimestampTz now);
 
 /* ---- outbox.c ---- */
 
-extern void OutboxLowBalance(const Account *acct, int64 before, int64 after);
+extern void OutboxLowBalance(Account *acct, int64 before, int64 after);
 extern void OutboxDeclined(const Account *acct, const char *reason, int64 available, int64 amount);
 
 /* ---- alert.c ---- */
 
 extern void AlertInit(void);
-extern void AlertEval(const Account *acct, int64 available);
+extern void AlertEval(Account *acct, int64 available);
 extern bool DeclineNoticeDue(const Account *acct, const char *reason);
 
 /* ---- hotpath.c ---- */

@@ -74,6 +74,7 @@ CREATE TABLE wallet.recharge (
 	max_per_month	bigint CHECK (max_per_month > 0),
 	open_ref		text,
 	open_outbox		bigint,
+	landed_at		timestamptz,
 	month_start		timestamptz,
 	month_total		bigint NOT NULL DEFAULT 0 CHECK (month_total >= 0),
 	limited_month	timestamptz,
@@ -85,7 +86,9 @@ CREATE TABLE wallet.recharge (
 COMMENT ON TABLE wallet.recharge IS
 	'auto top-up: below threshold, a recharge outbox row asks for target - available (minor units)';
 COMMENT ON COLUMN wallet.recharge.open_ref IS
-	'external_ref of the open recharge: closed when a grant with it lands or its outbox row is acked';
+	'external_ref of the last recharge: open until a grant with it lands or its outbox row is acked (then null)';
+COMMENT ON COLUMN wallet.recharge.landed_at IS
+	'when the grant of open_ref took effect: a debit whose transaction began before it still counts the recharge open';
 COMMENT ON COLUMN wallet.recharge.month_total IS
 	'what recharges requested in the UTC month starting at month_start';
 SELECT pg_catalog.pg_extension_config_dump('wallet.recharge', '');
@@ -123,7 +126,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 		UNION ALL
 		SELECT r.threshold FROM wallet.recharge r
 		 WHERE r.wallet_id OPERATOR(pg_catalog.=) w AND r.asset OPERATOR(pg_catalog.=) _alert_level.asset
-		   AND r.open_ref IS NULL
+		   AND (r.open_ref IS NULL OR r.landed_at IS NOT NULL)
 		   AND (r.limited_month IS NULL OR r.limited_month OPERATOR(pg_catalog.<) date_trunc('month', now(), 'UTC'))
 	) l(t)
 $$;
@@ -178,7 +181,7 @@ BEGIN
 	END LOOP;
 
 	SELECT * INTO r FROM wallet.recharge x WHERE x.wallet_id = w AND x.asset = _alert_eval.asset FOR UPDATE;
-	IF FOUND AND r.open_ref IS NULL AND available < r.threshold THEN
+	IF FOUND AND (r.open_ref IS NULL OR r.landed_at <= now()) AND available < r.threshold THEN
 		IF r.month_start IS DISTINCT FROM mon THEN
 			r.month_start := mon;
 			r.month_total := 0;
@@ -204,7 +207,7 @@ BEGIN
 			   SET detail = o.detail || jsonb_build_object('external_ref', 'wallet-recharge-' || row_id)
 			 WHERE o.id = row_id;
 			UPDATE wallet.recharge x SET open_ref = 'wallet-recharge-' || row_id, open_outbox = row_id,
-				month_start = r.month_start, month_total = r.month_total + amt, limited_month = NULL
+				landed_at = NULL, month_start = r.month_start, month_total = r.month_total + amt, limited_month = NULL
 			 WHERE x.wallet_id = w AND x.asset = _alert_eval.asset;
 		END IF;
 	END IF;
@@ -236,8 +239,9 @@ CREATE FUNCTION wallet._alert_on_grant() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF NEW.external_ref IS NOT NULL THEN
-		UPDATE wallet.recharge x SET open_ref = NULL, open_outbox = NULL
-		 WHERE x.wallet_id = NEW.wallet_id AND x.asset = NEW.asset AND x.open_ref = NEW.external_ref;
+		UPDATE wallet.recharge x SET landed_at = greatest(NEW.effective_at, now())
+		 WHERE x.wallet_id = NEW.wallet_id AND x.asset = NEW.asset AND x.open_ref = NEW.external_ref
+		   AND x.landed_at IS NULL;
 	END IF;
 	PERFORM wallet._alert_check(NEW.wallet_id, NEW.asset);
 	RETURN NULL;
@@ -267,11 +271,11 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	r wallet.recharge;
 BEGIN
-	SELECT x.* INTO r FROM wallet.recharge x WHERE x.open_outbox = NEW.id;
+	SELECT x.* INTO r FROM wallet.recharge x WHERE x.open_outbox = NEW.id AND x.landed_at IS NULL;
 	IF FOUND THEN
 		PERFORM wallet._touch(r.wallet_id, r.asset);	/* the balance row's lock first, as a debit */
 		UPDATE wallet.recharge x SET open_ref = NULL, open_outbox = NULL
-		 WHERE x.wallet_id = r.wallet_id AND x.asset = r.asset AND x.open_outbox = NEW.id;
+		 WHERE x.wallet_id = r.wallet_id AND x.asset = r.asset AND x.open_outbox = NEW.id AND x.landed_at IS NULL;
 		UPDATE wallet.account a SET low_balance = wallet._alert_level(r.wallet_id, r.asset)
 		 WHERE a.wallet_id = r.wallet_id AND a.asset = r.asset;
 	END IF;
@@ -499,7 +503,7 @@ BEGIN
 	FOR x IN
 		SELECT DISTINCT al.wallet_id, al.asset FROM wallet.alert al WHERE al.enabled
 		UNION
-		SELECT r.wallet_id, r.asset FROM wallet.recharge r WHERE r.open_ref IS NULL
+		SELECT r.wallet_id, r.asset FROM wallet.recharge r WHERE r.open_ref IS NULL OR r.landed_at IS NOT NULL
 		 ORDER BY 1, 2
 	LOOP
 		PERFORM wallet._touch(x.wallet_id, x.asset);

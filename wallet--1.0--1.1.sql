@@ -234,6 +234,20 @@ $$;
 COMMENT ON FUNCTION wallet._alert_check(bigint, text) IS
 	'evaluates the alerts and recharge of a balance row at available now, if it has any';
 
+/* available rose to available (a release; the caller holds the lock): alerts below it recover */
+CREATE FUNCTION wallet._alert_raised(w bigint, asset text, available bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM wallet.alert x
+				WHERE x.wallet_id = w AND x.asset = _alert_raised.asset AND x.enabled AND x.below
+				  AND x.threshold <= available) THEN
+		PERFORM wallet._alert_eval(w, asset, available);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION wallet._alert_raised(bigint, text, bigint) IS
+	'after a release: evaluates the alerts of the balance row when one of them recovers';
+
 /* a grant landed: it closes the recharge it answers, and may bring alerts back */
 CREATE FUNCTION wallet._alert_on_grant() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -540,6 +554,7 @@ $$;
 REVOKE ALL ON FUNCTION wallet._available(bigint, text), wallet._minor_signed(text, numeric, text),
 	wallet._alert_level(bigint, text), wallet._outbox_put(text, text, text, bigint, bigint, jsonb),
 	wallet._alert_eval(bigint, text, bigint), wallet._alert_check(bigint, text),
+	wallet._alert_raised(bigint, text, bigint),
 	wallet._alert_on_grant(), wallet._alert_on_refund(), wallet._alert_on_ack() FROM PUBLIC;
 GRANT SELECT ON wallet.alert, wallet.recharge TO wallet_finance;
 

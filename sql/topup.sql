@@ -6,7 +6,7 @@
 SET client_min_messages = warning;
 SELECT wallet_create_asset('tc', 0, 0.01);
 SELECT wallet_create_asset('td', 2, 1);
-SELECT count(wallet_create(c)) FROM unnest(array['lim', 'al', 'above', 'dec', 'rc', 'rc2', 'od']) c;
+SELECT count(wallet_create(c)) FROM unnest(array['lim', 'al', 'above', 'dec', 'rc', 'rc2', 'od', 'up']) c;
 
 -- outbox rows of a customer, newest last, without ids or times
 CREATE FUNCTION pg_temp.outbox(c text) RETURNS TABLE (kind text, available numeric, threshold numeric, detail jsonb)
@@ -149,4 +149,41 @@ SELECT wallet_outbox_ack(id) FROM wallet.outbox WHERE customer = 'rc2' AND kind 
 SELECT balance FROM wallet_debit('rc2', 'tc', 1, 'q3');		-- 3: recharge 47
 SELECT kind, available, detail->>'amount' AS amount FROM wallet.outbox WHERE customer = 'rc2' ORDER BY id;
 
+---------------------------------------------------------------- what raises a balance recovers
+SELECT wallet_grant('up', 'tc', 100) > 0 AS granted;
+SELECT wallet_set_alert('up', 'tc', 50);
+SELECT approved, balance, hold_id AS up_hold FROM wallet_hold('up', 'tc', 60, 'uph1') \gset
+SELECT (wallet_release(:up_hold)).approved AS released;			-- 100: recovered
+SELECT balance, event_id AS up_event FROM wallet_debit('up', 'tc', 70, 'upd1') \gset
+BEGIN;
+SELECT approved, balance FROM wallet_refund(:up_event, 40);		-- 70: recovered at commit
+SELECT count(*) FROM wallet.outbox WHERE customer = 'up' AND kind = 'recovered';
+COMMIT;
+SELECT * FROM pg_temp.outbox('up');
+
 SELECT * FROM wallet_verify();
+
+---------------------------------------------------------------- upgrading a 1.0 database
+\set origdb :DBNAME
+DROP DATABASE IF EXISTS wallet_topup_upgrade;
+CREATE DATABASE wallet_topup_upgrade;
+\c wallet_topup_upgrade
+SET client_min_messages = warning;
+CREATE EXTENSION wallet VERSION '1.0';
+SELECT wallet_create_asset('tc', 0, 0.01);
+SELECT count(wallet_create(c)) FROM unnest(array['u1', 'u2']) c;
+SELECT wallet_grant('u1', 'tc', 100) > 0 AS granted, wallet_grant('u2', 'tc', 10) > 0 AS granted;
+SELECT wallet_set_limit('u1', 'tc', low_balance => 50), wallet_set_limit('u2', 'tc', low_balance => 50);
+SELECT balance FROM wallet_debit('u1', 'tc', 60, 'u1a');		-- 40: 1.0 writes its row
+SELECT customer, kind, available, threshold FROM wallet.outbox ORDER BY id;
+ALTER EXTENSION wallet UPDATE;
+-- both alerts kept, both known to be below: nothing more until they recover
+SELECT customer, threshold, below, from_limit FROM wallet.alert al JOIN wallet.wallet w ON w.id = al.wallet_id ORDER BY 1;
+SELECT alerts FROM wallet_limits('u1');
+SELECT balance FROM wallet_debit('u1', 'tc', 1, 'u1b');
+SELECT wallet_grant('u1', 'tc', 20) > 0 AS granted;				-- 59: recovered
+SELECT balance FROM wallet_debit('u1', 'tc', 10, 'u1c');		-- 49: low_balance
+SELECT customer, kind, available, threshold FROM wallet.outbox ORDER BY id;
+SELECT * FROM wallet_verify();
+\c :origdb
+DROP DATABASE wallet_topup_upgrade;

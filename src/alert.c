@@ -87,6 +87,25 @@ AlertEval(Account *acct, int64 available)
 }
 
 /*
+ * A release raised available (minor units) of a 1.1 balance row (the caller
+ * holds its lock): alerts below it may recover.  Not on the debit path.
+ */
+void
+AlertRaised(const Account *acct, int64 available)
+{
+	static const Oid argtypes[3] = {INT8OID, TEXTOID, INT8OID};
+	Datum		values[3];
+
+	if (WalletSchemaVersion() < 11)
+		return;
+	values[0] = Int64GetDatum(acct->wallet_id);
+	values[1] = CStringGetTextDatum(acct->asset);
+	values[2] = Int64GetDatum(available);
+	WalletExec(PLAN_ALERT_RAISED, "SELECT wallet._alert_raised($1, $2, $3)",
+			   3, argtypes, values, NULL, false, SPI_OK_SELECT);
+}
+
+/*
  * Is a declined row for this reason due: none written for the wallet, asset
  * and reason within wallet.decline_notice_interval?  (Under the balance row's
  * lock, so two declines cannot both see none.)  A 1.0 schema writes every one.

@@ -126,6 +126,7 @@ typedef enum PlanId
 	PLAN_ROUTE_CUSTOMER,
 	PLAN_ALERT_EVAL,
 	PLAN_DECLINE_DUE,
+	PLAN_ALERT_RAISED,
 	PLAN__COUNT
 } PlanId;
 
@@ -374,6 +375,7 @@ extern void OutboxDeclined(const Account *acct, const char *reason, int64 availa
 extern void AlertInit(void);
 extern void AlertEval(Account *acct, int64 available);
 extern bool DeclineNoticeDue(const Account *acct, const char *reason);
+extern void AlertRaised(const Account *acct, int64 available);
 
 /* ---- hotpath.c ---- */
 

@@ -301,57 +301,6 @@ CREATE TRIGGER alert_on_ack AFTER UPDATE OF acked_at ON wallet.outbox
 	FOR EACH ROW WHEN (OLD.acked_at IS NULL AND NEW.acked_at IS NOT NULL AND NEW.kind = 'recharge')
 	EXECUTE FUNCTION wallet._alert_on_ack();
 
-/*
- * A backdated grant is recorded as of its creation (API.md, "Lifecycle").  A
- * grant already expired when created is refused (22023); a recurring one
- * starts with the resets whose boundaries fell before its creation counted as
- * applied, holding its amount: it was not there to draw from or roll over
- * then, so none of its lines is dated before its grant line.  The boundaries
- * are counted as grant.c counts them (effective_at + k * recurrence in UTC,
- * none at or after expiry), from an estimate, not one by one.  Rows created
- * before the transaction (a restore, a move between shards) are left alone.
- */
-CREATE FUNCTION wallet._grant_as_of_creation() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	t timestamptz := now();
-	approx float8;
-	n bigint;
-	eff timestamp := NEW.effective_at AT TIME ZONE 'UTC';
-BEGIN
-	/* a row created before this transaction (a restore, a move between shards) is kept as it is */
-	IF NEW.created_at IS DISTINCT FROM t THEN
-		RETURN NEW;
-	END IF;
-	IF NEW.expires_at IS NOT NULL AND NEW.expires_at <= t THEN
-		RAISE EXCEPTION 'grant already expired at creation: expires_at % is not after now', NEW.expires_at
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'A grant that was never usable holds nothing; leave it out, or give a later expires_at.';
-	END IF;
-	IF NEW.recurrence IS NULL OR NEW.effective_at >= t OR NEW.resets <> 0 THEN
-		RETURN NEW;
-	END IF;
-	approx := extract(epoch FROM NEW.recurrence);	/* a month as 30 days: an estimate */
-	IF approx <= 0 THEN
-		RETURN NEW;
-	END IF;
-	n := floor(extract(epoch FROM t - NEW.effective_at) / approx)::bigint;
-	WHILE n > 0 AND (eff + NEW.recurrence * n) AT TIME ZONE 'UTC' > t LOOP
-		n := n - 1;
-	END LOOP;
-	WHILE (eff + NEW.recurrence * (n + 1)) AT TIME ZONE 'UTC' <= t LOOP
-		n := n + 1;
-	END LOOP;
-	NEW.resets := n;
-	RETURN NEW;
-END
-$$;
-COMMENT ON FUNCTION wallet._grant_as_of_creation() IS
-	'before a grant is stored: refuses one already expired, counts the resets before its creation as applied';
-CREATE TRIGGER grant_as_of_creation BEFORE INSERT ON wallet.grant_block
-	FOR EACH ROW EXECUTE FUNCTION wallet._grant_as_of_creation();
-REVOKE ALL ON FUNCTION wallet._grant_as_of_creation() FROM PUBLIC;
-
 /* the alerts of 1.0's low_balance column, with their state now */
 INSERT INTO wallet.alert (wallet_id, asset, threshold, from_limit, below)
 SELECT a.wallet_id, a.asset, a.low_balance, true, wallet._available(a.wallet_id, a.asset) < a.low_balance

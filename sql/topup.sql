@@ -6,7 +6,7 @@
 SET client_min_messages = warning;
 SELECT wallet_create_asset('tc', 0, 0.01);
 SELECT wallet_create_asset('td', 2, 1);
-SELECT count(wallet_create(c)) FROM unnest(array['lim', 'al', 'above', 'dec', 'rc', 'rc2', 'od', 'up']) c;
+SELECT count(wallet_create(c)) FROM unnest(array['lim', 'al', 'above', 'dec', 'rc', 'rc2', 'od', 'up', 'capd']) c;
 
 -- outbox rows of a customer, newest last, without ids or times
 CREATE FUNCTION pg_temp.outbox(c text) RETURNS TABLE (kind text, available numeric, threshold numeric, detail jsonb)
@@ -90,6 +90,14 @@ SELECT approved, reason FROM generate_series(1, 3) i, wallet_debit('dec', 'tc', 
 SELECT count(*) FROM wallet.outbox WHERE customer = 'dec';
 RESET wallet.decline_notice_interval;
 SET wallet.decline_notice_interval = 'soon';
+-- a spend cap's declines: one row per reason too (one transaction: one UTC day)
+BEGIN;
+SELECT wallet_grant('capd', 'tc', 100) > 0 AS granted;
+SELECT wallet_set_cap('capd', 'tc', 5, 'day');
+SELECT approved, reason FROM generate_series(1, 4) i, wallet_debit('capd', 'tc', 2, 'cd' || i);
+SELECT approved, reason FROM generate_series(1, 2) i, wallet_hold('capd', 'tc', 500, 'cd-hold' || i);
+SELECT detail->>'reason' AS reason, count(*) FROM wallet.outbox WHERE customer = 'capd' GROUP BY 1 ORDER BY 1;
+COMMIT;
 
 ---------------------------------------------------------------- claim and ack
 SET ROLE wallet_app;

@@ -266,7 +266,12 @@ COMMENT ON FUNCTION wallet._alert_on_grant() IS
 CREATE TRIGGER alert_on_grant AFTER INSERT ON wallet.grant_block
 	FOR EACH ROW EXECUTE FUNCTION wallet._alert_on_grant();
 
-/* a refund gave value back: alerts may recover (at commit, when the refund is complete) */
+/*
+ * A refund gave value back: alerts may recover.  wallet_refund inserts its
+ * wallet.refund row after every change of value, so the balance is complete
+ * here.  (Not deferred to commit: a deferred trigger would run as the caller,
+ * outside wallet_refund's owner rights.)
+ */
 CREATE FUNCTION wallet._alert_on_refund() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -276,8 +281,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION wallet._alert_on_refund() IS 'after a refund: evaluates the alerts of its balance row';
-CREATE CONSTRAINT TRIGGER alert_on_refund AFTER INSERT ON wallet.refund
-	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wallet._alert_on_refund();
+CREATE TRIGGER alert_on_refund AFTER INSERT ON wallet.refund
+	FOR EACH ROW EXECUTE FUNCTION wallet._alert_on_refund();
 
 /* a recharge row acked without its grant: the recharge is closed, the next debit below may open one */
 CREATE FUNCTION wallet._alert_on_ack() RETURNS trigger

@@ -163,10 +163,14 @@ SELECT wallet_set_alert('up', 'tc', 50);
 SELECT approved, balance, hold_id AS up_hold FROM wallet_hold('up', 'tc', 60, 'uph1') \gset
 SELECT (wallet_release(:up_hold)).approved AS released;			-- 100: recovered
 SELECT balance, event_id AS up_event FROM wallet_debit('up', 'tc', 70, 'upd1') \gset
+-- as wallet_admin, committed
+SET ROLE wallet_admin;
 BEGIN;
-SELECT approved, balance FROM wallet_refund(:up_event, 40);		-- 70: recovered at commit
-SELECT count(*) FROM wallet.outbox WHERE customer = 'up' AND kind = 'recovered';
+SELECT approved, balance FROM wallet_refund(:up_event, 40);		-- 70: recovered
 COMMIT;
+RESET ROLE;
+SELECT count(*) FROM wallet.outbox WHERE customer = 'up' AND kind = 'recovered';
+SELECT wallet_balance('up', 'tc');
 SELECT * FROM pg_temp.outbox('up');
 
 SELECT * FROM wallet_verify();

@@ -13,6 +13,7 @@
  *	  hold.c	 wallet_hold, wallet_capture, wallet_release
  *	  balance.c	 wallet_balance, wallet_balances
  *	  outbox.c	 low-balance and decline notifications
+ *	  alert.c	 alerts, recharges and declined notices of 1.1 (the SQL decides)
  *	  hotpath.c	 direct table access for the debit hot path
  *	  cap.c		 spend caps per period and per member
  *	  quote.c	 wallet_quote: what a debit would do, without doing it

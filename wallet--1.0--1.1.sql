@@ -35,6 +35,534 @@ REVOKE ALL ON FUNCTION wallet._schema_version() FROM PUBLIC;
 
 /* ------------------------------------------------------------ top-up loop (#18) */
 
+/*
+ * Alerts, recharges and the outbox's upkeep.  Several thresholds per wallet
+ * and asset live in wallet.alert, the recharge rule in wallet.recharge.  The
+ * hot path reads one number for all of them: wallet.account.low_balance holds,
+ * from 1.1 on, the highest level whose crossing has something to say (an
+ * alert not yet below, a recharge that may open), kept by wallet._alert_eval.
+ * A debit or hold that leaves available below it calls wallet._alert_eval,
+ * which writes the rows and stores the next level; every other debit pays one
+ * comparison, as in 1.0.  What raises a balance (a grant, a refund, a sweep)
+ * evaluates the alerts of its wallet and asset for the way back up.
+ */
+
+CREATE TABLE wallet.alert (
+	wallet_id	bigint NOT NULL,
+	asset		text NOT NULL,
+	threshold	bigint NOT NULL,
+	enabled		boolean NOT NULL DEFAULT true,
+	below		boolean NOT NULL DEFAULT false,
+	from_limit	boolean NOT NULL DEFAULT false,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (wallet_id, asset, threshold),
+	FOREIGN KEY (wallet_id, asset) REFERENCES wallet.account (wallet_id, asset)
+);
+COMMENT ON TABLE wallet.alert IS
+	'low-balance alerts: low_balance when available crosses below threshold (minor units), recovered when back';
+COMMENT ON COLUMN wallet.alert.below IS
+	'the last low_balance of this alert has had no recovered yet';
+COMMENT ON COLUMN wallet.alert.from_limit IS
+	'set by wallet_set_limit(..., low_balance): the next wallet_set_limit replaces it';
+SELECT pg_catalog.pg_extension_config_dump('wallet.alert', '');
+
+CREATE TABLE wallet.recharge (
+	wallet_id		bigint NOT NULL,
+	asset			text NOT NULL,
+	threshold		bigint NOT NULL,
+	target			bigint NOT NULL,
+	max_per_month	bigint CHECK (max_per_month > 0),
+	open_ref		text,
+	open_outbox		bigint,
+	landed_at		timestamptz,
+	month_start		timestamptz,
+	month_total		bigint NOT NULL DEFAULT 0 CHECK (month_total >= 0),
+	limited_month	timestamptz,
+	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (wallet_id, asset),
+	FOREIGN KEY (wallet_id, asset) REFERENCES wallet.account (wallet_id, asset),
+	CHECK (target > threshold)
+);
+COMMENT ON TABLE wallet.recharge IS
+	'auto top-up: below threshold, a recharge outbox row asks for target - available (minor units)';
+COMMENT ON COLUMN wallet.recharge.open_ref IS
+	'external_ref of the last recharge: open until a grant with it lands or its outbox row is acked (then null)';
+COMMENT ON COLUMN wallet.recharge.landed_at IS
+	'when the grant of open_ref took effect: a debit whose transaction began before it still counts the recharge open';
+COMMENT ON COLUMN wallet.recharge.month_total IS
+	'what recharges requested in the UTC month starting at month_start';
+SELECT pg_catalog.pg_extension_config_dump('wallet.recharge', '');
+
+/* the last declined row of a wallet, asset and reason, found without a scan */
+CREATE INDEX outbox_declined ON wallet.outbox (customer, asset, at) WHERE kind = 'declined';
+
+COMMENT ON TABLE wallet.outbox IS
+	'notifications written in the caller''s own transaction (low_balance, recovered, declined, recharge, recharge_limit); pg_notify(''wallet_events'') at commit';
+
+/* available of a wallet in an asset now, in minor units (the caller holds the balance row's lock) */
+CREATE FUNCTION wallet._available(w bigint, asset text) RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT (@extschema@.wallet_balance(ww.customer, a.code) * (10::numeric ^ a.scale))::bigint
+	  FROM wallet.wallet ww, wallet.asset a
+	 WHERE ww.id OPERATOR(pg_catalog.=) w AND a.code OPERATOR(pg_catalog.=) _available.asset
+$$;
+COMMENT ON FUNCTION wallet._available(bigint, text) IS 'available now in minor units';
+
+/* an asset amount with a sign, in minor units (wallet._minor takes no sign) */
+CREATE FUNCTION wallet._minor_signed(asset text, amount numeric, field text) RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN amount OPERATOR(pg_catalog.=) 0 THEN wallet._minor(asset, 1, field) * 0
+				ELSE wallet._minor(asset, abs(amount), field) * sign(amount)::int END
+$$;
+COMMENT ON FUNCTION wallet._minor_signed(text, numeric, text) IS 'wallet._minor keeping the sign';
+
+/* the level the hot path compares available with: the highest alert or recharge that may fire */
+CREATE FUNCTION wallet._alert_level(w bigint, asset text) RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT max(l.t) FROM (
+		SELECT al.threshold FROM wallet.alert al
+		 WHERE al.wallet_id OPERATOR(pg_catalog.=) w AND al.asset OPERATOR(pg_catalog.=) _alert_level.asset
+		   AND al.enabled AND NOT al.below
+		UNION ALL
+		SELECT r.threshold FROM wallet.recharge r
+		 WHERE r.wallet_id OPERATOR(pg_catalog.=) w AND r.asset OPERATOR(pg_catalog.=) _alert_level.asset
+		   AND (r.open_ref IS NULL OR r.landed_at IS NOT NULL)
+		   AND (r.limited_month IS NULL OR r.limited_month OPERATOR(pg_catalog.<) date_trunc('month', now(), 'UTC'))
+	) l(t)
+$$;
+COMMENT ON FUNCTION wallet._alert_level(bigint, text) IS
+	'highest threshold of an alert not yet below or of a recharge that may open; null: nothing to watch';
+
+/* an outbox row, and its notice at commit ({"id", "kind"}) */
+CREATE FUNCTION wallet._outbox_put(customer text, asset text, kind text, available bigint,
+	threshold bigint, detail jsonb) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	row_id bigint;
+BEGIN
+	INSERT INTO wallet.outbox (customer, asset, kind, available, threshold, detail)
+	VALUES (customer, asset, kind, wallet._major(asset, available), wallet._major(asset, threshold),
+			jsonb_strip_nulls(detail))
+	RETURNING id INTO row_id;
+	PERFORM pg_notify('wallet_events', json_build_object('id', row_id, 'kind', kind)::text);
+	RETURN row_id;
+END
+$$;
+COMMENT ON FUNCTION wallet._outbox_put(text, text, text, bigint, bigint, jsonb) IS
+	'writes an outbox row (amounts in minor units) and notifies wallet_events with its id and kind at commit';
+
+/*
+ * Evaluate the alerts and the recharge of a balance row at available (minor
+ * units); the caller holds the row's lock.  Writes low_balance, recovered,
+ * recharge or recharge_limit rows, and stores and returns the next level.
+ */
+CREATE FUNCTION wallet._alert_eval(w bigint, asset text, available bigint) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	cust text := (SELECT ww.customer FROM wallet.wallet ww WHERE ww.id = w);
+	al record;
+	r wallet.recharge;
+	mon timestamptz := date_trunc('month', now(), 'UTC');
+	amt bigint;
+	row_id bigint;
+	lvl bigint;
+BEGIN
+	FOR al IN
+		SELECT x.threshold, x.below FROM wallet.alert x
+		 WHERE x.wallet_id = w AND x.asset = _alert_eval.asset AND x.enabled
+		   AND (x.below AND available >= x.threshold OR NOT x.below AND available < x.threshold)
+		 ORDER BY x.threshold DESC
+		   FOR UPDATE
+	LOOP
+		PERFORM wallet._outbox_put(cust, asset, CASE WHEN al.below THEN 'recovered' ELSE 'low_balance' END,
+								   available, al.threshold, '{}');
+		UPDATE wallet.alert x SET below = NOT al.below
+		 WHERE x.wallet_id = w AND x.asset = _alert_eval.asset AND x.threshold = al.threshold;
+	END LOOP;
+
+	SELECT * INTO r FROM wallet.recharge x WHERE x.wallet_id = w AND x.asset = _alert_eval.asset FOR UPDATE;
+	IF FOUND AND (r.open_ref IS NULL OR r.landed_at <= now()) AND available < r.threshold THEN
+		IF r.month_start IS DISTINCT FROM mon THEN
+			r.month_start := mon;
+			r.month_total := 0;
+		END IF;
+		amt := r.target - available;
+		IF r.max_per_month IS NOT NULL AND r.month_total + amt > r.max_per_month THEN
+			IF r.limited_month IS DISTINCT FROM mon THEN
+				PERFORM wallet._outbox_put(cust, asset, 'recharge_limit', available, r.threshold,
+					jsonb_build_object('amount', wallet._major(asset, amt),
+									   'target', wallet._major(asset, r.target),
+									   'max_per_month', wallet._major(asset, r.max_per_month),
+									   'recharged', wallet._major(asset, r.month_total),
+									   'month', to_char(mon AT TIME ZONE 'UTC', 'YYYY-MM')));
+				UPDATE wallet.recharge x SET limited_month = mon, month_start = r.month_start,
+					month_total = r.month_total
+				 WHERE x.wallet_id = w AND x.asset = _alert_eval.asset;
+			END IF;
+		ELSE
+			row_id := wallet._outbox_put(cust, asset, 'recharge', available, r.threshold,
+				jsonb_build_object('amount', wallet._major(asset, amt),
+								   'target', wallet._major(asset, r.target)));
+			UPDATE wallet.outbox o
+			   SET detail = o.detail || jsonb_build_object('external_ref', 'wallet-recharge-' || row_id)
+			 WHERE o.id = row_id;
+			UPDATE wallet.recharge x SET open_ref = 'wallet-recharge-' || row_id, open_outbox = row_id,
+				landed_at = NULL, month_start = r.month_start, month_total = r.month_total + amt, limited_month = NULL
+			 WHERE x.wallet_id = w AND x.asset = _alert_eval.asset;
+		END IF;
+	END IF;
+
+	lvl := wallet._alert_level(w, asset);
+	UPDATE wallet.account a SET low_balance = lvl
+	 WHERE a.wallet_id = w AND a.asset = _alert_eval.asset AND a.low_balance IS DISTINCT FROM lvl;
+	RETURN lvl;
+END
+$$;
+COMMENT ON FUNCTION wallet._alert_eval(bigint, text, bigint) IS
+	'writes the alert and recharge rows that available (minor units) calls for; stores and returns the next level';
+
+/* evaluate at available now, when the balance row has anything to watch (the caller holds its lock) */
+CREATE FUNCTION wallet._alert_check(w bigint, asset text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM wallet.alert x WHERE x.wallet_id = w AND x.asset = _alert_check.asset AND x.enabled)
+	   OR EXISTS (SELECT 1 FROM wallet.recharge x WHERE x.wallet_id = w AND x.asset = _alert_check.asset) THEN
+		PERFORM wallet._alert_eval(w, asset, wallet._available(w, asset));
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION wallet._alert_check(bigint, text) IS
+	'evaluates the alerts and recharge of a balance row at available now, if it has any';
+
+/* available rose to available (a release; the caller holds the lock): alerts below it recover */
+CREATE FUNCTION wallet._alert_raised(w bigint, asset text, available bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM wallet.alert x
+				WHERE x.wallet_id = w AND x.asset = _alert_raised.asset AND x.enabled AND x.below
+				  AND x.threshold <= available) THEN
+		PERFORM wallet._alert_eval(w, asset, available);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION wallet._alert_raised(bigint, text, bigint) IS
+	'after a release: evaluates the alerts of the balance row when one of them recovers';
+
+/* a grant landed: it closes the recharge it answers, and may bring alerts back */
+CREATE FUNCTION wallet._alert_on_grant() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NEW.external_ref IS NOT NULL THEN
+		UPDATE wallet.recharge x SET landed_at = greatest(NEW.effective_at, now())
+		 WHERE x.wallet_id = NEW.wallet_id AND x.asset = NEW.asset AND x.open_ref = NEW.external_ref
+		   AND x.landed_at IS NULL;
+	END IF;
+	PERFORM wallet._alert_check(NEW.wallet_id, NEW.asset);
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION wallet._alert_on_grant() IS
+	'after a grant: closes the recharge with its external_ref and evaluates the alerts of its balance row';
+CREATE TRIGGER alert_on_grant AFTER INSERT ON wallet.grant_block
+	FOR EACH ROW EXECUTE FUNCTION wallet._alert_on_grant();
+
+/*
+ * A refund gave value back: alerts may recover.  wallet_refund inserts its
+ * wallet.refund row after every change of value, so the balance is complete
+ * here.  (Not deferred to commit: a deferred trigger would run as the caller,
+ * outside wallet_refund's owner rights.)
+ */
+CREATE FUNCTION wallet._alert_on_refund() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM wallet._touch(NEW.wallet_id, NEW.asset);
+	PERFORM wallet._alert_check(NEW.wallet_id, NEW.asset);
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION wallet._alert_on_refund() IS 'after a refund: evaluates the alerts of its balance row';
+CREATE TRIGGER alert_on_refund AFTER INSERT ON wallet.refund
+	FOR EACH ROW EXECUTE FUNCTION wallet._alert_on_refund();
+
+/* a recharge row acked without its grant: the recharge is closed, the next debit below may open one */
+CREATE FUNCTION wallet._alert_on_ack() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r wallet.recharge;
+BEGIN
+	SELECT x.* INTO r FROM wallet.recharge x WHERE x.open_outbox = NEW.id AND x.landed_at IS NULL;
+	IF FOUND THEN
+		PERFORM wallet._touch(r.wallet_id, r.asset);	/* the balance row's lock first, as a debit */
+		UPDATE wallet.recharge x SET open_ref = NULL, open_outbox = NULL
+		 WHERE x.wallet_id = r.wallet_id AND x.asset = r.asset AND x.open_outbox = NEW.id AND x.landed_at IS NULL;
+		UPDATE wallet.account a SET low_balance = wallet._alert_level(r.wallet_id, r.asset)
+		 WHERE a.wallet_id = r.wallet_id AND a.asset = r.asset;
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION wallet._alert_on_ack() IS 'after a recharge row is acked: closes its recharge';
+CREATE TRIGGER alert_on_ack AFTER UPDATE OF acked_at ON wallet.outbox
+	FOR EACH ROW WHEN (OLD.acked_at IS NULL AND NEW.acked_at IS NOT NULL AND NEW.kind = 'recharge')
+	EXECUTE FUNCTION wallet._alert_on_ack();
+
+/* the alerts of 1.0's low_balance column, with their state now */
+INSERT INTO wallet.alert (wallet_id, asset, threshold, from_limit, below)
+SELECT a.wallet_id, a.asset, a.low_balance, true, wallet._available(a.wallet_id, a.asset) < a.low_balance
+  FROM wallet.account a WHERE a.low_balance IS NOT NULL;
+UPDATE wallet.account a SET low_balance = wallet._alert_level(a.wallet_id, a.asset)
+ WHERE a.low_balance IS NOT NULL;
+COMMENT ON COLUMN wallet.account.low_balance IS
+	'the level a debit compares available with (highest alert not yet below, or recharge that may open); kept by wallet._alert_eval';
+
+/* wallet_set_limit keeps its 1.0 meaning: all three limits; low_balance is one alert among the others */
+CREATE OR REPLACE FUNCTION @extschema@.wallet_set_limit(customer text, asset text, overdraft numeric DEFAULT 0,
+	low_balance numeric DEFAULT NULL, max_holds int DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w bigint := wallet._wallet_id(customer);
+	lb bigint;
+BEGIN
+	IF overdraft IS NULL OR overdraft < 0 THEN
+		RAISE EXCEPTION 'overdraft must be zero or positive: %', overdraft
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no overdraft.';
+	END IF;
+	IF low_balance IS NOT NULL THEN
+		lb := wallet._minor_signed(asset, low_balance, 'low_balance');
+	END IF;
+	PERFORM @extschema@.wallet_set_overdraft(customer, asset, overdraft);
+	PERFORM @extschema@.wallet_set_max_holds(customer, asset, max_holds);
+	DELETE FROM wallet.alert al
+	 WHERE al.wallet_id = w AND al.asset = wallet_set_limit.asset AND al.from_limit
+	   AND al.threshold IS DISTINCT FROM lb;
+	IF lb IS NOT NULL THEN
+		INSERT INTO wallet.alert AS al (wallet_id, asset, threshold, from_limit)
+		VALUES (w, asset, lb, true)
+		ON CONFLICT ON CONSTRAINT alert_pkey DO UPDATE SET from_limit = true, enabled = true,
+			below = al.below AND al.enabled;
+	END IF;
+	PERFORM wallet._alert_eval(w, asset, wallet._available(w, asset));
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_set_limit(text, text, numeric, numeric, int) IS
+	'overdraft limit, low-balance alert and open-hold cap of a wallet in one asset, all three at once';
+
+/* one limit, the others left as they are */
+CREATE FUNCTION @extschema@.wallet_set_overdraft(customer text, asset text, overdraft_limit numeric)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w bigint := wallet._wallet_id(customer);
+	od bigint;
+	used bigint;
+BEGIN
+	IF overdraft_limit IS NULL OR overdraft_limit < 0 THEN
+		RAISE EXCEPTION 'overdraft limit must be zero or positive: %', overdraft_limit
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no overdraft.';
+	END IF;
+	PERFORM wallet._minor(asset, 1, 'asset');	/* WL002 for an unknown asset */
+	od := CASE WHEN overdraft_limit = 0 THEN 0 ELSE wallet._minor(asset, overdraft_limit, 'overdraft_limit') END;
+	PERFORM wallet._touch(w, asset);
+	SELECT a.overdraft INTO used FROM wallet.account a WHERE a.wallet_id = w AND a.asset = wallet_set_overdraft.asset;
+	IF od < used THEN
+		RAISE EXCEPTION 'overdraft limit % is below the overdraft in use', overdraft_limit
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Customer "%s" uses %s of overdraft in %s.', left(customer, 100),
+								  wallet._major(asset, used), asset),
+				  HINT = 'Freeze the wallet (wallet_set_status) to stop further debits until it is repaid.';
+	END IF;
+	UPDATE wallet.account a SET overdraft_limit = od
+	 WHERE a.wallet_id = w AND a.asset = wallet_set_overdraft.asset;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_set_overdraft(text, text, numeric) IS
+	'the overdraft limit of a wallet in one asset; other limits unchanged';
+
+CREATE FUNCTION @extschema@.wallet_set_max_holds(customer text, asset text, max_holds int)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w bigint := wallet._wallet_id(customer);
+BEGIN
+	IF max_holds IS NOT NULL AND max_holds < 0 THEN
+		RAISE EXCEPTION 'max_holds must not be negative: %', max_holds USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use null for no cap.';
+	END IF;
+	PERFORM wallet._minor(asset, 1, 'asset');	/* WL002 for an unknown asset */
+	PERFORM wallet._touch(w, asset);
+	UPDATE wallet.account a SET max_holds = wallet_set_max_holds.max_holds
+	 WHERE a.wallet_id = w AND a.asset = wallet_set_max_holds.asset;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_set_max_holds(text, text, int) IS
+	'the cap on open holds of a wallet in one asset (null: none); other limits unchanged';
+
+CREATE FUNCTION @extschema@.wallet_set_alert(customer text, asset text, threshold numeric, enabled boolean DEFAULT true)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w bigint := wallet._wallet_id(customer);
+	t bigint;
+BEGIN
+	IF threshold IS NULL OR enabled IS NULL THEN
+		RAISE EXCEPTION 'threshold and enabled must not be null' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	t := wallet._minor_signed(asset, threshold, 'threshold');
+	PERFORM wallet._touch(w, asset);
+	INSERT INTO wallet.alert AS al (wallet_id, asset, threshold, enabled)
+	VALUES (w, asset, t, wallet_set_alert.enabled)
+	ON CONFLICT ON CONSTRAINT alert_pkey DO UPDATE SET enabled = excluded.enabled,
+		below = al.below AND al.enabled AND excluded.enabled;
+	PERFORM wallet._alert_eval(w, asset, wallet._available(w, asset));
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_set_alert(text, text, numeric, boolean) IS
+	'a low-balance alert at threshold (any number per asset): low_balance below it, recovered back at or above it';
+
+CREATE FUNCTION @extschema@.wallet_set_recharge(customer text, asset text, threshold numeric, target numeric,
+	max_per_month numeric DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w bigint := wallet._wallet_id(customer);
+	t bigint;
+	tg bigint;
+	mx bigint;
+BEGIN
+	PERFORM wallet._minor(asset, 1, 'asset');	/* WL002 for an unknown asset */
+	PERFORM wallet._touch(w, asset);
+	IF threshold IS NULL THEN
+		DELETE FROM wallet.recharge x WHERE x.wallet_id = w AND x.asset = wallet_set_recharge.asset;
+		PERFORM wallet._alert_eval(w, asset, wallet._available(w, asset));
+		RETURN;
+	END IF;
+	IF target IS NULL THEN
+		RAISE EXCEPTION 'target must not be null' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	t := wallet._minor_signed(asset, threshold, 'threshold');
+	tg := wallet._minor_signed(asset, target, 'target');
+	IF tg <= t THEN
+		RAISE EXCEPTION 'target % is not above threshold %', target, threshold
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF max_per_month IS NOT NULL THEN
+		IF max_per_month <= 0 THEN
+			RAISE EXCEPTION 'max_per_month must be positive: %', max_per_month
+				USING ERRCODE = 'invalid_parameter_value', HINT = 'Use null for no maximum.';
+		END IF;
+		mx := wallet._minor(asset, max_per_month, 'max_per_month');
+	END IF;
+	INSERT INTO wallet.recharge AS x (wallet_id, asset, threshold, target, max_per_month)
+	VALUES (w, asset, t, tg, mx)
+	ON CONFLICT ON CONSTRAINT recharge_pkey DO UPDATE SET threshold = excluded.threshold, target = excluded.target,
+		max_per_month = excluded.max_per_month, limited_month = NULL, updated_at = now();
+	PERFORM wallet._alert_eval(w, asset, wallet._available(w, asset));
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_set_recharge(text, text, numeric, numeric, numeric) IS
+	'auto top-up: below threshold, a recharge outbox row for target - available; null threshold removes it';
+
+CREATE FUNCTION @extschema@.wallet_limits(customer text)
+RETURNS TABLE (asset text, overdraft_limit numeric, max_holds int, alerts numeric[],
+	recharge_threshold numeric, recharge_target numeric, recharge_max_per_month numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT a.asset, wallet._major(a.asset, a.overdraft_limit), a.max_holds,
+		   coalesce((SELECT array_agg(wallet._major(a.asset, al.threshold) ORDER BY al.threshold DESC)
+					   FROM wallet.alert al
+					  WHERE al.wallet_id = a.wallet_id AND al.asset = a.asset AND al.enabled), '{}'),
+		   wallet._major(a.asset, r.threshold), wallet._major(a.asset, r.target),
+		   wallet._major(a.asset, r.max_per_month)
+	  FROM wallet.account a
+	  LEFT JOIN wallet.recharge r ON r.wallet_id = a.wallet_id AND r.asset = a.asset
+	 WHERE a.wallet_id = wallet._wallet_id(wallet_limits.customer)
+	 ORDER BY a.asset
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_limits(text) IS
+	'the limits of a wallet per asset: overdraft, open-hold cap, alert thresholds, recharge rule';
+
+CREATE FUNCTION @extschema@.wallet_outbox_claim(max_rows int DEFAULT 100, kinds text[] DEFAULT NULL)
+RETURNS SETOF wallet.outbox
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF max_rows IS NULL OR max_rows < 1 THEN
+		RAISE EXCEPTION 'max_rows must be positive: %', max_rows USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN QUERY
+	SELECT o.* FROM wallet.outbox o
+	 WHERE o.acked_at IS NULL AND (kinds IS NULL OR o.kind = ANY (kinds))
+	 ORDER BY o.id
+	 LIMIT max_rows
+	   FOR UPDATE SKIP LOCKED;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_outbox_claim(int, text[]) IS
+	'unacked outbox rows, oldest first, locked (SKIP LOCKED) until the caller''s transaction ends';
+
+/*
+ * wallet_sweep also prunes the outbox and looks at alerts time may have moved:
+ * the sweep of the release before is kept as wallet._sweep_balances, and the
+ * API function adds its rows to that one's.
+ */
+ALTER FUNCTION @extschema@.wallet_sweep(timestamptz) RENAME TO _sweep_balances;
+ALTER FUNCTION @extschema@._sweep_balances(timestamptz) SET SCHEMA wallet;
+ALTER FUNCTION wallet._sweep_balances(timestamptz) SECURITY INVOKER;
+REVOKE ALL ON FUNCTION wallet._sweep_balances(timestamptz) FROM PUBLIC, wallet_admin;
+COMMENT ON FUNCTION wallet._sweep_balances(timestamptz) IS
+	'what time has done to balances (expiries, resets, holds), written down; wallet_sweep calls it';
+
+CREATE FUNCTION @extschema@.wallet_sweep(as_of timestamptz DEFAULT now())
+RETURNS TABLE (action text, count bigint)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n bigint;
+	x record;
+BEGIN
+	RETURN QUERY SELECT * FROM wallet._sweep_balances(as_of);
+	DELETE FROM wallet.outbox o
+	 WHERE o.acked_at IS NOT NULL
+	   AND o.acked_at < as_of - current_setting('wallet.outbox_retention')::interval;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	/* expiries may have lowered balances, expired holds raised them */
+	FOR x IN
+		SELECT DISTINCT al.wallet_id, al.asset FROM wallet.alert al WHERE al.enabled
+		UNION
+		SELECT r.wallet_id, r.asset FROM wallet.recharge r WHERE r.open_ref IS NULL OR r.landed_at IS NOT NULL
+		 ORDER BY 1, 2
+	LOOP
+		PERFORM wallet._touch(x.wallet_id, x.asset);
+		PERFORM wallet._alert_eval(x.wallet_id, x.asset, wallet._available(x.wallet_id, x.asset));
+	END LOOP;
+	action := 'pruned_outbox';
+	count := n;
+	RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_sweep(timestamptz) IS
+	'writes down what time has done (expiries, resets, expired holds), evaluates alerts, prunes acked outbox rows';
+
+DO $$
+DECLARE
+	g record;
+BEGIN
+	FOR g IN SELECT * FROM (VALUES
+		('@extschema@.wallet_set_limit(text, text, numeric, numeric, int)', 'wallet_admin'),
+		('@extschema@.wallet_set_overdraft(text, text, numeric)', 'wallet_admin'),
+		('@extschema@.wallet_set_max_holds(text, text, int)', 'wallet_admin'),
+		('@extschema@.wallet_set_alert(text, text, numeric, boolean)', 'wallet_admin'),
+		('@extschema@.wallet_set_recharge(text, text, numeric, numeric, numeric)', 'wallet_admin'),
+		('@extschema@.wallet_limits(text)', 'wallet_app, wallet_finance, wallet_admin'),
+		('@extschema@.wallet_outbox_claim(int, text[])', 'wallet_app, wallet_admin'),
+		('@extschema@.wallet_sweep(timestamptz)', 'wallet_admin')) AS v(fn, roles)
+	LOOP
+		EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', g.fn);
+		EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER', g.fn);
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', g.fn, g.roles);
+	END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION wallet._available(bigint, text), wallet._minor_signed(text, numeric, text),
+	wallet._alert_level(bigint, text), wallet._outbox_put(text, text, text, bigint, bigint, jsonb),
+	wallet._alert_eval(bigint, text, bigint), wallet._alert_check(bigint, text),
+	wallet._alert_raised(bigint, text, bigint),
+	wallet._alert_on_grant(), wallet._alert_on_refund(), wallet._alert_on_ack() FROM PUBLIC;
+GRANT SELECT ON wallet.alert, wallet.recharge TO wallet_finance;
+
 /* ------------------------------------------------------------ scoped credits (#19) */
 
 /* ------------------------------------------------------------ pricing (#20) */

@@ -9,6 +9,8 @@ SET client_min_messages = warning;
 -- every suite starts from a fresh extension: ids and data do not leak between files
 DROP EXTENSION IF EXISTS wallet CASCADE;
 CREATE EXTENSION wallet;
+-- every declined row, not one per minute (sql/topup.sql tests the interval)
+SET wallet.decline_notice_interval = 0;
 
 SELECT wallet_create_asset('capusd', 2, 1);
 SELECT wallet_set_price('caps.call', 'capusd', '{"model": "per_unit", "unit_price": "1"}',

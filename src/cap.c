@@ -150,6 +150,8 @@ CapDeclined(const Account *acct, const CapSet *caps, int64 available, int64 amou
 
 	if (caps->blocked < 0)
 		elog(ERROR, "wallet: spend_cap decline without a cap");
+	if (!DeclineNoticeDue(acct, "spend_cap"))
+		return;
 	c = &caps->rows[caps->blocked];
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(acct->customer);

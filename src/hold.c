@@ -270,6 +270,7 @@ wallet_release(PG_FUNCTION_ARGS)
 	res.amount = h.amount;
 	res.has_balance = true;
 	res.balance = Available(&acct, &set, now, 0);
+	AlertRaised(&acct, res.balance);
 	SPI_finish();
 	PG_RETURN_DATUM(WalletResultDatum(fcinfo, &res));
 }

@@ -42,11 +42,19 @@ OutboxWrite(const Account *acct, const char *kind, int64 available, bool has_thr
 				 SpiGetText(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* a debit or hold took available from at or above the threshold to below it */
+/*
+ * A debit or hold took available from before to after.  1.0: a low_balance
+ * row when it crossed the threshold.  1.1: low_balance is the level of the
+ * alerts and recharge (alert.c); below it, they decide.
+ */
 void
-OutboxLowBalance(const Account *acct, int64 before, int64 after)
+OutboxLowBalance(Account *acct, int64 before, int64 after)
 {
-	if (acct->has_low_balance && before >= acct->low_balance && after < acct->low_balance)
+	if (!acct->has_low_balance || after >= acct->low_balance)
+		return;
+	if (WalletSchemaVersion() >= 11)
+		AlertEval(acct, after);
+	else if (before >= acct->low_balance)
 		OutboxWrite(acct, "low_balance", after, true, acct->low_balance, NULL, 0);
 }
 
@@ -54,5 +62,7 @@ OutboxLowBalance(const Account *acct, int64 before, int64 after)
 void
 OutboxDeclined(const Account *acct, const char *reason, int64 available, int64 amount)
 {
+	if (!DeclineNoticeDue(acct, reason))
+		return;
 	OutboxWrite(acct, "declined", available, acct->has_low_balance, acct->low_balance, reason, amount);
 }

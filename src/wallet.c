@@ -96,6 +96,7 @@ _PG_init(void)
 							   &wallet_reporting_currency, "USD", PGC_USERSET, 0,
 							   NULL, NULL, NULL);
 	ShardInit();
+	AlertInit();
 	MarkGUCPrefixReserved("wallet");
 }
 

@@ -13,6 +13,7 @@
  *	  hold.c	 wallet_hold, wallet_capture, wallet_release
  *	  balance.c	 wallet_balance, wallet_balances
  *	  outbox.c	 low-balance and decline notifications
+ *	  alert.c	 alerts, recharges and declined notices of 1.1 (the SQL decides)
  *	  hotpath.c	 direct table access for the debit hot path
  *	  cap.c		 spend caps per period and per member
  *	  quote.c	 wallet_quote: what a debit would do, without doing it
@@ -128,6 +129,9 @@ typedef enum PlanId
 	PLAN_ROUTE_CUSTOMER,
 	PLAN_UNIT_VALUE,
 	PLAN_PRICE_IN_FORCE,
+	PLAN_ALERT_EVAL,
+	PLAN_DECLINE_DUE,
+	PLAN_ALERT_RAISED,
 	PLAN__COUNT
 } PlanId;
 
@@ -381,8 +385,15 @@ extern void DebitBufferFlush(DebitBuffer *buf, TimestampTz now);
 
 /* ---- outbox.c ---- */
 
-extern void OutboxLowBalance(const Account *acct, int64 before, int64 after);
+extern void OutboxLowBalance(Account *acct, int64 before, int64 after);
 extern void OutboxDeclined(const Account *acct, const char *reason, int64 available, int64 amount);
+
+/* ---- alert.c ---- */
+
+extern void AlertInit(void);
+extern void AlertEval(Account *acct, int64 available);
+extern bool DeclineNoticeDue(const Account *acct, const char *reason);
+extern void AlertRaised(const Account *acct, int64 available);
 
 /* ---- hotpath.c ---- */
 

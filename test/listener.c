@@ -4,27 +4,35 @@
  *
  *	  listener CONNINFO AMOUNT [SECONDS]
  *
- * LISTENs on wallet_events.  At start, on every notification, and every few
- * seconds in case one was missed (the outbox table is the truth; a
- * notification is only a wake-up), it tops up every low_balance row not yet
- * acked, one transaction per row:
+ * Runs as a login that is a member of wallet_app and wallet_admin, not as the
+ * extension's owner: it reads the outbox only through wallet_outbox_claim.
+ * LISTENs on wallet_events.  A notification is only a wake-up (its payload is
+ * not read: the outbox table is the truth).  At start, on every notification,
+ * and every few seconds in case one was missed, it handles every unacked row
+ * it acts on, one transaction per row:
  *
- *	  lock the row (FOR UPDATE SKIP LOCKED: several listeners may run),
- *	  charge the customer's card (here: pretend; the payment id is topup-<row id>),
- *	  wallet_grant(customer, asset, AMOUNT, external_ref => 'topup-<row id>'),
+ *	  claim the oldest row (wallet_outbox_claim: SKIP LOCKED, so several
+ *	  listeners may run),
+ *	  recharge: charge the card for detail.amount with detail.external_ref as
+ *	  the payment id (here: pretend), wallet_grant(customer, asset, amount,
+ *	  external_ref => that ref);
+ *	  low_balance (when AMOUNT is not 0): charge AMOUNT with payment id
+ *	  topup-<row id> and grant it the same way;
  *	  wallet_outbox_ack(row id), commit.
  *
  * The payment id is the grant's external_ref, so a listener that dies after
  * the charge and before the commit, and runs the row again, gets the same
  * grant back: the customer is credited once.  (A real payment provider takes
  * the same id as its own idempotency key, so the card is charged once too.)
- * Rows of other kinds (declined) are left for other consumers.
+ * Rows of other kinds (declined, recovered, recharge_limit) are left for
+ * other consumers.
  *
- * Prints one line per notification ("notify <payload>") and per top-up
- * ("topup outbox=<id> customer=<c> asset=<a> grant=<g>").  Exits after
- * SECONDS (default: runs until killed).
+ * Prints one line per notification ("notify <payload>") and per grant
+ * ("topup outbox=<id> customer=<c> asset=<a> grant=<g>" or "recharge ...").
+ * Exits after SECONDS (default: runs until killed).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,24 +61,28 @@ must(const char *sql)
 }
 
 /*
- * Top up one unacked low_balance row.  Returns 1 if it did, 0 if there is
- * none left, -1 on an error (rolled back).
+ * Handle one unacked recharge (or low_balance) row.  Returns 1 if it did, 0
+ * if there is none left, -1 on an error (rolled back).
  */
 static int
 top_up_one(const char *amount)
 {
 	PGresult   *res;
 	char		id[32],
+				kind[32],
 				customer[300],
 				asset[64],
-				ref[64];
+				ref[300],
+				charge[64];
 	const char *params[4];
+	bool		low_balance_too = strcmp(amount, "0") != 0;
 
 	must("BEGIN");
-	res = PQexec(conn,
-				 "SELECT id, customer, asset FROM wallet.outbox "
-				 " WHERE acked_at IS NULL AND kind = 'low_balance' "
-				 " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED");
+	res = PQexec(conn, low_balance_too ?
+				 "SELECT id, kind, customer, asset, detail->>'amount', detail->>'external_ref' "
+				 "  FROM wallet_outbox_claim(1, '{recharge,low_balance}')" :
+				 "SELECT id, kind, customer, asset, detail->>'amount', detail->>'external_ref' "
+				 "  FROM wallet_outbox_claim(1, '{recharge}')");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		goto failed;
 	if (PQntuples(res) == 0)
@@ -80,23 +92,35 @@ top_up_one(const char *amount)
 		return 0;
 	}
 	snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0));
-	snprintf(customer, sizeof(customer), "%s", PQgetvalue(res, 0, 1));
-	snprintf(asset, sizeof(asset), "%s", PQgetvalue(res, 0, 2));
-	snprintf(ref, sizeof(ref), "topup-%s", id);
+	snprintf(kind, sizeof(kind), "%s", PQgetvalue(res, 0, 1));
+	snprintf(customer, sizeof(customer), "%s", PQgetvalue(res, 0, 2));
+	snprintf(asset, sizeof(asset), "%s", PQgetvalue(res, 0, 3));
+	if (strcmp(kind, "recharge") == 0)
+	{
+		/* the amount that reaches the target, and the payment id the row names */
+		snprintf(charge, sizeof(charge), "%s", PQgetvalue(res, 0, 4));
+		snprintf(ref, sizeof(ref), "%s", PQgetvalue(res, 0, 5));
+	}
+	else
+	{
+		snprintf(charge, sizeof(charge), "%s", amount);
+		snprintf(ref, sizeof(ref), "topup-%s", id);
+	}
 	PQclear(res);
 
 	/* charge the card here, with ref as the payment's idempotency key */
 
 	params[0] = customer;
 	params[1] = asset;
-	params[2] = amount;
+	params[2] = charge;
 	params[3] = ref;
 	res = PQexecParams(conn,
 					   "SELECT wallet_grant($1, $2, $3::numeric, external_ref => $4)",
 					   4, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		goto failed;
-	printf("topup outbox=%s customer=%s asset=%s grant=%s\n", id, customer, asset,
+	printf("%s outbox=%s customer=%s asset=%s amount=%s grant=%s\n",
+		   strcmp(kind, "recharge") == 0 ? "recharge" : "topup", id, customer, asset, charge,
 		   PQgetvalue(res, 0, 0));
 	PQclear(res);
 

@@ -75,10 +75,12 @@ SELECT throws_ok($$SELECT * FROM wallet_sweep(now() + interval '1 second')$$, '2
 	NULL, 'the sweep does not run ahead of time');
 SELECT throws_ok($$SELECT * FROM wallet_sweep(NULL)$$, '22023', NULL, 'as_of must not be null');
 SELECT results_eq($$SELECT * FROM wallet_sweep()$$,
-	$$VALUES ('expired_grants'::text, 3::bigint), ('resets', 1), ('expired_holds', 0), ('closed_grants', 1)$$,
+	$$VALUES ('expired_grants'::text, 3::bigint), ('resets', 1), ('expired_holds', 0), ('closed_grants', 1),
+			 ('pruned_outbox', 0)$$,
 	'the sweep: three expired grants (edge 9, edgeh 5, recx 100), mon''s reset, one used up (edge 7)');
 SELECT results_eq($$SELECT * FROM wallet_sweep()$$,
-	$$VALUES ('expired_grants'::text, 0::bigint), ('resets', 0), ('expired_holds', 0), ('closed_grants', 0)$$,
+	$$VALUES ('expired_grants'::text, 0::bigint), ('resets', 0), ('expired_holds', 0), ('closed_grants', 0),
+			 ('pruned_outbox', 0)$$,
 	'a second sweep finds nothing');
 SELECT results_eq(
 	$$SELECT w.customer, l.amount, l.amount * g.unit_revenue
@@ -168,8 +170,9 @@ SELECT throws_ok($$SELECT wallet_grant('top', 'credits', 20, external_ref => 'pa
 SELECT throws_ok($$SELECT wallet_grant('other', 'usd', 20, external_ref => 'pay_42')$$, 'WL004', NULL, 'other customer');
 
 ---------------------------------------------------------------- outbox
-SELECT wallet_set_limit('low', 'credits', low_balance => 50) \g /dev/null
+-- (1.1: an alert set while already below fires at once, so the grant comes first)
 SELECT wallet_grant('low', 'credits', 100) \g /dev/null
+SELECT wallet_set_limit('low', 'credits', low_balance => 50) \g /dev/null
 -- 60: above
 SELECT wallet_debit('low', 'credits', 40, 'l1') \g /dev/null
 SELECT is((SELECT count(*) FROM wallet.outbox WHERE customer = 'low'), 0::bigint, 'no row above the threshold');

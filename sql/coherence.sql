@@ -1,0 +1,36 @@
+-- Coherence (#15): every call sees every committed change, whatever this
+-- backend cached.  The concurrent cases are isolation specs
+-- (test/isolation/specs/coherence_*.spec); these need one session.
+\set VERBOSITY sqlstate
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS wallet CASCADE;
+CREATE EXTENSION wallet;
+
+-- an asset created in a prepared transaction that is rolled back, then
+-- created again with another scale: amounts use the new scale (the cache
+-- must not keep what the transaction that prepared read of its own writes)
+BEGIN;
+SELECT wallet_create_asset('cohx', 2) \g /dev/null
+SELECT wallet_create('coh-a') > 0 AS created;
+SELECT wallet_grant('coh-a', 'cohx', 1) > 0 AS granted;
+PREPARE TRANSACTION 'coh_asset';
+ROLLBACK PREPARED 'coh_asset';
+SELECT wallet_create_asset('cohx', 0) \g /dev/null
+SELECT wallet_create('coh-a') > 0 AS created;
+SELECT wallet_grant('coh-a', 'cohx', 100) > 0 AS granted;
+SELECT g.amount, g.remaining, wallet_balance('coh-a', 'cohx') AS balance
+  FROM wallet.grant_block g JOIN wallet.wallet w ON w.id = g.wallet_id
+ WHERE w.customer = 'coh-a';
+
+-- the extension dropped and created again: the asset is read again
+SELECT wallet_create_asset('cohy', 2) \g /dev/null
+SELECT wallet_create('coh-b') > 0 AS created;
+SELECT wallet_grant('coh-b', 'cohy', 1) > 0 AS granted;
+DROP EXTENSION wallet;
+CREATE EXTENSION wallet;
+SELECT wallet_create_asset('cohy', 0) \g /dev/null
+SELECT wallet_create('coh-b') > 0 AS created;
+SELECT wallet_grant('coh-b', 'cohy', 100) > 0 AS granted;
+SELECT g.amount, wallet_balance('coh-b', 'cohy') AS balance
+  FROM wallet.grant_block g JOIN wallet.wallet w ON w.id = g.wallet_id
+ WHERE w.customer = 'coh-b';

@@ -34,3 +34,13 @@ SELECT wallet_grant('coh-b', 'cohy', 100) > 0 AS granted;
 SELECT g.amount, wallet_balance('coh-b', 'cohy') AS balance
   FROM wallet.grant_block g JOIN wallet.wallet w ON w.id = g.wallet_id
  WHERE w.customer = 'coh-b';
+
+-- an asset row changed by SQL (a repair by its owner): the change reaches
+-- the cache of every backend at commit
+SELECT wallet_create_asset('cohz', 2) \g /dev/null
+SELECT wallet_create('coh-c') > 0 AS created;
+SELECT wallet_grant('coh-c', 'cohz', 1) > 0 AS granted;
+UPDATE wallet.asset SET scale = 0 WHERE code = 'cohz';
+SELECT wallet_grant('coh-c', 'cohz', 100) > 0 AS granted;
+SELECT g.amount FROM wallet.grant_block g JOIN wallet.wallet w ON w.id = g.wallet_id
+ WHERE w.customer = 'coh-c' ORDER BY g.id;

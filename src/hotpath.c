@@ -43,6 +43,7 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -65,6 +66,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 /* the tables the hot path reads and writes */
 typedef enum HotTable
@@ -227,15 +229,19 @@ static struct
 	TupleDesc	key_desc;		/* the row HotKeyFind returns */
 	Oid			line_seq;		/* wallet.line_id_seq: ids of lines carried on events */
 	HTAB	   *wallets;		/* WalletEntry by customer, or NULL */
+	uint64		wallets_stamp;	/* wallet_coherence.generation they were read at */
+	bool		wallet_recheck; /* wallet.wallet changed: check its columns again */
 }			cache;
 
 /*
  * A customer's wallet, as last read: the hot path need not find it again on
- * every call.  A trigger on wallet.wallet sends a relcache invalidation when
- * a wallet row changes or goes (wallet_set_status, a shard's prune), which
- * drops all of them (and everything else cached here); an abort drops them
- * too, since the wallet read may have been created by the aborted work.
- * Customers of 64 bytes or more are not cached.
+ * every call.  The wallets follow the rule of coherence.c: a trigger on
+ * wallet.wallet sends a relcache invalidation when a wallet row changes or
+ * goes (wallet_set_status, a shard's prune), which drops all of them (and
+ * only them: the columns of wallet.wallet are checked again, nothing else is
+ * looked up again); an abort drops them too, since the wallet read may have
+ * been created by the aborted work.  Customers of 64 bytes or more are not
+ * cached.
  */
 #define WALLET_KEY_SIZE 64
 #define MAX_WALLETS 65536
@@ -249,11 +255,18 @@ typedef struct WalletEntry
 
 static bool callback_registered = false;
 static List *retired = NIL;		/* older generations of the cache, freed at transaction end */
+static Coherence wallet_coherence;	/* of the wallets kept (coherence.c) */
 
-/* a relcache invalidation of one of ours (or of all): look everything up again */
+/*
+ * A relcache invalidation of one of ours (or of all): look everything up
+ * again; of wallet.wallet (a wallet row changed, or the table did): forget
+ * the wallets and check its columns again.
+ */
 static void
 HotInval(Datum arg, Oid relid)
 {
+	if (relid == InvalidOid || relid == cache.tables[T_WALLET].relid)
+		CoherenceInvalidate(&wallet_coherence);
 	if (!cache.valid)
 		return;
 	if (relid == InvalidOid)
@@ -261,8 +274,10 @@ HotInval(Datum arg, Oid relid)
 		cache.valid = false;
 		return;
 	}
+	if (relid == cache.tables[T_WALLET].relid)
+		cache.wallet_recheck = true;
 	for (int t = 0; t < T__COUNT; t++)
-		if (cache.tables[t].relid == relid)
+		if (t != T_WALLET && cache.tables[t].relid == relid)
 			cache.valid = false;
 	for (int i = 0; i < I__COUNT; i++)
 		if (cache.indexes[i] == relid)
@@ -360,7 +375,7 @@ IndexesBuild(Relation rel, TableCache *tc)
 	}
 }
 
-/* an abort: forget the wallets read (the work that created one may be gone) */
+/* forget the wallets read */
 static void
 ForgetWallets(void)
 {
@@ -371,12 +386,10 @@ ForgetWallets(void)
 	}
 }
 
-/* end of a transaction: forget the wallets after an abort, free old cache generations */
+/* end of a transaction: free old cache generations */
 static void
 HotXactCallback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		ForgetWallets();
 	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		 event == XACT_EVENT_PREPARE) && retired != NIL)
@@ -388,15 +401,6 @@ HotXactCallback(XactEvent event, void *arg)
 		list_free(retired);
 		retired = NIL;
 	}
-}
-
-/* a subtransaction's abort: forget the wallets too */
-static void
-HotSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
-				   SubTransactionId parentSubid, void *arg)
-{
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		ForgetWallets();
 }
 
 /* look everything up again (after an invalidation, or the first time) */
@@ -429,7 +433,6 @@ CacheBuildGeneration(void)
 	{
 		CacheRegisterRelcacheCallback(HotInval, (Datum) 0);
 		RegisterXactCallback(HotXactCallback, NULL);
-		RegisterSubXactCallback(HotSubXactCallback, NULL);
 		callback_registered = true;
 	}
 	/*
@@ -439,6 +442,7 @@ CacheBuildGeneration(void)
 	 * of the transaction.
 	 */
 	cache.wallets = NULL;
+	cache.wallet_recheck = false;
 	if (cache.cxt != NULL)
 	{
 		old = MemoryContextSwitchTo(TopMemoryContext);
@@ -601,6 +605,36 @@ OpenRelation(Oid relid, LOCKMODE mode, HeldLock *held)
 }
 
 /*
+ * After an invalidation of wallet.wallet (most often a wallet row changed):
+ * is it still the table the hot path knows, same columns, no row security?
+ * Then nothing else need be looked up again.
+ */
+static bool
+WalletTableSame(void)
+{
+	const TableCache *tc = &cache.tables[T_WALLET];
+	Oid			nsp = get_namespace_oid("wallet", true);
+	HeapTuple	tup;
+	bool		same;
+
+	cache.wallet_recheck = false;
+	if (!OidIsValid(nsp) || get_relname_relid(table_defs[T_WALLET].name, nsp) != tc->relid)
+		return false;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(tc->relid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	same = !((Form_pg_class) GETSTRUCT(tup))->relrowsecurity;
+	ReleaseSysCache(tup);
+	for (int c = 0; same && table_defs[T_WALLET].columns[c].name; c++)
+	{
+		AttrNumber	a = get_attnum(tc->relid, table_defs[T_WALLET].columns[c].name);
+
+		same = a == tc->att[c] && get_atttype(tc->relid, a) == table_defs[T_WALLET].columns[c].type;
+	}
+	return same;
+}
+
+/*
  * open a table (rebuilding what we know of it first if it changed: the
  * invalidations that locking it accepts may say so)
  */
@@ -613,6 +647,10 @@ OpenTable(HotTable t, LOCKMODE mode)
 
 		if (!cache.valid)
 			CacheBuild();
+		if (t == T_WALLET && cache.wallet_recheck && !WalletTableSame())
+			cache.valid = false;
+		if (!cache.valid)
+			continue;
 		rel = OpenRelation(cache.tables[t].relid, mode, &cache.tables[t].held);
 		if (cache.valid)
 			return rel;
@@ -806,7 +844,7 @@ IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
  * this backend kept (the caller may ask again with use_cache false).
  */
 static bool
-WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct,
+WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, Account *acct,
 		   bool use_cache, bool *cached)
 {
 	Relation	wrel;
@@ -819,6 +857,8 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct,
 	char		ckey[WALLET_KEY_SIZE];
 
 	*cached = false;
+	if (cache.wallets != NULL && cache.wallets_stamp != wallet_coherence.generation)
+		ForgetWallets();
 	if (cacheable)
 	{
 		memset(ckey, 0, sizeof(ckey));
@@ -856,7 +896,8 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct,
 	index_close(widx, NoLock);
 	table_close(wrel, NoLock);
 
-	if (cacheable && cache.valid)
+	/* kept only if no invalidation came since the one read before snap was taken */
+	if (cacheable && cache.valid && ticket == wallet_coherence.generation)
 	{
 		if (cache.wallets != NULL && hash_get_num_entries(cache.wallets) >= MAX_WALLETS)
 			ForgetWallets();
@@ -869,10 +910,12 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct,
 			ctl.hcxt = cache.cxt;
 			cache.wallets = hash_create("wallet hot path wallets", 1024, &ctl,
 										HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+			cache.wallets_stamp = ticket;
 		}
 		we = hash_search(cache.wallets, ckey, HASH_ENTER, NULL);
 		we->wallet_id = acct->wallet_id;
 		strlcpy(we->status, acct->status, sizeof(we->status));
+		CoherenceFilled(&wallet_coherence);
 	}
 	return true;
 }
@@ -966,9 +1009,12 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	bool		use_cache = true;
 	bool		cached;
 	CommandId	cid;
+	uint64		ticket;
 
 	PreventCommandIfReadOnly("UPDATE");
 	PreventCommandIfParallelMode("UPDATE");
+	/* the invalidations first, then the snapshot the wallet is read with */
+	ticket = CoherenceAccept(&wallet_coherence);
 	snap = PushFreshSnapshot();
 	arel = OpenTable(T_ACCOUNT, RowExclusiveLock);
 	aidx = OpenIndex(I_ACCOUNT_PKEY, AccessShareLock);
@@ -980,7 +1026,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 		HotLockResult none = HOT_NO_WALLET;
 
 		/* the wallet, then its balance row in the asset */
-		if (WalletFind(customer, wallet_id, snap, acct, use_cache, &cached))
+		if (WalletFind(customer, wallet_id, snap, ticket, acct, use_cache, &cached))
 		{
 			Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
 			Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(asset->code));

@@ -5,6 +5,7 @@
  * The parts, one file each:
  *	  wallet.c	 module init, settings, kept SPI plans, result rows
  *	  amount.c	 exact decimals (int128) and minor-unit conversion
+ *	  coherence.c the rule every per-backend cache follows
  *	  asset.c	 the asset cache
  *	  account.c	 finding a wallet and locking its balance row
  *	  grant.c	 what time does to grants (expiry, resets) and drawdown order
@@ -77,6 +78,23 @@ extern int64 AmountToMinor(Numeric amount, int scale, const char *asset, const c
 extern Numeric MinorToNumeric(int64 minor, int scale);
 extern int64 AddMinor(int64 a, int64 b);
 extern int64 SubMinor(int64 a, int64 b);
+
+/* ---- coherence.c: the rule of every per-backend cache ---- */
+
+/* one cache's state under the rule (zero-initialised: static) */
+typedef struct Coherence
+{
+	uint64		generation;		/* moves at each invalidation; stamps equal to it are valid */
+	LocalTransactionId inval_lxid;	/* the transaction that read the last invalidation */
+	bool		xact_only;		/* filled under an old transaction snapshot: drop at its end */
+	bool		registered;
+	struct Coherence *next;
+} Coherence;
+
+extern void CoherenceInvalidate(Coherence *cc);
+extern uint64 CoherenceAccept(Coherence *cc);
+extern Snapshot CoherencePushSnapshot(void);
+extern void CoherenceFilled(Coherence *cc);
 
 /* ---- asset.c ---- */
 

@@ -44,3 +44,26 @@ UPDATE wallet.asset SET scale = 0 WHERE code = 'cohz';
 SELECT wallet_grant('coh-c', 'cohz', 100) > 0 AS granted;
 SELECT g.amount FROM wallet.grant_block g JOIN wallet.wallet w ON w.id = g.wallet_id
  WHERE w.customer = 'coh-c' ORDER BY g.id;
+
+-- one transaction alternating status changes and debits keeps one generation
+-- of the hot path's cache (a wallet row change drops the wallets only), and
+-- a change that makes it look everything up again frees what it replaced
+SELECT wallet_create_asset('cohm', 0) \g /dev/null
+SELECT wallet_create('coh-m') > 0 AS created;
+SELECT wallet_grant('coh-m', 'cohm', 1000000) > 0 AS granted;
+BEGIN;
+DO $$
+BEGIN
+	FOR i IN 1..300 LOOP
+		PERFORM wallet_set_status('coh-m', 'active');
+		PERFORM wallet_debit('coh-m', 'cohm', 1, 'coh-m-' || i);
+	END LOOP;
+	FOR i IN 1..50 LOOP
+		EXECUTE format('ALTER TABLE wallet.event ALTER COLUMN meter SET STATISTICS %s', 100 + i);
+		PERFORM wallet_debit('coh-m', 'cohm', 1, 'coh-m-alter-' || i);
+	END LOOP;
+END $$;
+SELECT count(*) <= 2 AS few_generations, sum(total_bytes) < 4000000 AS small
+  FROM pg_backend_memory_contexts WHERE name = 'wallet hot path';
+COMMIT;
+SELECT wallet_balance('coh-m', 'cohm') AS balance;

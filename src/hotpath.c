@@ -226,7 +226,6 @@ static struct
 	HeldLock	index_held[I__COUNT];
 	/* the lock record of each: the write target's when it is one of those */
 	HeldLock   *index_lock[I__COUNT];
-	TupleDesc	key_desc;		/* the row HotKeyFind returns */
 	Oid			line_seq;		/* wallet.line_id_seq: ids of lines carried on events */
 	HTAB	   *wallets;		/* WalletEntry by customer, or NULL */
 	uint64		wallets_stamp;	/* wallet_coherence.generation they were read at */
@@ -254,7 +253,9 @@ typedef struct WalletEntry
 } WalletEntry;
 
 static bool callback_registered = false;
-static List *retired = NIL;		/* older generations of the cache, freed at transaction end */
+static List *retired = NIL;		/* older generations of the cache, not yet freed */
+static int	calls = 0;			/* hot path calls under way (HotEnter) */
+static TupleDesc key_desc = NULL;	/* the row HotKeyFind returns (lives as long as the backend) */
 static Coherence wallet_coherence;	/* of the wallets kept (coherence.c) */
 
 /*
@@ -386,20 +387,52 @@ ForgetWallets(void)
 	}
 }
 
-/* end of a transaction: free old cache generations */
+/* free the generations of the cache that were replaced */
+static void
+FreeRetired(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, retired)
+		MemoryContextDelete((MemoryContext) lfirst(lc));
+	list_free(retired);
+	retired = NIL;
+}
+
+/*
+ * A call of the hot path (HotAccountLock, HotKeyFind, HotGrantsRead,
+ * HotDebitWrite) begins: when no other is under way (one may be, below a
+ * trigger), nothing uses a replaced generation any more, so it is freed now
+ * rather than at the end of a transaction that may alternate many changes
+ * and calls.  A call that fails leaves calls raised: then they are freed at
+ * the end of the transaction.
+ */
+static inline void
+HotEnter(void)
+{
+	if (calls == 0 && retired != NIL)
+		FreeRetired();
+	calls++;
+}
+
+/* a call of the hot path returns */
+static inline void
+HotLeave(void)
+{
+	calls--;
+}
+
+/* end of a transaction: no call is under way; free old cache generations */
 static void
 HotXactCallback(XactEvent event, void *arg)
 {
-	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
-		 event == XACT_EVENT_PREPARE) && retired != NIL)
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
 	{
-		ListCell   *lc;
-
-		foreach(lc, retired)
-			MemoryContextDelete((MemoryContext) lfirst(lc));
-		list_free(retired);
-		retired = NIL;
+		calls = 0;
+		if (retired != NIL)
+			FreeRetired();
 	}
 }
 
@@ -438,8 +471,8 @@ CacheBuildGeneration(void)
 	/*
 	 * A new generation: the call under way may still use what it took from
 	 * the old one (an invalidation can arrive whenever a lock is taken, by
-	 * ANALYZE of one of our tables for instance), so that is freed at the end
-	 * of the transaction.
+	 * ANALYZE of one of our tables for instance), so that is freed when no
+	 * call is under way (HotEnter).
 	 */
 	cache.wallets = NULL;
 	cache.wallet_recheck = false;
@@ -567,17 +600,23 @@ CacheBuildGeneration(void)
 	if (!OidIsValid(cache.line_seq))
 		elog(ERROR, "wallet: sequence wallet.line_id_seq is missing");
 
-	cache.key_desc = CreateTemplateTupleDesc(9);
-	TupleDescInitEntry(cache.key_desc, 1, "kind", TEXTOID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 2, "id", INT8OID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 3, "meter", TEXTOID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 4, "quantity", NUMERICOID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 5, "dimensions", JSONBOID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 6, "asset", TEXTOID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 7, "amount", INT8OID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 8, "balance_after", INT8OID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 9, "hold_id", INT8OID, -1, 0);
 	MemoryContextSwitchTo(old);
+	if (key_desc == NULL)
+	{
+		/* the caller of HotKeyFind keeps it: not in a generation */
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		key_desc = CreateTemplateTupleDesc(9);
+		TupleDescInitEntry(key_desc, 1, "kind", TEXTOID, -1, 0);
+		TupleDescInitEntry(key_desc, 2, "id", INT8OID, -1, 0);
+		TupleDescInitEntry(key_desc, 3, "meter", TEXTOID, -1, 0);
+		TupleDescInitEntry(key_desc, 4, "quantity", NUMERICOID, -1, 0);
+		TupleDescInitEntry(key_desc, 5, "dimensions", JSONBOID, -1, 0);
+		TupleDescInitEntry(key_desc, 6, "asset", TEXTOID, -1, 0);
+		TupleDescInitEntry(key_desc, 7, "amount", INT8OID, -1, 0);
+		TupleDescInitEntry(key_desc, 8, "balance_after", INT8OID, -1, 0);
+		TupleDescInitEntry(key_desc, 9, "hold_id", INT8OID, -1, 0);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /*
@@ -923,10 +962,13 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, 
 /*
  * The balance row in slot, locked as SELECT ... FOR NO KEY UPDATE locks it
  * under READ COMMITTED (nodeLockRows.c): waiting for a concurrent writer,
- * then its latest version, which goes into slot.  Returns slot.
+ * then its latest version, which goes into slot.  Returns slot.  A row
+ * deleted meanwhile (a shard's prune took the wallet away) is WL001, as a
+ * call that started a moment later gets.
  */
 static TupleTableSlot *
-AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
+AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid,
+			   const Account *acct)
 {
 	ItemPointerData tid = slot->tts_tid;
 	TM_FailureData tmfd;
@@ -935,7 +977,15 @@ AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid
 	tm = table_tuple_lock(arel, &tid, snap, slot, cid, LockTupleNoKeyExclusive,
 						  LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
 	if (tm == TM_Deleted)
-		elog(ERROR, "wallet: a balance row was deleted");
+	{
+		/* the wallets kept may name it: look them up again */
+		CoherenceInvalidate(&wallet_coherence);
+		ereport(ERROR,
+				(errcode(ERRCODE_WALLET_NO_WALLET),
+				 acct->customer ? errmsg("no wallet for customer \"%.100s\"", acct->customer) :
+				 errmsg("no wallet with id " INT64_FORMAT, acct->wallet_id),
+				 errdetail("The wallet's balance row was deleted while this call waited for it.")));
+	}
 	if (tm != TM_Ok)
 		elog(ERROR, "wallet: unexpected result %d locking a balance row", tm);
 	return slot;
@@ -1011,6 +1061,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	CommandId	cid;
 	uint64		ticket;
 
+	HotEnter();
 	PreventCommandIfReadOnly("UPDATE");
 	PreventCommandIfParallelMode("UPDATE");
 	/* the invalidations first, then the snapshot the wallet is read with */
@@ -1040,6 +1091,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 			index_close(aidx, NoLock);
 			table_close(arel, NoLock);
 			PopActiveSnapshot();
+			HotLeave();
 			return none;
 		}
 
@@ -1055,7 +1107,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	if (IsolationUsesXactSnapshot())
 		row = newslot = AccountTouch(arel, slot, snap, cid);
 	else
-		row = AccountRowLock(arel, slot, snap, cid);
+		row = AccountRowLock(arel, slot, snap, cid, acct);
 
 	strlcpy(acct->asset, asset->code, sizeof(acct->asset));
 	acct->scale = asset->scale;
@@ -1076,6 +1128,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	index_close(aidx, NoLock);
 	table_close(arel, NoLock);
 	PopActiveSnapshot();
+	HotLeave();
 	return HOT_LOCKED;
 }
 
@@ -1101,6 +1154,8 @@ HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc)
 	Datum		values[9];
 	bool		nulls[9];
 	bool		found;
+
+	HotEnter();
 
 	/*
 	 * Every caller holds a balance lock, and a debit writes an event when the
@@ -1135,7 +1190,7 @@ HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc)
 			values[i + 1] = slot->tts_values[a - 1];
 			nulls[i + 1] = slot->tts_isnull[a - 1];
 		}
-		*tup = heap_form_tuple(cache.key_desc, values, nulls);
+		*tup = heap_form_tuple(key_desc, values, nulls);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	if (!found)
@@ -1157,17 +1212,18 @@ HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc)
 			values[7] = slot_getattr(slot, ATT(T_HOLD, H_BALANCE_AFTER), &nulls[7]);
 			values[8] = slot_getattr(slot, ATT(T_HOLD, H_ID), &isnull);
 			nulls[8] = isnull;
-			*tup = heap_form_tuple(cache.key_desc, values, nulls);
+			*tup = heap_form_tuple(key_desc, values, nulls);
 		}
 		ExecDropSingleTupleTableSlot(slot);
 	}
-	*desc = cache.key_desc;
+	*desc = key_desc;
 
 	index_close(eidx, NoLock);
 	index_close(hidx, NoLock);
 	table_close(erel, NoLock);
 	table_close(hrel, NoLock);
 	PopActiveSnapshot();
+	HotLeave();
 	return found;
 }
 
@@ -1192,6 +1248,7 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 	Snapshot	snap = locked ? PushFreshSnapshot() : GetActiveSnapshot();
 	int			cols[HOT_GRANT_COLUMNS];
 
+	HotEnter();
 	/* under the balance lock, the grants read are then written: take that lock now */
 	grel = OpenTable(T_GRANT, locked ? RowExclusiveLock : AccessShareLock);
 	gidx = OpenIndex(I_GRANT_OPEN, AccessShareLock);
@@ -1222,6 +1279,7 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 	table_close(grel, NoLock);
 	if (locked)
 		PopActiveSnapshot();
+	HotLeave();
 }
 
 /* ------------------------------------------------------------- writes */
@@ -1377,6 +1435,7 @@ HotDebitWrite(const HotDebit *w)
 	bool		isnull;
 	bool		carried = w->nlines == 1 && w->takes[0] == w->amount;
 
+	HotEnter();
 	snap = PushFreshSnapshot();
 	erel = OpenTable(T_EVENT, RowExclusiveLock);
 	grel = OpenTable(T_GRANT, RowExclusiveLock);
@@ -1518,5 +1577,6 @@ HotDebitWrite(const HotDebit *w)
 	table_close(grel, NoLock);
 	PopActiveSnapshot();
 	CommandCounterIncrement();
+	HotLeave();
 	return event_id;
 }

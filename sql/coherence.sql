@@ -67,3 +67,26 @@ SELECT count(*) <= 2 AS few_generations, sum(total_bytes) < 4000000 AS small
   FROM pg_backend_memory_contexts WHERE name = 'wallet hot path';
 COMMIT;
 SELECT wallet_balance('coh-m', 'cohm') AS balance;
+
+-- the direct writes check every constraint, as UPDATE would: under
+-- REPEATABLE READ the balance row's update (touches + 1) checks those of
+-- wallet.account; a grant drawn from checks those that do not mention
+-- remaining too (added NOT VALID, so the rows already there break them)
+SELECT wallet_create_asset('cohk', 0) \g /dev/null
+SELECT wallet_create('coh-k') > 0 AS created;
+SELECT wallet_grant('coh-k', 'cohk', 100, priority => 5) > 0 AS granted;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+ALTER TABLE wallet.account ADD CONSTRAINT coh_touches CHECK (touches < 0) NOT VALID;
+SELECT approved FROM wallet_debit('coh-k', 'cohk', 1, 'coh-k-1');
+ROLLBACK;
+BEGIN;
+ALTER TABLE wallet.grant_block ADD CONSTRAINT coh_priority CHECK (priority > 10) NOT VALID;
+SELECT approved FROM wallet_debit('coh-k', 'cohk', 1, 'coh-k-2');
+ROLLBACK;
+-- ... and what SQL would accept, they accept
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+ALTER TABLE wallet.account ADD CONSTRAINT coh_touches CHECK (touches >= 0) NOT VALID;
+ALTER TABLE wallet.grant_block ADD CONSTRAINT coh_priority CHECK (priority > 0) NOT VALID;
+SELECT approved, balance FROM wallet_debit('coh-k', 'cohk', 1, 'coh-k-3');
+ROLLBACK;
+SELECT wallet_balance('coh-k', 'cohk') AS balance;

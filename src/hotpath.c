@@ -206,7 +206,6 @@ typedef struct TableCache
 	AttrNumber	att[MAX_COLUMNS];	/* by the table's column enum */
 	int			ncheck;
 	ExprState **checks;			/* CHECK constraints, in relcache order */
-	ExprState **update_checks;	/* those on the column the hot path updates (others NULL) */
 	ExprState **defaults;		/* by attnum - 1; NULL: no default */
 	ExprState **trigger_whens;	/* WHEN of each trigger (rel->trigdesc order), or NULL */
 	TupleDesc  *short_descs;	/* [k]: the first k columns, for rows stored short */
@@ -518,20 +517,8 @@ CacheBuildGeneration(void)
 
 		tc->ncheck = constr ? constr->num_check : 0;
 		tc->checks = palloc0(sizeof(ExprState *) * Max(tc->ncheck, 1));
-		tc->update_checks = palloc0(sizeof(ExprState *) * Max(tc->ncheck, 1));
 		for (int i = 0; i < tc->ncheck; i++)
-		{
-			Node	   *expr = stringToNode(constr->check[i].ccbin);
-			Bitmapset  *cols = NULL;
-			AttrNumber	updated = t == T_GRANT ? tc->att[G_REMAINING] :
-				t == T_ACCOUNT ? tc->att[A_TOUCHES] : InvalidAttrNumber;
-
-			tc->checks[i] = Compile((Expr *) expr);
-			pull_varattnos(expr, 1, &cols);
-			if (updated != InvalidAttrNumber &&
-				bms_is_member(updated - FirstLowInvalidHeapAttributeNumber, cols))
-				tc->update_checks[i] = tc->checks[i];
-		}
+			tc->checks[i] = Compile((Expr *) stringToNode(constr->check[i].ccbin));
 		tc->defaults = palloc0(sizeof(ExprState *) * desc->natts);
 		if (t == T_EVENT || t == T_LINE)
 			for (int a = 0; a < desc->natts; a++)
@@ -994,8 +981,9 @@ AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid
 /*
  * The balance row in slot, updated as `UPDATE wallet.account SET touches =
  * touches + 1` updates it under REPEATABLE READ or SERIALIZABLE
- * (nodeModifyTable.c): waiting for a concurrent writer, and failing if that
- * one committed a change.  Returns the new version, in a new slot.
+ * (nodeModifyTable.c): its constraints checked, waiting for a concurrent
+ * writer, and failing if that one committed a change.  Returns the new
+ * version, in a new slot.
  */
 static TupleTableSlot *
 AccountTouch(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
@@ -1017,6 +1005,14 @@ AccountTouch(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
 	ExecStoreHeapTuple(WithInt64(ExecFetchSlotHeapTuple(slot, false, NULL), RelationGetDescr(arel),
 								 touches_col, t),
 					   newslot, true);
+	if (RelationGetDescr(arel)->constr)
+	{
+		/* the constraints of the new row, as UPDATE checks them */
+		EState	   *estate = CreateExecutorState();
+
+		ExecConstraints(WriteTarget(estate, arel, T_ACCOUNT, false), newslot, estate);
+		FreeExecutorState(estate);
+	}
 	tm = table_tuple_update(arel, &tid, newslot, cid, snap, InvalidSnapshot, true,
 							&tmfd, &lockmode, &update_indexes);
 	if (tm == TM_Updated || tm == TM_Deleted)
@@ -1507,16 +1503,13 @@ HotDebitWrite(const HotDebit *w)
 
 		if (w->grant_ids[i] == 0)
 			continue;
+		/*
+		 * Every constraint is checked on the new row, as UPDATE checks them:
+		 * one that does not mention remaining may have been added NOT VALID
+		 * since the row was written.
+		 */
 		if (grri == NULL)
-		{
-			/*
-			 * Only remaining changes: the checks on other columns hold for
-			 * the new row as they held for the old one (ExecCheck passes a
-			 * NULL state).
-			 */
 			grri = WriteTarget(estate, grel, T_GRANT, false);
-			grri->ri_ConstraintExprs = cache.tables[T_GRANT].update_checks;
-		}
 		if (!ItemPointerIsValid(&tid))
 		{
 			/* written since it was read (a reset): find it again by id */

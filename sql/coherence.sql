@@ -90,3 +90,61 @@ ALTER TABLE wallet.grant_block ADD CONSTRAINT coh_priority CHECK (priority > 0) 
 SELECT approved, balance FROM wallet_debit('coh-k', 'cohk', 1, 'coh-k-3');
 ROLLBACK;
 SELECT wallet_balance('coh-k', 'cohk') AS balance;
+
+-- triggers and row level security on the tables the hot path writes: what
+-- the statements would fire, the debits fire (they write through statements
+-- then); a disabled trigger changes nothing; row level security that the
+-- owner's functions bypass, as they bypass it in SQL, changes nothing
+SELECT wallet_create_asset('coht', 0) \g /dev/null
+SELECT wallet_set_price('coht.call', 'coht', '{"model": "per_unit", "unit_price": 2}',
+						now() - interval '1 hour') \g /dev/null
+SELECT wallet_create('coh-t') > 0 AS created;
+SELECT wallet_grant('coh-t', 'coht', 1000) > 0 AS granted;
+SELECT wallet_grant('coh-t', 'coht', 1, priority => 1) > 0 AS granted_first;
+CREATE TABLE coh_audit (tbl text, op text, detail text);
+CREATE FUNCTION coh_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_LEVEL = 'ROW' AND TG_OP = 'UPDATE' THEN
+		INSERT INTO coh_audit VALUES (TG_TABLE_NAME, TG_OP, OLD.remaining || '->' || NEW.remaining);
+	ELSIF TG_LEVEL = 'ROW' AND TG_TABLE_NAME = 'event' THEN
+		INSERT INTO coh_audit VALUES (TG_TABLE_NAME, TG_OP, NEW.idempotency_key || ' ' || NEW.amount);
+	ELSIF TG_LEVEL = 'ROW' THEN
+		INSERT INTO coh_audit VALUES (TG_TABLE_NAME, TG_OP, NEW.amount::text);
+	ELSE
+		INSERT INTO coh_audit VALUES (TG_TABLE_NAME, TG_OP || ' statement', NULL);
+	END IF;
+	RETURN NULL;
+END $$;
+-- disabled: ignored
+CREATE TRIGGER coh_event_audit AFTER INSERT ON wallet.event
+	FOR EACH ROW EXECUTE FUNCTION coh_audit();
+ALTER TABLE wallet.event DISABLE TRIGGER coh_event_audit;
+SELECT approved, amount, balance FROM wallet_authorize_debit('coh-t', 'coht.call', 1, 'coh-t-1');
+SELECT count(*) AS audited FROM coh_audit;
+-- enabled: fired by the single calls as by wallet_ingest
+ALTER TABLE wallet.event ENABLE TRIGGER coh_event_audit;
+CREATE TRIGGER coh_line_audit AFTER INSERT ON wallet.line_stored
+	FOR EACH ROW EXECUTE FUNCTION coh_audit();
+CREATE TRIGGER coh_event_stmt AFTER INSERT ON wallet.event
+	FOR EACH STATEMENT EXECUTE FUNCTION coh_audit();
+CREATE TRIGGER coh_grant_audit AFTER UPDATE ON wallet.grant_block
+	FOR EACH ROW EXECUTE FUNCTION coh_audit();
+SELECT approved, amount, balance FROM wallet_authorize_debit('coh-t', 'coht.call', 1, 'coh-t-2');
+SELECT approved, amount, balance FROM wallet_debit('coh-t', 'coht', 3, 'coh-t-3');
+SELECT approved, amount, balance FROM wallet_authorize_debit('coh-t', 'coht.call', 1, 'coh-t-2');
+SELECT approved, amount, balance FROM wallet_ingest('[{"customer": "coh-t", "meter": "coht.call", "quantity": 1, "idempotency_key": "coh-t-4"}]');
+SELECT tbl, op, detail FROM coh_audit ORDER BY tbl, op, detail;
+SELECT kind, amount FROM wallet.line l JOIN wallet.wallet w ON w.id = l.wallet_id
+ WHERE w.customer = 'coh-t' AND kind = 'debit' ORDER BY l.id;
+SELECT count(*) AS problems FROM wallet_verify();
+DROP TRIGGER coh_event_audit ON wallet.event;
+DROP TRIGGER coh_line_audit ON wallet.line_stored;
+DROP TRIGGER coh_event_stmt ON wallet.event;
+DROP TRIGGER coh_grant_audit ON wallet.grant_block;
+-- row level security that the functions bypass (they run as the tables' owner)
+ALTER TABLE wallet.event ENABLE ROW LEVEL SECURITY;
+ALTER TABLE wallet.grant_block ENABLE ROW LEVEL SECURITY;
+SELECT approved, amount, balance FROM wallet_authorize_debit('coh-t', 'coht.call', 1, 'coh-t-5');
+ALTER TABLE wallet.event DISABLE ROW LEVEL SECURITY;
+ALTER TABLE wallet.grant_block DISABLE ROW LEVEL SECURITY;
+SELECT approved, amount, balance FROM wallet_authorize_debit('coh-t', 'coht.call', 1, 'coh-t-6');

@@ -65,6 +65,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -214,6 +215,8 @@ typedef struct TableCache
 	Oid		   *index_oids;
 	IndexInfo **index_infos;	/* predicate and expression states built */
 	HeldLock   *index_held;
+	bool		rls;			/* row level security is enabled: may apply (CheckRowSecurity) */
+	bool		by_sql;			/* written through SQL statements (CheckTable) */
 } TableCache;
 
 static struct
@@ -301,39 +304,53 @@ Compile(Expr *expr)
 }
 
 /*
- * What the hot path must know of a table and cannot honour: triggers, row
- * security, generated columns.  inserted: the hot path inserts into it;
- * updated: it updates it (without changing its keys, so the internal
- * foreign key triggers have nothing to do).
+ * What the direct writes do not do on a table, which SQL statements do: an
+ * AFTER ROW or statement-level INSERT trigger (or one with a transition
+ * table), a generated column; an UPDATE trigger of its own on a table it
+ * updates (without changing keys, so the internal foreign key triggers have
+ * nothing to do).  Then tc->by_sql: the debit writes that table through
+ * statements (DebitWriteSql), which do all of it, as wallet_ingest does.  A
+ * disabled trigger never fires and changes nothing.  inserted: the hot path
+ * inserts into the table; updated: it updates it.  Row level security is
+ * checked on every call (CheckRowSecurity): whether it applies depends on the
+ * role.
  */
 static void
-CheckTable(Relation rel, const char *name, bool inserted, bool updated)
+CheckTable(Relation rel, bool inserted, bool updated, TableCache *tc)
 {
 	TriggerDesc *td = rel->trigdesc;
 
-	if (rel->rd_rel->relrowsecurity)
-		Unsupported(name, "row level security");
-	if (inserted && rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
-		Unsupported(name, "a generated column");
-	if (td == NULL)
-		return;
-	if (inserted && (td->trig_insert_after_row || td->trig_insert_before_statement ||
-					 td->trig_insert_after_statement || td->trig_insert_new_table ||
-					 td->trig_insert_instead_row))
-		Unsupported(name, "an AFTER ROW or statement-level INSERT trigger");
-	if (updated)
+	tc->rls = rel->rd_rel->relrowsecurity;
+	tc->by_sql = inserted && rel->rd_att->constr && rel->rd_att->constr->has_generated_stored;
+	for (int i = 0; td != NULL && i < td->numtriggers; i++)
 	{
-		if (td->trig_update_before_statement || td->trig_update_after_statement ||
-			td->trig_update_new_table || td->trig_update_old_table)
-			Unsupported(name, "a statement-level UPDATE trigger");
-		for (int i = 0; i < td->numtriggers; i++)
-		{
-			Trigger    *tg = &td->triggers[i];
+		Trigger    *tg = &td->triggers[i];
 
-			if (TRIGGER_FOR_ROW(tg->tgtype) && TRIGGER_FOR_UPDATE(tg->tgtype) && !tg->tgisinternal)
-				Unsupported(name, psprintf("the UPDATE trigger %s", tg->tgname));
-		}
+		if (tg->tgenabled == TRIGGER_DISABLED)
+			continue;
+		if (inserted && TRIGGER_FOR_INSERT(tg->tgtype) &&
+			!(TRIGGER_FOR_ROW(tg->tgtype) && TRIGGER_FOR_BEFORE(tg->tgtype)))
+			tc->by_sql = true;
+		if (updated && TRIGGER_FOR_UPDATE(tg->tgtype) &&
+			!(tg->tgisinternal && TRIGGER_FOR_ROW(tg->tgtype)))
+			tc->by_sql = true;
 	}
+}
+
+/*
+ * Row level security on one of our tables: the functions run as the tables'
+ * owner, who bypasses it unless it is forced, as in SQL.  Where the policies
+ * would apply, the direct reads cannot apply them: refuse.
+ */
+static void
+CheckRowSecurity(HotTable t)
+{
+	if (check_enable_rls(cache.tables[t].relid, InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("row level security applies to wallet.%s for role %s, which the debit hot path does not honour",
+						table_defs[t].name, GetUserNameFromId(GetUserId(), false)),
+				 errhint("Let the extension's owner bypass it (no FORCE ROW LEVEL SECURITY), or give it BYPASSRLS.")));
 }
 
 /*
@@ -513,7 +530,7 @@ CacheBuildGeneration(void)
 					 name, cd->name, format_type_be(cd->type));
 			tc->att[c] = a;
 		}
-		CheckTable(rel, name, t == T_EVENT || t == T_LINE, t == T_ACCOUNT || t == T_GRANT);
+		CheckTable(rel, t == T_EVENT || t == T_LINE, t == T_ACCOUNT || t == T_GRANT, tc);
 
 		tc->ncheck = constr ? constr->num_check : 0;
 		tc->checks = palloc0(sizeof(ExprState *) * Max(tc->ncheck, 1));
@@ -679,7 +696,11 @@ OpenTable(HotTable t, LOCKMODE mode)
 			continue;
 		rel = OpenRelation(cache.tables[t].relid, mode, &cache.tables[t].held);
 		if (cache.valid)
+		{
+			if (cache.tables[t].rls)
+				CheckRowSecurity(t);
 			return rel;
+		}
 		relation_close(rel, NoLock);
 	}
 }
@@ -1100,6 +1121,8 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	}
 
 	cid = GetCurrentCommandId(true);
+	if (IsolationUsesXactSnapshot() && cache.tables[T_ACCOUNT].by_sql)
+		Unsupported("account", "an UPDATE trigger (under REPEATABLE READ the balance row is updated)");
 	if (IsolationUsesXactSnapshot())
 		row = newslot = AccountTouch(arel, slot, snap, cid);
 	else
@@ -1401,6 +1424,114 @@ StoreLines(EState *estate, ResultRelInfo *lrri, const HotDebit *w, int64 event_i
 	ExecDropSingleTupleTableSlot(slot);
 }
 
+/* a debit's revenue: sum(take * unit_revenue) * one minor unit, as numeric */
+static Numeric
+DebitRevenue(const HotDebit *w)
+{
+	Numeric		revenue = int64_to_numeric(0);
+
+	for (int i = 0; i < w->nlines; i++)
+		revenue = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(revenue),
+													  DirectFunctionCall2(numeric_mul,
+																		  NumericGetDatum(int64_to_numeric(w->takes[i])),
+																		  NumericGetDatum(w->unit_revenues[i]))));
+	return DatumGetNumeric(DirectFunctionCall2(numeric_mul, NumericGetDatum(revenue),
+											   NumericGetDatum(w->minor_unit)));
+}
+
+/*
+ * HotDebitWrite through SQL statements, when a table it writes has what the
+ * direct writes do not do (CheckTable): the same rows, each statement firing
+ * its triggers and computing its generated columns, as wallet_ingest's
+ * statements do.  carried: the event carries its one line.  The caller is
+ * connected to SPI.
+ */
+static int64
+DebitWriteSql(const HotDebit *w, bool carried)
+{
+	static const Oid etypes[16] = {INT8OID, TEXTOID, TEXTOID, NUMERICOID, JSONBOID,
+		TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, NUMERICOID, NUMERICOID,
+	INT8OID, INT8OID, INT8OID, INT8OID};
+	static const Oid gtypes[2] = {INT8OID, INT8OID};
+	static const Oid ltypes[7] = {TIMESTAMPTZOID, INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID};
+	Datum		v[16];
+	char		n[16];
+	bool		isnull;
+	int64		event_id;
+
+	memset(n, ' ', sizeof(n));
+	v[0] = Int64GetDatum(w->wallet_id);
+	v[1] = w->key ? CStringGetTextDatum(w->key) : (Datum) 0;
+	n[1] = w->key ? ' ' : 'n';
+	v[2] = w->meter ? CStringGetTextDatum(w->meter) : (Datum) 0;
+	n[2] = w->meter ? ' ' : 'n';
+	v[3] = NumericGetDatum(w->quantity);
+	n[3] = w->quantity ? ' ' : 'n';
+	v[4] = JsonbPGetDatum(w->dims);
+	n[4] = w->dims ? ' ' : 'n';
+	v[5] = TimestampTzGetDatum(w->occurred_at);
+	v[6] = TimestampTzGetDatum(w->now);
+	v[7] = CStringGetTextDatum(w->asset);
+	v[8] = Int64GetDatum(w->amount);
+	v[9] = Int64GetDatum(w->price_id);
+	n[9] = w->price_id ? ' ' : 'n';
+	v[10] = NumericGetDatum(w->cost);
+	n[10] = w->cost ? ' ' : 'n';
+	v[11] = NumericGetDatum(DebitRevenue(w));
+	v[12] = Int64GetDatum(w->hold_id);
+	n[12] = w->hold_id ? ' ' : 'n';
+	v[13] = Int64GetDatum(w->balance_after);
+	v[14] = carried ? Int64GetDatum(nextval_internal(cache.line_seq, true)) : (Datum) 0;
+	n[14] = carried ? ' ' : 'n';
+	v[15] = Int64GetDatum(w->grant_ids[0]);
+	n[15] = carried && w->grant_ids[0] != 0 ? ' ' : 'n';
+	WalletExec(PLAN_HOT_EVENT_INSERT,
+			   "INSERT INTO wallet.event (wallet_id, idempotency_key, meter, quantity, dimensions, "
+			   "  occurred_at, recorded_at, asset, amount, price_id, cost, revenue, hold_id, "
+			   "  balance_after, line_id, line_grant_id) "
+			   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+			   16, etypes, v, n, false, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed != 1)
+		elog(ERROR, "wallet: a trigger skipped a row of wallet.event");
+	event_id = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	SPI_freetuptable(SPI_tuptable);
+
+	for (int i = 0; i < w->nlines; i++)
+	{
+		Datum		g[2] = {Int64GetDatum(w->grant_ids[i]), Int64GetDatum(w->takes[i])};
+
+		if (w->grant_ids[i] == 0)
+			continue;
+		WalletExec(PLAN_HOT_GRANT_TAKE,
+				   "UPDATE wallet.grant_block SET remaining = remaining OPERATOR(pg_catalog.-) $2 "
+				   " WHERE id OPERATOR(pg_catalog.=) $1",
+				   2, gtypes, g, NULL, false, SPI_OK_UPDATE);
+		if (SPI_processed != 1)
+			elog(ERROR, "wallet: grant " INT64_FORMAT " vanished", w->grant_ids[i]);
+	}
+	for (int i = 0; i < w->nlines && !carried; i++)
+	{
+		Datum		l[7];
+		char		ln[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+		l[0] = TimestampTzGetDatum(w->now);
+		l[1] = Int64GetDatum(w->wallet_id);
+		l[2] = CStringGetTextDatum(w->asset);
+		l[3] = Int64GetDatum(w->grant_ids[i]);
+		ln[3] = w->grant_ids[i] ? ' ' : 'n';
+		l[4] = Int64GetDatum(event_id);
+		l[5] = Int64GetDatum(w->hold_id);
+		ln[5] = w->hold_id ? ' ' : 'n';
+		l[6] = Int64GetDatum(-w->takes[i]);
+		WalletExec(PLAN_HOT_LINE_INSERT,
+				   "INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
+				   "VALUES ($1, $2, $3, $4, $5, $6, 'debit', $7)",
+				   7, ltypes, l, ln, false, SPI_OK_INSERT);
+	}
+	CommandCounterIncrement();
+	return event_id;
+}
+
 /*
  * Write an approved debit: the event, each drawn grant's new remaining and
  * one ledger line per draw (grant_id 0: the overdraft part), as the write
@@ -1426,7 +1557,7 @@ HotDebitWrite(const HotDebit *w)
 	Snapshot	snap;
 	CommandId	cid;
 	bool		set[MaxHeapAttributeNumber];
-	Numeric		revenue = int64_to_numeric(0);
+	Numeric		revenue;
 	int64		event_id;
 	bool		isnull;
 	bool		carried = w->nlines == 1 && w->takes[0] == w->amount;
@@ -1435,6 +1566,16 @@ HotDebitWrite(const HotDebit *w)
 	snap = PushFreshSnapshot();
 	erel = OpenTable(T_EVENT, RowExclusiveLock);
 	grel = OpenTable(T_GRANT, RowExclusiveLock);
+	if (cache.tables[T_EVENT].by_sql || cache.tables[T_GRANT].by_sql ||
+		(cache.tables[T_LINE].by_sql && w->nlines > 0 && !carried))
+	{
+		table_close(erel, NoLock);
+		table_close(grel, NoLock);
+		PopActiveSnapshot();
+		event_id = DebitWriteSql(w, carried);
+		HotLeave();
+		return event_id;
+	}
 	CheckPrivilege(T_EVENT, ACL_INSERT);
 	if (w->nlines > 0)
 		CheckPrivilege(T_GRANT, ACL_SELECT | ACL_UPDATE);
@@ -1449,14 +1590,7 @@ HotDebitWrite(const HotDebit *w)
 		lrri = WriteTarget(estate, lrel, T_LINE, true);
 	}
 
-	/* revenue: sum(take * unit_revenue) * one minor unit, as numeric */
-	for (int i = 0; i < w->nlines; i++)
-		revenue = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(revenue),
-													  DirectFunctionCall2(numeric_mul,
-																		  NumericGetDatum(int64_to_numeric(w->takes[i])),
-																		  NumericGetDatum(w->unit_revenues[i]))));
-	revenue = DatumGetNumeric(DirectFunctionCall2(numeric_mul, NumericGetDatum(revenue),
-												  NumericGetDatum(w->minor_unit)));
+	revenue = DebitRevenue(w);
 
 	/* the event */
 	desc = RelationGetDescr(erel);

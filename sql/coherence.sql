@@ -148,3 +148,38 @@ SELECT approved, amount, balance FROM wallet_authorize_debit('coh-t', 'coht.call
 ALTER TABLE wallet.event DISABLE ROW LEVEL SECURITY;
 ALTER TABLE wallet.grant_block DISABLE ROW LEVEL SECURITY;
 SELECT approved, amount, balance FROM wallet_authorize_debit('coh-t', 'coht.call', 1, 'coh-t-6');
+
+-- replica identity: where a publication makes UPDATE refuse a table, the
+-- debit that would update it refuses too (55000)
+SET client_min_messages = error;
+SELECT wallet_create('coh-r') > 0 AS created;
+SELECT wallet_grant('coh-r', 'coht', 100) > 0 AS granted;
+BEGIN;
+ALTER TABLE wallet.grant_block REPLICA IDENTITY NOTHING;
+CREATE PUBLICATION coh_pub FOR ALL TABLES;
+SAVEPOINT a;
+UPDATE wallet.grant_block SET remaining = remaining WHERE id = -1;
+ROLLBACK TO a;
+SELECT approved FROM wallet_authorize_debit('coh-r', 'coht.call', 1, 'coh-r-1');
+ROLLBACK;
+-- ... a row filter on a column outside the replica identity
+BEGIN;
+CREATE PUBLICATION coh_pub FOR TABLE wallet.grant_block WHERE (category = 'paid');
+SAVEPOINT a;
+UPDATE wallet.grant_block SET remaining = remaining WHERE id = -1;
+ROLLBACK TO a;
+SELECT approved FROM wallet_authorize_debit('coh-r', 'coht.call', 1, 'coh-r-2');
+ROLLBACK;
+-- ... under REPEATABLE READ, the balance row's update
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+ALTER TABLE wallet.account REPLICA IDENTITY NOTHING;
+CREATE PUBLICATION coh_pub FOR TABLE wallet.account;
+SELECT approved FROM wallet_debit('coh-r', 'coht', 1, 'coh-r-3');
+ROLLBACK;
+-- a publication that does not publish updates changes nothing
+BEGIN;
+ALTER TABLE wallet.grant_block REPLICA IDENTITY NOTHING;
+CREATE PUBLICATION coh_pub FOR ALL TABLES WITH (publish = 'insert');
+SELECT approved, balance FROM wallet_authorize_debit('coh-r', 'coht.call', 1, 'coh-r-4');
+ROLLBACK;
+SET client_min_messages = warning;

@@ -1002,7 +1002,7 @@ AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid
 /*
  * The balance row in slot, updated as `UPDATE wallet.account SET touches =
  * touches + 1` updates it under REPEATABLE READ or SERIALIZABLE
- * (nodeModifyTable.c): its constraints checked, waiting for a concurrent
+ * (nodeModifyTable.c): its replica identity and constraints checked, waiting for a concurrent
  * writer, and failing if that one committed a change.  Returns the new
  * version, in a new slot.
  */
@@ -1026,6 +1026,7 @@ AccountTouch(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
 	ExecStoreHeapTuple(WithInt64(ExecFetchSlotHeapTuple(slot, false, NULL), RelationGetDescr(arel),
 								 touches_col, t),
 					   newslot, true);
+	CheckCmdReplicaIdentity(arel, CMD_UPDATE);
 	if (RelationGetDescr(arel)->constr)
 	{
 		/* the constraints of the new row, as UPDATE checks them */
@@ -1643,7 +1644,11 @@ HotDebitWrite(const HotDebit *w)
 		 * since the row was written.
 		 */
 		if (grri == NULL)
+		{
+			/* what the executor checks before an UPDATE: replica identity, publications' row filters */
+			CheckCmdReplicaIdentity(grel, CMD_UPDATE);
 			grri = WriteTarget(estate, grel, T_GRANT, false);
+		}
 		if (!ItemPointerIsValid(&tid))
 		{
 			/* written since it was read (a reset): find it again by id */

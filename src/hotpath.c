@@ -207,6 +207,7 @@ typedef struct TableCache
 	AttrNumber	att[MAX_COLUMNS];	/* by the table's column enum */
 	int			ncheck;
 	ExprState **checks;			/* CHECK constraints, in relcache order */
+	ExprState **update_checks;	/* those an update of the hot path can break (others NULL) */
 	ExprState **defaults;		/* by attnum - 1; NULL: no default */
 	ExprState **trigger_whens;	/* WHEN of each trigger (rel->trigdesc order), or NULL */
 	TupleDesc  *short_descs;	/* [k]: the first k columns, for rows stored short */
@@ -534,8 +535,31 @@ CacheBuildGeneration(void)
 
 		tc->ncheck = constr ? constr->num_check : 0;
 		tc->checks = palloc0(sizeof(ExprState *) * Max(tc->ncheck, 1));
+		tc->update_checks = palloc0(sizeof(ExprState *) * Max(tc->ncheck, 1));
 		for (int i = 0; i < tc->ncheck; i++)
-			tc->checks[i] = Compile((Expr *) stringToNode(constr->check[i].ccbin));
+		{
+			Node	   *expr = stringToNode(constr->check[i].ccbin);
+			Bitmapset  *cols = NULL;
+			AttrNumber	updated = t == T_GRANT ? tc->att[G_REMAINING] :
+				t == T_ACCOUNT ? tc->att[A_TOUCHES] : InvalidAttrNumber;
+
+			tc->checks[i] = Compile((Expr *) expr);
+			pull_varattnos(expr, 1, &cols);
+
+			/*
+			 * UPDATE checks every constraint on the new row.  The hot path's
+			 * updates set one column (remaining, touches): a constraint that
+			 * reads only other columns gives on the new row what it gave on
+			 * the old one, which passed it, when it is validated (every row
+			 * there passed it) and immutable (as PostgreSQL requires of a
+			 * CHECK, but does not enforce).  The others are checked.
+			 */
+			if (updated != InvalidAttrNumber &&
+				(bms_is_member(updated - FirstLowInvalidHeapAttributeNumber, cols) ||
+				 bms_is_member(InvalidAttrNumber - FirstLowInvalidHeapAttributeNumber, cols) ||
+				 !constr->check[i].ccvalid || contain_mutable_functions(expr)))
+				tc->update_checks[i] = tc->checks[i];
+		}
 		tc->defaults = palloc0(sizeof(ExprState *) * desc->natts);
 		if (t == T_EVENT || t == T_LINE)
 			for (int a = 0; a < desc->natts; a++)
@@ -1029,10 +1053,12 @@ AccountTouch(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
 	CheckCmdReplicaIdentity(arel, CMD_UPDATE);
 	if (RelationGetDescr(arel)->constr)
 	{
-		/* the constraints of the new row, as UPDATE checks them */
+		/* the constraints the update can break (CacheBuildGeneration), as UPDATE checks them */
 		EState	   *estate = CreateExecutorState();
+		ResultRelInfo *rri = WriteTarget(estate, arel, T_ACCOUNT, false);
 
-		ExecConstraints(WriteTarget(estate, arel, T_ACCOUNT, false), newslot, estate);
+		rri->ri_ConstraintExprs = cache.tables[T_ACCOUNT].update_checks;
+		ExecConstraints(rri, newslot, estate);
 		FreeExecutorState(estate);
 	}
 	tm = table_tuple_update(arel, &tid, newslot, cid, snap, InvalidSnapshot, true,
@@ -1638,16 +1664,13 @@ HotDebitWrite(const HotDebit *w)
 
 		if (w->grant_ids[i] == 0)
 			continue;
-		/*
-		 * Every constraint is checked on the new row, as UPDATE checks them:
-		 * one that does not mention remaining may have been added NOT VALID
-		 * since the row was written.
-		 */
 		if (grri == NULL)
 		{
 			/* what the executor checks before an UPDATE: replica identity, publications' row filters */
 			CheckCmdReplicaIdentity(grel, CMD_UPDATE);
+			/* the constraints the update can break (CacheBuildGeneration) */
 			grri = WriteTarget(estate, grel, T_GRANT, false);
+			grri->ri_ConstraintExprs = cache.tables[T_GRANT].update_checks;
 		}
 		if (!ItemPointerIsValid(&tid))
 		{

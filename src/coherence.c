@@ -34,8 +34,10 @@
  *		transaction read: what is filled then (CoherenceFilled) is this
  *		transaction's view only, and is dropped when it ends.
  *	 5. What a transaction read may be its own uncommitted writes: every
- *		cache is dropped when a transaction or subtransaction aborts, and when
- *		one prepares (a prepared transaction rolled back later sends nothing).
+ *		cache is dropped when a transaction aborts, and when one prepares (a
+ *		prepared transaction rolled back later sends nothing), and when a
+ *		subtransaction aborts, unless every change of its rows sends an
+ *		invalidation (subabort_kept: PostgreSQL replays those of aborted work).
  *
  * The SPI plans wallet.c keeps are PostgreSQL's plan cache's: checked against
  * the catalogs at every execution, they follow the same rule already.  What
@@ -82,7 +84,13 @@ CoherenceXactCallback(XactEvent event, void *arg)
 	}
 }
 
-/* a subtransaction aborts: what was read in it may have been its own writes */
+/*
+ * A subtransaction aborts: what was read in it may have been its own writes.
+ * A cache whose every change sends an invalidation is told by PostgreSQL,
+ * which replays the aborted work's invalidations locally (inval.c); the
+ * others are dropped (wallet_ingest aborts a subtransaction per failed
+ * element: the price cache is kept through those).
+ */
 static void
 CoherenceSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 						 SubTransactionId parentSubid, void *arg)
@@ -90,7 +98,8 @@ CoherenceSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	if (event != SUBXACT_EVENT_ABORT_SUB)
 		return;
 	for (Coherence *cc = caches; cc != NULL; cc = cc->next)
-		cc->generation++;
+		if (!cc->subabort_kept)
+			cc->generation++;
 }
 
 /* make the end-of-transaction rules apply to a cache (idempotent) */

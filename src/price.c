@@ -508,6 +508,8 @@ CacheReset(uint64 ticket)
 	if (!registered)
 	{
 		CacheRegisterRelcacheCallback(PriceInval, (Datum) 0);
+		/* a statement trigger on wallet.price invalidates on every change */
+		coherence.subabort_kept = true;
 		registered = true;
 	}
 	if (cache_cxt == NULL)

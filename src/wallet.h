@@ -87,6 +87,8 @@ typedef struct Coherence
 	uint64		generation;		/* moves at each invalidation; stamps equal to it are valid */
 	LocalTransactionId inval_lxid;	/* the transaction that read the last invalidation */
 	bool		xact_only;		/* filled under an old transaction snapshot: drop at its end */
+	bool		subabort_kept;	/* set by the cache: every change of its rows sends an
+								 * invalidation, which a subtransaction's abort replays */
 	bool		registered;
 	struct Coherence *next;
 } Coherence;

@@ -20,16 +20,18 @@
  *	   so a call that waited sees what the call before it committed;
  *	 - inserts fill unset columns from their defaults, fire BEFORE ROW INSERT
  *	   triggers, check NOT NULL and CHECK constraints and maintain every
- *	   index (unique ones included); updates check constraints and insert
- *	   index entries unless the update was HOT.
+ *	   index (unique ones included); updates check replica identity and the
+ *	   constraints they can break, and insert index entries unless the
+ *	   update was HOT.
  * Relations, indexes, column numbers, CHECK, default and trigger WHEN
  * expressions, index infos and customers' wallets are looked up once per
  * backend (by name in schema wallet) and again after any change to those
- * relations.  What the hot path cannot honour (an AFTER ROW
- * or a statement-level INSERT trigger, a row UPDATE trigger of its own, row
- * level security, a stored generated column, a column of another type than
- * expected) is an error, not a silent shortcut: whoever adds one adapts this
- * file.
+ * relations, under the rule of coherence.c.  What the direct writes do not
+ * do (an AFTER ROW or a statement-level INSERT trigger, an UPDATE trigger on
+ * grants, a stored generated column) sends the debit's writes through SQL
+ * statements (DebitWriteSql); what the hot path cannot honour at all (row
+ * level security that applies, a column of another type than expected) is an
+ * error, not a silent shortcut: whoever adds one adapts this file.
  */
 #include "wallet.h"
 
@@ -673,7 +675,7 @@ OpenRelation(Oid relid, LOCKMODE mode, HeldLock *held)
 
 /*
  * After an invalidation of wallet.wallet (most often a wallet row changed):
- * is it still the table the hot path knows, same columns, no row security?
+ * is it still the table the hot path knows, same columns, same row security?
  * Then nothing else need be looked up again.
  */
 static bool
@@ -690,7 +692,7 @@ WalletTableSame(void)
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(tc->relid));
 	if (!HeapTupleIsValid(tup))
 		return false;
-	same = !((Form_pg_class) GETSTRUCT(tup))->relrowsecurity;
+	same = ((Form_pg_class) GETSTRUCT(tup))->relrowsecurity == tc->rls;
 	ReleaseSysCache(tup);
 	for (int c = 0; same && table_defs[T_WALLET].columns[c].name; c++)
 	{
@@ -1026,9 +1028,9 @@ AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid
 /*
  * The balance row in slot, updated as `UPDATE wallet.account SET touches =
  * touches + 1` updates it under REPEATABLE READ or SERIALIZABLE
- * (nodeModifyTable.c): its replica identity and constraints checked, waiting for a concurrent
- * writer, and failing if that one committed a change.  Returns the new
- * version, in a new slot.
+ * (nodeModifyTable.c): its replica identity and constraints checked,
+ * waiting for a concurrent writer, and failing if that one committed a
+ * change.  Returns the new version, in a new slot.
  */
 static TupleTableSlot *
 AccountTouch(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
@@ -1053,7 +1055,7 @@ AccountTouch(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
 	CheckCmdReplicaIdentity(arel, CMD_UPDATE);
 	if (RelationGetDescr(arel)->constr)
 	{
-		/* the constraints the update can break (CacheBuildGeneration), as UPDATE checks them */
+		/* the constraints the update can break (CacheBuildGeneration) */
 		EState	   *estate = CreateExecutorState();
 		ResultRelInfo *rri = WriteTarget(estate, arel, T_ACCOUNT, false);
 

@@ -23,8 +23,8 @@
  *		transaction that already holds its locks would never see a commit of
  *		another session through its caches.
  *	 3. A stale cache is filled again only from what is read under a snapshot
- *		taken after that accept (CoherenceTicket before the snapshot, stamp
- *		the entries with the ticket): under READ COMMITTED a new one
+ *		taken after that accept, and what is filled is stamped with the
+ *		generation CoherenceAccept returned: under READ COMMITTED a new one
  *		(CoherencePushSnapshot), never the statement's, which may be older
  *		than a commit whose invalidation was just read.  An invalidation that
  *		arrives while the cache is being filled moves the generation past the
@@ -38,6 +38,11 @@
  *		prepared transaction rolled back later sends nothing), and when a
  *		subtransaction aborts, unless every change of its rows sends an
  *		invalidation (subabort_kept: PostgreSQL replays those of aborted work).
+ *
+ * A new cache: a static Coherence, a relcache callback calling
+ * CoherenceInvalidate for the tables it copies (each with a statement trigger
+ * calling wallet._relation_changed), CoherenceAccept before every lookup,
+ * CoherencePushSnapshot to read what it fills, CoherenceFilled after.
  *
  * The SPI plans wallet.c keeps are PostgreSQL's plan cache's: checked against
  * the catalogs at every execution, they follow the same rule already.  What

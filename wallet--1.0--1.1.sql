@@ -29,6 +29,15 @@ REVOKE ALL ON FUNCTION wallet._schema_version() FROM PUBLIC;
 
 /* ------------------------------------------------------------ coherence (#15) */
 
+/*
+ * Each backend keeps the scale of the assets it has read (src/asset.c) and
+ * the prices compiled for that scale (src/price.c), under the rule of
+ * src/coherence.c: a change to an asset row invalidates them in every
+ * backend at commit, as a change to wallet.price or wallet.wallet does.
+ */
+CREATE TRIGGER asset_cache AFTER UPDATE OR DELETE OR TRUNCATE ON wallet.asset
+	FOR EACH STATEMENT EXECUTE FUNCTION wallet._relation_changed();
+
 /* ------------------------------------------------------------ binding holds (#16) */
 
 /* ------------------------------------------------------------ hardening (#17) */

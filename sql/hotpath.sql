@@ -217,7 +217,7 @@ SELECT approved, replayed, amount FROM wallet_authorize_debit('alice', 'call', 1
 	jsonb_build_object('note', (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 100) i), 'user', 'u9'));
 
 -- a BEFORE ROW INSERT trigger on the event table fires (with its WHEN);
--- a trigger the hot path cannot honour is an error, not skipped
+-- an AFTER trigger fires too (the debit then writes through SQL statements)
 CREATE FUNCTION pg_temp.tag_cost() RETURNS trigger LANGUAGE plpgsql AS
 $$ BEGIN NEW.cost := 0.5; RETURN NEW; END $$;
 CREATE TRIGGER tag_cost BEFORE INSERT ON wallet.event

@@ -20,16 +20,18 @@
  *	   so a call that waited sees what the call before it committed;
  *	 - inserts fill unset columns from their defaults, fire BEFORE ROW INSERT
  *	   triggers, check NOT NULL and CHECK constraints and maintain every
- *	   index (unique ones included); updates check constraints and insert
- *	   index entries unless the update was HOT.
+ *	   index (unique ones included); updates check replica identity and the
+ *	   constraints they can break, and insert index entries unless the
+ *	   update was HOT.
  * Relations, indexes, column numbers, CHECK, default and trigger WHEN
  * expressions, index infos and customers' wallets are looked up once per
  * backend (by name in schema wallet) and again after any change to those
- * relations.  What the hot path cannot honour (an AFTER ROW
- * or a statement-level INSERT trigger, a row UPDATE trigger of its own, row
- * level security, a stored generated column, a column of another type than
- * expected) is an error, not a silent shortcut: whoever adds one adapts this
- * file.
+ * relations, under the rule of coherence.c.  What the direct writes do not
+ * do (an AFTER ROW or a statement-level INSERT trigger, an UPDATE trigger on
+ * grants, a stored generated column) sends the debit's writes through SQL
+ * statements (DebitWriteSql); what the hot path cannot honour at all (row
+ * level security that applies, a column of another type than expected) is an
+ * error, not a silent shortcut: whoever adds one adapts this file.
  */
 #include "wallet.h"
 
@@ -43,6 +45,7 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -64,7 +67,9 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 /* the tables the hot path reads and writes */
 typedef enum HotTable
@@ -204,7 +209,7 @@ typedef struct TableCache
 	AttrNumber	att[MAX_COLUMNS];	/* by the table's column enum */
 	int			ncheck;
 	ExprState **checks;			/* CHECK constraints, in relcache order */
-	ExprState **update_checks;	/* those on the column the hot path updates (others NULL) */
+	ExprState **update_checks;	/* those an update of the hot path can break (others NULL) */
 	ExprState **defaults;		/* by attnum - 1; NULL: no default */
 	ExprState **trigger_whens;	/* WHEN of each trigger (rel->trigdesc order), or NULL */
 	TupleDesc  *short_descs;	/* [k]: the first k columns, for rows stored short */
@@ -213,6 +218,8 @@ typedef struct TableCache
 	Oid		   *index_oids;
 	IndexInfo **index_infos;	/* predicate and expression states built */
 	HeldLock   *index_held;
+	bool		rls;			/* row level security is enabled: may apply (CheckRowSecurity) */
+	bool		by_sql;			/* written through SQL statements (CheckTable) */
 } TableCache;
 
 static struct
@@ -224,18 +231,21 @@ static struct
 	HeldLock	index_held[I__COUNT];
 	/* the lock record of each: the write target's when it is one of those */
 	HeldLock   *index_lock[I__COUNT];
-	TupleDesc	key_desc;		/* the row HotKeyFind returns */
 	Oid			line_seq;		/* wallet.line_id_seq: ids of lines carried on events */
 	HTAB	   *wallets;		/* WalletEntry by customer, or NULL */
+	uint64		wallets_stamp;	/* wallet_coherence.generation they were read at */
+	bool		wallet_recheck; /* wallet.wallet changed: check its columns again */
 }			cache;
 
 /*
  * A customer's wallet, as last read: the hot path need not find it again on
- * every call.  A trigger on wallet.wallet sends a relcache invalidation when
- * a wallet row changes or goes (wallet_set_status, a shard's prune), which
- * drops all of them (and everything else cached here); an abort drops them
- * too, since the wallet read may have been created by the aborted work.
- * Customers of 64 bytes or more are not cached.
+ * every call.  The wallets follow the rule of coherence.c: a trigger on
+ * wallet.wallet sends a relcache invalidation when a wallet row changes or
+ * goes (wallet_set_status, a shard's prune), which drops all of them (and
+ * only them: the columns of wallet.wallet are checked again, nothing else is
+ * looked up again); an abort drops them too, since the wallet read may have
+ * been created by the aborted work.  Customers of 64 bytes or more are not
+ * cached.
  */
 #define WALLET_KEY_SIZE 64
 #define MAX_WALLETS 65536
@@ -248,12 +258,21 @@ typedef struct WalletEntry
 } WalletEntry;
 
 static bool callback_registered = false;
-static List *retired = NIL;		/* older generations of the cache, freed at transaction end */
+static List *retired = NIL;		/* older generations of the cache, not yet freed */
+static int	calls = 0;			/* hot path calls under way (HotEnter) */
+static TupleDesc key_desc = NULL;	/* the row HotKeyFind returns (lives as long as the backend) */
+static Coherence wallet_coherence;	/* of the wallets kept (coherence.c) */
 
-/* a relcache invalidation of one of ours (or of all): look everything up again */
+/*
+ * A relcache invalidation of one of ours (or of all): look everything up
+ * again; of wallet.wallet (a wallet row changed, or the table did): forget
+ * the wallets and check its columns again.
+ */
 static void
 HotInval(Datum arg, Oid relid)
 {
+	if (relid == InvalidOid || relid == cache.tables[T_WALLET].relid)
+		CoherenceInvalidate(&wallet_coherence);
 	if (!cache.valid)
 		return;
 	if (relid == InvalidOid)
@@ -261,8 +280,10 @@ HotInval(Datum arg, Oid relid)
 		cache.valid = false;
 		return;
 	}
+	if (relid == cache.tables[T_WALLET].relid)
+		cache.wallet_recheck = true;
 	for (int t = 0; t < T__COUNT; t++)
-		if (cache.tables[t].relid == relid)
+		if (t != T_WALLET && cache.tables[t].relid == relid)
 			cache.valid = false;
 	for (int i = 0; i < I__COUNT; i++)
 		if (cache.indexes[i] == relid)
@@ -286,39 +307,53 @@ Compile(Expr *expr)
 }
 
 /*
- * What the hot path must know of a table and cannot honour: triggers, row
- * security, generated columns.  inserted: the hot path inserts into it;
- * updated: it updates it (without changing its keys, so the internal
- * foreign key triggers have nothing to do).
+ * What the direct writes do not do on a table, which SQL statements do: an
+ * AFTER ROW or statement-level INSERT trigger (or one with a transition
+ * table), a generated column; an UPDATE trigger of its own on a table it
+ * updates (without changing keys, so the internal foreign key triggers have
+ * nothing to do).  Then tc->by_sql: the debit writes that table through
+ * statements (DebitWriteSql), which do all of it, as wallet_ingest does.  A
+ * disabled trigger never fires and changes nothing.  inserted: the hot path
+ * inserts into the table; updated: it updates it.  Row level security is
+ * checked on every call (CheckRowSecurity): whether it applies depends on the
+ * role.
  */
 static void
-CheckTable(Relation rel, const char *name, bool inserted, bool updated)
+CheckTable(Relation rel, bool inserted, bool updated, TableCache *tc)
 {
 	TriggerDesc *td = rel->trigdesc;
 
-	if (rel->rd_rel->relrowsecurity)
-		Unsupported(name, "row level security");
-	if (inserted && rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
-		Unsupported(name, "a generated column");
-	if (td == NULL)
-		return;
-	if (inserted && (td->trig_insert_after_row || td->trig_insert_before_statement ||
-					 td->trig_insert_after_statement || td->trig_insert_new_table ||
-					 td->trig_insert_instead_row))
-		Unsupported(name, "an AFTER ROW or statement-level INSERT trigger");
-	if (updated)
+	tc->rls = rel->rd_rel->relrowsecurity;
+	tc->by_sql = inserted && rel->rd_att->constr && rel->rd_att->constr->has_generated_stored;
+	for (int i = 0; td != NULL && i < td->numtriggers; i++)
 	{
-		if (td->trig_update_before_statement || td->trig_update_after_statement ||
-			td->trig_update_new_table || td->trig_update_old_table)
-			Unsupported(name, "a statement-level UPDATE trigger");
-		for (int i = 0; i < td->numtriggers; i++)
-		{
-			Trigger    *tg = &td->triggers[i];
+		Trigger    *tg = &td->triggers[i];
 
-			if (TRIGGER_FOR_ROW(tg->tgtype) && TRIGGER_FOR_UPDATE(tg->tgtype) && !tg->tgisinternal)
-				Unsupported(name, psprintf("the UPDATE trigger %s", tg->tgname));
-		}
+		if (tg->tgenabled == TRIGGER_DISABLED)
+			continue;
+		if (inserted && TRIGGER_FOR_INSERT(tg->tgtype) &&
+			!(TRIGGER_FOR_ROW(tg->tgtype) && TRIGGER_FOR_BEFORE(tg->tgtype)))
+			tc->by_sql = true;
+		if (updated && TRIGGER_FOR_UPDATE(tg->tgtype) &&
+			!(tg->tgisinternal && TRIGGER_FOR_ROW(tg->tgtype)))
+			tc->by_sql = true;
 	}
+}
+
+/*
+ * Row level security on one of our tables: the functions run as the tables'
+ * owner, who bypasses it unless it is forced, as in SQL.  Where the policies
+ * would apply, the direct reads cannot apply them: refuse.
+ */
+static void
+CheckRowSecurity(HotTable t)
+{
+	if (check_enable_rls(cache.tables[t].relid, InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("row level security applies to wallet.%s for role %s, which the debit hot path does not honour",
+						table_defs[t].name, GetUserNameFromId(GetUserId(), false)),
+				 errhint("Let the extension's owner bypass it (no FORCE ROW LEVEL SECURITY), or give it BYPASSRLS.")));
 }
 
 /*
@@ -360,7 +395,7 @@ IndexesBuild(Relation rel, TableCache *tc)
 	}
 }
 
-/* an abort: forget the wallets read (the work that created one may be gone) */
+/* forget the wallets read */
 static void
 ForgetWallets(void)
 {
@@ -371,32 +406,53 @@ ForgetWallets(void)
 	}
 }
 
-/* end of a transaction: forget the wallets after an abort, free old cache generations */
+/* free the generations of the cache that were replaced */
+static void
+FreeRetired(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, retired)
+		MemoryContextDelete((MemoryContext) lfirst(lc));
+	list_free(retired);
+	retired = NIL;
+}
+
+/*
+ * A call of the hot path (HotAccountLock, HotKeyFind, HotGrantsRead,
+ * HotDebitWrite) begins: when no other is under way (one may be, below a
+ * trigger), nothing uses a replaced generation any more, so it is freed now
+ * rather than at the end of a transaction that may alternate many changes
+ * and calls.  A call that fails leaves calls raised: then they are freed at
+ * the end of the transaction.
+ */
+static inline void
+HotEnter(void)
+{
+	if (calls == 0 && retired != NIL)
+		FreeRetired();
+	calls++;
+}
+
+/* a call of the hot path returns */
+static inline void
+HotLeave(void)
+{
+	calls--;
+}
+
+/* end of a transaction: no call is under way; free old cache generations */
 static void
 HotXactCallback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		ForgetWallets();
-	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
-		 event == XACT_EVENT_PREPARE) && retired != NIL)
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
 	{
-		ListCell   *lc;
-
-		foreach(lc, retired)
-			MemoryContextDelete((MemoryContext) lfirst(lc));
-		list_free(retired);
-		retired = NIL;
+		calls = 0;
+		if (retired != NIL)
+			FreeRetired();
 	}
-}
-
-/* a subtransaction's abort: forget the wallets too */
-static void
-HotSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
-				   SubTransactionId parentSubid, void *arg)
-{
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		ForgetWallets();
 }
 
 /* look everything up again (after an invalidation, or the first time) */
@@ -429,16 +485,16 @@ CacheBuildGeneration(void)
 	{
 		CacheRegisterRelcacheCallback(HotInval, (Datum) 0);
 		RegisterXactCallback(HotXactCallback, NULL);
-		RegisterSubXactCallback(HotSubXactCallback, NULL);
 		callback_registered = true;
 	}
 	/*
 	 * A new generation: the call under way may still use what it took from
 	 * the old one (an invalidation can arrive whenever a lock is taken, by
-	 * ANALYZE of one of our tables for instance), so that is freed at the end
-	 * of the transaction.
+	 * ANALYZE of one of our tables for instance), so that is freed when no
+	 * call is under way (HotEnter).
 	 */
 	cache.wallets = NULL;
+	cache.wallet_recheck = false;
 	if (cache.cxt != NULL)
 	{
 		old = MemoryContextSwitchTo(TopMemoryContext);
@@ -477,7 +533,7 @@ CacheBuildGeneration(void)
 					 name, cd->name, format_type_be(cd->type));
 			tc->att[c] = a;
 		}
-		CheckTable(rel, name, t == T_EVENT || t == T_LINE, t == T_ACCOUNT || t == T_GRANT);
+		CheckTable(rel, t == T_EVENT || t == T_LINE, t == T_ACCOUNT || t == T_GRANT, tc);
 
 		tc->ncheck = constr ? constr->num_check : 0;
 		tc->checks = palloc0(sizeof(ExprState *) * Max(tc->ncheck, 1));
@@ -491,8 +547,19 @@ CacheBuildGeneration(void)
 
 			tc->checks[i] = Compile((Expr *) expr);
 			pull_varattnos(expr, 1, &cols);
+
+			/*
+			 * UPDATE checks every constraint on the new row.  The hot path's
+			 * updates set one column (remaining, touches): a constraint that
+			 * reads only other columns gives on the new row what it gave on
+			 * the old one, which passed it, when it is validated (every row
+			 * there passed it) and immutable (as PostgreSQL requires of a
+			 * CHECK, but does not enforce).  The others are checked.
+			 */
 			if (updated != InvalidAttrNumber &&
-				bms_is_member(updated - FirstLowInvalidHeapAttributeNumber, cols))
+				(bms_is_member(updated - FirstLowInvalidHeapAttributeNumber, cols) ||
+				 bms_is_member(InvalidAttrNumber - FirstLowInvalidHeapAttributeNumber, cols) ||
+				 !constr->check[i].ccvalid || contain_mutable_functions(expr)))
 				tc->update_checks[i] = tc->checks[i];
 		}
 		tc->defaults = palloc0(sizeof(ExprState *) * desc->natts);
@@ -563,17 +630,23 @@ CacheBuildGeneration(void)
 	if (!OidIsValid(cache.line_seq))
 		elog(ERROR, "wallet: sequence wallet.line_id_seq is missing");
 
-	cache.key_desc = CreateTemplateTupleDesc(9);
-	TupleDescInitEntry(cache.key_desc, 1, "kind", TEXTOID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 2, "id", INT8OID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 3, "meter", TEXTOID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 4, "quantity", NUMERICOID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 5, "dimensions", JSONBOID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 6, "asset", TEXTOID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 7, "amount", INT8OID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 8, "balance_after", INT8OID, -1, 0);
-	TupleDescInitEntry(cache.key_desc, 9, "hold_id", INT8OID, -1, 0);
 	MemoryContextSwitchTo(old);
+	if (key_desc == NULL)
+	{
+		/* the caller of HotKeyFind keeps it: not in a generation */
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		key_desc = CreateTemplateTupleDesc(9);
+		TupleDescInitEntry(key_desc, 1, "kind", TEXTOID, -1, 0);
+		TupleDescInitEntry(key_desc, 2, "id", INT8OID, -1, 0);
+		TupleDescInitEntry(key_desc, 3, "meter", TEXTOID, -1, 0);
+		TupleDescInitEntry(key_desc, 4, "quantity", NUMERICOID, -1, 0);
+		TupleDescInitEntry(key_desc, 5, "dimensions", JSONBOID, -1, 0);
+		TupleDescInitEntry(key_desc, 6, "asset", TEXTOID, -1, 0);
+		TupleDescInitEntry(key_desc, 7, "amount", INT8OID, -1, 0);
+		TupleDescInitEntry(key_desc, 8, "balance_after", INT8OID, -1, 0);
+		TupleDescInitEntry(key_desc, 9, "hold_id", INT8OID, -1, 0);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /*
@@ -601,6 +674,36 @@ OpenRelation(Oid relid, LOCKMODE mode, HeldLock *held)
 }
 
 /*
+ * After an invalidation of wallet.wallet (most often a wallet row changed):
+ * is it still the table the hot path knows, same columns, same row security?
+ * Then nothing else need be looked up again.
+ */
+static bool
+WalletTableSame(void)
+{
+	const TableCache *tc = &cache.tables[T_WALLET];
+	Oid			nsp = get_namespace_oid("wallet", true);
+	HeapTuple	tup;
+	bool		same;
+
+	cache.wallet_recheck = false;
+	if (!OidIsValid(nsp) || get_relname_relid(table_defs[T_WALLET].name, nsp) != tc->relid)
+		return false;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(tc->relid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	same = ((Form_pg_class) GETSTRUCT(tup))->relrowsecurity == tc->rls;
+	ReleaseSysCache(tup);
+	for (int c = 0; same && table_defs[T_WALLET].columns[c].name; c++)
+	{
+		AttrNumber	a = get_attnum(tc->relid, table_defs[T_WALLET].columns[c].name);
+
+		same = a == tc->att[c] && get_atttype(tc->relid, a) == table_defs[T_WALLET].columns[c].type;
+	}
+	return same;
+}
+
+/*
  * open a table (rebuilding what we know of it first if it changed: the
  * invalidations that locking it accepts may say so)
  */
@@ -613,9 +716,17 @@ OpenTable(HotTable t, LOCKMODE mode)
 
 		if (!cache.valid)
 			CacheBuild();
+		if (t == T_WALLET && cache.wallet_recheck && !WalletTableSame())
+			cache.valid = false;
+		if (!cache.valid)
+			continue;
 		rel = OpenRelation(cache.tables[t].relid, mode, &cache.tables[t].held);
 		if (cache.valid)
+		{
+			if (cache.tables[t].rls)
+				CheckRowSecurity(t);
 			return rel;
+		}
 		relation_close(rel, NoLock);
 	}
 }
@@ -806,7 +917,7 @@ IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
  * this backend kept (the caller may ask again with use_cache false).
  */
 static bool
-WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct,
+WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, Account *acct,
 		   bool use_cache, bool *cached)
 {
 	Relation	wrel;
@@ -819,6 +930,8 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct,
 	char		ckey[WALLET_KEY_SIZE];
 
 	*cached = false;
+	if (cache.wallets != NULL && cache.wallets_stamp != wallet_coherence.generation)
+		ForgetWallets();
 	if (cacheable)
 	{
 		memset(ckey, 0, sizeof(ckey));
@@ -856,7 +969,8 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct,
 	index_close(widx, NoLock);
 	table_close(wrel, NoLock);
 
-	if (cacheable && cache.valid)
+	/* kept only if no invalidation came since the one read before snap was taken */
+	if (cacheable && cache.valid && ticket == wallet_coherence.generation)
 	{
 		if (cache.wallets != NULL && hash_get_num_entries(cache.wallets) >= MAX_WALLETS)
 			ForgetWallets();
@@ -869,10 +983,12 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct,
 			ctl.hcxt = cache.cxt;
 			cache.wallets = hash_create("wallet hot path wallets", 1024, &ctl,
 										HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+			cache.wallets_stamp = ticket;
 		}
 		we = hash_search(cache.wallets, ckey, HASH_ENTER, NULL);
 		we->wallet_id = acct->wallet_id;
 		strlcpy(we->status, acct->status, sizeof(we->status));
+		CoherenceFilled(&wallet_coherence);
 	}
 	return true;
 }
@@ -880,10 +996,13 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, Account *acct,
 /*
  * The balance row in slot, locked as SELECT ... FOR NO KEY UPDATE locks it
  * under READ COMMITTED (nodeLockRows.c): waiting for a concurrent writer,
- * then its latest version, which goes into slot.  Returns slot.
+ * then its latest version, which goes into slot.  Returns slot.  A row
+ * deleted meanwhile (a shard's prune took the wallet away) is WL001, as a
+ * call that started a moment later gets.
  */
 static TupleTableSlot *
-AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
+AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid,
+			   const Account *acct)
 {
 	ItemPointerData tid = slot->tts_tid;
 	TM_FailureData tmfd;
@@ -892,7 +1011,15 @@ AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid
 	tm = table_tuple_lock(arel, &tid, snap, slot, cid, LockTupleNoKeyExclusive,
 						  LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
 	if (tm == TM_Deleted)
-		elog(ERROR, "wallet: a balance row was deleted");
+	{
+		/* the wallets kept may name it: look them up again */
+		CoherenceInvalidate(&wallet_coherence);
+		ereport(ERROR,
+				(errcode(ERRCODE_WALLET_NO_WALLET),
+				 acct->customer ? errmsg("no wallet for customer \"%.100s\"", acct->customer) :
+				 errmsg("no wallet with id " INT64_FORMAT, acct->wallet_id),
+				 errdetail("The wallet's balance row was deleted while this call waited for it.")));
+	}
 	if (tm != TM_Ok)
 		elog(ERROR, "wallet: unexpected result %d locking a balance row", tm);
 	return slot;
@@ -901,8 +1028,9 @@ AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid
 /*
  * The balance row in slot, updated as `UPDATE wallet.account SET touches =
  * touches + 1` updates it under REPEATABLE READ or SERIALIZABLE
- * (nodeModifyTable.c): waiting for a concurrent writer, and failing if that
- * one committed a change.  Returns the new version, in a new slot.
+ * (nodeModifyTable.c): its replica identity and constraints checked,
+ * waiting for a concurrent writer, and failing if that one committed a
+ * change.  Returns the new version, in a new slot.
  */
 static TupleTableSlot *
 AccountTouch(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
@@ -924,6 +1052,17 @@ AccountTouch(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
 	ExecStoreHeapTuple(WithInt64(ExecFetchSlotHeapTuple(slot, false, NULL), RelationGetDescr(arel),
 								 touches_col, t),
 					   newslot, true);
+	CheckCmdReplicaIdentity(arel, CMD_UPDATE);
+	if (RelationGetDescr(arel)->constr)
+	{
+		/* the constraints the update can break (CacheBuildGeneration) */
+		EState	   *estate = CreateExecutorState();
+		ResultRelInfo *rri = WriteTarget(estate, arel, T_ACCOUNT, false);
+
+		rri->ri_ConstraintExprs = cache.tables[T_ACCOUNT].update_checks;
+		ExecConstraints(rri, newslot, estate);
+		FreeExecutorState(estate);
+	}
 	tm = table_tuple_update(arel, &tid, newslot, cid, snap, InvalidSnapshot, true,
 							&tmfd, &lockmode, &update_indexes);
 	if (tm == TM_Updated || tm == TM_Deleted)
@@ -966,9 +1105,13 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	bool		use_cache = true;
 	bool		cached;
 	CommandId	cid;
+	uint64		ticket;
 
+	HotEnter();
 	PreventCommandIfReadOnly("UPDATE");
 	PreventCommandIfParallelMode("UPDATE");
+	/* the invalidations first, then the snapshot the wallet is read with */
+	ticket = CoherenceAccept(&wallet_coherence);
 	snap = PushFreshSnapshot();
 	arel = OpenTable(T_ACCOUNT, RowExclusiveLock);
 	aidx = OpenIndex(I_ACCOUNT_PKEY, AccessShareLock);
@@ -980,7 +1123,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 		HotLockResult none = HOT_NO_WALLET;
 
 		/* the wallet, then its balance row in the asset */
-		if (WalletFind(customer, wallet_id, snap, acct, use_cache, &cached))
+		if (WalletFind(customer, wallet_id, snap, ticket, acct, use_cache, &cached))
 		{
 			Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
 			Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(asset->code));
@@ -994,6 +1137,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 			index_close(aidx, NoLock);
 			table_close(arel, NoLock);
 			PopActiveSnapshot();
+			HotLeave();
 			return none;
 		}
 
@@ -1006,10 +1150,12 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	}
 
 	cid = GetCurrentCommandId(true);
+	if (IsolationUsesXactSnapshot() && cache.tables[T_ACCOUNT].by_sql)
+		Unsupported("account", "an UPDATE trigger (under REPEATABLE READ the balance row is updated)");
 	if (IsolationUsesXactSnapshot())
 		row = newslot = AccountTouch(arel, slot, snap, cid);
 	else
-		row = AccountRowLock(arel, slot, snap, cid);
+		row = AccountRowLock(arel, slot, snap, cid, acct);
 
 	strlcpy(acct->asset, asset->code, sizeof(acct->asset));
 	acct->scale = asset->scale;
@@ -1030,6 +1176,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	index_close(aidx, NoLock);
 	table_close(arel, NoLock);
 	PopActiveSnapshot();
+	HotLeave();
 	return HOT_LOCKED;
 }
 
@@ -1055,6 +1202,8 @@ HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc)
 	Datum		values[9];
 	bool		nulls[9];
 	bool		found;
+
+	HotEnter();
 
 	/*
 	 * Every caller holds a balance lock, and a debit writes an event when the
@@ -1089,7 +1238,7 @@ HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc)
 			values[i + 1] = slot->tts_values[a - 1];
 			nulls[i + 1] = slot->tts_isnull[a - 1];
 		}
-		*tup = heap_form_tuple(cache.key_desc, values, nulls);
+		*tup = heap_form_tuple(key_desc, values, nulls);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	if (!found)
@@ -1111,17 +1260,18 @@ HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc)
 			values[7] = slot_getattr(slot, ATT(T_HOLD, H_BALANCE_AFTER), &nulls[7]);
 			values[8] = slot_getattr(slot, ATT(T_HOLD, H_ID), &isnull);
 			nulls[8] = isnull;
-			*tup = heap_form_tuple(cache.key_desc, values, nulls);
+			*tup = heap_form_tuple(key_desc, values, nulls);
 		}
 		ExecDropSingleTupleTableSlot(slot);
 	}
-	*desc = cache.key_desc;
+	*desc = key_desc;
 
 	index_close(eidx, NoLock);
 	index_close(hidx, NoLock);
 	table_close(erel, NoLock);
 	table_close(hrel, NoLock);
 	PopActiveSnapshot();
+	HotLeave();
 	return found;
 }
 
@@ -1146,6 +1296,7 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 	Snapshot	snap = locked ? PushFreshSnapshot() : GetActiveSnapshot();
 	int			cols[HOT_GRANT_COLUMNS];
 
+	HotEnter();
 	/* under the balance lock, the grants read are then written: take that lock now */
 	grel = OpenTable(T_GRANT, locked ? RowExclusiveLock : AccessShareLock);
 	gidx = OpenIndex(I_GRANT_OPEN, AccessShareLock);
@@ -1176,6 +1327,7 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 	table_close(grel, NoLock);
 	if (locked)
 		PopActiveSnapshot();
+	HotLeave();
 }
 
 /* ------------------------------------------------------------- writes */
@@ -1301,6 +1453,114 @@ StoreLines(EState *estate, ResultRelInfo *lrri, const HotDebit *w, int64 event_i
 	ExecDropSingleTupleTableSlot(slot);
 }
 
+/* a debit's revenue: sum(take * unit_revenue) * one minor unit, as numeric */
+static Numeric
+DebitRevenue(const HotDebit *w)
+{
+	Numeric		revenue = int64_to_numeric(0);
+
+	for (int i = 0; i < w->nlines; i++)
+		revenue = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(revenue),
+													  DirectFunctionCall2(numeric_mul,
+																		  NumericGetDatum(int64_to_numeric(w->takes[i])),
+																		  NumericGetDatum(w->unit_revenues[i]))));
+	return DatumGetNumeric(DirectFunctionCall2(numeric_mul, NumericGetDatum(revenue),
+											   NumericGetDatum(w->minor_unit)));
+}
+
+/*
+ * HotDebitWrite through SQL statements, when a table it writes has what the
+ * direct writes do not do (CheckTable): the same rows, each statement firing
+ * its triggers and computing its generated columns, as wallet_ingest's
+ * statements do.  carried: the event carries its one line.  The caller is
+ * connected to SPI.
+ */
+static int64
+DebitWriteSql(const HotDebit *w, bool carried)
+{
+	static const Oid etypes[16] = {INT8OID, TEXTOID, TEXTOID, NUMERICOID, JSONBOID,
+		TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, NUMERICOID, NUMERICOID,
+	INT8OID, INT8OID, INT8OID, INT8OID};
+	static const Oid gtypes[2] = {INT8OID, INT8OID};
+	static const Oid ltypes[7] = {TIMESTAMPTZOID, INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID};
+	Datum		v[16];
+	char		n[16];
+	bool		isnull;
+	int64		event_id;
+
+	memset(n, ' ', sizeof(n));
+	v[0] = Int64GetDatum(w->wallet_id);
+	v[1] = w->key ? CStringGetTextDatum(w->key) : (Datum) 0;
+	n[1] = w->key ? ' ' : 'n';
+	v[2] = w->meter ? CStringGetTextDatum(w->meter) : (Datum) 0;
+	n[2] = w->meter ? ' ' : 'n';
+	v[3] = NumericGetDatum(w->quantity);
+	n[3] = w->quantity ? ' ' : 'n';
+	v[4] = JsonbPGetDatum(w->dims);
+	n[4] = w->dims ? ' ' : 'n';
+	v[5] = TimestampTzGetDatum(w->occurred_at);
+	v[6] = TimestampTzGetDatum(w->now);
+	v[7] = CStringGetTextDatum(w->asset);
+	v[8] = Int64GetDatum(w->amount);
+	v[9] = Int64GetDatum(w->price_id);
+	n[9] = w->price_id ? ' ' : 'n';
+	v[10] = NumericGetDatum(w->cost);
+	n[10] = w->cost ? ' ' : 'n';
+	v[11] = NumericGetDatum(DebitRevenue(w));
+	v[12] = Int64GetDatum(w->hold_id);
+	n[12] = w->hold_id ? ' ' : 'n';
+	v[13] = Int64GetDatum(w->balance_after);
+	v[14] = carried ? Int64GetDatum(nextval_internal(cache.line_seq, true)) : (Datum) 0;
+	n[14] = carried ? ' ' : 'n';
+	v[15] = Int64GetDatum(w->grant_ids[0]);
+	n[15] = carried && w->grant_ids[0] != 0 ? ' ' : 'n';
+	WalletExec(PLAN_HOT_EVENT_INSERT,
+			   "INSERT INTO wallet.event (wallet_id, idempotency_key, meter, quantity, dimensions, "
+			   "  occurred_at, recorded_at, asset, amount, price_id, cost, revenue, hold_id, "
+			   "  balance_after, line_id, line_grant_id) "
+			   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+			   16, etypes, v, n, false, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed != 1)
+		elog(ERROR, "wallet: a trigger skipped a row of wallet.event");
+	event_id = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	SPI_freetuptable(SPI_tuptable);
+
+	for (int i = 0; i < w->nlines; i++)
+	{
+		Datum		g[2] = {Int64GetDatum(w->grant_ids[i]), Int64GetDatum(w->takes[i])};
+
+		if (w->grant_ids[i] == 0)
+			continue;
+		WalletExec(PLAN_HOT_GRANT_TAKE,
+				   "UPDATE wallet.grant_block SET remaining = remaining OPERATOR(pg_catalog.-) $2 "
+				   " WHERE id OPERATOR(pg_catalog.=) $1",
+				   2, gtypes, g, NULL, false, SPI_OK_UPDATE);
+		if (SPI_processed != 1)
+			elog(ERROR, "wallet: grant " INT64_FORMAT " vanished", w->grant_ids[i]);
+	}
+	for (int i = 0; i < w->nlines && !carried; i++)
+	{
+		Datum		l[7];
+		char		ln[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+		l[0] = TimestampTzGetDatum(w->now);
+		l[1] = Int64GetDatum(w->wallet_id);
+		l[2] = CStringGetTextDatum(w->asset);
+		l[3] = Int64GetDatum(w->grant_ids[i]);
+		ln[3] = w->grant_ids[i] ? ' ' : 'n';
+		l[4] = Int64GetDatum(event_id);
+		l[5] = Int64GetDatum(w->hold_id);
+		ln[5] = w->hold_id ? ' ' : 'n';
+		l[6] = Int64GetDatum(-w->takes[i]);
+		WalletExec(PLAN_HOT_LINE_INSERT,
+				   "INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
+				   "VALUES ($1, $2, $3, $4, $5, $6, 'debit', $7)",
+				   7, ltypes, l, ln, false, SPI_OK_INSERT);
+	}
+	CommandCounterIncrement();
+	return event_id;
+}
+
 /*
  * Write an approved debit: the event, each drawn grant's new remaining and
  * one ledger line per draw (grant_id 0: the overdraft part), as the write
@@ -1326,14 +1586,25 @@ HotDebitWrite(const HotDebit *w)
 	Snapshot	snap;
 	CommandId	cid;
 	bool		set[MaxHeapAttributeNumber];
-	Numeric		revenue = int64_to_numeric(0);
+	Numeric		revenue;
 	int64		event_id;
 	bool		isnull;
 	bool		carried = w->nlines == 1 && w->takes[0] == w->amount;
 
+	HotEnter();
 	snap = PushFreshSnapshot();
 	erel = OpenTable(T_EVENT, RowExclusiveLock);
 	grel = OpenTable(T_GRANT, RowExclusiveLock);
+	if (cache.tables[T_EVENT].by_sql || cache.tables[T_GRANT].by_sql ||
+		(cache.tables[T_LINE].by_sql && w->nlines > 0 && !carried))
+	{
+		table_close(erel, NoLock);
+		table_close(grel, NoLock);
+		PopActiveSnapshot();
+		event_id = DebitWriteSql(w, carried);
+		HotLeave();
+		return event_id;
+	}
 	CheckPrivilege(T_EVENT, ACL_INSERT);
 	if (w->nlines > 0)
 		CheckPrivilege(T_GRANT, ACL_SELECT | ACL_UPDATE);
@@ -1348,14 +1619,7 @@ HotDebitWrite(const HotDebit *w)
 		lrri = WriteTarget(estate, lrel, T_LINE, true);
 	}
 
-	/* revenue: sum(take * unit_revenue) * one minor unit, as numeric */
-	for (int i = 0; i < w->nlines; i++)
-		revenue = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(revenue),
-													  DirectFunctionCall2(numeric_mul,
-																		  NumericGetDatum(int64_to_numeric(w->takes[i])),
-																		  NumericGetDatum(w->unit_revenues[i]))));
-	revenue = DatumGetNumeric(DirectFunctionCall2(numeric_mul, NumericGetDatum(revenue),
-												  NumericGetDatum(w->minor_unit)));
+	revenue = DebitRevenue(w);
 
 	/* the event */
 	desc = RelationGetDescr(erel);
@@ -1404,11 +1668,9 @@ HotDebitWrite(const HotDebit *w)
 			continue;
 		if (grri == NULL)
 		{
-			/*
-			 * Only remaining changes: the checks on other columns hold for
-			 * the new row as they held for the old one (ExecCheck passes a
-			 * NULL state).
-			 */
+			/* what the executor checks before an UPDATE: replica identity, publications' row filters */
+			CheckCmdReplicaIdentity(grel, CMD_UPDATE);
+			/* the constraints the update can break (CacheBuildGeneration) */
 			grri = WriteTarget(estate, grel, T_GRANT, false);
 			grri->ri_ConstraintExprs = cache.tables[T_GRANT].update_checks;
 		}
@@ -1472,5 +1734,6 @@ HotDebitWrite(const HotDebit *w)
 	table_close(grel, NoLock);
 	PopActiveSnapshot();
 	CommandCounterIncrement();
+	HotLeave();
 	return event_id;
 }

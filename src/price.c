@@ -4,9 +4,10 @@
  *
  * A rule (jsonb) is validated and compiled into a Rule when it is set
  * (wallet._check_rule), and compiled again once per backend when a meter is
- * first priced (DESIGN.md #5).  Compiled versions are cached per meter; a
- * statement trigger on wallet.price sends a relcache invalidation, and every
- * backend drops its cache at the next call after the change commits.
+ * first priced (DESIGN.md #5).  Compiled versions are cached per meter under
+ * the rule of coherence.c: a statement trigger on wallet.price sends a
+ * relcache invalidation, and every backend drops its cache at the next call
+ * after the change commits.
  *
  * Evaluation is exact: quantities and prices are Dec (int128), and the amount
  * is rounded once, to the asset's scale, by the rule's rounding.
@@ -26,6 +27,7 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(wallet_check_rule);
@@ -766,8 +768,6 @@ static HTAB *meters;
  * valid while this has not moved (wallet_ingest keeps them across a batch).
  */
 uint64		PriceCacheGeneration = 0;
-static bool cache_stale = true;
-static Oid	price_relid = InvalidOid;
 
 /*
  * The schema's release, read once per cache generation (the upgrade alters
@@ -776,34 +776,36 @@ static Oid	price_relid = InvalidOid;
  */
 static int	schema_version = 0;
 
+/* the cache under the rule of coherence.c; meters hold what was read at stamp */
+static Coherence coherence;
+static uint64 stamp = 0;
+static Oid	price_relid = InvalidOid;
+static Oid	asset_relid = InvalidOid;
+
+/*
+ * A change to wallet.price, or to wallet.asset (a rule is compiled for its
+ * asset's scale), or to every relation: compile again.
+ */
 static void
 PriceInval(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == price_relid)
-		cache_stale = true;
+	if (relid == InvalidOid || relid == price_relid || relid == asset_relid)
+		CoherenceInvalidate(&coherence);
 }
 
-/*
- * The asset cache forgets everything when a transaction aborts (asset.c), and
- * compiled versions point into it (PriceVersion.asset): forget them too.
- */
+/* empty the cache; its entries will be stamped with ticket */
 static void
-PriceForgetOnAbort(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_ABORT)
-		cache_stale = true;
-}
-
-static void
-CacheReset(void)
+CacheReset(uint64 ticket)
 {
 	HASHCTL		ctl;
 	static bool registered = false;
+	Oid			nsp;
 
 	if (!registered)
 	{
 		CacheRegisterRelcacheCallback(PriceInval, (Datum) 0);
-		RegisterXactCallback(PriceForgetOnAbort, NULL);
+		/* a statement trigger on wallet.price invalidates on every change */
+		coherence.subabort_kept = true;
 		registered = true;
 	}
 	if (cache_cxt == NULL)
@@ -816,11 +818,16 @@ CacheReset(void)
 	ctl.entrysize = sizeof(MeterEntry);
 	ctl.hcxt = cache_cxt;
 	meters = hash_create("wallet prices", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	price_relid = get_relname_relid("price", get_namespace_oid("wallet", false));
-	cache_stale = false;
+	nsp = get_namespace_oid("wallet", false);
+	price_relid = get_relname_relid("price", nsp);
+	asset_relid = get_relname_relid("asset", nsp);
+	stamp = ticket;
 }
 
-/* the versions of a meter, compiled; loaded on first use */
+/*
+ * The versions of a meter, compiled; loaded on first use, from a snapshot
+ * taken after the invalidations were read (coherence.c).
+ */
 static MeterEntry *
 MeterLoad(const char *meter)
 {
@@ -831,9 +838,10 @@ MeterLoad(const char *meter)
 	Datum		values[1];
 	SPITupleTable *tt;
 	MemoryContext old;
+	uint64		ticket = CoherenceAccept(&coherence);
 
-	if (cache_stale || meters == NULL)
-		CacheReset();
+	if (meters == NULL || stamp != ticket)
+		CacheReset(ticket);
 	memset(key, 0, sizeof(key));
 	strlcpy(key, meter, sizeof(key));
 	e = hash_search(meters, key, HASH_FIND, NULL);
@@ -841,10 +849,12 @@ MeterLoad(const char *meter)
 		return e;
 
 	values[0] = CStringGetTextDatum(meter);
+	CoherencePushSnapshot();
 	WalletExec(PLAN_PRICES,
 			   "SELECT id, asset, rule, effective_at, plan, customer FROM wallet.price "
 			   " WHERE meter OPERATOR(pg_catalog.=) $1 ORDER BY effective_at, id",
 			   1, argtypes, values, NULL, true, SPI_OK_SELECT);
+	PopActiveSnapshot();
 	tt = SPI_tuptable;
 
 	e = hash_search(meters, key, HASH_ENTER, &found);
@@ -870,6 +880,7 @@ MeterLoad(const char *meter)
 		e->n++;
 	}
 	MemoryContextSwitchTo(old);
+	CoherenceFilled(&coherence);
 	return e;
 }
 
@@ -1152,7 +1163,7 @@ UsageBefore(const Rule *r, EvalContext *ec, char **key, TimestampTz *start)
 		legacy = schema_version < 11;
 		*key = psprintf("%s%s", ec->meter, legacy ? r->legacy : r->counter);
 		before = CounterGet(ec->wallet_id, *key, r->period, *start);
-		if (!legacy || !cache_stale || WalletSchemaVersion() < 11)
+		if (!legacy || stamp == coherence.generation || WalletSchemaVersion() < 11)
 			return before;
 		schema_version = 11;
 	}

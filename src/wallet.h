@@ -5,6 +5,7 @@
  * The parts, one file each:
  *	  wallet.c	 module init, settings, kept SPI plans, result rows
  *	  amount.c	 exact decimals (int128) and minor-unit conversion
+ *	  coherence.c the rule every per-backend cache follows
  *	  asset.c	 the asset cache
  *	  account.c	 finding a wallet and locking its balance row
  *	  grant.c	 what time does to grants (expiry, resets) and drawdown order
@@ -81,6 +82,25 @@ extern Numeric MinorToNumeric(int64 minor, int scale);
 extern int64 AddMinor(int64 a, int64 b);
 extern int64 SubMinor(int64 a, int64 b);
 
+/* ---- coherence.c: the rule of every per-backend cache ---- */
+
+/* one cache's state under the rule (zero-initialised: static) */
+typedef struct Coherence
+{
+	uint64		generation;		/* moves at each invalidation; stamps equal to it are valid */
+	LocalTransactionId inval_lxid;	/* the transaction that read the last invalidation */
+	bool		xact_only;		/* filled under an old transaction snapshot: drop at its end */
+	bool		subabort_kept;	/* set by the cache: every change of its rows sends an
+								 * invalidation, which a subtransaction's abort replays */
+	bool		registered;
+	struct Coherence *next;
+} Coherence;
+
+extern void CoherenceInvalidate(Coherence *cc);
+extern uint64 CoherenceAccept(Coherence *cc);
+extern Snapshot CoherencePushSnapshot(void);
+extern void CoherenceFilled(Coherence *cc);
+
 /* ---- asset.c ---- */
 
 typedef struct AssetInfo
@@ -132,6 +152,9 @@ typedef enum PlanId
 	PLAN_ALERT_EVAL,
 	PLAN_DECLINE_DUE,
 	PLAN_ALERT_RAISED,
+	PLAN_HOT_EVENT_INSERT,
+	PLAN_HOT_GRANT_TAKE,
+	PLAN_HOT_LINE_INSERT,
 	PLAN__COUNT
 } PlanId;
 

@@ -140,16 +140,18 @@ wallet_hold(PG_FUNCTION_ARGS)
 		const char *decline;
 
 		GrantsLoad(&acct, now, true, &set);
+		ScopeSelect(&set, NULL, NULL);	/* no meter: only grants without one serve a hold */
 		held = LiveHeld(&acct, now, &open_holds);
 		available = SubMinor(SubMinor(set.total, held), acct.overdraft);
 		decline = StatusDecline(&acct);
 		if (decline == NULL && acct.has_max_holds && open_holds >= acct.max_holds)
 			decline = "hold_limit";
 		if (decline == NULL && SubMinor(available, amount) < -acct.overdraft_limit)
-		{
 			decline = "insufficient_funds";
+		/* what grants with a meter hold still counts in the balance results show */
+		available = AddMinor(available, set.excluded);
+		if (decline != NULL && strcmp(decline, "insufficient_funds") == 0)
 			OutboxDeclined(&acct, decline, available, amount);
-		}
 		if (decline)
 			Decline(&acct, decline, available, &res);
 		else

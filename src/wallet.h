@@ -20,6 +20,7 @@
  *	  quote.c	 wallet_quote: what a debit would do, without doing it
  *	  ingest.c	 wallet_ingest: many debits in one call
  *	  shard.c	 scale-out: wallet.shard, wallet.shards, routing bits in ids
+ *	  scope.c	 scoped grants: which debits a grant serves; wallet_available, wallet_credits
  */
 #ifndef WALLET_H
 #define WALLET_H
@@ -155,6 +156,8 @@ typedef enum PlanId
 	PLAN_HOT_EVENT_INSERT,
 	PLAN_HOT_GRANT_TAKE,
 	PLAN_HOT_LINE_INSERT,
+	PLAN_GRANTS_MANY11,
+	PLAN_SCOPE_ACCOUNTS,
 	PLAN__COUNT
 } PlanId;
 
@@ -228,6 +231,8 @@ extern void AccountSave(Account *acct);
 
 /* ---- grant.c ---- */
 
+typedef struct Scope Scope;		/* scope.c */
+
 typedef struct GrantRow
 {
 	int64		id;
@@ -246,6 +251,8 @@ typedef struct GrantRow
 	int64		stored_resets;
 	Numeric		unit_revenue;
 	int64		take;			/* drawn by the current debit */
+	const Scope *scope;			/* NULL: serves every debit */
+	bool		excluded;		/* does not serve the debit at hand (ScopeSelect) */
 	ItemPointerData tid;		/* where it was read (invalid: written since) */
 } GrantRow;
 
@@ -255,12 +262,15 @@ typedef struct GrantSet
 	GrantRow   *rows;			/* live grants, in drawdown order */
 	int64		total;			/* sum of remaining of live grants */
 	int			resets_written; /* reset lines GrantsLoad wrote */
+	int			nscoped;		/* live grants with a scope */
+	int64		excluded;		/* what the excluded grants hold (off total) */
 } GrantSet;
 
 extern void GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set);
 extern void GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets,
 						   MemoryContext cxt);
 extern int64 LiveHeld(const Account *acct, TimestampTz now, int32 *count);
+extern TimestampTz GrantNextReset(const GrantRow *g);
 extern void LineWrite(const Account *acct, TimestampTz at, int64 grant_id, int64 event_id,
 					  int64 hold_id, const char *kind, int64 amount);
 
@@ -429,6 +439,8 @@ typedef enum HotLockResult
 
 /* the columns of GRANT_COLUMNS (grant.c) */
 #define HOT_GRANT_COLUMNS 13
+/* cols[GRANT_SCOPE_COLUMN]: where the scope column is (1.1), or 0; cols has HOT_GRANT_COLUMNS + 1 */
+#define GRANT_SCOPE_COLUMN HOT_GRANT_COLUMNS
 
 /* called by HotGrantsRead for each open grant */
 typedef void (*HotGrantFn) (HeapTuple tup, TupleDesc desc, const int *cols,
@@ -464,6 +476,13 @@ extern bool HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDe
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);
+
+/* ---- scope.c ---- */
+
+extern Scope *ScopeParse(Jsonb *j);
+extern Jsonb *ScopeJson(const Scope *s);
+extern bool ScopeApplies(const Scope *s, const char *meter, Jsonb *dims);
+extern void ScopeSelect(GrantSet *set, const char *meter, Jsonb *dims);
 
 /* ---- shard.c ---- */
 

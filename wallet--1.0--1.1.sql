@@ -745,6 +745,22 @@ BEGIN
 END
 $$;
 
+/* finance sees each grant's scope (a column added at the end: the others keep their meaning) */
+CREATE OR REPLACE VIEW wallet.grants AS
+SELECT g.id, w.customer, g.asset, g.category, g.priority,
+	   wallet._major(g.asset, g.amount) AS amount,
+	   wallet._major(g.asset, g.remaining OPERATOR(pg_catalog.+) coalesce(p.amount, 0)) AS remaining,
+	   g.unit_revenue, g.effective_at, g.expires_at, g.voided_at, g.recurrence,
+	   wallet._major(g.asset, g.rollover_max) AS rollover_max, g.external_ref, g.metadata, g.created_at,
+	   g.scope
+  FROM wallet.grant_block g
+  JOIN wallet.wallet w ON w.id OPERATOR(pg_catalog.=) g.wallet_id
+  LEFT JOIN (SELECT pp.grant_id, pg_catalog.sum(pp.amount)::bigint AS amount
+			   FROM wallet._pending(pg_catalog.now()) pp GROUP BY pp.grant_id) p
+	ON p.grant_id OPERATOR(pg_catalog.=) g.id;
+COMMENT ON VIEW wallet.grants IS
+	'grants, with remaining as of now (resets applied, expired ones at 0) and the scope of each (null: serves every debit)';
+
 CREATE FUNCTION @extschema@.wallet_available(customer text, meter text, dimensions jsonb DEFAULT '{}')
 RETURNS TABLE (asset text, available numeric)
 	AS 'MODULE_PATHNAME', 'wallet_available' LANGUAGE C STABLE;

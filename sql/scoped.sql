@@ -180,5 +180,8 @@ SELECT remaining, next_reset = (SELECT effective_at + interval '60 days' FROM wa
 	   scope FROM wallet_credits('sc_h') WHERE grant_id = :h_rec;
 
 ---------------------------------------------------------------- the books
+-- finance sees the scope of each grant; revenue and deferred revenue are those of any grant
+SELECT category, amount, remaining, scope FROM wallet.grants WHERE customer = 'sc_a' ORDER BY id;
+SELECT asset, amount FROM wallet.deferred_revenue WHERE customer = 'sc_a';
 SELECT problem, detail FROM wallet_verify();
 SELECT customer, available, granted FROM wallet.balances WHERE customer LIKE 'sc\_%' ORDER BY customer;

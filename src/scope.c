@@ -108,8 +108,10 @@ ScopeNormalize(Jsonb *j)
 			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
 
 			if (strcmp(key, "meters") != 0 && strcmp(key, "dimensions") != 0)
-				BadScope(psprintf("field \"%s\"", key), "is not a field of a scope",
-						 "The fields are meters and dimensions.");
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("scope has no field \"%s\"", key),
+						 errhint("The fields are meters and dimensions.")));
 			nkeys++;
 		}
 	if (nkeys == 0)

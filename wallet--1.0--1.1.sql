@@ -80,7 +80,6 @@ $$;
 COMMENT ON FUNCTION wallet._reserved(bigint, timestamptz) IS
 	'value reserved on a grant by the holds open at as_of (minor units)';
 REVOKE ALL ON FUNCTION wallet._reserved(bigint, timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION wallet._reserved(bigint, timestamptz) TO wallet_finance;
 
 /*
  * A hold is resolved (captured, released, expired) at "at": what it still
@@ -205,7 +204,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.wallet_extend_hold(bigint, interval) TO wa
  * grant stays open (closed_at null) while it backs a hold.
  */
 CREATE OR REPLACE FUNCTION @extschema@.wallet_void_grant(grant_id bigint, reason text DEFAULT NULL)
-RETURNS numeric LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+RETURNS numeric LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	g wallet.grant_block;
 	v bigint := 0;
@@ -251,7 +250,7 @@ $$;
  */
 CREATE OR REPLACE FUNCTION @extschema@.wallet_sweep(as_of timestamptz DEFAULT now())
 RETURNS TABLE (action text, count bigint)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	r record;
 	g record;
@@ -355,7 +354,7 @@ SELECT g.customer, g.asset, sum(g.remaining * g.unit_revenue) AS amount, sum(g.r
 /* wallet_verify of 1.0, and: reservations equal open holds, no balance below -overdraft_limit */
 CREATE OR REPLACE FUNCTION @extschema@.wallet_verify()
 RETURNS TABLE (problem text, detail text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	/* conservation: ledger lines (but holds) sum to available + held */
 	SELECT 'conservation', format('customer %s asset %s: ledger %s, available + held %s',
 			b.customer, b.asset, coalesce(l.amount, 0), b.available + b.held)

@@ -88,3 +88,132 @@ SELECT approved, replayed, amount, balance FROM wallet_release(:tw_hold2);
 SELECT approved FROM wallet_capture(:tw_hold2, 'bh.call', 1);
 SELECT wallet_balance('bh-twice', 'bh') AS available;
 SELECT * FROM wallet_verify();
+
+-------------------------------------------- reservations: specific grants, drawdown order
+SELECT wallet_create('bh-order') > 0 AS created;
+SELECT wallet_grant('bh-order', 'bh', 50, priority => 10) AS g_first \gset
+SELECT wallet_grant('bh-order', 'bh', 100) AS g_second \gset
+SELECT hold_id AS ord_hold, balance FROM wallet_hold('bh-order', 'bh', 80, 'ord-h') \gset
+SELECT :'balance' AS balance;
+SELECT grant_id = :g_first AS first, amount FROM wallet.hold_grant WHERE hold_id = :ord_hold ORDER BY grant_id;
+-- the reserved value stays in the grants (deferred revenue) but no debit draws it
+SELECT remaining FROM wallet.grants WHERE customer = 'bh-order' ORDER BY id;
+SELECT * FROM wallet_balances('bh-order');
+SELECT amount FROM wallet.deferred_revenue WHERE customer = 'bh-order';
+SELECT approved, reason FROM wallet_debit('bh-order', 'bh', 71, 'ord-d1');
+SELECT * FROM wallet_quote('bh-order', 'bh.call', 70);
+SELECT approved, reason, balance FROM wallet_debit('bh-order', 'bh', 70, 'ord-d2');
+-- wallet_ingest draws only unreserved value too
+SELECT idx, approved, reason, balance FROM wallet_ingest('[{"customer": "bh-order", "meter": "bh.call", "quantity": 1, "idempotency_key": "ord-i1"}]');
+-- a second hold finds nothing left to reserve
+SELECT approved, reason FROM wallet_hold('bh-order', 'bh', 1, 'ord-h2');
+-- the capture draws the hold's own grants, in drawdown order
+SELECT approved, amount, balance FROM wallet_capture(:ord_hold, 'bh.call', 80);
+SELECT l.grant_id = :g_first AS first, l.amount FROM wallet.ledger l
+  JOIN wallet.events e ON e.id = l.event_id WHERE e.hold_id = :ord_hold ORDER BY l.grant_id;
+SELECT count(*) AS reservations_left FROM wallet.hold_grant WHERE hold_id = :ord_hold;
+SELECT * FROM wallet_verify();
+
+-------------------------------------------- overdraft room, a lowered limit, a frozen wallet
+SELECT wallet_create('bh-od') > 0 AS created;
+SELECT wallet_grant('bh-od', 'bh', 10) > 0 AS granted;
+SELECT wallet_set_limit('bh-od', 'bh', overdraft => 20);
+SELECT hold_id AS od_hold, balance FROM wallet_hold('bh-od', 'bh', 30, 'od-h') \gset
+SELECT :'balance' AS balance;
+SELECT overdraft FROM wallet.hold WHERE id = :od_hold;
+-- the overdraft room is the hold's: a debit finds none
+SELECT approved, reason FROM wallet_debit('bh-od', 'bh', 1, 'od-d1');
+SELECT wallet_set_limit('bh-od', 'bh', overdraft => 0);
+SELECT wallet_set_status('bh-od', 'frozen');
+-- above the hold: checked as a debit (frozen), declined, the hold stays open
+SELECT approved, reason, hold_id = :od_hold AS same_hold FROM wallet_capture(:od_hold, 'bh.call', 31);
+SELECT status FROM wallet.hold WHERE id = :od_hold;
+-- within the hold: approved, frozen and limit lowered notwithstanding
+SELECT approved, reason, amount, balance FROM wallet_capture(:od_hold, 'bh.call', 30);
+SELECT * FROM wallet_balances('bh-od');
+-- the overdraft now passes the lowered limit: wallet_verify says so
+SELECT problem FROM wallet_verify() ORDER BY problem;
+SELECT wallet_set_limit('bh-od', 'bh', overdraft => 20);
+SELECT wallet_set_status('bh-od', 'active');
+SELECT * FROM wallet_verify();
+
+-------------------------------------------- above the hold: checked and drawn as a debit
+SELECT wallet_create('bh-above') > 0 AS created;
+SELECT wallet_grant('bh-above', 'bh', 100) > 0 AS granted;
+SELECT hold_id AS ab_hold FROM wallet_hold('bh-above', 'bh', 30, 'ab-h') \gset
+SELECT approved, reason, balance FROM wallet_capture(:ab_hold, 'bh.call', 101);
+SELECT approved, reason, amount, balance FROM wallet_capture(:ab_hold, 'bh.call', 100);
+SELECT * FROM wallet_verify();
+
+-------------------------------------------- release gives value back; extend; errors
+SELECT wallet_create('bh-rel') > 0 AS created;
+SELECT wallet_grant('bh-rel', 'bh', 100) > 0 AS granted;
+SELECT hold_id AS rel_hold FROM wallet_hold('bh-rel', 'bh', 40, 'rel-h') \gset
+SELECT approved, amount, balance FROM wallet_extend_hold(:rel_hold, '1 hour');
+SELECT expires_at > now() + interval '59 minutes' AS extended FROM wallet.hold WHERE id = :rel_hold;
+SELECT approved FROM wallet_extend_hold(:rel_hold, '-1 hour');			-- 22023
+SELECT approved FROM wallet_extend_hold(-1, '1 hour');					-- WL007
+SELECT approved, replayed, amount, balance FROM wallet_release(:rel_hold);
+SELECT approved FROM wallet_extend_hold(:rel_hold, '1 hour');			-- WL005
+SELECT wallet_balance('bh-rel', 'bh') AS available;
+-- a hold replayed with other dimensions is another request: WL004
+SELECT approved FROM wallet_hold('bh-rel', 'bh', 40, 'rel-h', '15 minutes', '{"user": "x"}');
+SELECT approved, replayed FROM wallet_hold('bh-rel', 'bh', 40, 'rel-h');
+SELECT * FROM wallet_verify();
+
+-------------------------------------------- wallet_authorize_hold and wallet_capture_lines
+SELECT wallet_create('bh-llm') > 0 AS created;
+SELECT wallet_grant('bh-llm', 'bh', 100) > 0 AS granted;
+-- an estimate of 30 output units at 2 each: 60 held
+SELECT hold_id AS llm_hold, approved, amount, balance FROM wallet_authorize_hold('bh-llm', 'bh.out', 30, 'llm-h') \gset
+SELECT :'approved' AS approved, :'amount' AS amount, :'balance' AS balance;
+SELECT approved, replayed, amount FROM wallet_authorize_hold('bh-llm', 'bh.out', 30, 'llm-h');
+SELECT approved FROM wallet_authorize_hold('bh-llm', 'bh.call', 60, 'llm-h');	-- WL004
+SELECT approved FROM wallet_authorize_hold('bh-llm', 'nosuch', 1, 'llm-x');		-- WL003
+SELECT approved FROM wallet_capture_lines(:llm_hold, '{}');						-- 22023
+SELECT approved FROM wallet_capture_lines(:llm_hold, '[]');						-- 22023
+SELECT approved FROM wallet_capture_lines(:llm_hold, '[{"quantity": 1}]');		-- 22023
+SELECT approved FROM wallet_capture_lines(:llm_hold, '[{"meter": "bh.call", "quantity": 0}]');	-- 22023
+-- two meters above what the balance allows: both declined, nothing written, the hold open
+SELECT approved, reason, amount FROM wallet_capture_lines(:llm_hold,
+	'[{"meter": "bh.call", "quantity": 50}, {"meter": "bh.out", "quantity": 30}]');
+SELECT status, (SELECT count(*) FROM wallet.event WHERE hold_id = :llm_hold) AS events
+  FROM wallet.hold WHERE id = :llm_hold;
+-- input and output tokens of one call: one event per line, all approved
+SELECT approved, replayed, amount, balance FROM wallet_capture_lines(:llm_hold,
+	'[{"meter": "bh.call", "quantity": 12, "dimensions": {"model": "m1"}},
+	  {"meter": "bh.out", "quantity": 20, "cost": "0.02"}]');
+SELECT meter, quantity, dimensions, amount, cost FROM wallet.events WHERE hold_id = :llm_hold ORDER BY id;
+-- the same lines again: replayed; other lines: WL005
+SELECT approved, replayed, amount, balance FROM wallet_capture_lines(:llm_hold,
+	'[{"meter": "bh.call", "quantity": 12, "dimensions": {"model": "m1"}},
+	  {"meter": "bh.out", "quantity": 20, "cost": "0.02"}]');
+SELECT approved FROM wallet_capture_lines(:llm_hold, '[{"meter": "bh.call", "quantity": 12}]');
+SELECT wallet_balance('bh-llm', 'bh') AS available;
+SELECT * FROM wallet_verify();
+
+-------------------------------------------- time: a hold's ttl, the sweep, breakage at release
+SELECT wallet_create('bh-time') > 0 AS created;
+SELECT wallet_grant('bh-time', 'bh', 100) > 0 AS granted;
+SELECT wallet_grant('bh-time', 'bh', 50, expires_at => now() + interval '1 second') AS g_soon \gset
+-- a short hold on the expiring grant, a long one too
+SELECT hold_id AS t_short FROM wallet_hold('bh-time', 'bh', 30, 't-short', '1 second') \gset
+SELECT hold_id AS t_long FROM wallet_hold('bh-time', 'bh', 40, 't-long', '1 hour') \gset
+SELECT grant_id = :g_soon AS soon, amount FROM wallet.hold_grant WHERE hold_id IN (:t_short, :t_long) ORDER BY hold_id, grant_id;
+SELECT wallet_balance('bh-time', 'bh') AS available;
+SELECT pg_sleep(1.2);
+-- the short hold reserves nothing now; the long one still holds 20 of the expired grant
+SELECT * FROM wallet_balances('bh-time');
+SELECT amount FROM wallet.deferred_revenue WHERE customer = 'bh-time';
+SELECT approved FROM wallet_capture(:t_short, 'bh.call', 1);			-- WL005
+SELECT action, count FROM wallet_sweep() ORDER BY action;
+SELECT id = :t_short AS short, status FROM wallet.hold WHERE id IN (:t_short, :t_long) ORDER BY id;
+SELECT remaining, closed_at IS NULL AS open FROM wallet.grant_block WHERE id = :g_soon;
+SELECT * FROM wallet_verify();
+-- released: the 20 reserved on the expired grant leaves now, as breakage
+SELECT approved, amount, balance FROM wallet_release(:t_long);
+SELECT kind, amount, hold_id = :t_long AS at_release FROM wallet.ledger
+ WHERE customer = 'bh-time' AND grant_id = :g_soon ORDER BY id;
+SELECT sum(breakage) AS breakage FROM wallet.revenue WHERE asset = 'bh' AND day = (now() AT TIME ZONE 'UTC')::date;
+SELECT * FROM wallet_balances('bh-time');
+SELECT * FROM wallet_verify();

@@ -811,9 +811,9 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 		if (decline)
 		{
 			if (strcmp(decline, "insufficient_funds") == 0)
-				OutboxDeclined(&acct, decline, available, excess);
+				OutboxDeclined(&acct, decline, available, total);
 			else if (strcmp(decline, "spend_cap") == 0)
-				CapDeclined(&acct, &caps, available, excess);
+				CapDeclined(&acct, &caps, available, total);
 			for (int i = 0; i < n; i++)
 			{
 				Decline(&acct, decline, available, &res[i]);

@@ -140,8 +140,9 @@ BEGIN
 			last_pair := h.wallet_id || '/' || h.asset;
 		END IF;
 		want := h.amount;
-		FOR g IN SELECT gb.id, gb.remaining - coalesce((SELECT pg_catalog.sum(r.amount) FROM wallet.hold_grant r
-														 WHERE r.grant_id OPERATOR(pg_catalog.=) gb.id), 0) AS free
+		FOR g IN SELECT gb.id, (gb.remaining OPERATOR(pg_catalog.-)
+								coalesce((SELECT pg_catalog.sum(r.amount) FROM wallet.hold_grant r
+										   WHERE r.grant_id OPERATOR(pg_catalog.=) gb.id), 0))::pg_catalog.int8 AS free
 				   FROM wallet.grant_block gb
 				  WHERE gb.wallet_id OPERATOR(pg_catalog.=) h.wallet_id
 					AND gb.asset OPERATOR(pg_catalog.=) h.asset

@@ -210,6 +210,11 @@ SELECT action, count FROM wallet_sweep() ORDER BY action;
 SELECT id = :t_short AS short, status FROM wallet.hold WHERE id IN (:t_short, :t_long) ORDER BY id;
 SELECT remaining, closed_at IS NULL AS open FROM wallet.grant_block WHERE id = :g_soon;
 SELECT * FROM wallet_verify();
+-- finance agrees: the reserved 20 of the expired grant is still deferred, by the ledger too
+SELECT d.amount = (SELECT sum(r.deferred) FROM wallet.revenue_lines r WHERE r.customer = 'bh-time')
+	   AS deferred_matches_ledger
+  FROM wallet.deferred_revenue d WHERE d.customer = 'bh-time';
+SELECT count(*) AS unbalanced FROM wallet.conservation WHERE difference <> 0;
 -- released: the 20 reserved on the expired grant leaves now, as breakage
 SELECT approved, amount, balance FROM wallet_release(:t_long);
 SELECT kind, amount, hold_id = :t_long AS at_release FROM wallet.ledger
@@ -217,3 +222,4 @@ SELECT kind, amount, hold_id = :t_long AS at_release FROM wallet.ledger
 SELECT sum(breakage) AS breakage FROM wallet.revenue WHERE asset = 'bh' AND day = (now() AT TIME ZONE 'UTC')::date;
 SELECT * FROM wallet_balances('bh-time');
 SELECT * FROM wallet_verify();
+SELECT count(*) AS unbalanced FROM wallet.conservation WHERE difference <> 0;

@@ -61,10 +61,13 @@ CREATE TABLE wallet.hold_grant (
 	hold_id		bigint NOT NULL,
 	grant_id	bigint NOT NULL,
 	amount		bigint NOT NULL CHECK (amount >= 0),
+	resets		bigint NOT NULL DEFAULT 0,
 	PRIMARY KEY (hold_id, grant_id)
 );
 COMMENT ON TABLE wallet.hold_grant IS
 	'value an open hold reserves on a grant (minor units); deleted when the hold is resolved';
+COMMENT ON COLUMN wallet.hold_grant.resets IS
+	'the grant''s resets when the value was reserved: a recurring grant reset since lets it go at the release';
 CREATE INDEX hold_grant_grant ON wallet.hold_grant (grant_id);
 SELECT pg_catalog.pg_extension_config_dump('wallet.hold_grant', '');
 REVOKE ALL ON wallet.hold_grant FROM PUBLIC;
@@ -85,7 +88,9 @@ REVOKE ALL ON FUNCTION wallet._reserved(bigint, timestamptz) FROM PUBLIC;
  * A hold is resolved (captured, released, expired) at "at": what it still
  * reserves goes back to its grants, but the part on a grant voided or expired
  * meanwhile leaves now, with a 'void' or 'expiry' line dated at (breakage
- * for a paid grant).  The caller holds the balance lock.
+ * for a paid grant), and so does the part on a recurring grant reset since
+ * (a 'reset' line: the reset carried it for the hold).  The caller holds the
+ * balance lock and has written the resets down.
  */
 CREATE FUNCTION wallet._hold_settle(hold_id bigint, at timestamptz)
 RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -94,16 +99,20 @@ DECLARE
 	part bigint;
 	gone bigint := 0;
 BEGIN
-	FOR r IN SELECT hg.grant_id, hg.amount, g.remaining, g.voided_at, g.expires_at, g.wallet_id, g.asset
+	FOR r IN SELECT hg.grant_id, hg.amount, g.remaining, g.voided_at, g.expires_at, g.wallet_id, g.asset,
+					g.recurrence IS NOT NULL AND g.resets > hg.resets AS reset
 			   FROM wallet.hold_grant hg JOIN wallet.grant_block g ON g.id = hg.grant_id
 			  WHERE hg.hold_id = _hold_settle.hold_id AND hg.amount > 0
 			  ORDER BY hg.grant_id
 	LOOP
 		part := least(r.amount, r.remaining);
-		CONTINUE WHEN part <= 0 OR (r.voided_at IS NULL AND (r.expires_at IS NULL OR r.expires_at > at));
+		CONTINUE WHEN part <= 0 OR (r.voided_at IS NULL AND (r.expires_at IS NULL OR r.expires_at > at)
+									AND NOT r.reset);
 		INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, hold_id, kind, amount)
 		VALUES (at, r.wallet_id, r.asset, r.grant_id, _hold_settle.hold_id,
-				CASE WHEN r.voided_at IS NOT NULL THEN 'void' ELSE 'expiry' END, -part);
+				CASE WHEN r.voided_at IS NOT NULL THEN 'void'
+					 WHEN r.expires_at IS NOT NULL AND r.expires_at <= at THEN 'expiry'
+					 ELSE 'reset' END, -part);
 		UPDATE wallet.grant_block g SET remaining = g.remaining - part,
 			closed_at = CASE WHEN g.voided_at IS NOT NULL AND g.remaining = part
 							 THEN coalesce(g.closed_at, now()) ELSE g.closed_at END
@@ -140,7 +149,7 @@ BEGIN
 			last_pair := h.wallet_id || '/' || h.asset;
 		END IF;
 		want := h.amount;
-		FOR g IN SELECT gb.id, (gb.remaining OPERATOR(pg_catalog.-)
+		FOR g IN SELECT gb.id, gb.resets, (gb.remaining OPERATOR(pg_catalog.-)
 								coalesce((SELECT pg_catalog.sum(r.amount) FROM wallet.hold_grant r
 										   WHERE r.grant_id OPERATOR(pg_catalog.=) gb.id), 0))::pg_catalog.int8 AS free
 				   FROM wallet.grant_block gb
@@ -156,7 +165,7 @@ BEGIN
 			EXIT WHEN want OPERATOR(pg_catalog.=) 0;
 			t := pg_catalog.int8smaller(want, g.free);
 			IF t OPERATOR(pg_catalog.>) 0 THEN
-				INSERT INTO wallet.hold_grant (hold_id, grant_id, amount) VALUES (h.id, g.id, t);
+				INSERT INTO wallet.hold_grant (hold_id, grant_id, amount, resets) VALUES (h.id, g.id, t, g.resets);
 				want := want OPERATOR(pg_catalog.-) t;
 			END IF;
 		END LOOP;
@@ -381,14 +390,15 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 		ON l.wallet_id = a.wallet_id AND l.asset = a.asset
 	 WHERE a.overdraft <> -coalesce(l.amount, 0)
 	UNION ALL
-	/* every grant: 0 <= remaining <= its ceiling, and its lines sum to it */
+	/* every grant: 0 <= remaining <= its ceiling (and what open holds carried through resets), and its lines sum to it */
 	SELECT 'grant_remaining', format('grant %s: remaining %s, amount %s, lines %s',
 			g.id, g.remaining, g.amount, coalesce(l.amount, 0))
 	  FROM wallet.grant_block g
 	  LEFT JOIN (SELECT grant_id, sum(amount) AS amount FROM wallet.line
 				  WHERE grant_id IS NOT NULL GROUP BY 1) l ON l.grant_id = g.id
 	 WHERE g.remaining < 0
-		OR g.remaining > g.amount + CASE WHEN g.recurrence IS NULL THEN 0 ELSE g.rollover_max END
+		OR g.remaining > g.amount + CASE WHEN g.recurrence IS NULL THEN 0
+										 ELSE g.rollover_max + wallet._reserved(g.id, now()) END
 		OR g.remaining <> coalesce(l.amount, 0)
 	UNION ALL
 	/* every event: its debit lines sum to its amount, refunds to what was refunded */

@@ -84,7 +84,9 @@ BoundariesBy(const GrantRow *g, TimestampTz t)
 
 /*
  * Advance a grant to time t: apply the resets whose boundaries have passed.
- * Each boundary sets remaining to amount + min(left, rollover_max).  Steps that
+ * Each boundary sets remaining to amount + min(left, rollover_max); what open
+ * holds reserve on the grant (g->reserved, 1.1) is not "left" but carried
+ * whole, and leaves when its hold is resolved (wallet._hold_settle).  Steps that
  * change the balance are stored in steps (at most 3: growth, cap, steady state).
  * Returns how many steps were stored.
  */
@@ -93,6 +95,7 @@ GrantAdvance(GrantRow *g, TimestampTz t, ResetStep *steps)
 {
 	int64		n;
 	int64		k;
+	int64		carried;
 	int			nsteps = 0;
 
 	if (!g->recurring)
@@ -105,6 +108,9 @@ GrantAdvance(GrantRow *g, TimestampTz t, ResetStep *steps)
 	 */
 	if (n <= k)
 		return 0;
+	/* what open holds reserve is carried through resets: the rule applies to the rest */
+	carried = Min(g->reserved, g->remaining);
+	g->remaining -= carried;
 	while (k < n)
 	{
 		int64		cur = g->remaining;
@@ -131,6 +137,7 @@ GrantAdvance(GrantRow *g, TimestampTz t, ResetStep *steps)
 		g->remaining = next;
 		Assert(nsteps <= 3);
 	}
+	g->remaining += carried;
 	g->resets = n;
 	return nsteps;
 }
@@ -296,14 +303,17 @@ GrantsBuild(const Account *acct, TimestampTz now, bool write_resets, HeapTuple *
 	set->rows = palloc(sizeof(GrantRow) * Max(n, 1));
 	for (uint64 i = 0; i < n; i++)
 	{
-		GrantRow   *g = &set->rows[set->n];
+		GrantRow   *g = &set->rows[i];
 
 		ReadGrant(tuples[i], desc, spi_grant_columns, g);
 		if (copy)
 			g->unit_revenue = DatumGetNumericCopy(NumericGetDatum(g->unit_revenue));
-		GrantKeepIfLive(acct, now, write_resets, set, set->n);
 	}
+	HoldsLoad(acct, now, set, (int) n);
+	for (uint64 i = 0; i < n; i++)
+		GrantKeepIfLive(acct, now, write_resets, set, (int) i);
 	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
+	HoldsTakeOff(set);
 }
 
 /*
@@ -336,10 +346,11 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 	HotGrantsRead(acct->wallet_id, acct->asset, write_resets, GrantRead, set);
 	n = set->n;
 	set->n = 0;
+	HoldsLoad(acct, now, set, n);
 	for (int i = 0; i < n; i++)
 		GrantKeepIfLive(acct, now, write_resets, set, i);
 	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
-	HoldsApply(acct, now, set);
+	HoldsTakeOff(set);
 }
 
 /*
@@ -392,8 +403,6 @@ GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets, Mem
 	if (r != nrows)
 		elog(ERROR, "wallet: grants of %d balances returned out of order", n);
 	SPI_freetuptable(tt);
-	for (int i = 0; i < n; i++)
-		HoldsApply(&accts[i], now, &sets[i]);
 }
 
 /*
@@ -430,19 +439,21 @@ LiveHeld(const Account *acct, TimestampTz now, int32 *count)
 }
 
 /*
- * What the open holds of a balance do to its live grants (GrantsLoad calls
- * this last).  With the 1.1 schema each open hold reserves value on specific
- * grants (wallet.hold_grant) and overdraft room (hold.overdraft): the
- * reserved value is taken off the rows and the total, so that a debit draws
- * only what is not reserved, and the overdraft room is what available counts
- * off besides.  Reservations on grants that are no longer live (expired or
- * voided under the hold) are backed by those grants and count nowhere here.
- * A hold whose ttl has passed reserves nothing, at once.  With the 1.0 schema
- * a hold reserves a number: all of it counts off available.  No open holds
- * (the balance row says so): no query.
+ * What the open holds of a balance do to its grants (GrantsLoad calls this on
+ * the nrows grant rows read, before time is applied to them, and HoldsTakeOff
+ * after).  With the 1.1 schema each open hold reserves value on specific
+ * grants (wallet.hold_grant) and overdraft room (hold.overdraft): each row
+ * gets what is reserved on it (carried through resets, GrantAdvance), and
+ * HoldsTakeOff takes that off the live rows and the total, so that a debit
+ * draws only what is not reserved; the overdraft room is what available
+ * counts off besides.  Reservations on grants that are no longer live
+ * (expired or voided under the hold) are backed by those grants and count
+ * nowhere here.  A hold whose ttl has passed reserves nothing, at once.  With
+ * the 1.0 schema a hold reserves a number: all of it counts off available.
+ * No open holds (the balance row says so): no query.
  */
 void
-HoldsApply(const Account *acct, TimestampTz now, GrantSet *set)
+HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows)
 {
 	static const Oid argtypes[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
 	Datum		values[3];
@@ -491,23 +502,35 @@ HoldsApply(const Account *acct, TimestampTz now, GrantSet *set)
 		if (isnull)
 			continue;
 		amount = SpiGetInt64(tt->vals[i], tt->tupdesc, 5, &isnull);
-		for (int j = 0; j < set->n; j++)
-		{
-			GrantRow   *g = &set->rows[j];
-			int64		t;
-
-			if (g->id != grant_id)
-				continue;
-			/* a grant holds at least what is reserved on it; if not, count the rest off too */
-			t = Min(amount, g->remaining);
-			g->remaining -= t;
-			set->total -= t;
-			set->reserved_live = AddMinor(set->reserved_live, t);
-			set->unbacked = AddMinor(set->unbacked, amount - t);
-			break;
-		}
+		for (int j = 0; j < nrows; j++)
+			if (set->rows[j].id == grant_id)
+			{
+				set->rows[j].reserved = AddMinor(set->rows[j].reserved, amount);
+				break;
+			}
 	}
 	SPI_freetuptable(tt);
+}
+
+/* take what open holds reserve off the live grants of the set (see HoldsLoad) */
+void
+HoldsTakeOff(GrantSet *set)
+{
+	if (!set->binding)
+		return;
+	for (int j = 0; j < set->n; j++)
+	{
+		GrantRow   *g = &set->rows[j];
+		/* a grant holds at least what is reserved on it; if not, count the rest off too */
+		int64		t = Min(g->reserved, g->remaining);
+
+		if (g->reserved == 0)
+			continue;
+		g->remaining -= t;
+		set->total -= t;
+		set->reserved_live = AddMinor(set->reserved_live, t);
+		set->unbacked = AddMinor(set->unbacked, g->reserved - t);
+	}
 }
 
 /*
@@ -631,6 +654,7 @@ wallet_pending(PG_FUNCTION_ARGS)
 			voided_at = DatumGetTimestampTz(SPI_getbinval(tt->vals[i], tt->tupdesc, 14, &isnull));
 			voided = !isnull;
 			reserved = SpiGetInt64(tt->vals[i], tt->tupdesc, 15, &isnull);
+			g.reserved = reserved;
 		}
 		values[0] = Int64GetDatum(wallet_id);
 		values[1] = asset;

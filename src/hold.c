@@ -11,12 +11,13 @@
  *	   overdraft room (hold.overdraft), within the overdraft limit.  The grant
  *	   rows do not change: reserved value stays in remaining (still deferred
  *	   revenue, still the grant's), but GrantsLoad takes what open holds
- *	   reserve off the rows it hands to a debit (HoldsApply, grant.c), so no
+ *	   reserve off the rows it hands to a debit (HoldsLoad, grant.c), so no
  *	   other debit draws it.  A wallet without open holds (account.holds_open
  *	   = 0) pays no query for any of this.
  *	 - Reserved value cannot be voided or expired while its hold is open:
  *	   wallet_void_grant and wallet_sweep take only what is not reserved, and
- *	   read-time expiry (wallet._pending) does the same.
+ *	   read-time expiry (wallet._pending) does the same; a recurring grant's
+ *	   reset carries it whole (GrantAdvance).
  *	 - The hold's dimensions reserve room under every spend cap that applies to
  *	   them: a cap check counts the amounts of the open holds in its bucket
  *	   (cap.c).
@@ -27,8 +28,9 @@
  *	   room.  Only the part above the hold is checked, as a debit is (status,
  *	   caps, funds), and drawn from unreserved value.
  *	 - On capture, release or expiry what the hold still reserves goes back to
- *	   its grants; the part on a grant voided or expired meanwhile leaves then,
- *	   with a 'void' or 'expiry' line dated at the release (wallet._hold_settle).
+ *	   its grants; the part on a grant voided, expired or reset meanwhile
+ *	   leaves then, with a 'void', 'expiry' or 'reset' line dated at the
+ *	   release (wallet._hold_settle).
  *	 - A hold whose ttl has passed stops reserving at once (time is read);
  *	   wallet_sweep settles it later.
  *	 - A hold resolves once.  Capturing or releasing a hold already resolved
@@ -90,7 +92,7 @@ typedef struct Reservation
 	int64		amount;			/* reserved */
 	int64		avail;			/* of it, what the grant still holds */
 	int64		consumed;		/* drawn by this capture */
-	bool		gone;			/* the grant was voided or has expired */
+	bool		gone;			/* the grant was voided, has expired or was reset since */
 	bool		paid;
 	Numeric		unit_revenue;
 } Reservation;
@@ -366,15 +368,16 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 
 	if (binding)
 	{
-		static const Oid argtypes[12] = {INT8OID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID,
-			TIMESTAMPTZOID, INT8OID, JSONBOID, INT8OID, TEXTOID, NUMERICOID, INT8ARRAYOID};
-		Datum		values[13];
-		char		nulls[13];
+		static const Oid argtypes[14] = {INT8OID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID,
+			TIMESTAMPTZOID, INT8OID, JSONBOID, INT8OID, TEXTOID, NUMERICOID, INT8ARRAYOID,
+		INT8ARRAYOID, INT8ARRAYOID};
+		Datum		values[14];
+		char		nulls[14];
 		int64	   *gids = palloc(sizeof(int64) * Max(set.n, 1));
 		int64	   *gamts = palloc(sizeof(int64) * Max(set.n, 1));
+		int64	   *gresets = palloc(sizeof(int64) * Max(set.n, 1));
 		int			ng = 0;
 		int64		left = amount;
-		Oid			types[13];
 
 		/* reserve in drawdown order, then overdraft room */
 		for (int i = 0; i < set.n && left > 0; i++)
@@ -384,11 +387,10 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 			if (t <= 0)
 				continue;
 			gids[ng] = set.rows[i].id;
+			gresets[ng] = set.rows[i].resets;
 			gamts[ng++] = t;
 			left -= t;
 		}
-		memcpy(types, argtypes, sizeof(argtypes));
-		types[12] = INT8ARRAYOID;
 		memset(nulls, ' ', sizeof(nulls));
 		values[0] = Int64GetDatum(acct->wallet_id);
 		values[1] = CStringGetTextDatum(acct->asset);
@@ -406,16 +408,18 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 		nulls[10] = quantity ? ' ' : 'n';
 		values[11] = Int8ArrayDatum(gids, ng);
 		values[12] = Int8ArrayDatum(gamts, ng);
+		values[13] = Int8ArrayDatum(gresets, ng);
 		WalletExec(PLAN_HOLD_INSERT11,
 				   "WITH h AS (INSERT INTO wallet.hold (wallet_id, asset, amount, idempotency_key, "
 				   "                created_at, expires_at, balance_after, dimensions, overdraft, meter, quantity) "
 				   "           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id), "
-				   "r AS (INSERT INTO wallet.hold_grant (hold_id, grant_id, amount) "
-				   "      SELECT h.id, x.g, x.a FROM h, ROWS FROM (pg_catalog.unnest($12::pg_catalog.int8[]), "
-				   "                                         pg_catalog.unnest($13::pg_catalog.int8[])) AS x(g, a)) "
+				   "r AS (INSERT INTO wallet.hold_grant (hold_id, grant_id, amount, resets) "
+				   "      SELECT h.id, x.g, x.a, x.r FROM h, ROWS FROM (pg_catalog.unnest($12::pg_catalog.int8[]), "
+				   "                                         pg_catalog.unnest($13::pg_catalog.int8[]), "
+				   "                                         pg_catalog.unnest($14::pg_catalog.int8[])) AS x(g, a, r)) "
 				   "INSERT INTO wallet.line_stored (at, wallet_id, asset, hold_id, kind, amount) "
 				   "SELECT $5, $1, $2, h.id, 'hold', OPERATOR(pg_catalog.-) $3 FROM h RETURNING hold_id",
-				   13, types, values, nulls, false, SPI_OK_INSERT_RETURNING);
+				   14, argtypes, values, nulls, false, SPI_OK_INSERT_RETURNING);
 	}
 	else
 	{
@@ -590,7 +594,8 @@ HoldReservations(const HoldRow *h, TimestampTz now, int *n)
 
 	WalletExec(PLAN_HOLD_GRANTS,
 			   "SELECT r.grant_id, r.amount, g.remaining, "
-			   "       (g.voided_at IS NOT NULL OR g.expires_at OPERATOR(pg_catalog.<=) $2), "
+			   "       (g.voided_at IS NOT NULL OR g.expires_at OPERATOR(pg_catalog.<=) $2 "
+			   "        OR (g.recurrence IS NOT NULL AND g.resets OPERATOR(pg_catalog.>) r.resets)), "
 			   "       g.category OPERATOR(pg_catalog.=) 'paid', g.unit_revenue "
 			   "  FROM wallet.hold_grant r JOIN wallet.grant_block g ON g.id OPERATOR(pg_catalog.=) r.grant_id "
 			   " WHERE r.hold_id OPERATOR(pg_catalog.=) $1 AND r.amount OPERATOR(pg_catalog.>) 0 "

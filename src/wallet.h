@@ -227,6 +227,7 @@ typedef struct GrantRow
 	int64		stored_resets;
 	Numeric		unit_revenue;
 	int64		take;			/* drawn by the current debit */
+	int64		reserved;		/* what open holds reserve on it (1.1) */
 	ItemPointerData tid;		/* where it was read (invalid: written since) */
 } GrantRow;
 
@@ -249,7 +250,8 @@ extern void GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, 
 extern void GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets,
 						   MemoryContext cxt);
 extern int64 LiveHeld(const Account *acct, TimestampTz now, int32 *count);
-extern void HoldsApply(const Account *acct, TimestampTz now, GrantSet *set);
+extern void HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows);
+extern void HoldsTakeOff(GrantSet *set);
 extern void LineWrite(const Account *acct, TimestampTz at, int64 grant_id, int64 event_id,
 					  int64 hold_id, const char *kind, int64 amount);
 

@@ -24,9 +24,10 @@
  *	 - The capture guarantee: a capture whose total is within the held amount
  *	   is approved whatever happened since (grants expired or voided, wallet
  *	   frozen, caps or overdraft limit lowered): it draws the hold's own
- *	   reservations (expired and voided grants included), then its overdraft
- *	   room.  Only the part above the hold is checked, as a debit is (status,
- *	   caps, funds), and drawn from unreserved value.
+ *	   reservations (expired and voided grants included); the rest (its
+ *	   overdraft room) comes from unreserved value if there is some by then,
+ *	   else from overdraft.  Only the part above the hold is checked, as a
+ *	   debit is (status, caps, funds), and drawn the same way.
  *	 - On capture, release or expiry what the hold still reserves goes back to
  *	   its grants; the part on a grant voided, expired or reset meanwhile
  *	   leaves then, with a 'void', 'expiry' or 'reset' line dated at the
@@ -828,7 +829,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 		}
 	}
 
-	/* draw: the hold's reservations, its overdraft room, then (above it) free value */
+	/* draw: the hold's reservations, then free value, then overdraft */
 	rs = HoldReservations(&h, now, &nres);
 	within_left = within;
 	od_left = h.overdraft;
@@ -857,12 +858,13 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 				if (rs[r].consumed == rs[r].avail)
 					r++;
 			}
-			t = Min(od_left, w);
-			DrawAdd(&dls[i], 0, t, NULL);
-			od_left -= t;
-			overdraft_new += t;
-			w -= t;
-			/* what the hold should have backed but no longer can: still approved */
+			/*
+			 * The rest of the part within the hold is its overdraft room (or
+			 * what its grants no longer hold): unreserved value first, if there
+			 * is some now, then overdraft, whatever the limit says now.  Then
+			 * the part above the hold, checked above.  Either way the hold's
+			 * room is given up (ReleasedBack counts it all back).
+			 */
 			w += want;
 			t = DrawFree(&set, &dls[i], w);
 			drawn_free += w - t;

@@ -623,14 +623,15 @@ HoldReservations(const HoldRow *h, TimestampTz now, int *n)
 }
 
 /*
- * What available becomes when the hold is resolved, from what it is with the
- * hold open: the hold's reservations on live grants and its overdraft room
- * not drawn come back; what is on grants voided or expired leaves.
+ * What the hold gives back to available when it is resolved (a capture then
+ * takes off what it drew beyond the reservations): what it reserved on live
+ * grants and did not draw, and its overdraft room; what it reserved on grants
+ * voided, expired or reset since leaves.
  */
 static int64
-ReleasedBack(const Reservation *rs, int nres, int64 od_left)
+ReleasedBack(const Reservation *rs, int nres, int64 overdraft_room)
 {
-	int64		back = od_left;
+	int64		back = overdraft_room;
 
 	for (int i = 0; i < nres; i++)
 		if (!rs[i].gone)
@@ -762,7 +763,6 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 	int64		within;
 	int64		excess;
 	int64		within_left;
-	int64		od_left;
 	int64		drawn_free = 0;
 	int64		available;
 	int64		after;
@@ -832,7 +832,6 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 	/* draw: the hold's reservations, then free value, then overdraft */
 	rs = HoldReservations(&h, now, &nres);
 	within_left = within;
-	od_left = h.overdraft;
 	{
 		DrawLines  *dls = palloc0(sizeof(DrawLines) * n);
 		int64		overdraft_new = 0;
@@ -872,7 +871,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 			overdraft_new += t;
 			drawn_free += t;
 		}
-		after = AddMinor(SubMinor(available, drawn_free), ReleasedBack(rs, nres, od_left));
+		after = AddMinor(SubMinor(available, drawn_free), ReleasedBack(rs, nres, h.overdraft));
 		acct.overdraft = AddMinor(acct.overdraft, overdraft_new);
 
 		for (int i = 0; i < n; i++)

@@ -29,6 +29,10 @@ SELECT approved, reason, amount, balance FROM wallet_capture(:exp_hold, 'bh.call
 SELECT kind, amount FROM wallet.ledger WHERE customer = 'bh-exp' ORDER BY id NULLS LAST, kind;
 SELECT wallet_balance('bh-exp', 'bh') AS available;
 SELECT * FROM wallet_verify();
+-- a refund of that capture: its grant has expired, so the value goes to a new grant
+SELECT approved, amount, balance FROM wallet_refund((SELECT event_id FROM wallet.hold WHERE id = :exp_hold), 10);
+SELECT category, amount, remaining FROM wallet.grants WHERE customer = 'bh-exp' ORDER BY id;
+SELECT * FROM wallet_verify();
 
 -------------------------------------------- defect 1b: a grant is voided under a hold
 SELECT wallet_create('bh-void') > 0 AS created;

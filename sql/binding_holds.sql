@@ -173,6 +173,13 @@ SELECT hold_id AS llm_hold, approved, amount, balance FROM wallet_authorize_hold
 SELECT :'approved' AS approved, :'amount' AS amount, :'balance' AS balance;
 SELECT approved, replayed, amount FROM wallet_authorize_hold('bh-llm', 'bh.out', 30, 'llm-h');
 SELECT approved FROM wallet_authorize_hold('bh-llm', 'bh.call', 60, 'llm-h');	-- WL004
+-- a retry after the price changed is still the same request: replayed
+SELECT wallet_set_price('bh.est', 'bh', '{"model": "flat", "price": "3"}',
+						effective_at => now() - interval '1 day') > 0 AS priced;
+SELECT approved, amount FROM wallet_authorize_hold('bh-llm', 'bh.est', 1, 'llm-est');
+SELECT wallet_set_price('bh.est', 'bh', '{"model": "flat", "price": "4"}') > 0 AS repriced;
+SELECT approved, replayed, amount FROM wallet_authorize_hold('bh-llm', 'bh.est', 1, 'llm-est');
+SELECT approved, amount FROM wallet_release((SELECT id FROM wallet.hold WHERE idempotency_key = 'llm-est'));
 SELECT approved FROM wallet_authorize_hold('bh-llm', 'nosuch', 1, 'llm-x');		-- WL003
 SELECT approved FROM wallet_capture_lines(:llm_hold, '{}');						-- 22023
 SELECT approved FROM wallet_capture_lines(:llm_hold, '[]');						-- 22023

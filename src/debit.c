@@ -173,8 +173,9 @@ StoredFromTuple(HeapTuple tup, TupleDesc desc, int col, StoredRequest *st)
 
 /*
  * The stored result of an earlier call with this key, if any.  req is the
- * debit being asked for, or NULL for a hold of hold_amount.  A different
- * request under the same key is WL004.
+ * debit being asked for, or NULL for a hold of hold_amount (-1: any amount,
+ * for wallet_authorize_hold, whose request is its meter and quantity).  A
+ * different request under the same key is WL004.
  */
 bool
 Replayed(Account *acct, const char *key, const DebitRequest *req,
@@ -207,7 +208,7 @@ ReplayMatch(const Account *acct, const char *key, const DebitRequest *req,
 			KeyReused(key, "kind of request (a debit, not a hold)");
 		if (strcmp(st->asset, acct->asset) != 0)
 			KeyReused(key, "asset");
-		if (st->amount != hold_amount)
+		if (hold_amount >= 0 && st->amount != hold_amount)
 			KeyReused(key, "amount");
 	}
 	else

@@ -513,16 +513,20 @@ wallet_authorize_hold(PG_FUNCTION_ARGS)
 	WalletRequireSchema(11, "wallet_authorize_hold");
 	pv = PriceFind(customer, meter, now);
 	AccountLockByCustomer(customer, &pv->asset, &acct);
-	/* an estimate: priced as a debit now would be, but no usage is counted */
-	amount = PriceEvaluate(pv, acct.wallet_id, meter, q, dims, now, &usage);
-	if (amount <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("meter \"%.100s\" prices this quantity at nothing: there is nothing to hold", meter)));
-	if (Replayed(&acct, key, NULL, amount, &res))
+	/* the same meter, quantity and dimensions replay, whatever the price is now */
+	if (Replayed(&acct, key, NULL, -1, &res))
 		HoldReplayCheck(res.hold_id, key, meter, quantity, dims);
 	else
+	{
+		/* an estimate: priced as a debit now would be, but no usage is counted */
+		amount = PriceEvaluate(pv, acct.wallet_id, meter, q, dims, now, &usage);
+		if (amount <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("meter \"%.100s\" prices this quantity at nothing: there is nothing to hold",
+							meter)));
 		HoldPlace(&acct, amount, key, expires_at, dims, meter, quantity, now, true, &res);
+	}
 	SPI_finish();
 	PG_RETURN_DATUM(WalletResultDatum(fcinfo, &res));
 }

@@ -165,11 +165,11 @@ SELECT wallet_grant('caps-agent', 'capusd', 100) > 0 AS granted;
 SELECT wallet_set_cap('caps-agent', 'capusd', 10, 'day', 'agent');
 SELECT approved, reason, amount, balance
   FROM wallet_authorize_debit('caps-agent', 'caps.call', 5, 'ag-1', '{"agent": "planner"}');
--- a hold is not spend: it is not checked against caps
-SELECT approved, reason, amount, balance FROM wallet_hold('caps-agent', 'capusd', 20, 'ag-hold') \gset hold_
+-- a hold reserves room under the caps of its dimensions (1.1): the planner's 5 left
+SELECT approved, reason, amount, balance FROM wallet_hold('caps-agent', 'capusd', 5, 'ag-hold', '15 minutes', '{"agent": "planner"}') \gset hold_
 SELECT :'hold_approved' AS approved, :'hold_amount' AS amount, :'hold_balance' AS balance;
 SELECT id AS hold_id FROM wallet.hold WHERE idempotency_key = 'ag-hold' \gset
--- capturing 7 for the planner would pass its 10: declined, the hold stays open
+-- capturing 7 for the planner would pass its 10 (the 2 above the hold is checked): declined, the hold stays open
 SELECT approved, reason, hold_id = :hold_id AS same_hold, amount, balance
   FROM wallet_capture(:hold_id, 'caps.call', 7, '{"agent": "planner"}');
 SELECT status FROM wallet.hold WHERE id = :hold_id;

@@ -186,7 +186,7 @@ SELECT amount, balance FROM wallet_authorize_debit('alice', 'call', 1, 's2');
 COMMIT;
 SELECT wallet_balance('alice', 'cr');
 
--- a release gives the hold back; a released hold is not open
+-- a release gives the hold back; releasing it again replays the stored result (1.1)
 SELECT approved, amount, balance FROM wallet_hold('alice', 'cr', 10, 'h2');
 SELECT approved, hold_id IS NOT NULL AS has_hold, amount, balance
   FROM wallet_release((SELECT id FROM wallet.hold WHERE idempotency_key = 'h2'));

@@ -109,10 +109,12 @@ SELECT id, customer, amount, remaining FROM wallet.grants
 SELECT approved, reason, amount, balance FROM wallet_debit('exp', 'credits', 45, 'e2');
 SELECT approved, reason, amount, balance FROM wallet_debit('exp', 'credits', 10, 'e3');
 SELECT approved, reason, amount, balance FROM wallet_hold('exp', 'credits', 10, 'h2');
--- a capture sees it too: cap's hold of 40 stays backed by the 60 promotional
--- alone, so 70 declines (the hold stays open: balance 20) and 50 is drawn
+-- a hold binds (1.1): cap's hold of 40 reserved the paid grant, which expired
+-- under it; the capture still draws those 40, and only the part above the
+-- hold is checked against the 60 promotional: 110 declines (the hold stays
+-- open: balance 60), 70 is drawn
+SELECT approved, reason, amount, balance FROM wallet_capture(:cap_hold, 'job', 110);
 SELECT approved, reason, amount, balance FROM wallet_capture(:cap_hold, 'job', 70);
-SELECT approved, reason, amount, balance FROM wallet_capture(:cap_hold, 'job', 50);
 SELECT grant_id, kind, amount FROM wallet.line
  WHERE event_id = (SELECT event_id FROM wallet.hold WHERE id = :cap_hold) ORDER BY id;
 -- the first touch of rec1 after its boundary writes the reset, then debits

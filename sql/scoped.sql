@@ -143,13 +143,22 @@ SELECT idx, approved, reason, error, amount, balance FROM wallet_ingest('[
 SELECT remaining, scope FROM wallet_credits('sc_e');
 
 ---------------------------------------------------------------- holds and captures
--- sc_f: a hold is backed by unscoped value; its capture of an image draws the image grant first
+-- sc_f: wallet_hold has no meter, so only the unscoped grant backs it (reserves on it)
 SELECT wallet_grant('sc_f', 'sc', 40, scope => '{"meters": ["image.generate"]}') AS f_img \gset
 SELECT wallet_grant('sc_f', 'sc', 10) AS f_any \gset
 SELECT approved, reason FROM wallet_hold('sc_f', 'sc', 11, 'sc-f-1');
 SELECT approved, amount, balance, hold_id AS f_h FROM wallet_hold('sc_f', 'sc', 10, 'sc-f-2') \gset
 SELECT :'approved', :'amount', :'balance';
-SELECT approved, amount, balance, event_id AS f_e FROM wallet_capture(:f_h, 'image.generate', 3) \gset
+SELECT grant_id = :f_img AS img, remaining, reserved FROM wallet_credits('sc_f');
+SELECT asset, available FROM wallet_available('sc_f', 'image.generate');
+SELECT approved, amount, balance FROM wallet_release(:f_h);
+-- wallet_authorize_hold of an image reserves the image credit first; its capture draws it
+SELECT approved, amount, balance, hold_id AS f_h2 FROM wallet_authorize_hold('sc_f', 'image.generate', 3, 'sc-f-3') \gset
+SELECT :'approved', :'amount', :'balance';
+SELECT grant_id = :f_img AS img, remaining, reserved FROM wallet_credits('sc_f');
+-- a chat hold cannot reserve the image credit
+SELECT approved, reason FROM wallet_authorize_hold('sc_f', 'chat.response', 11, 'sc-f-4');
+SELECT approved, amount, balance, event_id AS f_e FROM wallet_capture(:f_h2, 'image.generate', 3) \gset
 SELECT :'approved', :'amount', :'balance';
 SELECT grant_id = :f_img AS scoped, amount FROM pg_temp.drawn(:f_e);
 

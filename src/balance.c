@@ -60,10 +60,10 @@ BalanceOf(int64 wallet_id, HeapTuple tup, TupleDesc desc, TimestampTz now, Balan
 	acct.held = SpiGetInt64(tup, desc, 3, &isnull);
 	acct.holds_open = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 	GrantsLoad(&acct, now, false, &set);
-	b->granted = set.total;
-	b->held = LiveHeld(&acct, now, NULL);
+	b->granted = AddMinor(set.total, set.reserved_live);
+	b->held = set.held;
 	b->overdraft = acct.overdraft;
-	b->available = SubMinor(SubMinor(b->granted, b->held), b->overdraft);
+	b->available = Available(&acct, &set, now, 0);
 	*asset_out = asset;
 }
 

@@ -15,6 +15,11 @@
  *
  * The hot path asks only when the balance row says there are caps
  * (wallet.account.caps, kept by wallet_set_cap): no caps, no query.
+ *
+ * Open holds reserve room (1.1): a bucket's room is its cap less what was
+ * spent less the amounts of the open holds whose dimensions fall in it; a
+ * capture within its hold is not checked again (it was, when the hold was
+ * placed), only the part above the hold is.
  */
 #include "wallet.h"
 
@@ -36,6 +41,34 @@ static const char *cap_check_sql =
 "                    AND s.period_start OPERATOR(pg_catalog.=) p.start "
 "                    AND s.dimension OPERATOR(pg_catalog.=) COALESCE(c.dimension, '') "
 "                    AND s.dim_value OPERATOR(pg_catalog.=) v.dim_value), 0) "
+"  FROM wallet.cap c "
+"  CROSS JOIN LATERAL (SELECT pg_catalog.date_trunc(c.period, $4, 'UTC') AS start) p "
+"  CROSS JOIN LATERAL (SELECT COALESCE($3 OPERATOR(pg_catalog.->>) c.dimension, '') AS dim_value) v "
+" WHERE c.wallet_id OPERATOR(pg_catalog.=) $1 AND c.asset OPERATOR(pg_catalog.=) $2 "
+" ORDER BY pg_catalog.array_position('{hour,day,week,month}'::pg_catalog.text[], c.period), "
+"          c.dimension NULLS FIRST";
+
+/*
+ * cap_check_sql, and the room that open holds reserve in each bucket (1.1): a
+ * hold's amount counts in the bucket of its dimensions in the current period
+ * until it is resolved or its ttl passes, whatever period it was placed in
+ * (it will be captured now or later).  Used only when the balance row has
+ * open holds.
+ */
+static const char *cap_check_held_sql =
+"SELECT c.period, c.dimension, v.dim_value, c.amount, p.start, "
+"       COALESCE((SELECT s.spent FROM wallet.cap_spend s "
+"                  WHERE s.wallet_id OPERATOR(pg_catalog.=) $1 AND s.asset OPERATOR(pg_catalog.=) $2 "
+"                    AND s.period OPERATOR(pg_catalog.=) c.period "
+"                    AND s.period_start OPERATOR(pg_catalog.=) p.start "
+"                    AND s.dimension OPERATOR(pg_catalog.=) COALESCE(c.dimension, '') "
+"                    AND s.dim_value OPERATOR(pg_catalog.=) v.dim_value), 0), "
+"       COALESCE((SELECT pg_catalog.sum(h.amount) FROM wallet.hold h "
+"                  WHERE h.wallet_id OPERATOR(pg_catalog.=) $1 AND h.asset OPERATOR(pg_catalog.=) $2 "
+"                    AND h.status OPERATOR(pg_catalog.=) 'open' AND h.expires_at OPERATOR(pg_catalog.>) $4 "
+"                    AND (c.dimension IS NULL OR "
+"                         COALESCE(h.dimensions OPERATOR(pg_catalog.->>) c.dimension, '') "
+"                           OPERATOR(pg_catalog.=) v.dim_value)), 0)::pg_catalog.int8 "
 "  FROM wallet.cap c "
 "  CROSS JOIN LATERAL (SELECT pg_catalog.date_trunc(c.period, $4, 'UTC') AS start) p "
 "  CROSS JOIN LATERAL (SELECT COALESCE($3 OPERATOR(pg_catalog.->>) c.dimension, '') AS dim_value) v "
@@ -76,6 +109,7 @@ CapCheck(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now, CapSet
 	Datum		values[4];
 	char		nulls[4] = "    ";
 	SPITupleTable *tt;
+	bool		with_holds;
 
 	caps->n = 0;
 	caps->rows = NULL;
@@ -88,7 +122,13 @@ CapCheck(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now, CapSet
 	values[2] = dims ? JsonbPGetDatum(dims) : (Datum) 0;
 	nulls[2] = dims ? ' ' : 'n';
 	values[3] = TimestampTzGetDatum(now);
-	WalletExec(PLAN_CAP_CHECK, cap_check_sql, 4, argtypes, values, nulls, !acct->locked, SPI_OK_SELECT);
+	with_holds = acct->holds_open > 0 && WalletSchemaVersion() >= 11;
+	if (with_holds)
+		WalletExec(PLAN_CAP_CHECK_HELD, cap_check_held_sql, 4, argtypes, values, nulls,
+				   !acct->locked, SPI_OK_SELECT);
+	else
+		WalletExec(PLAN_CAP_CHECK, cap_check_sql, 4, argtypes, values, nulls, !acct->locked,
+				   SPI_OK_SELECT);
 	tt = SPI_tuptable;
 	caps->rows = palloc(sizeof(CapUse) * Max(SPI_processed, 1));
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -103,9 +143,11 @@ CapCheck(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now, CapSet
 		c->cap = SpiGetInt64(tt->vals[i], tt->tupdesc, 4, &isnull);
 		c->period_start = DatumGetTimestampTz(SPI_getbinval(tt->vals[i], tt->tupdesc, 5, &isnull));
 		c->spent = SpiGetInt64(tt->vals[i], tt->tupdesc, 6, &isnull);
+		c->held = with_holds ? SpiGetInt64(tt->vals[i], tt->tupdesc, 7, &isnull) : 0;
 		/* a debit of nothing passes even a cap lowered below what was spent */
 		if (caps->blocked < 0 && amount > 0 &&
-			(pg_add_s64_overflow(c->spent, amount, &after) || after > c->cap))
+			(pg_add_s64_overflow(c->spent, amount, &after) ||
+			 pg_add_s64_overflow(after, c->held, &after) || after > c->cap))
 			caps->blocked = caps->n - 1;
 	}
 	SPI_freetuptable(tt);

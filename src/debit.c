@@ -173,8 +173,9 @@ StoredFromTuple(HeapTuple tup, TupleDesc desc, int col, StoredRequest *st)
 
 /*
  * The stored result of an earlier call with this key, if any.  req is the
- * debit being asked for, or NULL for a hold of hold_amount.  A different
- * request under the same key is WL004.
+ * debit being asked for, or NULL for a hold of hold_amount (-1: any amount,
+ * for wallet_authorize_hold, whose request is its meter and quantity).  A
+ * different request under the same key is WL004.
  */
 bool
 Replayed(Account *acct, const char *key, const DebitRequest *req,
@@ -207,7 +208,7 @@ ReplayMatch(const Account *acct, const char *key, const DebitRequest *req,
 			KeyReused(key, "kind of request (a debit, not a hold)");
 		if (strcmp(st->asset, acct->asset) != 0)
 			KeyReused(key, "asset");
-		if (st->amount != hold_amount)
+		if (hold_amount >= 0 && st->amount != hold_amount)
 			KeyReused(key, "amount");
 	}
 	else
@@ -312,11 +313,15 @@ StatusDecline(const Account *acct)
 	return NULL;
 }
 
-/* available now, from the loaded grants; release_first is a hold being captured */
+/*
+ * available now, from the loaded grants (GrantsLoad applied the open holds:
+ * what they reserve on live grants is off set->total, the rest is
+ * set->unbacked); release_first is a hold being captured (1.0 schema only)
+ */
 int64
 Available(const Account *acct, const GrantSet *set, TimestampTz now, int64 release_first)
 {
-	int64		held = SubMinor(LiveHeld(acct, now, NULL), release_first);
+	int64		held = SubMinor(set->unbacked, release_first);
 
 	return SubMinor(SubMinor(set->total, held), acct->overdraft);
 }
@@ -596,10 +601,12 @@ DebitBufferFlush(DebitBuffer *buf, TimestampTz now)
 /*
  * Write one debit now, directly to the tables (hotpath.c): the event, the
  * grant updates and the ledger lines (ids, takes and revenues per unit, in
- * drawdown order; tids where each grant was read).  Returns the event id.
+ * drawdown order; tids where each grant was read, or invalid: found by id).
+ * Returns the event id.  A capture of a binding hold (hold.c) writes its
+ * events with it too.
  */
-static int64
-DebitWriteNow(const Account *acct, const DebitRequest *req, TimestampTz now, const Decision *d,
+int64
+DebitWriteNow(const Account *acct, const DebitRequest *req, TimestampTz now, int64 balance_after,
 			  int nlines, Datum *ids, bool *idnulls, Datum *takes, Datum *revs,
 			  const ItemPointerData *tids)
 {
@@ -626,7 +633,7 @@ DebitWriteNow(const Account *acct, const DebitRequest *req, TimestampTz now, con
 	w.price_id = req->price_id;
 	w.cost = req->cost;
 	w.hold_id = req->hold_id;
-	w.balance_after = d->after;
+	w.balance_after = balance_after;
 	w.minor_unit = MinorToNumeric(1, acct->scale);
 	w.nlines = nlines;
 	w.grant_ids = gids;
@@ -689,7 +696,7 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 	if (req->defer != NULL)
 		event_id = DebitQueue(req->defer, acct, req, d->after, nlines, ids, idnulls, takes, revs);
 	else
-		event_id = DebitWriteNow(acct, req, now, d, nlines, ids, idnulls, takes, revs, tids);
+		event_id = DebitWriteNow(acct, req, now, d->after, nlines, ids, idnulls, takes, revs, tids);
 	if (d->caps.n > 0)
 		CapRecord(acct, req->dims, req->amount, now);
 

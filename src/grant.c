@@ -84,7 +84,9 @@ BoundariesBy(const GrantRow *g, TimestampTz t)
 
 /*
  * Advance a grant to time t: apply the resets whose boundaries have passed.
- * Each boundary sets remaining to amount + min(left, rollover_max).  Steps that
+ * Each boundary sets remaining to amount + min(left, rollover_max); what open
+ * holds reserve on the grant (g->reserved, 1.1) is not "left" but carried
+ * whole, and leaves when its hold is resolved (wallet._hold_settle).  Steps that
  * change the balance are stored in steps (at most 3: growth, cap, steady state).
  * Returns how many steps were stored.
  */
@@ -93,6 +95,7 @@ GrantAdvance(GrantRow *g, TimestampTz t, ResetStep *steps)
 {
 	int64		n;
 	int64		k;
+	int64		carried;
 	int			nsteps = 0;
 
 	if (!g->recurring)
@@ -105,6 +108,9 @@ GrantAdvance(GrantRow *g, TimestampTz t, ResetStep *steps)
 	 */
 	if (n <= k)
 		return 0;
+	/* what open holds reserve is carried through resets: the rule applies to the rest */
+	carried = Min(g->reserved, g->remaining);
+	g->remaining -= carried;
 	while (k < n)
 	{
 		int64		cur = g->remaining;
@@ -131,6 +137,7 @@ GrantAdvance(GrantRow *g, TimestampTz t, ResetStep *steps)
 		g->remaining = next;
 		Assert(nsteps <= 3);
 	}
+	g->remaining += carried;
 	g->resets = n;
 	return nsteps;
 }
@@ -302,22 +309,21 @@ static void
 GrantsBuild(const Account *acct, TimestampTz now, bool write_resets, HeapTuple *tuples,
 			uint64 n, TupleDesc desc, const int *cols, bool copy, GrantSet *set)
 {
+	memset(set, 0, sizeof(*set));
 	set->rows = palloc(sizeof(GrantRow) * Max(n, 1));
-	set->n = 0;
-	set->total = 0;
-	set->resets_written = 0;
-	set->nscoped = 0;
-	set->excluded = 0;
 	for (uint64 i = 0; i < n; i++)
 	{
-		GrantRow   *g = &set->rows[set->n];
+		GrantRow   *g = &set->rows[i];
 
 		ReadGrant(tuples[i], desc, cols, g);
 		if (copy)
 			g->unit_revenue = DatumGetNumericCopy(NumericGetDatum(g->unit_revenue));
-		GrantKeepIfLive(acct, now, write_resets, set, set->n);
 	}
+	HoldsLoad(acct, now, set, (int) n);
+	for (uint64 i = 0; i < n; i++)
+		GrantKeepIfLive(acct, now, write_resets, set, (int) i);
 	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
+	HoldsTakeOff(set);
 }
 
 /*
@@ -345,18 +351,16 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 {
 	int			n;
 
+	memset(set, 0, sizeof(*set));
 	set->rows = palloc(sizeof(GrantRow) * 4);
-	set->n = 0;
-	set->total = 0;
-	set->resets_written = 0;
-	set->nscoped = 0;
-	set->excluded = 0;
 	HotGrantsRead(acct->wallet_id, acct->asset, write_resets, GrantRead, set);
 	n = set->n;
 	set->n = 0;
+	HoldsLoad(acct, now, set, n);
 	for (int i = 0; i < n; i++)
 		GrantKeepIfLive(acct, now, write_resets, set, i);
 	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
+	HoldsTakeOff(set);
 }
 
 /*
@@ -472,6 +476,101 @@ LiveHeld(const Account *acct, TimestampTz now, int32 *count)
 }
 
 /*
+ * What the open holds of a balance do to its grants (GrantsLoad calls this on
+ * the nrows grant rows read, before time is applied to them, and HoldsTakeOff
+ * after).  With the 1.1 schema each open hold reserves value on specific
+ * grants (wallet.hold_grant) and overdraft room (hold.overdraft): each row
+ * gets what is reserved on it (carried through resets, GrantAdvance), and
+ * HoldsTakeOff takes that off the live rows and the total, so that a debit
+ * draws only what is not reserved; the overdraft room is what available
+ * counts off besides.  Reservations on grants that are no longer live
+ * (expired or voided under the hold) are backed by those grants and count
+ * nowhere here.  A hold whose ttl has passed reserves nothing, at once.  With
+ * the 1.0 schema a hold reserves a number: all of it counts off available.
+ * No open holds (the balance row says so): no query.
+ */
+void
+HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows)
+{
+	static const Oid argtypes[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[3];
+	SPITupleTable *tt;
+	int64		last = 0;
+
+	set->held = 0;
+	set->holds_live = 0;
+	set->reserved_live = 0;
+	set->unbacked = 0;
+	set->binding = false;
+	if (acct->holds_open == 0)
+		return;
+	if (WalletSchemaVersion() < 11)
+	{
+		set->held = set->unbacked = LiveHeld(acct, now, &set->holds_live);
+		return;
+	}
+	set->binding = true;
+	values[0] = Int64GetDatum(acct->wallet_id);
+	values[1] = CStringGetTextDatum(acct->asset);
+	values[2] = TimestampTzGetDatum(now);
+	WalletExec(PLAN_HOLD_RESERVED,
+			   "SELECT h.id, h.amount, h.overdraft, r.grant_id, r.amount FROM wallet.hold h "
+			   "  LEFT JOIN wallet.hold_grant r ON r.hold_id OPERATOR(pg_catalog.=) h.id "
+			   " WHERE h.wallet_id OPERATOR(pg_catalog.=) $1 AND h.asset OPERATOR(pg_catalog.=) $2 "
+			   "   AND h.status OPERATOR(pg_catalog.=) 'open' AND h.expires_at OPERATOR(pg_catalog.>) $3 "
+			   " ORDER BY h.id",
+			   3, argtypes, values, NULL, !acct->locked, SPI_OK_SELECT);
+	tt = SPI_tuptable;
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		hold_id = SpiGetInt64(tt->vals[i], tt->tupdesc, 1, &isnull);
+		int64		grant_id;
+		int64		amount;
+
+		if (hold_id != last)
+		{
+			set->held = AddMinor(set->held, SpiGetInt64(tt->vals[i], tt->tupdesc, 2, &isnull));
+			set->unbacked = AddMinor(set->unbacked, SpiGetInt64(tt->vals[i], tt->tupdesc, 3, &isnull));
+			set->holds_live++;
+			last = hold_id;
+		}
+		grant_id = SpiGetInt64(tt->vals[i], tt->tupdesc, 4, &isnull);
+		if (isnull)
+			continue;
+		amount = SpiGetInt64(tt->vals[i], tt->tupdesc, 5, &isnull);
+		for (int j = 0; j < nrows; j++)
+			if (set->rows[j].id == grant_id)
+			{
+				set->rows[j].reserved = AddMinor(set->rows[j].reserved, amount);
+				break;
+			}
+	}
+	SPI_freetuptable(tt);
+}
+
+/* take what open holds reserve off the live grants of the set (see HoldsLoad) */
+void
+HoldsTakeOff(GrantSet *set)
+{
+	if (!set->binding)
+		return;
+	for (int j = 0; j < set->n; j++)
+	{
+		GrantRow   *g = &set->rows[j];
+		/* a grant holds at least what is reserved on it; if not, count the rest off too */
+		int64		t = Min(g->reserved, g->remaining);
+
+		if (g->reserved == 0)
+			continue;
+		g->remaining -= t;
+		set->total -= t;
+		set->reserved_live = AddMinor(set->reserved_live, t);
+		set->unbacked = AddMinor(set->unbacked, g->reserved - t);
+	}
+}
+
+/*
  * wallet._touch(wallet_id, asset): lock the balance row, creating it if
  * missing, and write down the resets time has made.  The SQL-side functions
  * (grant, void, refund, sweep) call it before they change a balance.
@@ -531,18 +630,45 @@ wallet_pending(PG_FUNCTION_ARGS)
 	char		nulls[1] = {' '};
 	SPITupleTable *tt;
 	uint64		n;
+	bool		binding;
 
 	InitMaterializedSRF(fcinfo, 0);
 	args[0] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	nulls[0] = PG_ARGISNULL(1) ? 'n' : ' ';
 
 	SPI_connect();
-	WalletExec(PLAN_PENDING_GRANTS,
-			   "SELECT " GRANT_COLUMNS " FROM wallet.grant_block "
-			   " WHERE closed_at IS NULL AND voided_at IS NULL "
-			   "   AND (recurrence IS NOT NULL OR expires_at IS NOT NULL) "
-			   "   AND ($1 IS NULL OR wallet_id OPERATOR(pg_catalog.=) $1)",
-			   1, argtypes, args, nulls, true, SPI_OK_SELECT);
+	binding = WalletSchemaVersion() >= 11;
+	if (binding)
+	{
+		Oid			argtypes11[2] = {INT8OID, TIMESTAMPTZOID};
+		Datum		args11[2] = {args[0], TimestampTzGetDatum(as_of)};
+		char		nulls11[2] = {nulls[0], ' '};
+
+		/*
+		 * 1.1: what open holds reserve stays (an expired grant loses only the
+		 * rest), and a voided grant that still backs a hold loses the rest of
+		 * it once that hold is no longer open
+		 */
+		WalletExec(PLAN_PENDING_GRANTS11,
+				   "SELECT " GRANT_COLUMNS ", voided_at, "
+				   "       COALESCE((SELECT pg_catalog.sum(r.amount) FROM wallet.hold_grant r "
+				   "                   JOIN wallet.hold h ON h.id OPERATOR(pg_catalog.=) r.hold_id "
+				   "                  WHERE r.grant_id OPERATOR(pg_catalog.=) g.id "
+				   "                    AND h.status OPERATOR(pg_catalog.=) 'open' "
+				   "                    AND h.expires_at OPERATOR(pg_catalog.>) $2), 0)::pg_catalog.int8 "
+				   "  FROM wallet.grant_block g "
+				   " WHERE closed_at IS NULL "
+				   "   AND (recurrence IS NOT NULL OR expires_at IS NOT NULL OR voided_at IS NOT NULL) "
+				   "   AND ($1 IS NULL OR wallet_id OPERATOR(pg_catalog.=) $1)",
+				   2, argtypes11, args11, nulls11, true, SPI_OK_SELECT);
+	}
+	else
+		WalletExec(PLAN_PENDING_GRANTS,
+				   "SELECT " GRANT_COLUMNS " FROM wallet.grant_block "
+				   " WHERE closed_at IS NULL AND voided_at IS NULL "
+				   "   AND (recurrence IS NOT NULL OR expires_at IS NOT NULL) "
+				   "   AND ($1 IS NULL OR wallet_id OPERATOR(pg_catalog.=) $1)",
+				   1, argtypes, args, nulls, true, SPI_OK_SELECT);
 	tt = SPI_tuptable;
 	n = SPI_processed;
 	for (uint64 i = 0; i < n; i++)
@@ -555,13 +681,35 @@ wallet_pending(PG_FUNCTION_ARGS)
 		Datum		asset = SPI_getbinval(tt->vals[i], tt->tupdesc, 13, &isnull);
 		Datum		values[7];
 		bool		rnulls[7] = {false};
+		bool		voided = false;
+		TimestampTz voided_at = 0;
+		int64		reserved = 0;
 
 		ReadGrant(tt->vals[i], tt->tupdesc, spi_grant_columns, &g);
-		nsteps = GrantAdvance(&g, as_of, steps);
+		if (binding)
+		{
+			voided_at = DatumGetTimestampTz(SPI_getbinval(tt->vals[i], tt->tupdesc, 14, &isnull));
+			voided = !isnull;
+			reserved = SpiGetInt64(tt->vals[i], tt->tupdesc, 15, &isnull);
+			g.reserved = reserved;
+		}
 		values[0] = Int64GetDatum(wallet_id);
 		values[1] = asset;
 		values[2] = Int64GetDatum(g.id);
 		values[6] = Int64GetDatum(g.resets);
+		if (voided)
+		{
+			/* what a resolved hold left on a voided grant: its void, not yet written */
+			if (g.remaining > reserved)
+			{
+				values[3] = CStringGetTextDatum("void");
+				values[4] = TimestampTzGetDatum(voided_at);
+				values[5] = Int64GetDatum(reserved - g.remaining);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
+			}
+			continue;
+		}
+		nsteps = GrantAdvance(&g, as_of, steps);
 		for (int s = 0; s < nsteps; s++)
 		{
 			values[3] = CStringGetTextDatum("reset");
@@ -569,11 +717,11 @@ wallet_pending(PG_FUNCTION_ARGS)
 			values[5] = Int64GetDatum(steps[s].delta);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
 		}
-		if (g.has_expiry && g.expires_at <= as_of && g.remaining > 0)
+		if (g.has_expiry && g.expires_at <= as_of && g.remaining > reserved)
 		{
 			values[3] = CStringGetTextDatum("expiry");
 			values[4] = TimestampTzGetDatum(g.expires_at);
-			values[5] = Int64GetDatum(-g.remaining);
+			values[5] = Int64GetDatum(reserved - g.remaining);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
 		}
 	}

@@ -445,8 +445,9 @@ wallet_credits(PG_FUNCTION_ARGS)
 			values[1] = CStringGetTextDatum(asset->code);
 			values[2] = CStringGetTextDatum(categories[g->category_rank]);
 			values[3] = NumericGetDatum(MinorToNumeric(g->amount, asset->scale));
-			values[4] = NumericGetDatum(MinorToNumeric(g->remaining, asset->scale));
-			values[5] = NumericGetDatum(MinorToNumeric(0, asset->scale));
+			/* GrantsLoad took what open holds reserve off remaining: both are shown */
+			values[4] = NumericGetDatum(MinorToNumeric(AddMinor(g->remaining, g->reserved), asset->scale));
+			values[5] = NumericGetDatum(MinorToNumeric(g->reserved, asset->scale));
 			values[6] = TimestampTzGetDatum(g->expires_at);
 			nulls[6] = !g->has_expiry;
 			next = GrantNextReset(g);

@@ -158,6 +158,18 @@ typedef enum PlanId
 	PLAN_HOT_LINE_INSERT,
 	PLAN_GRANTS_MANY11,
 	PLAN_SCOPE_ACCOUNTS,
+	PLAN_HOLD_RESERVED,
+	PLAN_PENDING_GRANTS11,
+	PLAN_CAP_CHECK_HELD,
+	PLAN_HOLD_GET11,
+	PLAN_HOLD_INSERT11,
+	PLAN_HOLD_GRANTS,
+	PLAN_HOLD_CONSUME,
+	PLAN_HOLD_SETTLE,
+	PLAN_HOLD_CLOSE11,
+	PLAN_HOLD_EVENTS,
+	PLAN_HOLD_EXTEND,
+	PLAN_HOLD_REPLAY,
 	PLAN__COUNT
 } PlanId;
 
@@ -253,6 +265,7 @@ typedef struct GrantRow
 	int64		take;			/* drawn by the current debit */
 	const Scope *scope;			/* NULL: serves every debit */
 	bool		excluded;		/* does not serve the debit at hand (ScopeSelect) */
+	int64		reserved;		/* what open holds reserve on it (1.1) */
 	ItemPointerData tid;		/* where it was read (invalid: written since) */
 } GrantRow;
 
@@ -260,10 +273,17 @@ typedef struct GrantSet
 {
 	int			n;
 	GrantRow   *rows;			/* live grants, in drawdown order */
-	int64		total;			/* sum of remaining of live grants */
+	int64		total;			/* sum of remaining of live grants, less what
+								 * open holds reserve on them: what a debit can draw */
 	int			resets_written; /* reset lines GrantsLoad wrote */
 	int			nscoped;		/* live grants with a scope */
 	int64		excluded;		/* what the excluded grants hold (off total) */
+	int64		held;			/* open holds (ttl not passed) */
+	int32		holds_live;		/* how many */
+	int64		reserved_live;	/* what they reserve on live grants (off total) */
+	int64		unbacked;		/* what available counts off besides: the holds'
+								 * overdraft room (1.0 schema: all of held) */
+	bool		binding;		/* reservations applied (1.1 schema) */
 } GrantSet;
 
 extern void GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set);
@@ -271,6 +291,8 @@ extern void GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSe
 						   MemoryContext cxt);
 extern int64 LiveHeld(const Account *acct, TimestampTz now, int32 *count);
 extern TimestampTz GrantNextReset(const GrantRow *g);
+extern void HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows);
+extern void HoldsTakeOff(GrantSet *set);
 extern void LineWrite(const Account *acct, TimestampTz at, int64 grant_id, int64 event_id,
 					  int64 hold_id, const char *kind, int64 amount);
 
@@ -374,6 +396,7 @@ typedef struct CapUse
 	TimestampTz period_start;
 	int64		cap;
 	int64		spent;			/* before this debit */
+	int64		held;			/* room reserved by open holds (1.1) */
 } CapUse;
 
 typedef struct CapSet
@@ -412,6 +435,9 @@ extern void StoredFetchMany(int n, const int64 *wallet_ids, const char *const *k
 							StoredRequest **found, MemoryContext cxt);
 extern void DebitJudge(Account *acct, const DebitRequest *req, TimestampTz now,
 					   int64 release_first, Decision *d);
+extern int64 DebitWriteNow(const Account *acct, const DebitRequest *req, TimestampTz now,
+						   int64 balance_after, int nlines, Datum *ids, bool *idnulls,
+						   Datum *takes, Datum *revs, const ItemPointerData *tids);
 extern DebitBuffer *DebitBufferCreate(MemoryContext cxt);
 extern int	DebitBufferCount(const DebitBuffer *buf);
 extern void DebitBufferFlush(DebitBuffer *buf, TimestampTz now);

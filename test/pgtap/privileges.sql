@@ -101,7 +101,10 @@ CREATE TEMP TABLE matrix (fn text, app boolean, finance boolean, admin boolean);
 INSERT INTO matrix VALUES
 	('wallet_authorize_debit(text, text, numeric, text, jsonb, timestamptz, numeric)', true, false, false),
 	('wallet_debit(text, text, numeric, text, jsonb, numeric)', true, false, false),
-	('wallet_hold(text, text, numeric, text, interval)', true, false, false),
+	('wallet_hold(text, text, numeric, text, interval, jsonb)', true, false, false),
+	('wallet_authorize_hold(text, text, numeric, text, jsonb, interval)', true, false, false),
+	('wallet_capture_lines(bigint, jsonb)', true, false, false),
+	('wallet_extend_hold(bigint, interval)', true, false, false),
 	('wallet_capture(bigint, text, numeric, jsonb, numeric)', true, false, false),
 	('wallet_release(bigint)', true, false, false),
 	('wallet_ingest(jsonb)', true, false, false),

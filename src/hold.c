@@ -1095,6 +1095,9 @@ wallet_release(PG_FUNCTION_ARGS)
 			HoldClose(&acct, &h, "released", 0, now, true, true, res.balance);
 		}
 	}
+	/* value released raises the balance: alerts it crosses back recover */
+	if (!res.replayed)
+		AlertRaised(&acct, res.balance);
 	res.asset = h.asset->code;
 	res.scale = h.asset->scale;
 	res.has_amount = true;
@@ -1135,7 +1138,6 @@ wallet_extend_hold(PG_FUNCTION_ARGS)
 	res.amount = h.amount;
 	res.has_balance = true;
 	res.balance = Available(&acct, &set, now, 0);
-	AlertRaised(&acct, res.balance);
 	SPI_finish();
 	PG_RETURN_DATUM(WalletResultDatum(fcinfo, &res));
 }

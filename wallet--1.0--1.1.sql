@@ -184,7 +184,7 @@ BEGIN
 	  FROM (SELECT s.at, s.n_before,
 				   (sum(s.d) OVER win - s.d)::bigint AS before,
 				   lag(s.n_before) OVER (ORDER BY s.at) AS n_prev
-			  FROM (SELECT g.at, g.d, g.n, sum(g.n) OVER (ORDER BY g.at) - g.n AS n_before
+			  FROM (SELECT g.at, g.d, g.n, (sum(g.n) OVER (ORDER BY g.at) - g.n)::bigint AS n_before
 					  FROM (SELECT l.at, sum(l.delta) AS d, count(*) AS n
 							  FROM wallet._lines(w, a, last_at, upto) l GROUP BY l.at) g) s
 			WINDOW win AS (ORDER BY s.at)) t
@@ -258,6 +258,7 @@ DECLARE
 	r record;
 	complete boolean;
 	hi timestamptz;
+	last_id bigint;
 BEGIN
 	IF since IS NULL THEN
 		RAISE EXCEPTION 'since must not be null' USING ERRCODE = 'invalid_parameter_value',
@@ -355,10 +356,11 @@ BEGIN
 			  LEFT JOIN wallet.event e ON e.id = l.event_id
 			 ORDER BY l.at, l.id NULLS LAST, l.grant_id, l.kind
 		LOOP
-			IF left_lines IS NOT NULL AND n >= left_lines AND r.id IS NOT NULL THEN
-				complete := false;		/* a line after a full page that ends on a line with an id */
+			IF left_lines IS NOT NULL AND n >= left_lines AND last_id IS NOT NULL THEN
+				complete := false;		/* the page is full and ends on a line with an id */
 				EXIT;
 			END IF;
+			last_id := r.id;
 			IF n = 0 THEN
 				RETURN QUERY SELECT a, open_at, 'opening'::text, 'opening balance'::text, NULL::numeric,
 					wallet._major(a, bal), NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint;

@@ -67,7 +67,7 @@ CREATE INDEX event_line ON wallet.event (line_id) WHERE line_id IS NOT NULL;
 CREATE INDEX line_wallet_at ON wallet.line_stored (wallet_id, asset, at, id);
 CREATE INDEX line_stored_id ON wallet.line_stored (id);
 DROP INDEX wallet.line_wallet;
-CREATE INDEX refund_wallet ON wallet.refund (wallet_id, event_id);
+CREATE INDEX refund_wallet ON wallet.refund (wallet_id, at);
 
 CREATE TABLE wallet.statement_mark (
 	wallet_id	bigint NOT NULL,
@@ -84,7 +84,7 @@ CREATE TABLE wallet.usage_mark (
 	upto		timestamptz NOT NULL
 );
 COMMENT ON TABLE wallet.usage_mark IS
-	'cache for wallet_usage: the events of the wallet recorded before upto are summed in wallet.usage_hour';
+	'cache for wallet_usage: the events of the wallet recorded before upto, and its refunds made before upto, are summed in wallet.usage_hour';
 
 CREATE TABLE wallet.usage_hour (
 	wallet_id	bigint NOT NULL,
@@ -98,7 +98,7 @@ CREATE TABLE wallet.usage_hour (
 );
 CREATE INDEX usage_hour_wallet ON wallet.usage_hour (wallet_id, hour);
 COMMENT ON TABLE wallet.usage_hour IS
-	'cache for wallet_usage: events, quantity and amount (minor units, before refunds) per UTC hour of occurred_at, asset, meter and request dimensions';
+	'cache for wallet_usage: events, quantity and amount (minor units) per UTC hour of occurred_at, asset, meter and request dimensions; refunds are rows of their own, negative';
 
 SELECT pg_catalog.pg_extension_config_dump('wallet.statement_mark', '');
 SELECT pg_catalog.pg_extension_config_dump('wallet.usage_mark', '');
@@ -395,8 +395,11 @@ GRANT EXECUTE ON FUNCTION @extschema@.wallet_statement(text, timestamptz, timest
 
 /*
  * Roll the usage of a wallet up to the last whole UTC hour before settled:
- * the events recorded since usage_mark.upto go into wallet.usage_hour, once an
- * hour at most.  A caller that finds another one rolling leaves it to it.
+ * the events recorded and the refunds made since usage_mark.upto go into
+ * wallet.usage_hour, once an hour at most.  A refund is a row of its own in
+ * the hour of its event: its amount negative, and the event's count and
+ * quantity negative when it is the refund that completes the event.  A caller
+ * that finds another one rolling leaves it to it.
  */
 CREATE FUNCTION wallet._usage_roll(w bigint, settled timestamptz)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -424,6 +427,17 @@ BEGIN
 	  FROM wallet.event e
 	 WHERE e.wallet_id = w AND e.recorded_at >= from_at AND e.recorded_at < target
 	 GROUP BY 2, 3, 4, 5;
+	INSERT INTO wallet.usage_hour (wallet_id, hour, asset, meter, dimensions, events, quantity, amount)
+	SELECT w, date_trunc('hour', e.occurred_at, 'UTC'), e.asset, e.meter, coalesce(e.dimensions, '{}'),
+		   -count(*) FILTER (WHERE x.completes), -sum(e.quantity) FILTER (WHERE x.completes),
+		   -sum(x.amount)
+	  FROM (SELECT r.event_id, r.amount,
+				   (SELECT sum(r2.amount) FROM wallet.refund r2
+					 WHERE r2.event_id = r.event_id AND r2.id <= r.id) = ev.amount AS completes
+			  FROM wallet.refund r JOIN wallet.event ev ON ev.id = r.event_id
+			 WHERE r.wallet_id = w AND r.at >= from_at AND r.at < target) x
+	  JOIN wallet.event e ON e.id = x.event_id
+	 GROUP BY 2, 3, 4, 5;
 	UPDATE wallet.usage_mark m SET upto = target WHERE m.wallet_id = w;
 END
 $$;
@@ -437,8 +451,10 @@ REVOKE ALL ON FUNCTION wallet._usage_roll(bigint, timestamptz) FROM PUBLIC;
  * has none), and per asset.  Net of refunds: amount less what was refunded;
  * an event refunded in full counts for neither events nor quantity.  Usage is
  * kept per hour: since is taken down and until up to a whole UTC hour.  The
- * events recorded before the wallet's usage mark are read from
- * wallet.usage_hour, the later ones from wallet.event.
+ * events recorded and the refunds made before the wallet's usage mark are
+ * read from wallet.usage_hour, the later ones from wallet.event and
+ * wallet.refund: the cost is the hours of the window (times the meters and
+ * dimension values seen in each) and the last hour's events.
  */
 CREATE FUNCTION @extschema@.wallet_usage(customer text, since timestamptz, until timestamptz DEFAULT now(),
 	bucket text DEFAULT 'day', group_by text DEFAULT 'meter')
@@ -487,11 +503,15 @@ BEGIN
 		 WHERE e.wallet_id = w AND e.recorded_at >= m.upto AND e.occurred_at >= s AND e.occurred_at < u
 		UNION ALL
 		SELECT date_trunc('hour', e.occurred_at, 'UTC'), e.asset, e.meter, coalesce(e.dimensions, '{}'),
-			   CASE WHEN e.refunded = e.amount THEN -1 ELSE 0 END,
-			   CASE WHEN e.refunded = e.amount THEN -e.quantity ELSE 0 END, -e.refunded
-		  FROM wallet.event e
-		 WHERE e.id IN (SELECT r.event_id FROM wallet.refund r WHERE r.wallet_id = w)
-		   AND e.occurred_at >= s AND e.occurred_at < u)
+			   CASE WHEN y.completes THEN -1 ELSE 0 END,
+			   CASE WHEN y.completes THEN -e.quantity ELSE 0 END, -y.amount
+		  FROM (SELECT r.event_id, r.amount,
+					   (SELECT sum(r2.amount) FROM wallet.refund r2
+						 WHERE r2.event_id = r.event_id AND r2.id <= r.id) = ev.amount AS completes
+				  FROM wallet.refund r JOIN wallet.event ev ON ev.id = r.event_id, m
+				 WHERE r.wallet_id = w AND r.at >= m.upto) y
+		  JOIN wallet.event e ON e.id = y.event_id
+		 WHERE e.occurred_at >= s AND e.occurred_at < u)
 	SELECT date_trunc(bucket, x.hour, 'UTC') AS b,
 		   CASE WHEN group_by = 'meter' THEN x.meter ELSE x.dimensions ->> group_by END AS k,
 		   x.asset, sum(x.events)::bigint, sum(x.quantity), wallet._major(x.asset, sum(x.amount)::bigint)

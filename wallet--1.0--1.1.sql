@@ -47,9 +47,10 @@ REVOKE ALL ON FUNCTION wallet._schema_version() FROM PUBLIC;
  * Both read what they have summed once instead of the whole history:
  *	 wallet.statement_mark	the balance of a wallet and asset before a time,
  *							every few hundred lines;
- *	 wallet.usage_hour		events, quantity and amount per UTC hour, meter
- *							and dimensions, of the events recorded before a
- *							wallet's usage_mark.upto.
+ *	 wallet.usage_sum		events, quantity and amount per UTC hour and per
+ *							UTC day, meter and dimensions, of the events
+ *							recorded (and refunds made) before a wallet's
+ *							usage_mark.upto.
  * The reads write them (they run with the owner's rights) for times that are
  * settled: before the start of the oldest transaction running
  * (wallet._settled(), src/reads.c), so no line or event can still appear
@@ -84,27 +85,28 @@ CREATE TABLE wallet.usage_mark (
 	upto		timestamptz NOT NULL
 );
 COMMENT ON TABLE wallet.usage_mark IS
-	'cache for wallet_usage: the events of the wallet recorded before upto, and its refunds made before upto, are summed in wallet.usage_hour';
+	'cache for wallet_usage: the events of the wallet recorded before upto, and its refunds made before upto, are summed in wallet.usage_sum';
 
-CREATE TABLE wallet.usage_hour (
+CREATE TABLE wallet.usage_sum (
 	wallet_id	bigint NOT NULL,
-	hour		timestamptz NOT NULL,
+	span		text NOT NULL CHECK (span IN ('hour', 'day')),
+	at			timestamptz NOT NULL,
 	asset		text NOT NULL,
 	meter		text,
 	dimensions	jsonb NOT NULL,
 	events		bigint NOT NULL,
 	quantity	numeric,
-	amount		numeric NOT NULL
+	amount		numeric NOT NULL,
+	UNIQUE NULLS NOT DISTINCT (wallet_id, span, at, asset, meter, dimensions)
 );
-CREATE INDEX usage_hour_wallet ON wallet.usage_hour (wallet_id, hour);
-COMMENT ON TABLE wallet.usage_hour IS
-	'cache for wallet_usage: events, quantity and amount (minor units) per UTC hour of occurred_at, asset, meter and request dimensions; refunds are rows of their own, negative';
+COMMENT ON TABLE wallet.usage_sum IS
+	'cache for wallet_usage: events, quantity and amount (minor units) net of refunds, per UTC hour and per UTC day (span) of occurred_at, asset, meter and request dimensions';
 
 SELECT pg_catalog.pg_extension_config_dump('wallet.statement_mark', '');
 SELECT pg_catalog.pg_extension_config_dump('wallet.usage_mark', '');
-SELECT pg_catalog.pg_extension_config_dump('wallet.usage_hour', '');
-REVOKE ALL ON wallet.statement_mark, wallet.usage_mark, wallet.usage_hour FROM PUBLIC;
-GRANT SELECT ON wallet.statement_mark, wallet.usage_mark, wallet.usage_hour TO wallet_finance;
+SELECT pg_catalog.pg_extension_config_dump('wallet.usage_sum', '');
+REVOKE ALL ON wallet.statement_mark, wallet.usage_mark, wallet.usage_sum FROM PUBLIC;
+GRANT SELECT ON wallet.statement_mark, wallet.usage_mark, wallet.usage_sum TO wallet_finance;
 
 CREATE FUNCTION wallet._settled() RETURNS timestamptz
 AS 'MODULE_PATHNAME', 'wallet_settled' LANGUAGE C VOLATILE;
@@ -395,11 +397,11 @@ GRANT EXECUTE ON FUNCTION @extschema@.wallet_statement(text, timestamptz, timest
 
 /*
  * Roll the usage of a wallet up to the last whole UTC hour before settled:
- * the events recorded and the refunds made since usage_mark.upto go into
- * wallet.usage_hour, once an hour at most.  A refund is a row of its own in
- * the hour of its event: its amount negative, and the event's count and
- * quantity negative when it is the refund that completes the event.  A caller
- * that finds another one rolling leaves it to it.
+ * the events recorded and the refunds made since usage_mark.upto are added
+ * to wallet.usage_sum, per hour and per day, once an hour at most.  A refund
+ * counts in the hour of its event: its amount negative, and the event's count
+ * and quantity negative when it is the refund that completes the event.  A
+ * caller that finds another one rolling leaves it to it.
  */
 CREATE FUNCTION wallet._usage_roll(w bigint, settled timestamptz)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -421,28 +423,34 @@ BEGIN
 	IF NOT FOUND OR from_at >= target THEN
 		RETURN;
 	END IF;
-	INSERT INTO wallet.usage_hour (wallet_id, hour, asset, meter, dimensions, events, quantity, amount)
-	SELECT w, date_trunc('hour', e.occurred_at, 'UTC'), e.asset, e.meter, coalesce(e.dimensions, '{}'),
-		   count(*), sum(e.quantity), sum(e.amount)
-	  FROM wallet.event e
-	 WHERE e.wallet_id = w AND e.recorded_at >= from_at AND e.recorded_at < target
-	 GROUP BY 2, 3, 4, 5;
-	INSERT INTO wallet.usage_hour (wallet_id, hour, asset, meter, dimensions, events, quantity, amount)
-	SELECT w, date_trunc('hour', e.occurred_at, 'UTC'), e.asset, e.meter, coalesce(e.dimensions, '{}'),
-		   -count(*) FILTER (WHERE x.completes), -sum(e.quantity) FILTER (WHERE x.completes),
-		   -sum(x.amount)
-	  FROM (SELECT r.event_id, r.amount,
-				   (SELECT sum(r2.amount) FROM wallet.refund r2
-					 WHERE r2.event_id = r.event_id AND r2.id <= r.id) = ev.amount AS completes
-			  FROM wallet.refund r JOIN wallet.event ev ON ev.id = r.event_id
-			 WHERE r.wallet_id = w AND r.at >= from_at AND r.at < target) x
-	  JOIN wallet.event e ON e.id = x.event_id
-	 GROUP BY 2, 3, 4, 5;
+	INSERT INTO wallet.usage_sum AS us (wallet_id, span, at, asset, meter, dimensions, events, quantity, amount)
+	SELECT w, sp.span, date_trunc(sp.span, b.h, 'UTC'), b.asset, b.meter, b.d, sum(b.n), sum(b.q), sum(b.amt)
+	  FROM (SELECT date_trunc('hour', e.occurred_at, 'UTC') AS h, e.asset, e.meter,
+				   coalesce(e.dimensions, '{}') AS d, 1 AS n, e.quantity AS q, e.amount::numeric AS amt
+			  FROM wallet.event e
+			 WHERE e.wallet_id = w AND e.recorded_at >= from_at AND e.recorded_at < target
+			UNION ALL
+			SELECT date_trunc('hour', e.occurred_at, 'UTC'), e.asset, e.meter, coalesce(e.dimensions, '{}'),
+				   CASE WHEN x.completes THEN -1 ELSE 0 END, CASE WHEN x.completes THEN -e.quantity END,
+				   -x.amount
+			  FROM (SELECT r.event_id, r.amount,
+						   (SELECT sum(r2.amount) FROM wallet.refund r2
+							 WHERE r2.event_id = r.event_id AND r2.id <= r.id) = ev.amount AS completes
+					  FROM wallet.refund r JOIN wallet.event ev ON ev.id = r.event_id
+					 WHERE r.wallet_id = w AND r.at >= from_at AND r.at < target OFFSET 0) x
+			  JOIN wallet.event e ON e.id = x.event_id) b,
+		   (VALUES ('hour'), ('day')) sp(span)
+	 GROUP BY 2, 3, 4, 5, 6
+	ON CONFLICT (wallet_id, span, at, asset, meter, dimensions) DO UPDATE
+	   SET events = us.events + excluded.events,
+		   quantity = CASE WHEN us.quantity IS NULL AND excluded.quantity IS NULL THEN NULL
+						   ELSE coalesce(us.quantity, 0) + coalesce(excluded.quantity, 0) END,
+		   amount = us.amount + excluded.amount;
 	UPDATE wallet.usage_mark m SET upto = target WHERE m.wallet_id = w;
 END
 $$;
 COMMENT ON FUNCTION wallet._usage_roll(bigint, timestamptz) IS
-	'sums the events of a wallet recorded since its usage mark into wallet.usage_hour, up to the last whole hour before settled';
+	'adds the events recorded and refunds made since a wallet''s usage mark to wallet.usage_sum, up to the last whole hour before settled';
 REVOKE ALL ON FUNCTION wallet._usage_roll(bigint, timestamptz) FROM PUBLIC;
 
 /*
@@ -452,9 +460,10 @@ REVOKE ALL ON FUNCTION wallet._usage_roll(bigint, timestamptz) FROM PUBLIC;
  * an event refunded in full counts for neither events nor quantity.  Usage is
  * kept per hour: since is taken down and until up to a whole UTC hour.  The
  * events recorded and the refunds made before the wallet's usage mark are
- * read from wallet.usage_hour, the later ones from wallet.event and
- * wallet.refund: the cost is the hours of the window (times the meters and
- * dimension values seen in each) and the last hour's events.
+ * read from wallet.usage_sum (whole UTC days from its day sums, the hours at
+ * the edges from its hour sums), the later ones from wallet.event and
+ * wallet.refund: the cost is the days and edge hours of the window, times the
+ * meters and dimension values seen in each, and the last hour's events.
  */
 CREATE FUNCTION @extschema@.wallet_usage(customer text, since timestamptz, until timestamptz DEFAULT now(),
 	bucket text DEFAULT 'day', group_by text DEFAULT 'meter')
@@ -466,6 +475,8 @@ DECLARE
 	w bigint := wallet._wallet_id(customer);
 	s timestamptz;
 	u timestamptz;
+	ds timestamptz;
+	de timestamptz;
 BEGIN
 	IF since IS NULL OR until IS NULL THEN
 		RAISE EXCEPTION 'since and until must not be null' USING ERRCODE = 'invalid_parameter_value',
@@ -487,15 +498,33 @@ BEGIN
 	IF u < until THEN
 		u := u + interval '1 hour';
 	END IF;
+	/* [ds, de): the whole UTC days inside [s, u), read from the day sums */
+	ds := date_trunc('day', s, 'UTC');
+	IF ds < s THEN
+		ds := ds + interval '1 day';
+	END IF;
+	de := date_trunc('day', u, 'UTC');
+	IF bucket = 'hour' OR ds >= de THEN
+		ds := u;
+		de := u;
+	END IF;
 	PERFORM wallet._usage_roll(w, wallet._settled_time());
 
 	RETURN QUERY
 	WITH m AS (
 		SELECT coalesce((SELECT um.upto FROM wallet.usage_mark um WHERE um.wallet_id = w), '-infinity') AS upto),
 	x AS (
-		SELECT h.hour, h.asset, h.meter, h.dimensions, h.events, h.quantity, h.amount
-		  FROM wallet.usage_hour h
-		 WHERE h.wallet_id = w AND h.hour >= s AND h.hour < u
+		SELECT h.at AS hour, h.asset, h.meter, h.dimensions, h.events, h.quantity, h.amount
+		  FROM wallet.usage_sum h
+		 WHERE h.wallet_id = w AND h.span = 'hour' AND h.at >= s AND h.at < ds
+		UNION ALL
+		SELECT h.at, h.asset, h.meter, h.dimensions, h.events, h.quantity, h.amount
+		  FROM wallet.usage_sum h
+		 WHERE h.wallet_id = w AND h.span = 'day' AND h.at >= ds AND h.at < de
+		UNION ALL
+		SELECT h.at, h.asset, h.meter, h.dimensions, h.events, h.quantity, h.amount
+		  FROM wallet.usage_sum h
+		 WHERE h.wallet_id = w AND h.span = 'hour' AND h.at >= de AND h.at < u
 		UNION ALL
 		SELECT date_trunc('hour', e.occurred_at, 'UTC'), e.asset, e.meter, coalesce(e.dimensions, '{}'),
 			   1, e.quantity, e.amount
@@ -509,7 +538,7 @@ BEGIN
 					   (SELECT sum(r2.amount) FROM wallet.refund r2
 						 WHERE r2.event_id = r.event_id AND r2.id <= r.id) = ev.amount AS completes
 				  FROM wallet.refund r JOIN wallet.event ev ON ev.id = r.event_id, m
-				 WHERE r.wallet_id = w AND r.at >= m.upto) y
+				 WHERE r.wallet_id = w AND r.at >= m.upto OFFSET 0) y
 		  JOIN wallet.event e ON e.id = y.event_id
 		 WHERE e.occurred_at >= s AND e.occurred_at < u)
 	SELECT date_trunc(bucket, x.hour, 'UTC') AS b,

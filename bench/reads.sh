@@ -17,7 +17,7 @@
 #   usage month  wallet_usage(since => now() - 30 days, bucket => 'day',
 #                group_by => 'model')
 # and, once before, the first call of each, which writes the reads' caches
-# (statement marks, hourly usage) for the history that predates them: a
+# (statement marks, usage per hour and day) for the history that predates them: a
 # database upgraded from 1.0 pays that once per wallet.  Prints milliseconds
 # and the ratio of the largest history to the smallest.
 set -euo pipefail
@@ -64,8 +64,16 @@ BEGIN
 	 ORDER BY x.i;
 	UPDATE wallet.grant_block SET remaining = total - (SELECT sum(amount) FROM wallet.event WHERE wallet_id = w)
 	 WHERE id = g;
-	/* 1% refunded, through the function */
+	/* 1% refunded, through the function, each a minute after its event */
 	PERFORM wallet_refund(e.id) FROM wallet.event e WHERE e.wallet_id = w AND e.id % 100 = 7;
+	ALTER TABLE wallet.refund DISABLE TRIGGER refund_append_only;
+	ALTER TABLE wallet.line_stored DISABLE TRIGGER line_append_only;
+	UPDATE wallet.refund r SET at = e.recorded_at + interval '1 minute'
+	  FROM wallet.event e WHERE e.id = r.event_id AND r.wallet_id = w;
+	UPDATE wallet.line_stored l SET at = e.recorded_at + interval '1 minute'
+	  FROM wallet.event e WHERE e.id = l.event_id AND l.wallet_id = w AND l.kind = 'refund';
+	ALTER TABLE wallet.refund ENABLE TRIGGER refund_append_only;
+	ALTER TABLE wallet.line_stored ENABLE TRIGGER line_append_only;
 END
 $$;
 SQL
@@ -124,4 +132,4 @@ q -c "SELECT 'bytes per event: heap ' || pg_relation_size('wallet.event') / coun
               ', event_line ' || pg_relation_size('wallet.event_line') / count(*) ||
               ', all indexes ' || pg_indexes_size('wallet.event') / count(*) FROM wallet.event"
 q -c "SELECT 'cache rows: statement marks ' || (SELECT count(*) FROM wallet.statement_mark) ||
-              ', usage hours ' || (SELECT count(*) FROM wallet.usage_hour)"
+              ', usage sums ' || (SELECT count(*) FROM wallet.usage_sum)"

@@ -177,7 +177,8 @@ SELECT * FROM wallet_usage('ann', NULL);
 SELECT * FROM wallet_usage('ann', now(), now() - interval '1 day');
 SELECT * FROM wallet_usage('nobody', now());
 
--- history recorded hours ago is summed into wallet.usage_hour once, and
+-- history recorded hours ago is summed into wallet.usage_sum once (per hour
+-- and per day), and
 -- read from there; refunds after that still net out
 SELECT wallet_grant('hist', 'rc', 1000, external_ref => 'hist-1');
 SELECT count(*) FROM generate_series(1, 30) i,
@@ -198,7 +199,7 @@ RETURNS TABLE (key text, events bigint, quantity numeric, amount numeric) LANGUA
 $$;
 SELECT * FROM pg_temp.truth('hist', 'model');
 SELECT key, events, quantity, amount FROM wallet_usage('hist', '-infinity', 'infinity', 'month', 'model');
-SELECT count(*) > 0 AS rolled_up FROM wallet.usage_hour h JOIN wallet.wallet w ON w.id = h.wallet_id
+SELECT count(*) > 0 AS rolled_up FROM wallet.usage_sum h JOIN wallet.wallet w ON w.id = h.wallet_id
  WHERE w.customer = 'hist';
 SELECT approved, amount FROM wallet_refund((SELECT id FROM wallet.event WHERE idempotency_key = 'h4'));
 SELECT approved, amount FROM wallet_refund((SELECT id FROM wallet.event WHERE idempotency_key = 'h7'), 2);
@@ -209,13 +210,22 @@ SELECT key, events, quantity, amount FROM wallet_usage('hist', '-infinity', 'inf
 ALTER TABLE wallet.refund DISABLE TRIGGER refund_append_only;
 UPDATE wallet.refund SET at = at - interval '4 hours';
 ALTER TABLE wallet.refund ENABLE TRIGGER refund_append_only;
-DELETE FROM wallet.usage_hour;
+DELETE FROM wallet.usage_sum;
 DELETE FROM wallet.usage_mark;
 SELECT key, events, quantity, amount FROM wallet_usage('hist', '-infinity', 'infinity', 'month');
 SELECT key, events, quantity, amount FROM wallet_usage('hist', '-infinity', 'infinity', 'month', 'model');
 SELECT * FROM pg_temp.truth('hist', 'model');
-SELECT count(*) FILTER (WHERE h.amount < 0) AS refund_rows, sum(h.events) FILTER (WHERE h.amount < 0) AS events
-  FROM wallet.usage_hour h JOIN wallet.wallet w ON w.id = h.wallet_id WHERE w.customer = 'hist';
+-- (all but h30, which is of this hour; h4 refunded in full, h7 in part)
+SELECT h.span, sum(h.events) AS events, sum(h.amount) AS amount
+  FROM wallet.usage_sum h JOIN wallet.wallet w ON w.id = h.wallet_id WHERE w.customer = 'hist'
+ GROUP BY h.span ORDER BY 1;
+-- windows that cut days: whole days from the day sums, the edges from the hour sums
+SELECT w.since, sum(u.events) = t.events AS events_ok, sum(u.amount) = t.amount AS amount_ok
+  FROM (VALUES (interval '2 days'), (interval '26 hours'), (interval '6 hours')) w(since)
+ CROSS JOIN (SELECT sum(events) AS events, sum(amount) AS amount FROM pg_temp.truth('hist', 'meter')) t
+ CROSS JOIN LATERAL wallet_usage('hist', now() - w.since) u
+ GROUP BY w.since, t.events, t.amount ORDER BY 1;
+SELECT count(*) AS outside FROM wallet_usage('hist', now() - interval '30 days', now() - interval '7 hours');
 -- the same per hour: the events of five hours ago and those of now
 SELECT now() - bucket_start > interval '4 hours' AS hours_ago, key, events, amount
   FROM wallet_usage('hist', now() - interval '1 day', bucket => 'hour');

@@ -157,7 +157,9 @@ REVOKE ALL ON FUNCTION wallet._lines(bigint, text, timestamptz, timestamptz) FRO
  * Extend the statement marks of a wallet and asset up to settled: one mark
  * every 500 lines after the last one.  A mark never passes a reset that no
  * sweep has written (the time of a pending reset that adds up several periods
- * moves on with the clock).  Concurrent callers write the same marks.
+ * moves on with the clock).  One writer per wallet and asset at a time: a
+ * reader that finds another one writing goes on without (a read never waits
+ * for another).
  */
 CREATE FUNCTION wallet._statement_marks(w bigint, a text, settled timestamptz)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -179,6 +181,9 @@ BEGIN
 		last_bal := 0;
 	END IF;
 	IF upto <= last_at THEN
+		RETURN;
+	END IF;
+	IF NOT pg_try_advisory_xact_lock(hashtext('wallet.statement_mark'), hashtext(w::text || '/' || a)) THEN
 		RETURN;
 	END IF;
 	INSERT INTO wallet.statement_mark (wallet_id, asset, at, balance)
@@ -416,11 +421,13 @@ BEGIN
 	IF from_at >= target THEN
 		RETURN;					/* the common case: nothing to write */
 	END IF;
-	IF NOT FOUND THEN
-		INSERT INTO wallet.usage_mark (wallet_id, upto) VALUES (w, '-infinity') ON CONFLICT DO NOTHING;
+	/* one writer per wallet at a time; the others read without waiting */
+	IF NOT pg_try_advisory_xact_lock(hashtext('wallet.usage_sum'), hashtext(w::text)) THEN
+		RETURN;
 	END IF;
-	SELECT m.upto INTO from_at FROM wallet.usage_mark m WHERE m.wallet_id = w FOR UPDATE SKIP LOCKED;
-	IF NOT FOUND OR from_at >= target THEN
+	INSERT INTO wallet.usage_mark (wallet_id, upto) VALUES (w, '-infinity') ON CONFLICT DO NOTHING;
+	SELECT m.upto INTO from_at FROM wallet.usage_mark m WHERE m.wallet_id = w FOR UPDATE;
+	IF from_at >= target THEN
 		RETURN;
 	END IF;
 	INSERT INTO wallet.usage_sum AS us (wallet_id, span, at, asset, meter, dimensions, events, quantity, amount)

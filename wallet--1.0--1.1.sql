@@ -484,6 +484,7 @@ DECLARE
 	u timestamptz;
 	ds timestamptz;
 	de timestamptz;
+	seen timestamptz;
 BEGIN
 	IF since IS NULL OR until IS NULL THEN
 		RAISE EXCEPTION 'since and until must not be null' USING ERRCODE = 'invalid_parameter_value',
@@ -516,6 +517,12 @@ BEGIN
 		de := u;
 	END IF;
 	PERFORM wallet._usage_roll(w, wallet._settled_time());
+	/*
+	 * The query below reads the mark again, in its own snapshot, with the sums
+	 * it covers; seen (never after it: marks only move on) tells the planner
+	 * that few events and refunds come after it.
+	 */
+	seen := coalesce((SELECT um.upto FROM wallet.usage_mark um WHERE um.wallet_id = w), '-infinity');
 
 	RETURN QUERY
 	WITH m AS (
@@ -536,7 +543,8 @@ BEGIN
 		SELECT date_trunc('hour', e.occurred_at, 'UTC'), e.asset, e.meter, coalesce(e.dimensions, '{}'),
 			   1, e.quantity, e.amount
 		  FROM wallet.event e, m
-		 WHERE e.wallet_id = w AND e.recorded_at >= m.upto AND e.occurred_at >= s AND e.occurred_at < u
+		 WHERE e.wallet_id = w AND e.recorded_at >= seen AND e.recorded_at >= m.upto
+		   AND e.occurred_at >= s AND e.occurred_at < u
 		UNION ALL
 		SELECT date_trunc('hour', e.occurred_at, 'UTC'), e.asset, e.meter, coalesce(e.dimensions, '{}'),
 			   CASE WHEN y.completes THEN -1 ELSE 0 END,
@@ -545,7 +553,7 @@ BEGIN
 					   (SELECT sum(r2.amount) FROM wallet.refund r2
 						 WHERE r2.event_id = r.event_id AND r2.id <= r.id) = ev.amount AS completes
 				  FROM wallet.refund r JOIN wallet.event ev ON ev.id = r.event_id, m
-				 WHERE r.wallet_id = w AND r.at >= m.upto OFFSET 0) y
+				 WHERE r.wallet_id = w AND r.at >= seen AND r.at >= m.upto OFFSET 0) y
 		  JOIN wallet.event e ON e.id = y.event_id
 		 WHERE e.occurred_at >= s AND e.occurred_at < u)
 	SELECT date_trunc(bucket, x.hour, 'UTC') AS b,

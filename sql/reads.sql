@@ -231,3 +231,31 @@ SELECT now() - bucket_start > interval '4 hours' AS hours_ago, key, events, amou
   FROM wallet_usage('hist', now() - interval '1 day', bucket => 'hour');
 
 SELECT * FROM wallet_verify() WHERE problem <> 'conservation' OR detail NOT LIKE '%hist%';
+
+-- an upgraded 1.0 database: the 1.0 call returns what 1.0 returned, and its
+-- existing history pages (nothing was backfilled: the reads write their caches)
+DROP EXTENSION wallet CASCADE;
+CREATE EXTENSION wallet VERSION '1.0';
+SELECT wallet_create_asset('up', 0, 0.01);
+SELECT wallet_create('old');
+SELECT wallet_set_price('up.call', 'up', '{"model": "per_unit", "unit_price": "1"}') > 0 AS priced;
+SELECT wallet_grant('old', 'up', 5, priority => 1, external_ref => 'old-1');
+SELECT wallet_grant('old', 'up', 50, external_ref => 'old-2');
+SELECT approved FROM wallet_authorize_debit('old', 'up.call', 3, 'o1', '{"model": "x"}');
+SELECT approved FROM wallet_authorize_debit('old', 'up.call', 4, 'o2', '{"model": "y"}');
+SELECT approved FROM wallet_hold('old', 'up', 10, 'o3');
+SELECT approved FROM wallet_refund(2, 1);
+SELECT approved FROM wallet_authorize_debit('old', 'up.call', 6, 'o4', '{"model": "x"}');
+CREATE TEMP TABLE s10 AS SELECT * FROM wallet_statement('old') WHERE kind <> 'closing';
+SELECT extversion FROM pg_extension WHERE extname = 'wallet';
+ALTER EXTENSION wallet UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'wallet';
+SELECT count(*) AS lines,
+	   count(*) FILTER (WHERE s.line_id IS NULL OR t.line_id IS NULL) AS differ
+  FROM (SELECT * FROM s10 WHERE kind <> 'opening') s
+  FULL JOIN (SELECT * FROM wallet_statement('old') WHERE kind NOT IN ('opening', 'closing')) t
+	ON t.line_id = s.line_id AND t.balance = s.balance AND t.amount = s.amount
+   AND t.description = s.description AND t.at = s.at;
+SELECT p AS page_size, w.* FROM generate_series(1, 3) p, pg_temp.walk('old', p) w;
+SELECT key, events, quantity, amount FROM wallet_usage('old', now() - interval '1 day', group_by => 'model');
+SELECT * FROM wallet_verify();

@@ -298,8 +298,11 @@ BEGIN
 			  ORDER BY ac.asset
 	LOOP
 		EXIT WHEN left_lines = 0;
-		PERFORM wallet._statement_marks(w, a, settled);
 		CONTINUE WHEN a = cur_asset AND cur_at >= hi;	/* after_line is past until */
+		/* marks up to where the page starts (a page never pays for the history after it) */
+		PERFORM wallet._statement_marks(w, a,
+			CASE WHEN settled IS NOT NULL THEN least(settled,
+				CASE WHEN a = cur_asset AND cur_at >= since THEN cur_at ELSE since END) END);
 		IF a = cur_asset AND cur_at >= since THEN
 			open_at := cur_at;
 			bal := wallet._balance_before(w, a, cur_at)

@@ -54,7 +54,13 @@ REVOKE ALL ON FUNCTION wallet._schema_version() FROM PUBLIC;
  * The reads write them (they run with the owner's rights) for times that are
  * settled: before the start of the oldest transaction running
  * (wallet._settled(), src/reads.c), so no line or event can still appear
- * there.  Nothing is added to the debit: both are caches of the ledger and the
+ * there.  That holds because every line, event and refund is dated at or
+ * after the start of the transaction that writes it, but lines time has made
+ * (expiries, resets, which the reads compute whether written down or not) and
+ * hold and release lines (which move no balance): a new kind of line dated
+ * in the past must be one of those, or drop the marks after it.
+ *
+ * The debit writes nothing for them: both are caches of the ledger and the
  * events, rebuilt on demand when missing (after an upgrade, on a restore), and
  * a read that may not write (read only, a standby, REPEATABLE READ) uses what
  * is there and sums the rest.  The debit gains two index entries on

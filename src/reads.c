@@ -3,13 +3,14 @@
  *	  The settled time of the reads for billing pages (wallet 1.1).
  *
  * wallet_statement and wallet_usage keep what they have summed once: the
- * balance before a time (wallet.statement_mark) and usage per hour
- * (wallet.usage_hour).  Such a sum may only cover a time before which no line
- * or event can still appear.  Every line is dated at or after the start of
- * the transaction that writes it, but for the ones time has made (expiries,
- * resets), which the reads compute from the grants whether written down or
- * not.  So nothing can still appear before the start of the oldest
- * transaction running, which wallet._settled() returns.
+ * balance before a time (wallet.statement_mark) and usage per hour and day
+ * (wallet.usage_sum).  Such a sum may only cover a time before which no line,
+ * event or refund can still appear.  Every one is dated at or after the start
+ * of the transaction that writes it, but for the lines time has made
+ * (expiries, resets: the reads compute them from the grants whether written
+ * down or not) and hold and release lines (which move no balance).  So
+ * nothing can still appear before the start of the oldest transaction
+ * running, which wallet._settled() returns.
  */
 #include "wallet.h"
 

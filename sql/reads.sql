@@ -217,10 +217,10 @@ DELETE FROM wallet.usage_mark;
 SELECT key, events, quantity, amount FROM wallet_usage('hist', '-infinity', 'infinity', 'month');
 SELECT key, events, quantity, amount FROM wallet_usage('hist', '-infinity', 'infinity', 'month', 'model');
 SELECT * FROM pg_temp.truth('hist', 'model');
--- (all but h30, which is of this hour; h4 refunded in full, h7 in part)
-SELECT h.span, sum(h.events) AS events, sum(h.amount) AS amount
-  FROM wallet.usage_sum h JOIN wallet.wallet w ON w.id = h.wallet_id WHERE w.customer = 'hist'
- GROUP BY h.span ORDER BY 1;
+-- the day sums add up to the hour sums
+SELECT sum(h.events) FILTER (WHERE span = 'day') = sum(h.events) FILTER (WHERE span = 'hour') AS same_events,
+	   sum(h.amount) FILTER (WHERE span = 'day') = sum(h.amount) FILTER (WHERE span = 'hour') AS same_amount
+  FROM wallet.usage_sum h JOIN wallet.wallet w ON w.id = h.wallet_id WHERE w.customer = 'hist';
 -- windows that cut days: whole days from the day sums, the edges from the hour sums
 SELECT w.since, sum(u.events) = t.events AS events_ok, sum(u.amount) = t.amount AS amount_ok
   FROM (VALUES (interval '2 days'), (interval '26 hours'), (interval '6 hours')) w(since)

@@ -20,6 +20,7 @@
  *	  quote.c	 wallet_quote: what a debit would do, without doing it
  *	  ingest.c	 wallet_ingest: many debits in one call
  *	  shard.c	 scale-out: wallet.shard, wallet.shards, routing bits in ids
+ *	  reads.c	 the settled time of the billing reads' caches (wallet._settled)
  */
 #ifndef WALLET_H
 #define WALLET_H

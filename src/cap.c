@@ -59,7 +59,7 @@ static const char *cap_outbox_sql =
 "VALUES ($1, $2, 'declined', $3, $4, pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
 "        'reason', 'spend_cap'::pg_catalog.text, 'amount', $5, 'period', $6, 'dimension', $7, "
 "        'dim_value', $8, 'cap', $9, 'spent', $10, 'period_start', $11))) "
-"RETURNING pg_catalog.row_to_json(o.*)::pg_catalog.text";
+"RETURNING pg_catalog.json_build_object('id', o.id, 'kind', o.kind)::pg_catalog.text";
 
 /*
  * Would a debit of amount with these dimensions, at now, keep within every cap
@@ -168,6 +168,7 @@ CapDeclined(const Account *acct, const CapSet *caps, int64 available, int64 amou
 	values[10] = TimestampTzGetDatum(c->period_start);
 	WalletExec(PLAN_CAP_OUTBOX, cap_outbox_sql, 11, argtypes, values, nulls, false,
 			   SPI_OK_INSERT_RETURNING);
+	WalletExpectRows(1, "wallet.outbox");
 	Async_Notify("wallet_events",
 				 SpiGetText(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }

@@ -126,6 +126,7 @@ static char *
 StringField(JsonbContainer *obj, const char *key)
 {
 	JsonbValue *v = ElementField(obj, key);
+	char	   *s;
 
 	if (v == NULL || v->type == jbvNull)
 		BadElement(key, "must not be null");
@@ -133,7 +134,9 @@ StringField(JsonbContainer *obj, const char *key)
 		BadElement(key, "must be a json string");
 	if (v->val.string.len == 0)
 		BadElement(key, "must not be empty");
-	return pnstrdup(v->val.string.val, v->val.string.len);
+	s = pnstrdup(v->val.string.val, v->val.string.len);
+	TextLimitCheck(key, s);
+	return s;
 }
 
 /* a numeric field: a json number or a string holding a number; NULL if null */

@@ -754,6 +754,7 @@ UsageRecord(const UsageToRecord *u, int64 wallet_id, Dec quantity)
 			   "ON CONFLICT (wallet_id, meter, period, period_start) "
 			   "DO UPDATE SET quantity = u.quantity OPERATOR(pg_catalog.+) excluded.quantity",
 			   5, argtypes, values, NULL, false, SPI_OK_INSERT);
+	WalletExpectRows(1, "wallet.usage_counter");
 }
 
 /* the scalar of a dimension as text, for matrix matching */

@@ -730,8 +730,8 @@ CounterGet(int64 wallet_id, const char *counter, const char *period, TimestampTz
 			   4, argtypes, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return DecFromInt(0);
-	return DecFromNumeric(DatumGetNumeric(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-														1, &isnull)), "usage");
+	return DecFromTotal(DatumGetNumeric(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													  1, &isnull)), "usage");
 }
 
 /* what a tiered price read, to be added once the debit is approved */
@@ -811,7 +811,7 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 			{
 				char	   *counter = psprintf("%s%s", ec->meter, r->counter);
 				TimestampTz start = PeriodStart(r->period, ec->occurred_at);
-				Dec			before = CounterGet(ec->wallet_id, counter, r->period, start);
+				Dec			before = DecTotalFor(CounterGet(ec->wallet_id, counter, r->period, start), q);
 				Dec			after = DecAdd(before, q);
 				Dec			x = DecFromInt(0);
 				Dec			lower = DecFromInt(0);

@@ -70,6 +70,8 @@ typedef enum Rounding
 extern Dec	DecFromNumeric(Numeric num, const char *field);
 extern bool DecFromString(const char *s, Dec *out);
 extern Dec	DecFromInt(int64 v);
+extern Dec	DecFromTotal(Numeric num, const char *field);
+extern Dec	DecTotalFor(Dec total, Dec b);
 extern Dec	DecMul(Dec a, Dec b);
 extern Dec	DecAdd(Dec a, Dec b);
 extern Dec	DecSub(Dec a, Dec b);

@@ -153,6 +153,23 @@ SELECT wallet_balance('bravo', 'credits');
 SELECT (wallet_debit('acme', 'credits', 1, 'secret', '{"user": "alice@example.com"}')).event_id AS ev \gset
 SELECT try(format($$SELECT wallet_record_cost(%s, 1, '{"user": "mallory"}')$$, :ev));
 
+-- 8. sizes: a price rule has at most 1000 tiers and rates and 64 kB; wallet_ingest takes at most 100000 elements
+SELECT n, try(format('SELECT wallet_set_price(%L, %L, %L)', 'big' || n, 'credits',
+	jsonb_build_object('model', 'graduated', 'tiers',
+		(SELECT jsonb_agg(CASE WHEN i < n THEN jsonb_build_object('up_to', i, 'unit_price', '1')
+							   ELSE jsonb_build_object('unit_price', '1') END) FROM generate_series(1, n) i))))
+  FROM unnest(ARRAY[1000, 1001, 300000]) n;
+SELECT try(format('SELECT wallet_set_price(%L, %L, %L)', 'bigmx', 'credits',
+	jsonb_build_object('model', 'matrix', 'dimensions', jsonb_build_array('m'), 'rates',
+		(SELECT jsonb_agg(jsonb_build_object('match', jsonb_build_object('m', i::text),
+											 'rule', jsonb_build_object('model', 'graduated', 'tiers',
+												 '[{"up_to": 1, "unit_price": "1"}, {"unit_price": "2"}]'::jsonb)))
+		   FROM generate_series(1, 340) i)))) AS tiers_in_rates;
+SELECT try(format('SELECT wallet_set_price(%L, %L, %L)', 'bigjunk', 'credits',
+	jsonb_build_object('model', 'flat', 'price', '1', 'rounding', repeat('x', 70000)))) AS large;
+SELECT try($$SELECT count(*) FROM wallet_ingest((SELECT jsonb_agg(1) FROM generate_series(1, 100001)))$$) AS ingest_100001;
+SELECT count(*), min(error) FROM wallet_ingest((SELECT jsonb_agg(1) FROM generate_series(1, 1000)));
+
 -- 9. exact decimals: trailing zeros are not significant; dust does not poison a period
 SELECT wallet_create('dust') > 0, wallet_grant('dust', 'credits', 1000000) > 0;
 SELECT (wallet_debit('dust', 'credits', ('1.' || repeat('0', 40))::numeric, 'd1')).amount;

@@ -432,6 +432,46 @@ CompileRule(Jsonb *rule, int scale)
 	return Compile(&rule->root, "", 0, &cc, "");
 }
 
+/*
+ * The documented maximum size of a rule (docs/security.md), checked when it is
+ * set: every backend compiles it on first use, so a rule of 300,000 tiers
+ * would cost each of them time and memory.  Rules stored before 1.1 are not
+ * checked again.
+ */
+#define MAX_RULE_BYTES	65536
+#define MAX_RULE_ENTRIES 1000	/* tiers and rates, at all levels together */
+
+static void
+RuleLimits(Jsonb *rule)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	bool		counted = false;
+	int64		entries = 0;
+
+	if (VARSIZE(rule) > MAX_RULE_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid price rule: larger than %d bytes", MAX_RULE_BYTES)));
+	it = JsonbIteratorInit(&rule->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if (tok == WJB_BEGIN_ARRAY && counted)
+			entries += v.val.array.nElems;
+		counted = tok == WJB_KEY &&
+			((v.val.string.len == 5 && memcmp(v.val.string.val, "tiers", 5) == 0) ||
+			 (v.val.string.len == 5 && memcmp(v.val.string.val, "rates", 5) == 0));
+	}
+	if (entries > MAX_RULE_ENTRIES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid price rule: " INT64_FORMAT " tiers and rates, more than %d",
+						entries, MAX_RULE_ENTRIES),
+				 errhint("A rule has at most %d tiers and rates, at all levels together, and %d levels of nesting.",
+						 MAX_RULE_ENTRIES, MAX_RULE_DEPTH)));
+}
+
 /* wallet._check_rule(rule, asset) */
 Datum
 wallet_check_rule(PG_FUNCTION_ARGS)
@@ -447,6 +487,7 @@ wallet_check_rule(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("asset must not be null")));
 	asset = AssetLookup(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	RuleLimits(PG_GETARG_JSONB_P(0));
 	CompileRule(PG_GETARG_JSONB_P(0), asset->scale);
 	PG_RETURN_VOID();
 }

@@ -67,14 +67,16 @@ CREATE TRIGGER text_limits BEFORE INSERT OR UPDATE OF meter, plan, customer ON w
 	FOR EACH ROW EXECUTE FUNCTION wallet._text_limits('meter', '127', 'plan', '256', 'customer', '256');
 CREATE TRIGGER text_limits BEFORE INSERT OR UPDATE OF dimension ON wallet.cap
 	FOR EACH ROW EXECUTE FUNCTION wallet._text_limits('dimension', '127');
+COMMENT ON TRIGGER text_limits ON wallet.wallet IS 'customer <= 256 bytes (22023)';
+COMMENT ON TRIGGER text_limits ON wallet.price IS 'meter <= 127 bytes, plan and customer <= 256 (22023)';
+COMMENT ON TRIGGER text_limits ON wallet.cap IS 'dimension <= 127 bytes (22023)';
 
 /*
  * A grant's recurrence: every field >= 0 (a month and minus 30 days is not a
  * period: its boundaries go back and forth), and its external_ref at most 255
  * bytes (checked on INSERT only: the debit hot path, which updates grants,
  * honours no UPDATE trigger).  Grants written by 1.0 with a negative field
- * are left as they are:
- * they never refill (grant.c).
+ * are left as they are: they never refill (grant.c).
  */
 CREATE FUNCTION wallet._grant_checks() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -100,6 +102,7 @@ COMMENT ON FUNCTION wallet._grant_checks() IS
 REVOKE ALL ON FUNCTION wallet._grant_checks() FROM PUBLIC;
 CREATE TRIGGER grant_checks BEFORE INSERT ON wallet.grant_block
 	FOR EACH ROW EXECUTE FUNCTION wallet._grant_checks();
+COMMENT ON TRIGGER grant_checks ON wallet.grant_block IS 'recurrence fields >= 0, external_ref <= 255 bytes (22023)';
 
 /*
  * external_ref is unique per customer (1.0: across customers, so one
@@ -307,6 +310,8 @@ REVOKE ALL ON FUNCTION wallet._ledger_guard() FROM PUBLIC;
 CREATE EVENT TRIGGER wallet_ledger_guard ON ddl_command_end
 	WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER')
 	EXECUTE FUNCTION wallet._ledger_guard();
+COMMENT ON EVENT TRIGGER wallet_ledger_guard IS
+	'keeps the ledger''s append-only triggers in place against the tables'' owner when it is not a superuser';
 
 /* ------------------------------------------------------------ top-up loop (#18) */
 

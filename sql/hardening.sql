@@ -84,6 +84,9 @@ SELECT tbl, try_skipping(tbl, stmt) FROM skip_case;
 -- a spend cap's decline notice (CapDeclined)
 SELECT wallet_set_cap('acme', 'credits', 1, 'day');
 SELECT try_skipping('wallet.outbox', $$SELECT wallet_debit('acme', 'credits', 2, 'skip-7')$$);
+-- a spend cap's bucket
+SELECT wallet_set_cap('acme', 'credits', 100, 'day');
+SELECT try_skipping('wallet.cap_spend', $$SELECT wallet_debit('acme', 'credits', 1, 'skip-8')$$);
 SELECT wallet_set_cap('acme', 'credits', NULL, 'day');
 -- closing a hold: a BEFORE UPDATE trigger that skips
 SELECT (wallet_hold('acme', 'credits', 1, 'skip-hold')).hold_id AS hold \gset

@@ -279,7 +279,9 @@ $$;
  * renaming or dropping them (ALTER TABLE ... DISABLE TRIGGER, DROP TRIGGER)
  * and then deleting lines.  It checks the triggers' state after each such
  * command and undoes the command by raising.  A superuser is not stopped
- * (docs/security.md says who can still change the ledger).
+ * (docs/security.md says who can still change the ledger).  It reads only the
+ * catalogs, by name: every role's DDL fires it, with or without USAGE on
+ * schema wallet.
  */
 CREATE FUNCTION wallet._ledger_guard() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -295,7 +297,9 @@ BEGIN
 				   ('event', 'event_no_truncate'), ('refund', 'refund_append_only'),
 				   ('refund', 'refund_no_truncate')) AS t(relname, tgname)
 	 WHERE NOT EXISTS (SELECT FROM pg_trigger tg
-						WHERE tg.tgrelid = pg_catalog.to_regclass('wallet.' || t.relname)
+						 JOIN pg_class c ON c.oid = tg.tgrelid
+						 JOIN pg_namespace n ON n.oid = c.relnamespace
+						WHERE n.nspname = 'wallet' AND c.relname = t.relname
 						  AND tg.tgname = t.tgname AND tg.tgenabled IN ('O', 'A'));
 	IF missing IS NOT NULL THEN
 		RAISE EXCEPTION 'the ledger''s append-only triggers cannot be disabled or dropped: %', missing

@@ -207,6 +207,25 @@ ALTER TABLE wallet.line_stored OWNER TO CURRENT_USER;
 ALTER TABLE wallet.event OWNER TO CURRENT_USER;
 REVOKE USAGE ON SCHEMA wallet FROM wallet_hardening_owner;
 DROP ROLE wallet_hardening_owner;
+-- any other role's DDL on its own tables goes on (it fires the event trigger too)
+DO $$ BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wallet_hardening_plain') THEN
+		CREATE ROLE wallet_hardening_plain NOLOGIN;
+	END IF;
+END $$;
+GRANT CREATE ON SCHEMA public TO wallet_hardening_plain;
+SET ROLE wallet_hardening_plain;
+CREATE TABLE hardening_plain (a int);
+CREATE FUNCTION hardening_plain_f() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+CREATE TRIGGER plain BEFORE INSERT ON hardening_plain FOR EACH ROW EXECUTE FUNCTION hardening_plain_f();
+ALTER TABLE hardening_plain ADD COLUMN b int;
+ALTER TABLE hardening_plain DISABLE TRIGGER plain;
+DROP TRIGGER plain ON hardening_plain;
+DROP TABLE hardening_plain;
+DROP FUNCTION hardening_plain_f();
+RESET ROLE;
+REVOKE CREATE ON SCHEMA public FROM wallet_hardening_plain;
+DROP ROLE wallet_hardening_plain;
 -- a superuser is not stopped
 ALTER TABLE wallet.line_stored DISABLE TRIGGER line_append_only;
 ALTER TABLE wallet.line_stored ENABLE TRIGGER line_append_only;

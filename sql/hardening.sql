@@ -56,6 +56,12 @@ SELECT (wallet_debit('century', 'credits', 1, 'century-1')).balance;
 SELECT g.resets = (SELECT max(k) FROM generate_series(0, 1300) k
 					WHERE g.effective_at AT TIME ZONE 'UTC' + k * interval '1 month' <= now() AT TIME ZONE 'UTC') AS resets_exact
   FROM wallet.grant_block g JOIN wallet.wallet w ON w.id = g.wallet_id WHERE w.customer = 'century';
+-- periods of hundreds of thousands of years: no boundary has passed; past the end of time: 22008
+SELECT wallet_create('eon') > 0;
+SELECT r, try(format('SELECT wallet_grant(%L, %L, 2, effective_at => now() - interval %L, recurrence => %L)',
+					 'eon', 'credits', '1 day', r))
+  FROM unnest(ARRAY['250000 years', '100000000 days', '170000000 years']) r;
+SELECT wallet_balance('eon', 'credits'), (wallet_debit('eon', 'credits', 1, 'eon-1')).balance;
 SELECT count(*) FROM wallet_verify();
 RESET statement_timeout;
 

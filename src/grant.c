@@ -72,7 +72,7 @@ BoundariesBy(const GrantRow *g, TimestampTz t)
 {
 	int64		lo,
 				hi;
-	int64		shortest;
+	int128		shortest;
 
 	if (t <= g->effective_at)
 		return 0;
@@ -82,16 +82,18 @@ BoundariesBy(const GrantRow *g, TimestampTz t)
 		t = g->expires_at - 1;	/* a boundary at expiry does not refill */
 	if (t <= g->effective_at)
 		return 0;
-	/* the shortest a period can be; the fields are small (int32 months, days) */
-	shortest = g->recurrence.time + g->recurrence.day * USECS_PER_DAY +
-		g->recurrence.month * (int64) 28 * USECS_PER_DAY;
+	/* the shortest a period can be (in 128 bits: months of 28 days overflow 64) */
+	shortest = (int128) g->recurrence.time + (int128) g->recurrence.day * USECS_PER_DAY +
+		(int128) g->recurrence.month * 28 * USECS_PER_DAY;
 	if (shortest <= 0)
 		return 0;
+	if (shortest > (int128) (t - g->effective_at))
+		return 0;				/* not even one period has passed */
 	if (g->recurrence.month == 0 && g->recurrence.day == 0)
-		return (t - g->effective_at) / shortest;
+		return (int64) ((t - g->effective_at) / shortest);
 	/* lo is a count of boundaries passed, hi one that is not */
 	lo = 0;
-	hi = (t - g->effective_at) / shortest + 1;
+	hi = (int64) ((t - g->effective_at) / shortest) + 1;
 	while (hi - lo > 1)
 	{
 		int64		mid = lo + (hi - lo) / 2;

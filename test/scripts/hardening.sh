@@ -3,7 +3,8 @@
 # so a notification names the outbox row ({"id", "kind"}) and nothing else: no
 # customer, balance, threshold or capped member reaches a listener that may not
 # read the row.  Checked for a low_balance row, a funds decline and a spend-cap
-# decline, received by a role with no wallet role at all.
+# decline, received by a role with no wallet role at all.  And wallet_app cannot
+# widen wallet.max_backdate, even by setting it before the library is loaded.
 set -euo pipefail
 source "$WALLET_ROOT/test/lib.sh"
 start_cluster hard
@@ -55,3 +56,20 @@ SQL
 )
 [[ $bad == 0 ]] || { echo "hardening: $bad payloads are not {id, kind} of an outbox row" >&2; exit 1; }
 echo "hardening: 3 notifications, each {id, kind} only"
+
+# wallet.max_backdate is a superuser setting, also when the application sets it
+# first thing in a new session, before the library is loaded (a placeholder:
+# PostgreSQL drops it with a warning when the library defines the setting)
+psql -X -q -v ON_ERROR_STOP=1 -c "GRANT wallet_app TO stranger" \
+	-c "SELECT wallet_set_price('old', 'credits', '{\"model\": \"flat\", \"price\": \"0\"}', effective_at => now() - interval '6 years')" >/dev/null
+got=$(psql -X -At -U stranger 2>&1 <<'SQL' || true
+SET wallet.max_backdate = '10 years';
+SELECT approved FROM wallet_authorize_debit('alice@example.com', 'old', 1, 'old-1', occurred_at => now() - interval '5 years');
+SQL
+)
+echo "$got"
+if ! grep -q 'older than wallet.max_backdate allows' <<<"$got"; then
+	echo "hardening: wallet_app widened its own backdate window" >&2
+	exit 1
+fi
+echo "hardening: wallet_app cannot widen wallet.max_backdate"

@@ -231,6 +231,7 @@ HoldClose(Account *acct, const HoldRow *h, const char *status, int64 event_id, T
 				   "UPDATE wallet.hold SET status = $2, closed_at = $3, event_id = $4, release_balance = $5 "
 				   " WHERE id OPERATOR(pg_catalog.=) $1",
 				   5, argtypes, values, nulls, false, SPI_OK_UPDATE);
+		WalletExpectRows(1, "wallet.hold");
 		WalletExec(PLAN_HOLD_SETTLE, "SELECT wallet._hold_settle($1, $2)",
 				   2, settle_types, settle, NULL, false, SPI_OK_SELECT);
 	}
@@ -242,6 +243,7 @@ HoldClose(Account *acct, const HoldRow *h, const char *status, int64 event_id, T
 				   "UPDATE wallet.hold SET status = $2, closed_at = $3, event_id = $4 "
 				   " WHERE id OPERATOR(pg_catalog.=) $1",
 				   4, argtypes, values, nulls, false, SPI_OK_UPDATE);
+		WalletExpectRows(1, "wallet.hold");
 	}
 	LineWrite(acct, now, 0, event_id, h->id, "release", h->amount);
 	acct->held = SubMinor(acct->held, h->amount);
@@ -443,6 +445,7 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 				   "SELECT $5, $1, $2, h.id, 'hold', OPERATOR(pg_catalog.-) $3 FROM h RETURNING hold_id",
 				   7, argtypes, values, NULL, false, SPI_OK_INSERT_RETURNING);
 	}
+	WalletExpectRows(1, "wallet.hold or wallet.line_stored");
 	memset(res, 0, sizeof(*res));
 	res->approved = true;
 	res->hold_id = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

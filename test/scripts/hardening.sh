@@ -32,7 +32,7 @@ listener=$!
 sleep 1
 psql -X -q -At -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 SELECT wallet_debit('alice@example.com', 'credits', 15, 'd1', '{"user": "bob@example.com"}');	-- 30 -> 15: low_balance
-SELECT wallet_debit('alice@example.com', 'credits', 1000, 'd2');								-- declined: funds
+SELECT wallet_debit('alice@example.com', 'credits', 16, 'd2', '{"user": "carol@example.com"}');	-- declined: funds (within carol's cap)
 SELECT wallet_debit('alice@example.com', 'credits', 5, 'd3', '{"user": "bob@example.com"}');	-- declined: spend_cap
 SQL
 wait "$listener"

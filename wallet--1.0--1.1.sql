@@ -480,6 +480,290 @@ $$;
 
 /* ------------------------------------------------------------ hardening (#17) */
 
+/*
+ * Byte limits of the text inputs that are stored (docs/security.md), checked
+ * by BEFORE triggers on the tables, so that whatever function writes the row
+ * a value too long for its index or its lookups is 22023 before any index
+ * can refuse it (54000).  The C entry points check the same limits (wallet.h)
+ * before their lookups.  TG_ARGV: column, bytes, column, bytes, ...
+ */
+CREATE FUNCTION wallet._text_limits() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	row jsonb := to_jsonb(NEW);
+	v text;
+BEGIN
+	FOR i IN 0 .. TG_NARGS - 1 BY 2 LOOP
+		v := row ->> TG_ARGV[i];
+		IF octet_length(v) > TG_ARGV[i + 1]::int THEN
+			RAISE EXCEPTION '% is longer than % bytes', TG_ARGV[i], TG_ARGV[i + 1]
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('It is %s bytes.', octet_length(v));
+		END IF;
+	END LOOP;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION wallet._text_limits() IS
+	'refuses (22023) a text column longer than its byte limit; arguments: column, bytes, ...';
+REVOKE ALL ON FUNCTION wallet._text_limits() FROM PUBLIC;
+
+CREATE TRIGGER text_limits BEFORE INSERT OR UPDATE OF customer ON wallet.wallet
+	FOR EACH ROW EXECUTE FUNCTION wallet._text_limits('customer', '256');
+CREATE TRIGGER text_limits BEFORE INSERT OR UPDATE OF meter, plan, customer ON wallet.price
+	FOR EACH ROW EXECUTE FUNCTION wallet._text_limits('meter', '127', 'plan', '256', 'customer', '256');
+CREATE TRIGGER text_limits BEFORE INSERT OR UPDATE OF dimension ON wallet.cap
+	FOR EACH ROW EXECUTE FUNCTION wallet._text_limits('dimension', '127');
+COMMENT ON TRIGGER text_limits ON wallet.wallet IS 'customer <= 256 bytes (22023)';
+COMMENT ON TRIGGER text_limits ON wallet.price IS 'meter <= 127 bytes, plan and customer <= 256 (22023)';
+COMMENT ON TRIGGER text_limits ON wallet.cap IS 'dimension <= 127 bytes (22023)';
+
+/*
+ * A grant's recurrence: every field >= 0 (a month and minus 30 days is not a
+ * period: its boundaries go back and forth), and its external_ref at most 255
+ * bytes (checked on INSERT only: the debit hot path, which updates grants,
+ * honours no UPDATE trigger).  Grants written by 1.0 with a negative field
+ * are left as they are: they never refill (grant.c).
+ */
+CREATE FUNCTION wallet._grant_checks() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NEW.recurrence IS NOT NULL AND (
+		   date_trunc('month', NEW.recurrence) < interval '0'
+		OR date_trunc('day', NEW.recurrence) - date_trunc('month', NEW.recurrence) < interval '0'
+		OR NEW.recurrence - date_trunc('day', NEW.recurrence) < interval '0'
+		OR NEW.recurrence <= interval '0') THEN
+		RAISE EXCEPTION 'recurrence must be a positive interval with no negative field: %', NEW.recurrence
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Write the period with fields of one sign, e.g. ''1 month'' or ''29 days 23:59:59''.';
+	END IF;
+	IF octet_length(NEW.external_ref) > 255 THEN
+		RAISE EXCEPTION 'external_ref is longer than 255 bytes'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION wallet._grant_checks() IS
+	'refuses (22023) a recurrence with a negative field and an external_ref over 255 bytes';
+REVOKE ALL ON FUNCTION wallet._grant_checks() FROM PUBLIC;
+CREATE TRIGGER grant_checks BEFORE INSERT ON wallet.grant_block
+	FOR EACH ROW EXECUTE FUNCTION wallet._grant_checks();
+COMMENT ON TRIGGER grant_checks ON wallet.grant_block IS 'recurrence fields >= 0, external_ref <= 255 bytes (22023)';
+
+/*
+ * external_ref is unique per customer (1.0: across customers, so one
+ * customer's top-up waited on another's and was told its grant id).  The
+ * refs of a 1.0 database are unique across customers, so per customer too.
+ */
+ALTER TABLE wallet.grant_block DROP CONSTRAINT grant_block_external_ref_key;
+ALTER TABLE wallet.grant_block ADD CONSTRAINT grant_block_external_ref_key UNIQUE (wallet_id, external_ref);
+
+/* wallet_grant: the external_ref lookup is the customer's own (otherwise as 1.0; SECURITY DEFINER as the 1.0 install made it) */
+CREATE OR REPLACE FUNCTION @extschema@.wallet_grant(customer text, asset text, amount numeric,
+	priority int DEFAULT 100, expires_at timestamptz DEFAULT NULL,
+	effective_at timestamptz DEFAULT now(), category text DEFAULT 'paid',
+	unit_revenue numeric DEFAULT NULL, external_ref text DEFAULT NULL,
+	recurrence interval DEFAULT NULL, rollover_max numeric DEFAULT 0,
+	metadata jsonb DEFAULT '{}')
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w bigint := wallet._wallet_id(customer);
+	amt bigint := wallet._minor(asset, amount);
+	roll bigint;
+	rev numeric;
+	g wallet.grant_block;
+	acct wallet.account;
+	st text;
+	repay bigint;
+	ceiling numeric;
+	eff timestamptz := coalesce(effective_at, now());
+BEGIN
+	IF category IS NULL OR category NOT IN ('paid', 'bundled', 'promotional') THEN
+		RAISE EXCEPTION 'unknown grant category "%"', category USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'The categories are paid, bundled and promotional.';
+	END IF;
+	IF priority IS NULL THEN
+		RAISE EXCEPTION 'priority must not be null' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF expires_at IS NOT NULL AND expires_at IN ('infinity', '-infinity') OR eff IN ('infinity', '-infinity') THEN
+		RAISE EXCEPTION 'grant times must be finite' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF expires_at IS NOT NULL AND expires_at <= eff THEN
+		RAISE EXCEPTION 'expires_at % is not after effective_at %', expires_at, eff
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF recurrence IS NOT NULL AND (recurrence <= interval '0' OR eff + recurrence <= eff) THEN
+		RAISE EXCEPTION 'recurrence must be a positive interval: %', recurrence
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF rollover_max IS NULL OR rollover_max < 0 THEN
+		RAISE EXCEPTION 'rollover_max must be zero or positive: %', rollover_max
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	roll := CASE WHEN rollover_max = 0 THEN 0 ELSE wallet._minor(asset, rollover_max, 'rollover_max') END;
+	IF unit_revenue IS NOT NULL AND (unit_revenue = 'NaN' OR unit_revenue IN ('Infinity', '-Infinity') OR unit_revenue < 0) THEN
+		RAISE EXCEPTION 'invalid unit_revenue %', unit_revenue USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF metadata IS NULL OR jsonb_typeof(metadata) <> 'object' THEN
+		RAISE EXCEPTION 'metadata must be a json object' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	rev := coalesce(unit_revenue, CASE WHEN category = 'paid'
+		THEN (SELECT a.unit_value FROM wallet.asset a WHERE a.code = wallet_grant.asset) ELSE 0 END);
+
+	SELECT ww.status INTO st FROM wallet.wallet ww WHERE ww.id = w;
+	IF st = 'closed' THEN
+		RAISE EXCEPTION 'wallet of customer "%" is closed', customer USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+
+	PERFORM wallet._touch(w, asset);
+
+	IF external_ref IS NOT NULL THEN
+		/* per customer (1.1): another customer's use of the ref is neither waited on nor named */
+		SELECT * INTO g FROM wallet.grant_block gb
+		 WHERE gb.wallet_id = w AND gb.external_ref = wallet_grant.external_ref;
+		IF FOUND THEN
+			IF g.asset <> wallet_grant.asset OR g.amount <> amt
+			   OR g.category <> wallet_grant.category OR g.priority <> wallet_grant.priority
+			   OR g.expires_at IS DISTINCT FROM wallet_grant.expires_at
+			   OR g.recurrence IS DISTINCT FROM wallet_grant.recurrence
+			   OR g.rollover_max <> roll OR g.unit_revenue <> rev THEN
+				RAISE EXCEPTION 'external_ref "%" was used for a different grant', external_ref
+					USING ERRCODE = 'WL004', DETAIL = format('It is grant %s.', g.id);
+			END IF;
+			RETURN g.id;
+		END IF;
+	END IF;
+
+	/* the balance must stay countable in 64 bits, whatever recurring grants refill to */
+	SELECT coalesce(sum(gb.remaining + CASE WHEN gb.recurrence IS NULL THEN 0 ELSE gb.amount + gb.rollover_max END), 0)
+		   + amt + CASE WHEN wallet_grant.recurrence IS NULL THEN 0 ELSE amt + roll END
+	  INTO ceiling
+	  FROM wallet.grant_block gb
+	 WHERE gb.wallet_id = w AND gb.asset = wallet_grant.asset AND gb.closed_at IS NULL;
+	IF ceiling > 9223372036854775807 THEN
+		RAISE EXCEPTION 'grant of % % would take the balance of customer "%" out of range', amount, asset, left(customer, 100)
+			USING ERRCODE = 'numeric_value_out_of_range',
+				  DETAIL = 'A balance is kept as a signed 64-bit count of minor units.';
+	END IF;
+
+	INSERT INTO wallet.grant_block (wallet_id, asset, category, priority, amount, remaining,
+		unit_revenue, effective_at, expires_at, recurrence, rollover_max, external_ref, metadata)
+	VALUES (w, asset, category, priority, amt, amt, rev, eff, expires_at, recurrence, roll,
+		external_ref, metadata)
+	RETURNING * INTO g;
+	INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
+	VALUES (greatest(now(), eff), w, asset, g.id, 'grant', amt);
+
+	/* a new grant first repays overdraft, when it is live now */
+	SELECT * INTO acct FROM wallet.account a WHERE a.wallet_id = w AND a.asset = wallet_grant.asset;
+	IF acct.overdraft > 0 AND eff <= now() AND (expires_at IS NULL OR expires_at > now()) THEN
+		repay := least(acct.overdraft, amt);
+		UPDATE wallet.grant_block gb SET remaining = remaining - repay WHERE gb.id = g.id;
+		UPDATE wallet.account a SET overdraft = overdraft - repay
+		 WHERE a.wallet_id = w AND a.asset = wallet_grant.asset;
+		INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
+		VALUES (now(), w, asset, g.id, 'repay', -repay), (now(), w, asset, NULL, 'repay', repay);
+	END IF;
+	RETURN g.id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text,
+	numeric, text, interval, numeric, jsonb) IS
+	'adds a block of value; idempotent per external_ref; repays overdraft first';
+
+/* wallet_record_cost: a clash names the key, never another customer's value */
+CREATE OR REPLACE FUNCTION @extschema@.wallet_record_cost(event_id bigint, cost numeric,
+	dimensions jsonb DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	e wallet.event;
+	clash text;
+	added jsonb;
+BEGIN
+	IF event_id IS NULL THEN
+		RAISE EXCEPTION 'event_id must not be null' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cost IS NULL OR cost = 'NaN' OR cost IN ('Infinity', '-Infinity') OR cost < 0 THEN
+		RAISE EXCEPTION 'invalid cost %', coalesce(cost::text, 'null') USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'A cost is a finite amount of the reporting currency, zero or more.';
+	END IF;
+	IF dimensions IS NOT NULL AND jsonb_typeof(dimensions) <> 'object' THEN
+		RAISE EXCEPTION 'dimensions must be a json object' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT * INTO e FROM wallet.event ev WHERE ev.id = wallet_record_cost.event_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no event with id %', event_id USING ERRCODE = 'WL007';
+	END IF;
+	added := e.cost_dimensions;
+	IF dimensions IS NOT NULL AND dimensions <> '{}' THEN
+		SELECT d.key INTO clash FROM jsonb_each(dimensions) d
+		 WHERE e.dimensions ? d.key AND e.dimensions -> d.key <> d.value
+		 ORDER BY d.key LIMIT 1;
+		IF clash IS NOT NULL THEN
+			/* the stored value is not shown: the caller may not be the event's customer (1.1) */
+			RAISE EXCEPTION 'dimension "%" of event % already has another value', left(clash, 100), event_id
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'The dimensions the event was debited with never change.';
+		END IF;
+		/* keys the request already has, with the same value, add nothing */
+		added := coalesce(added, '{}') || (dimensions - ARRAY(SELECT jsonb_object_keys(coalesce(e.dimensions, '{}'))));
+		IF added = '{}' THEN
+			added := e.cost_dimensions;
+		ELSIF pg_column_size(coalesce(e.dimensions, '{}') || added) > 4096 THEN
+			RAISE EXCEPTION 'dimensions of event % would be larger than 4096 bytes', event_id
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END IF;
+	UPDATE wallet.event ev SET cost = wallet_record_cost.cost, cost_dimensions = added
+	 WHERE ev.id = e.id;
+END
+$$;
+
+/*
+ * The append-only triggers of the ledger stop mistakes; this event trigger
+ * stops the tables' owner, when it is not a superuser, from disabling,
+ * renaming or dropping them (ALTER TABLE ... DISABLE TRIGGER, DROP TRIGGER)
+ * and then deleting lines.  It checks the triggers' state after each such
+ * command and undoes the command by raising.  A superuser is not stopped
+ * (docs/security.md says who can still change the ledger).  It reads only the
+ * catalogs, by name: every role's DDL fires it, with or without USAGE on
+ * schema wallet.
+ */
+CREATE FUNCTION wallet._ledger_guard() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	missing text;
+BEGIN
+	IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+		RETURN;
+	END IF;
+	SELECT string_agg(format('%s on wallet.%s', t.tgname, t.relname), ', ') INTO missing
+	  FROM (VALUES ('line_stored', 'line_append_only'), ('line_stored', 'line_no_truncate'),
+				   ('event', 'event_immutable'), ('event', 'event_no_delete'),
+				   ('event', 'event_no_truncate'), ('refund', 'refund_append_only'),
+				   ('refund', 'refund_no_truncate')) AS t(relname, tgname)
+	 WHERE NOT EXISTS (SELECT FROM pg_trigger tg
+						 JOIN pg_class c ON c.oid = tg.tgrelid
+						 JOIN pg_namespace n ON n.oid = c.relnamespace
+						WHERE n.nspname = 'wallet' AND c.relname = t.relname
+						  AND tg.tgname = t.tgname AND tg.tgenabled IN ('O', 'A'));
+	IF missing IS NOT NULL THEN
+		RAISE EXCEPTION 'the ledger''s append-only triggers cannot be disabled or dropped: %', missing
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Only a superuser can change them (docs/security.md).';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION wallet._ledger_guard() IS
+	'event trigger: refuses a command by a non-superuser that disabled or dropped an append-only trigger of the ledger';
+REVOKE ALL ON FUNCTION wallet._ledger_guard() FROM PUBLIC;
+CREATE EVENT TRIGGER wallet_ledger_guard ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER')
+	EXECUTE FUNCTION wallet._ledger_guard();
+COMMENT ON EVENT TRIGGER wallet_ledger_guard IS
+	'keeps the ledger''s append-only triggers in place against the tables'' owner when it is not a superuser';
+
 /* ------------------------------------------------------------ top-up loop (#18) */
 
 /*
@@ -1031,7 +1315,12 @@ COMMENT ON FUNCTION wallet._scope_check(jsonb) IS
 	'the stored form of a grant scope (null for null or {}), or 22023 naming the malformed field';
 REVOKE ALL ON FUNCTION wallet._scope_check(jsonb) FROM PUBLIC;
 
-/* wallet_grant gains scope as its last argument: the 1.0 signature goes, its calls still bind */
+/*
+ * wallet_grant gains scope as its last argument: the 12-argument signature
+ * goes (an overload would make every call of it ambiguous), its calls still
+ * bind.  The body is the hardening section's (external_ref per customer) with
+ * the scope checked, compared, stored, and kept from repaying overdraft.
+ */
 DROP FUNCTION @extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text,
 	numeric, text, interval, numeric, jsonb);
 CREATE FUNCTION @extschema@.wallet_grant(customer text, asset text, amount numeric,
@@ -1094,9 +1383,11 @@ BEGIN
 	PERFORM wallet._touch(w, asset);
 
 	IF external_ref IS NOT NULL THEN
-		SELECT * INTO g FROM wallet.grant_block gb WHERE gb.external_ref = wallet_grant.external_ref;
+		/* per customer (1.1): another customer's use of the ref is neither waited on nor named */
+		SELECT * INTO g FROM wallet.grant_block gb
+		 WHERE gb.wallet_id = w AND gb.external_ref = wallet_grant.external_ref;
 		IF FOUND THEN
-			IF g.wallet_id <> w OR g.asset <> wallet_grant.asset OR g.amount <> amt
+			IF g.asset <> wallet_grant.asset OR g.amount <> amt
 			   OR g.category <> wallet_grant.category OR g.priority <> wallet_grant.priority
 			   OR g.expires_at IS DISTINCT FROM wallet_grant.expires_at
 			   OR g.recurrence IS DISTINCT FROM wallet_grant.recurrence
@@ -1324,5 +1615,545 @@ COMMENT ON TRIGGER price_in_force ON wallet.price IS
 UPDATE wallet.price SET meter = meter WHERE false;
 
 /* ------------------------------------------------------------ reads (#21) */
+
+/*
+ * Reads for billing pages: paged statements and usage, at any history size.
+ *
+ * Both read what they have summed once instead of the whole history:
+ *	 wallet.statement_mark	the balance of a wallet and asset before a time,
+ *							every few hundred lines;
+ *	 wallet.usage_sum		events, quantity and amount per UTC hour and per
+ *							UTC day, meter and dimensions, of the events
+ *							recorded (and refunds made) before a wallet's
+ *							usage_mark.upto.
+ * The reads write them (they run with the owner's rights) for times that are
+ * settled: before the start of the oldest transaction running
+ * (wallet._settled(), src/reads.c), so no line or event can still appear
+ * there.  That holds because every line, event and refund is dated at or
+ * after the start of the transaction that writes it, but lines time has made
+ * (expiries, resets, which the reads compute whether written down or not) and
+ * hold and release lines (which move no balance): a new kind of line dated
+ * in the past must be one of those, or drop the marks after it.
+ *
+ * The debit writes nothing for them: both are caches of the ledger and the
+ * events, rebuilt on demand when missing (after an upgrade, on a restore), and
+ * a read that may not write (read only, a standby, REPEATABLE READ) uses what
+ * is there and sums the rest.  The debit gains two index entries on
+ * wallet.event: (wallet_id, recorded_at) finds a wallet's lines and events by
+ * time, (line_id) the line a page goes on after.
+ */
+
+CREATE INDEX event_wallet_recorded ON wallet.event (wallet_id, recorded_at);
+CREATE INDEX event_line ON wallet.event (line_id) WHERE line_id IS NOT NULL;
+/* a wallet's stored lines by time, and a line by id (line_wallet's columns lead the first) */
+CREATE INDEX line_wallet_at ON wallet.line_stored (wallet_id, asset, at, id);
+CREATE INDEX line_stored_id ON wallet.line_stored (id);
+DROP INDEX wallet.line_wallet;
+CREATE INDEX refund_wallet ON wallet.refund (wallet_id, at);
+
+CREATE TABLE wallet.statement_mark (
+	wallet_id	bigint NOT NULL,
+	asset		text NOT NULL,
+	at			timestamptz NOT NULL,
+	balance		bigint NOT NULL,
+	PRIMARY KEY (wallet_id, asset, at)
+);
+COMMENT ON TABLE wallet.statement_mark IS
+	'cache for wallet_statement: balance = the sum of the ledger lines of the wallet and asset dated before at (holds and releases count 0)';
+
+CREATE TABLE wallet.usage_mark (
+	wallet_id	bigint PRIMARY KEY,
+	upto		timestamptz NOT NULL
+);
+COMMENT ON TABLE wallet.usage_mark IS
+	'cache for wallet_usage: the events of the wallet recorded before upto, and its refunds made before upto, are summed in wallet.usage_sum';
+
+CREATE TABLE wallet.usage_sum (
+	wallet_id	bigint NOT NULL,
+	span		text NOT NULL CHECK (span IN ('hour', 'day')),
+	at			timestamptz NOT NULL,
+	asset		text NOT NULL,
+	meter		text,
+	dimensions	jsonb NOT NULL,
+	events		bigint NOT NULL,
+	quantity	numeric,
+	amount		numeric NOT NULL,
+	UNIQUE NULLS NOT DISTINCT (wallet_id, span, at, asset, meter, dimensions)
+);
+COMMENT ON TABLE wallet.usage_sum IS
+	'cache for wallet_usage: events, quantity and amount (minor units) net of refunds, per UTC hour and per UTC day (span) of occurred_at, asset, meter and request dimensions';
+
+SELECT pg_catalog.pg_extension_config_dump('wallet.statement_mark', '');
+SELECT pg_catalog.pg_extension_config_dump('wallet.usage_mark', '');
+SELECT pg_catalog.pg_extension_config_dump('wallet.usage_sum', '');
+REVOKE ALL ON wallet.statement_mark, wallet.usage_mark, wallet.usage_sum FROM PUBLIC;
+GRANT SELECT ON wallet.statement_mark, wallet.usage_mark, wallet.usage_sum TO wallet_finance;
+
+CREATE FUNCTION wallet._settled() RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'wallet_settled' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION wallet._settled() IS
+	'start of the oldest transaction running: no line or event can still appear before it; null when this transaction must not write caches';
+REVOKE ALL ON FUNCTION wallet._settled() FROM PUBLIC;
+
+/* the settled time, or null while a prepared transaction may still commit lines */
+CREATE FUNCTION wallet._settled_time() RETURNS timestamptz
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts) THEN NULL
+				ELSE wallet._settled() END
+$$;
+COMMENT ON FUNCTION wallet._settled_time() IS
+	'wallet._settled(), null while a prepared transaction exists';
+REVOKE ALL ON FUNCTION wallet._settled_time() FROM PUBLIC;
+
+/*
+ * The ledger lines of a wallet and asset dated in [lo, hi) and not after now,
+ * as wallet_statement reads them: stored lines, the debit lines carried on
+ * events, and the lines time has made that no sweep has written (id null).
+ * delta is what the line does to the balance (holds and releases: 0).
+ */
+CREATE FUNCTION wallet._lines(w bigint, a text, lo timestamptz, hi timestamptz)
+RETURNS TABLE (id bigint, at timestamptz, grant_id bigint, event_id bigint, hold_id bigint,
+	kind text, amount bigint, delta bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT l.id, l.at, l.grant_id, l.event_id, l.hold_id, l.kind, l.amount,
+		   CASE WHEN l.kind IN ('hold', 'release') THEN 0 ELSE l.amount END
+	  FROM wallet.line_stored l
+	 WHERE l.wallet_id = _lines.w AND l.asset = _lines.a
+	   AND l.at >= _lines.lo AND l.at < _lines.hi AND l.at <= now()
+	UNION ALL
+	SELECT e.line_id, e.recorded_at, e.line_grant_id, e.id, e.hold_id, 'debit', -e.amount, -e.amount
+	  FROM wallet.event e
+	 WHERE e.wallet_id = _lines.w AND e.asset = _lines.a AND e.line_id IS NOT NULL
+	   AND e.recorded_at >= _lines.lo AND e.recorded_at < _lines.hi AND e.recorded_at <= now()
+	UNION ALL
+	SELECT NULL, p.at, p.grant_id, NULL, NULL, p.kind, p.amount, p.amount
+	  FROM wallet._pending(now(), _lines.w) p
+	 WHERE p.asset = _lines.a AND p.at >= _lines.lo AND p.at < _lines.hi
+$$;
+COMMENT ON FUNCTION wallet._lines(bigint, text, timestamptz, timestamptz) IS
+	'ledger lines of a wallet and asset dated in [lo, hi), written or not, with what each does to the balance';
+REVOKE ALL ON FUNCTION wallet._lines(bigint, text, timestamptz, timestamptz) FROM PUBLIC;
+
+/*
+ * Extend the statement marks of a wallet and asset up to settled: one mark
+ * every 500 lines after the last one.  A mark never passes a reset that no
+ * sweep has written (the time of a pending reset that adds up several periods
+ * moves on with the clock).  One writer per wallet and asset at a time: a
+ * reader that finds another one writing goes on without (a read never waits
+ * for another).
+ */
+CREATE FUNCTION wallet._statement_marks(w bigint, a text, settled timestamptz)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	last_at timestamptz := '-infinity';
+	last_bal bigint := 0;
+	upto timestamptz := settled;
+BEGIN
+	IF settled IS NULL THEN
+		RETURN;
+	END IF;
+	SELECT least(upto, min(p.at)) INTO upto
+	  FROM wallet._pending(now(), w) p WHERE p.asset = a AND p.kind = 'reset';
+	SELECT m.at, m.balance INTO last_at, last_bal
+	  FROM wallet.statement_mark m
+	 WHERE m.wallet_id = w AND m.asset = a ORDER BY m.at DESC LIMIT 1;
+	IF NOT FOUND THEN
+		last_at := '-infinity';
+		last_bal := 0;
+	END IF;
+	IF upto <= last_at THEN
+		RETURN;
+	END IF;
+	IF NOT pg_try_advisory_xact_lock(hashtext('wallet.statement_mark'), hashtext(w::text || '/' || a)) THEN
+		RETURN;
+	END IF;
+	INSERT INTO wallet.statement_mark (wallet_id, asset, at, balance)
+	SELECT w, a, t.at, last_bal + t.before
+	  FROM (SELECT s.at, s.n_before,
+				   (sum(s.d) OVER win - s.d)::bigint AS before,
+				   lag(s.n_before) OVER (ORDER BY s.at) AS n_prev
+			  FROM (SELECT g.at, g.d, g.n, (sum(g.n) OVER (ORDER BY g.at) - g.n)::bigint AS n_before
+					  FROM (SELECT l.at, sum(l.delta) AS d, count(*) AS n
+							  FROM wallet._lines(w, a, last_at, upto) l GROUP BY l.at) g) s
+			WINDOW win AS (ORDER BY s.at)) t
+	 WHERE t.n_prev IS NOT NULL AND t.n_before / 500 > t.n_prev / 500
+	ON CONFLICT DO NOTHING;
+END
+$$;
+COMMENT ON FUNCTION wallet._statement_marks(bigint, text, timestamptz) IS
+	'writes statement marks of a wallet and asset, every 500 lines, up to a settled time';
+REVOKE ALL ON FUNCTION wallet._statement_marks(bigint, text, timestamptz) FROM PUBLIC;
+
+/* the balance of a wallet and asset before time x: the last mark, then the lines after it */
+CREATE FUNCTION wallet._balance_before(w bigint, a text, x timestamptz)
+RETURNS bigint LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	m_at timestamptz := '-infinity';
+	m_bal bigint := 0;
+BEGIN
+	SELECT m.at, m.balance INTO m_at, m_bal
+	  FROM wallet.statement_mark m
+	 WHERE m.wallet_id = w AND m.asset = a AND m.at <= x ORDER BY m.at DESC LIMIT 1;
+	IF NOT FOUND THEN
+		m_at := '-infinity';
+		m_bal := 0;
+	END IF;
+	RETURN m_bal + coalesce((SELECT sum(l.delta) FROM wallet._lines(w, a, m_at, x) l), 0)::bigint;
+END
+$$;
+COMMENT ON FUNCTION wallet._balance_before(bigint, text, timestamptz) IS
+	'balance of a wallet and asset from its lines dated before x, from the last statement mark';
+REVOKE ALL ON FUNCTION wallet._balance_before(bigint, text, timestamptz) FROM PUBLIC;
+
+/*
+ * The account statement, paged (1.0 had no after_line and max_lines: called
+ * without them it returns what 1.0 did).  Lines are in the order of 1.0: per
+ * asset, by time, then line id (lines time has made that no sweep has written
+ * have no id and come after the others of their time).  A page:
+ *	 - starts after the line after_line (of this customer) or at since, in the
+ *	   asset of that line, and goes on through the next assets;
+ *	 - holds at most max_lines lines, but never ends on a line without id:
+ *	   such lines at its end are followed up to the next line with an id, so
+ *	   that the last line_id of a page is always the next page's after_line;
+ *	 - per asset it reaches: an opening row, the balance just before the
+ *	   asset's first line on the page (at: since, or the time of after_line);
+ *	   its lines with the balance after each; a closing row when the asset's
+ *	   lines end on this page.  An asset whose lines all came before
+ *	   after_line is left out.
+ * The opening balance comes from the last statement mark before it, so a page
+ * costs what its lines and the few hundred lines before it cost, whatever the
+ * history.
+ */
+DROP FUNCTION @extschema@.wallet_statement(text, timestamptz, timestamptz);
+CREATE FUNCTION @extschema@.wallet_statement(customer text, since timestamptz DEFAULT '-infinity',
+	until timestamptz DEFAULT NULL, after_line bigint DEFAULT NULL, max_lines int DEFAULT NULL)
+RETURNS TABLE (asset text, at timestamptz, kind text, description text, amount numeric,
+	balance numeric, line_id bigint, grant_id bigint, event_id bigint, hold_id bigint)
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	w bigint := wallet._wallet_id(customer);
+	settled timestamptz;
+	cur_asset text;
+	cur_at timestamptz;
+	a text;
+	open_at timestamptz;
+	bal bigint;
+	lim int;
+	left_lines int := max_lines;
+	npending int;
+	n int;
+	r record;
+	complete boolean;
+	hi timestamptz;
+	last_id bigint;
+BEGIN
+	IF since IS NULL THEN
+		RAISE EXCEPTION 'since must not be null' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use ''-infinity'' for the whole history.';
+	END IF;
+	IF until < since THEN
+		RAISE EXCEPTION 'until % is before since %', until, since USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF max_lines < 1 THEN
+		RAISE EXCEPTION 'max_lines must be at least 1: %', max_lines USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF after_line IS NOT NULL THEN
+		SELECT l.asset, l.at INTO cur_asset, cur_at
+		  FROM wallet.line_stored l WHERE l.id = after_line AND l.wallet_id = w;
+		IF NOT FOUND THEN
+			SELECT e.asset, e.recorded_at INTO cur_asset, cur_at
+			  FROM wallet.event e WHERE e.line_id = after_line AND e.wallet_id = w;
+		END IF;
+		IF cur_asset IS NULL THEN
+			RAISE EXCEPTION 'line % is not a ledger line of customer "%"', after_line, left(customer, 100)
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Pass the line_id of the last line of the page before.';
+		END IF;
+	END IF;
+	settled := wallet._settled_time();
+	hi := CASE WHEN until IS NULL THEN 'infinity' ELSE until END;
+
+	FOR a IN SELECT ac.asset FROM wallet.account ac
+			  WHERE ac.wallet_id = w AND (cur_asset IS NULL OR ac.asset >= cur_asset)
+			  ORDER BY ac.asset
+	LOOP
+		EXIT WHEN left_lines = 0;
+		CONTINUE WHEN a = cur_asset AND cur_at >= hi;	/* after_line is past until */
+		/* marks up to where the page starts (a page never pays for the history after it) */
+		PERFORM wallet._statement_marks(w, a,
+			CASE WHEN settled IS NOT NULL THEN least(settled,
+				CASE WHEN a = cur_asset AND cur_at >= since THEN cur_at ELSE since END) END);
+		IF a = cur_asset AND cur_at >= since THEN
+			open_at := cur_at;
+			bal := wallet._balance_before(w, a, cur_at)
+				   + coalesce((SELECT sum(l.delta) FROM wallet._lines(w, a, cur_at, cur_at + interval '1 microsecond') l
+							   WHERE l.id <= after_line), 0)::bigint;
+		ELSE
+			open_at := since;
+			bal := wallet._balance_before(w, a, since);
+		END IF;
+
+		SELECT count(*) INTO npending FROM wallet._pending(now(), w) p WHERE p.asset = a;
+		lim := CASE WHEN left_lines IS NULL THEN NULL ELSE left_lines + 1 + npending END;
+		n := 0;
+		complete := true;
+		FOR r IN
+			SELECT l.*,
+				   CASE l.kind
+				   WHEN 'grant' THEN format('%s grant %s', g.category, l.grant_id)
+						|| coalesce(' (' || g.external_ref || ')', '')
+				   WHEN 'debit' THEN coalesce(e.meter || ' ' || e.quantity::text, 'debit')
+						|| format(' (event %s)', l.event_id)
+						|| CASE WHEN l.grant_id IS NULL THEN ' on overdraft'
+								ELSE format(' from %s grant %s', g.category, l.grant_id) END
+				   WHEN 'refund' THEN format('refund of event %s', l.event_id)
+						|| CASE WHEN l.grant_id IS NULL THEN ' pays back overdraft'
+								ELSE format(' to %s grant %s', g.category, l.grant_id) END
+				   WHEN 'repay' THEN CASE WHEN l.grant_id IS NULL THEN 'overdraft repaid'
+								ELSE format('%s grant %s repays overdraft', g.category, l.grant_id) END
+				   WHEN 'reset' THEN format('%s grant %s renewed', g.category, l.grant_id)
+				   WHEN 'expiry' THEN format('%s grant %s expired unused', g.category, l.grant_id)
+				   WHEN 'void' THEN format('%s grant %s voided', g.category, l.grant_id)
+						|| coalesce(': ' || g.void_reason, '')
+				   WHEN 'hold' THEN format('hold %s reserves (the balance does not move)', l.hold_id)
+				   WHEN 'release' THEN format('hold %s released', l.hold_id)
+				   ELSE l.kind END AS description
+			  FROM (SELECT x.* FROM (
+						(SELECT s.id, s.at, s.grant_id, s.event_id, s.hold_id, s.kind, s.amount,
+								CASE WHEN s.kind IN ('hold', 'release') THEN 0 ELSE s.amount END AS delta
+						   FROM wallet.line_stored s
+						  WHERE s.wallet_id = w AND s.asset = a AND s.at <= now() AND s.at < hi
+							AND s.at >= open_at
+							AND (open_at > cur_at OR a IS DISTINCT FROM cur_asset OR s.at > cur_at
+								 OR s.id > after_line)
+						  ORDER BY s.at, s.id LIMIT lim)
+						UNION ALL
+						(SELECT ev.line_id, ev.recorded_at, ev.line_grant_id, ev.id, ev.hold_id, 'debit',
+								-ev.amount, -ev.amount
+						   FROM wallet.event ev
+						  WHERE ev.wallet_id = w AND ev.asset = a AND ev.line_id IS NOT NULL
+							AND ev.recorded_at <= now() AND ev.recorded_at < hi AND ev.recorded_at >= open_at
+							AND (open_at > cur_at OR a IS DISTINCT FROM cur_asset OR ev.recorded_at > cur_at
+								 OR ev.line_id > after_line)
+						  ORDER BY ev.recorded_at, ev.line_id LIMIT lim)
+						UNION ALL
+						SELECT NULL, p.at, p.grant_id, NULL, NULL, p.kind, p.amount, p.amount
+						  FROM wallet._pending(now(), w) p
+						 WHERE p.asset = a AND p.at >= open_at AND p.at < hi) x
+					 ORDER BY x.at, x.id NULLS LAST, x.grant_id, x.kind
+					 LIMIT lim) l
+			  LEFT JOIN wallet.grant_block g ON g.id = l.grant_id
+			  LEFT JOIN wallet.event e ON e.id = l.event_id
+			 ORDER BY l.at, l.id NULLS LAST, l.grant_id, l.kind
+		LOOP
+			IF left_lines IS NOT NULL AND n >= left_lines AND last_id IS NOT NULL THEN
+				complete := false;		/* the page is full and ends on a line with an id */
+				EXIT;
+			END IF;
+			last_id := r.id;
+			IF n = 0 THEN
+				RETURN QUERY SELECT a, open_at, 'opening'::text, 'opening balance'::text, NULL::numeric,
+					wallet._major(a, bal), NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint;
+			END IF;
+			bal := bal + r.delta;
+			n := n + 1;
+			RETURN QUERY SELECT a, r.at, r.kind, r.description, wallet._major(a, r.amount),
+				wallet._major(a, bal), r.id, r.grant_id, r.event_id, r.hold_id;
+		END LOOP;
+
+		IF n = 0 THEN
+			/* nothing after after_line in its asset: that asset ended on the page before */
+			CONTINUE WHEN a = cur_asset AND open_at = cur_at;
+			RETURN QUERY SELECT a, open_at, 'opening'::text, 'opening balance'::text, NULL::numeric,
+				wallet._major(a, bal), NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint;
+		END IF;
+		IF complete THEN
+			RETURN QUERY SELECT a, coalesce(until, now()), 'closing'::text, 'closing balance'::text,
+				NULL::numeric, wallet._major(a, bal), NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint;
+		END IF;
+		left_lines := left_lines - n;
+		EXIT WHEN NOT complete;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_statement(text, timestamptz, timestamptz, bigint, int) IS
+	'account statement per asset, paged: opening balance, ledger lines in [since, until) after after_line (at most max_lines) with the balance after each, closing balance';
+REVOKE ALL ON FUNCTION @extschema@.wallet_statement(text, timestamptz, timestamptz, bigint, int) FROM PUBLIC;
+ALTER FUNCTION @extschema@.wallet_statement(text, timestamptz, timestamptz, bigint, int) SECURITY DEFINER;
+GRANT EXECUTE ON FUNCTION @extschema@.wallet_statement(text, timestamptz, timestamptz, bigint, int)
+	TO wallet_app, wallet_finance, wallet_admin;
+
+/*
+ * Roll the usage of a wallet up to the last whole UTC hour before settled:
+ * the events recorded and the refunds made since usage_mark.upto are added
+ * to wallet.usage_sum, per hour and per day, once an hour at most.  A refund
+ * counts in the hour of its event: its amount negative, and the event's count
+ * and quantity negative when it is the refund that completes the event.  A
+ * caller that finds another one rolling leaves it to it.
+ */
+CREATE FUNCTION wallet._usage_roll(w bigint, settled timestamptz)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	target timestamptz := date_trunc('hour', settled, 'UTC');
+	from_at timestamptz;
+BEGIN
+	IF settled IS NULL THEN
+		RETURN;
+	END IF;
+	SELECT m.upto INTO from_at FROM wallet.usage_mark m WHERE m.wallet_id = w;
+	IF from_at >= target THEN
+		RETURN;					/* the common case: nothing to write */
+	END IF;
+	/* one writer per wallet at a time; the others read without waiting */
+	IF NOT pg_try_advisory_xact_lock(hashtext('wallet.usage_sum'), hashtext(w::text)) THEN
+		RETURN;
+	END IF;
+	INSERT INTO wallet.usage_mark (wallet_id, upto) VALUES (w, '-infinity') ON CONFLICT DO NOTHING;
+	SELECT m.upto INTO from_at FROM wallet.usage_mark m WHERE m.wallet_id = w FOR UPDATE;
+	IF from_at >= target THEN
+		RETURN;
+	END IF;
+	INSERT INTO wallet.usage_sum AS us (wallet_id, span, at, asset, meter, dimensions, events, quantity, amount)
+	SELECT w, sp.span, date_trunc(sp.span, b.h, 'UTC'), b.asset, b.meter, b.d, sum(b.n), sum(b.q), sum(b.amt)
+	  FROM (SELECT date_trunc('hour', e.occurred_at, 'UTC') AS h, e.asset, e.meter,
+				   coalesce(e.dimensions, '{}') AS d, 1 AS n, e.quantity AS q, e.amount::numeric AS amt
+			  FROM wallet.event e
+			 WHERE e.wallet_id = w AND e.recorded_at >= from_at AND e.recorded_at < target
+			UNION ALL
+			SELECT date_trunc('hour', e.occurred_at, 'UTC'), e.asset, e.meter, coalesce(e.dimensions, '{}'),
+				   CASE WHEN x.completes THEN -1 ELSE 0 END, CASE WHEN x.completes THEN -e.quantity END,
+				   -x.amount
+			  FROM (SELECT r.event_id, r.amount,
+						   (SELECT sum(r2.amount) FROM wallet.refund r2
+							 WHERE r2.event_id = r.event_id AND r2.id <= r.id) = ev.amount AS completes
+					  FROM wallet.refund r JOIN wallet.event ev ON ev.id = r.event_id
+					 WHERE r.wallet_id = w AND r.at >= from_at AND r.at < target OFFSET 0) x
+			  JOIN wallet.event e ON e.id = x.event_id) b,
+		   (VALUES ('hour'), ('day')) sp(span)
+	 GROUP BY 2, 3, 4, 5, 6
+	ON CONFLICT (wallet_id, span, at, asset, meter, dimensions) DO UPDATE
+	   SET events = us.events + excluded.events,
+		   quantity = CASE WHEN us.quantity IS NULL AND excluded.quantity IS NULL THEN NULL
+						   ELSE coalesce(us.quantity, 0) + coalesce(excluded.quantity, 0) END,
+		   amount = us.amount + excluded.amount;
+	UPDATE wallet.usage_mark m SET upto = target WHERE m.wallet_id = w;
+END
+$$;
+COMMENT ON FUNCTION wallet._usage_roll(bigint, timestamptz) IS
+	'adds the events recorded and refunds made since a wallet''s usage mark to wallet.usage_sum, up to the last whole hour before settled';
+REVOKE ALL ON FUNCTION wallet._usage_roll(bigint, timestamptz) FROM PUBLIC;
+
+/*
+ * Usage per UTC hour, day or month of occurred_at, per meter (group_by
+ * 'meter') or per value of one dimension of the request (null when an event
+ * has none), and per asset.  Net of refunds: amount less what was refunded;
+ * an event refunded in full counts for neither events nor quantity.  Usage is
+ * kept per hour: since is taken down and until up to a whole UTC hour.  The
+ * events recorded and the refunds made before the wallet's usage mark are
+ * read from wallet.usage_sum (whole UTC days from its day sums, the hours at
+ * the edges from its hour sums), the later ones from wallet.event and
+ * wallet.refund: the cost is the days and edge hours of the window, times the
+ * meters and dimension values seen in each, and the last hour's events.
+ */
+CREATE FUNCTION @extschema@.wallet_usage(customer text, since timestamptz, until timestamptz DEFAULT now(),
+	bucket text DEFAULT 'day', group_by text DEFAULT 'meter')
+RETURNS TABLE (bucket_start timestamptz, key text, asset text, events bigint, quantity numeric,
+	amount numeric)
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	w bigint := wallet._wallet_id(customer);
+	s timestamptz;
+	u timestamptz;
+	ds timestamptz;
+	de timestamptz;
+	seen timestamptz;
+BEGIN
+	IF since IS NULL OR until IS NULL THEN
+		RAISE EXCEPTION 'since and until must not be null' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use ''-infinity'' for the whole history.';
+	END IF;
+	IF until < since THEN
+		RAISE EXCEPTION 'until % is before since %', until, since USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF bucket IS NULL OR bucket NOT IN ('hour', 'day', 'month') THEN
+		RAISE EXCEPTION 'unknown bucket "%"', left(bucket, 64) USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'The buckets are hour, day and month (UTC).';
+	END IF;
+	IF group_by IS NULL OR group_by = '' OR octet_length(group_by) > 127 THEN
+		RAISE EXCEPTION 'invalid group_by "%"', left(group_by, 64) USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'group_by is ''meter'' or the name of a dimension (1 to 127 bytes).';
+	END IF;
+	s := date_trunc('hour', since, 'UTC');
+	u := date_trunc('hour', until, 'UTC');
+	IF u < until THEN
+		u := u + interval '1 hour';
+	END IF;
+	/* [ds, de): the whole UTC days inside [s, u), read from the day sums */
+	ds := date_trunc('day', s, 'UTC');
+	IF ds < s THEN
+		ds := ds + interval '1 day';
+	END IF;
+	de := date_trunc('day', u, 'UTC');
+	IF bucket = 'hour' OR ds >= de THEN
+		ds := u;
+		de := u;
+	END IF;
+	PERFORM wallet._usage_roll(w, wallet._settled_time());
+	/*
+	 * The query below reads the mark again, in its own snapshot, with the sums
+	 * it covers; seen (never after it: marks only move on) tells the planner
+	 * that few events and refunds come after it.
+	 */
+	seen := coalesce((SELECT um.upto FROM wallet.usage_mark um WHERE um.wallet_id = w), '-infinity');
+
+	RETURN QUERY
+	WITH m AS (
+		SELECT coalesce((SELECT um.upto FROM wallet.usage_mark um WHERE um.wallet_id = w), '-infinity') AS upto),
+	x AS (
+		SELECT h.at AS hour, h.asset, h.meter, h.dimensions, h.events, h.quantity, h.amount
+		  FROM wallet.usage_sum h
+		 WHERE h.wallet_id = w AND h.span = 'hour' AND h.at >= s AND h.at < ds
+		UNION ALL
+		SELECT h.at, h.asset, h.meter, h.dimensions, h.events, h.quantity, h.amount
+		  FROM wallet.usage_sum h
+		 WHERE h.wallet_id = w AND h.span = 'day' AND h.at >= ds AND h.at < de
+		UNION ALL
+		SELECT h.at, h.asset, h.meter, h.dimensions, h.events, h.quantity, h.amount
+		  FROM wallet.usage_sum h
+		 WHERE h.wallet_id = w AND h.span = 'hour' AND h.at >= de AND h.at < u
+		UNION ALL
+		SELECT date_trunc('hour', e.occurred_at, 'UTC'), e.asset, e.meter, coalesce(e.dimensions, '{}'),
+			   1, e.quantity, e.amount
+		  FROM wallet.event e, m
+		 WHERE e.wallet_id = w AND e.recorded_at >= seen AND e.recorded_at >= m.upto
+		   AND e.occurred_at >= s AND e.occurred_at < u
+		UNION ALL
+		SELECT date_trunc('hour', e.occurred_at, 'UTC'), e.asset, e.meter, coalesce(e.dimensions, '{}'),
+			   CASE WHEN y.completes THEN -1 ELSE 0 END,
+			   CASE WHEN y.completes THEN -e.quantity ELSE 0 END, -y.amount
+		  FROM (SELECT r.event_id, r.amount,
+					   (SELECT sum(r2.amount) FROM wallet.refund r2
+						 WHERE r2.event_id = r.event_id AND r2.id <= r.id) = ev.amount AS completes
+				  FROM wallet.refund r JOIN wallet.event ev ON ev.id = r.event_id, m
+				 WHERE r.wallet_id = w AND r.at >= seen AND r.at >= m.upto OFFSET 0) y
+		  JOIN wallet.event e ON e.id = y.event_id
+		 WHERE e.occurred_at >= s AND e.occurred_at < u)
+	SELECT date_trunc(bucket, x.hour, 'UTC') AS b,
+		   CASE WHEN group_by = 'meter' THEN x.meter ELSE x.dimensions ->> group_by END AS k,
+		   x.asset, sum(x.events)::bigint, sum(x.quantity), wallet._major(x.asset, sum(x.amount)::bigint)
+	  FROM x
+	 GROUP BY 1, 2, 3
+	HAVING sum(x.events) <> 0 OR sum(x.amount) <> 0
+	 ORDER BY 1, 2, 3;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_usage(text, timestamptz, timestamptz, text, text) IS
+	'usage per UTC hour, day or month and per meter or dimension value: events, quantity, amount net of refunds';
+REVOKE ALL ON FUNCTION @extschema@.wallet_usage(text, timestamptz, timestamptz, text, text) FROM PUBLIC;
+ALTER FUNCTION @extschema@.wallet_usage(text, timestamptz, timestamptz, text, text) SECURITY DEFINER;
+GRANT EXECUTE ON FUNCTION @extschema@.wallet_usage(text, timestamptz, timestamptz, text, text)
+	TO wallet_app, wallet_finance, wallet_admin;
 
 /* ------------------------------------------------------------ throughput (#22) */

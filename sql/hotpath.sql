@@ -208,13 +208,17 @@ ROLLBACK;
 \c
 SET client_min_messages = warning;
 
--- an event too big for a page row is toasted; a replay compares its dimensions
+-- an event too big for a page row is toasted (values of at most 1024 bytes); a replay compares its dimensions
 SELECT approved, amount FROM wallet_authorize_debit('alice', 'call', 1, 'big-dims',
-	jsonb_build_object('note', (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 100) i), 'user', 'u9'));
+	jsonb_build_object('note', (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 32) i),
+		'note2', (SELECT string_agg(md5(i::text), '') FROM generate_series(33, 64) i),
+		'note3', (SELECT string_agg(md5(i::text), '') FROM generate_series(65, 96) i), 'user', 'u9'));
 SELECT length(dimensions ->> 'note'), dimensions ->> 'user', refunded, hold_id, cost
   FROM wallet.event WHERE idempotency_key = 'big-dims';
 SELECT approved, replayed, amount FROM wallet_authorize_debit('alice', 'call', 1, 'big-dims',
-	jsonb_build_object('note', (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 100) i), 'user', 'u9'));
+	jsonb_build_object('note', (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 32) i),
+		'note2', (SELECT string_agg(md5(i::text), '') FROM generate_series(33, 64) i),
+		'note3', (SELECT string_agg(md5(i::text), '') FROM generate_series(65, 96) i), 'user', 'u9'));
 
 -- a BEFORE ROW INSERT trigger on the event table fires (with its WHEN);
 -- an AFTER trigger fires too (the debit then writes through SQL statements)

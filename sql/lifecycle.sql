@@ -234,7 +234,7 @@ SELECT wallet_grant('topup', 'usd', 25, external_ref => 'pay_1') = :pay_1 AS sam
 SELECT wallet_grant('topup', 'usd', 25.5, external_ref => 'pay_1');
 SELECT wallet_grant('topup', 'usd', 25, category => 'promotional', external_ref => 'pay_1');
 SELECT wallet_grant('topup', 'credits', 25, external_ref => 'pay_1');
-SELECT wallet_grant('low', 'usd', 25, external_ref => 'pay_1');
+SELECT wallet_grant('low', 'usd', 25, external_ref => 'pay_1');	-- 1.1: refs are per customer, a grant of its own
 SELECT wallet_balance('topup', 'usd');
 SELECT count(*) AS grants FROM wallet.grants WHERE external_ref = 'pay_1';
 

@@ -120,7 +120,7 @@ AccountLockByCustomer(const char *customer, const AssetInfo *asset, Account *acc
 	{
 		CreateAccount(acct->wallet_id, asset);
 		if (HotAccountLock(customer, 0, asset, acct) != HOT_LOCKED)
-			elog(ERROR, "wallet: balance row of \"%s\" in \"%s\" vanished", customer, asset->code);
+			WalletRowSkipped("wallet.account");	/* inserted just above */
 	}
 }
 
@@ -208,7 +208,7 @@ AccountLockMany(int n, const int64 *wallet_ids, const AssetInfo *const *assets, 
 			   2, argtypes, values, NULL, false, SPI_OK_SELECT);
 	tt = SPI_tuptable;
 	if (SPI_processed != (uint64) n)
-		elog(ERROR, "wallet: locked %llu of %d balance rows", (unsigned long long) SPI_processed, n);
+		WalletRowSkipped("wallet.account");	/* every missing row was inserted just above */
 	icol = tt->tupdesc->natts;
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -257,4 +257,5 @@ AccountSave(Account *acct)
 			   "UPDATE wallet.account SET overdraft = $3, held = $4, holds_open = $5 "
 			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND asset OPERATOR(pg_catalog.=) $2",
 			   5, argtypes, values, NULL, false, SPI_OK_UPDATE);
+	WalletExpectRows(1, "wallet.account");
 }

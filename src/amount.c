@@ -21,6 +21,8 @@ PG_FUNCTION_INFO_V1(wallet_major);
 
 static int128 Pow10[39];
 
+static Dec	Normalize(Dec d);
+
 static void
 InitPow10(void)
 {
@@ -71,7 +73,11 @@ Shift(int128 a, int k)
 	return Mul128(a, Pow10[k]);
 }
 
-/* parse a plain decimal string ("-12.500"); false when it is not one */
+/*
+ * Parse a plain decimal string ("-12.500"); false when it is not one.  Zeros
+ * at the end of the fraction are not significant: "1." and forty zeros is
+ * exactly 1, and is not out of range.
+ */
 bool
 DecFromString(const char *s, Dec *out)
 {
@@ -81,10 +87,27 @@ DecFromString(const char *s, Dec *out)
 	bool		dot = false;
 	bool		digits = false;
 	int			sig = 0;
+	const char *end;
 
 	if (*s == '-' || *s == '+')
 		neg = (*s++ == '-');
-	for (; *s; s++)
+	end = s + strlen(s);
+	{
+		const char *point = strchr(s, '.');
+
+		/* the fraction's last zeros, then a point left bare, are not read */
+		if (point != NULL)
+		{
+			while (end > point + 1 && end[-1] == '0')
+			{
+				end--;
+				digits = true;
+			}
+			if (end == point + 1)
+				end--;
+		}
+	}
+	for (; s < end; s++)
 	{
 		if (*s == '.' && !dot)
 		{
@@ -136,6 +159,75 @@ DecFromNumeric(Numeric num, const char *field)
 				 errdetail("At most %d decimal places are kept.", DEC_MAX_SCALE)));
 	pfree(s);
 	return d;
+}
+
+/* significant digits of a plain decimal string: from its first non-zero digit */
+static int
+SignificantDigits(const char *s)
+{
+	int			n = 0;
+
+	for (; *s; s++)
+		if (*s >= '0' && *s <= '9' && (n > 0 || *s != '0'))
+			n++;
+	return n;
+}
+
+/*
+ * A running total (a usage counter) as Dec: its finest decimals are dropped,
+ * toward zero, where it has more significant digits than a Dec keeps.  A
+ * counter that a tiny event once made long (1e-30 plus 10^7) stays readable.
+ */
+Dec
+DecFromTotal(Numeric num, const char *field)
+{
+	char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+	char	   *point = strchr(s, '.');
+	size_t		len = strlen(s);
+
+	if (point != NULL)
+		while (len > (size_t) (point - s) + 1 && SignificantDigits(s) > 36)
+			s[--len] = '\0';
+	return DecFromNumeric(DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(s),
+															  ObjectIdGetDatum(InvalidOid),
+															  Int32GetDatum(-1))), field);
+}
+
+/* decimal digits of |v| */
+static int
+Digits(int128 v)
+{
+	int			n = 0;
+
+	if (v < 0)
+		v = -v;
+	while (v > 0)
+	{
+		v /= 10;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * A running total ready to take b: its decimals finer than the sum can keep
+ * (36 significant digits) are dropped toward zero, so long as none of b's
+ * are.  Exact whenever the exact sum fits; otherwise only dust goes.
+ */
+Dec
+DecTotalFor(Dec total, Dec b)
+{
+	int			intdigits = Max(Digits(total.v) - total.scale, Digits(b.v) - b.scale) + 1;
+	int			room = 36 - Max(intdigits, 1);
+
+	InitPow10();
+	if (total.scale > room && room >= b.scale && room >= 0)
+	{
+		total.v /= Pow10[total.scale - room];
+		total.scale = room;
+		total = Normalize(total);
+	}
+	return total;
 }
 
 Dec

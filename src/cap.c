@@ -76,23 +76,29 @@ static const char *cap_check_held_sql =
 " ORDER BY pg_catalog.array_position('{hour,day,week,month}'::pg_catalog.text[], c.period), "
 "          c.dimension NULLS FIRST";
 
-/* add a debit to the bucket of every cap of the balance row */
+/*
+ * Add a debit to the bucket of every cap of the balance row; answers how many
+ * caps there are and how many buckets were written (fewer: a trigger skipped one).
+ */
 static const char *cap_record_sql =
-"INSERT INTO wallet.cap_spend AS s (wallet_id, asset, period, dimension, dim_value, period_start, spent) "
-"SELECT c.wallet_id, c.asset, c.period, COALESCE(c.dimension, ''), "
-"       COALESCE($3 OPERATOR(pg_catalog.->>) c.dimension, ''), "
-"       pg_catalog.date_trunc(c.period, $4, 'UTC'), $5 "
-"  FROM wallet.cap c "
-" WHERE c.wallet_id OPERATOR(pg_catalog.=) $1 AND c.asset OPERATOR(pg_catalog.=) $2 "
-"ON CONFLICT (wallet_id, asset, period, period_start, dimension, dim_value) "
-"DO UPDATE SET spent = s.spent OPERATOR(pg_catalog.+) excluded.spent";
+"WITH c AS (SELECT c.wallet_id, c.asset, c.period, c.dimension FROM wallet.cap c "
+"            WHERE c.wallet_id OPERATOR(pg_catalog.=) $1 AND c.asset OPERATOR(pg_catalog.=) $2), "
+"w AS (INSERT INTO wallet.cap_spend AS s (wallet_id, asset, period, dimension, dim_value, period_start, spent) "
+"      SELECT c.wallet_id, c.asset, c.period, COALESCE(c.dimension, ''), "
+"             COALESCE($3 OPERATOR(pg_catalog.->>) c.dimension, ''), "
+"             pg_catalog.date_trunc(c.period, $4, 'UTC'), $5 "
+"        FROM c "
+"      ON CONFLICT (wallet_id, asset, period, period_start, dimension, dim_value) "
+"      DO UPDATE SET spent = s.spent OPERATOR(pg_catalog.+) excluded.spent "
+"      RETURNING 1) "
+"SELECT (SELECT pg_catalog.count(*) FROM c)::pg_catalog.int8, (SELECT pg_catalog.count(*) FROM w)::pg_catalog.int8";
 
 static const char *cap_outbox_sql =
 "INSERT INTO wallet.outbox AS o (customer, asset, kind, available, threshold, detail) "
 "VALUES ($1, $2, 'declined', $3, $4, pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
 "        'reason', 'spend_cap'::pg_catalog.text, 'amount', $5, 'period', $6, 'dimension', $7, "
 "        'dim_value', $8, 'cap', $9, 'spent', $10, 'period_start', $11))) "
-"RETURNING pg_catalog.row_to_json(o.*)::pg_catalog.text";
+"RETURNING pg_catalog.json_build_object('id', o.id, 'kind', o.kind)::pg_catalog.text";
 
 /*
  * Would a debit of amount with these dimensions, at now, keep within every cap
@@ -164,6 +170,7 @@ CapRecord(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now)
 	static const Oid argtypes[5] = {INT8OID, TEXTOID, JSONBOID, TIMESTAMPTZOID, INT8OID};
 	Datum		values[5];
 	char		nulls[5] = "     ";
+	bool		isnull;
 
 	if (amount == 0)
 		return;
@@ -173,7 +180,12 @@ CapRecord(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now)
 	nulls[2] = dims ? ' ' : 'n';
 	values[3] = TimestampTzGetDatum(now);
 	values[4] = Int64GetDatum(amount);
-	WalletExec(PLAN_CAP_RECORD, cap_record_sql, 5, argtypes, values, nulls, false, SPI_OK_INSERT);
+	WalletExec(PLAN_CAP_RECORD, cap_record_sql, 5, argtypes, values, nulls, false, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "wallet: the cap record returned %llu rows", (unsigned long long) SPI_processed);
+	if (SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull) <
+		SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull))
+		WalletRowSkipped("wallet.cap_spend");
 }
 
 /*
@@ -212,6 +224,7 @@ CapDeclined(const Account *acct, const CapSet *caps, int64 available, int64 amou
 	values[10] = TimestampTzGetDatum(c->period_start);
 	WalletExec(PLAN_CAP_OUTBOX, cap_outbox_sql, 11, argtypes, values, nulls, false,
 			   SPI_OK_INSERT_RETURNING);
+	WalletExpectRows(1, "wallet.outbox");
 	Async_Notify("wallet_events",
 				 SpiGetText(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }

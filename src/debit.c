@@ -73,7 +73,8 @@ static const char *write_debits_sql =
 "                             pg_catalog.unnest($12::pg_catalog.numeric[]), "
 "                             pg_catalog.unnest($13::pg_catalog.int8[])) "
 "                  AS x(id, wallet_id, key, meter, quantity, dims, occurred_at, asset, amount, price_id, "
-"                       cost, revenue, balance_after)), "
+"                       cost, revenue, balance_after) "
+"           RETURNING 1), "
 "l AS (INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
 "      SELECT $19, d.wallet_id, d.asset, d.grant_id, d.event_id, NULL, 'debit', OPERATOR(pg_catalog.-) d.take "
 "        FROM ROWS FROM (pg_catalog.unnest($14::pg_catalog.int8[]), "
@@ -82,11 +83,15 @@ static const char *write_debits_sql =
 "                        pg_catalog.unnest($17::pg_catalog.int8[]), "
 "                        pg_catalog.unnest($18::pg_catalog.int8[])) "
 "             WITH ORDINALITY AS d(event_id, wallet_id, asset, grant_id, take, n) "
-"       ORDER BY d.n) "
-"UPDATE wallet.grant_block b SET remaining = b.remaining OPERATOR(pg_catalog.-) s.take "
-"  FROM ROWS FROM (pg_catalog.unnest($20::pg_catalog.int8[]), pg_catalog.unnest($21::pg_catalog.int8[])) "
-"       AS s(grant_id, take) "
-" WHERE b.id OPERATOR(pg_catalog.=) s.grant_id";
+"       ORDER BY d.n "
+"      RETURNING 1), "
+"g AS (UPDATE wallet.grant_block b SET remaining = b.remaining OPERATOR(pg_catalog.-) s.take "
+"        FROM ROWS FROM (pg_catalog.unnest($20::pg_catalog.int8[]), pg_catalog.unnest($21::pg_catalog.int8[])) "
+"             AS s(grant_id, take) "
+"       WHERE b.id OPERATOR(pg_catalog.=) s.grant_id "
+"      RETURNING 1) "
+"SELECT (SELECT pg_catalog.count(*) FROM e)::pg_catalog.int8, (SELECT pg_catalog.count(*) FROM l)::pg_catalog.int8, "
+"       (SELECT pg_catalog.count(*) FROM g)::pg_catalog.int8";
 
 /* checks shared by the hot-path entry points */
 char *
@@ -591,7 +596,22 @@ DebitBufferFlush(DebitBuffer *buf, TimestampTz now)
 	argtypes[20] = INT8ARRAYOID;
 	values[20] = BufferArray(gtakes, gnulls, i, INT8OID);
 
-	WalletExec(PLAN_WRITE_DEBITS, write_debits_sql, 21, argtypes, values, NULL, false, SPI_OK_UPDATE);
+	WalletExec(PLAN_WRITE_DEBITS, write_debits_sql, 21, argtypes, values, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "wallet: the debit write returned %llu rows", (unsigned long long) SPI_processed);
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		/* a BEFORE trigger that skipped a row would leave the books short of it */
+		if (SpiGetInt64(tup, desc, 1, &isnull) != buf->n)
+			WalletRowSkipped("wallet.event");
+		if (SpiGetInt64(tup, desc, 2, &isnull) != buf->nl)
+			WalletRowSkipped("wallet.line_stored");
+		if (SpiGetInt64(tup, desc, 3, &isnull) != i)
+			WalletRowSkipped("wallet.grant_block");
+	}
 	MemoryContextReset(buf->cxt);
 	BufferGrantsCreate(buf);
 	buf->n = buf->cap = 0;

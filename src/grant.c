@@ -17,6 +17,7 @@
 #include "common/int.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -56,30 +57,54 @@ Boundary(const GrantRow *g, int64 k)
 												 IntervalPGetDatum(&iv)));
 }
 
-/* how many boundaries lie in (effective_at, t] (and before expiry) */
+/*
+ * How many boundaries lie in (effective_at, t] (and before expiry).
+ *
+ * Computed, never stepped: with every field of the recurrence >= 0 (what
+ * wallet_grant accepts), Boundary(k) grows with k, and a month is at least 28
+ * days, so k lies in [0, (t - effective_at) / shortest period] and a binary
+ * search finds it in at most 64 evaluations, however many boundaries passed.
+ * A stored recurrence with a negative field (accepted by 1.0) has no
+ * boundaries: it never refills, and reads, voids and sweeps still work.
+ */
 static int64
 BoundariesBy(const GrantRow *g, TimestampTz t)
 {
-	int64		n;
-	int64		approx;
+	int64		lo,
+				hi;
+	int128		shortest;
 
 	if (t <= g->effective_at)
 		return 0;
+	if (g->recurrence.month < 0 || g->recurrence.day < 0 || g->recurrence.time < 0)
+		return 0;
 	if (g->has_expiry && t >= g->expires_at)
 		t = g->expires_at - 1;	/* a boundary at expiry does not refill */
-	approx = g->recurrence.time + g->recurrence.day * USECS_PER_DAY +
-		g->recurrence.month * (int64) 30 * USECS_PER_DAY;
-	if (approx <= 0)
+	if (t <= g->effective_at)
 		return 0;
-	n = (t - g->effective_at) / approx;
+	/* the shortest a period can be (in 128 bits: months of 28 days overflow 64) */
+	shortest = (int128) g->recurrence.time + (int128) g->recurrence.day * USECS_PER_DAY +
+		(int128) g->recurrence.month * 28 * USECS_PER_DAY;
+	if (shortest <= 0)
+		return 0;
+	if (shortest > (int128) (t - g->effective_at))
+		return 0;				/* not even one period has passed */
 	if (g->recurrence.month == 0 && g->recurrence.day == 0)
-		return n;
-	/* months and days vary in length: step from the estimate */
-	while (n > 0 && Boundary(g, n) > t)
-		n--;
-	while (Boundary(g, n + 1) <= t)
-		n++;
-	return n;
+		return (int64) ((t - g->effective_at) / shortest);
+	/* lo is a count of boundaries passed, hi one that is not */
+	lo = 0;
+	hi = (int64) ((t - g->effective_at) / shortest) + 1;
+	while (hi - lo > 1)
+	{
+		int64		mid = lo + (hi - lo) / 2;
+
+		CHECK_FOR_INTERRUPTS();
+		if (Boundary(g, mid) <= t)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
 /*
@@ -250,6 +275,7 @@ LineWrite(const Account *acct, TimestampTz at, int64 grant_id, int64 event_id,
 			   "INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
 			   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 			   8, argtypes, values, nulls, false, SPI_OK_INSERT);
+	WalletExpectRows(1, "wallet.line_stored");
 }
 
 /* write down the resets of one grant (caller holds the balance lock) */
@@ -265,6 +291,7 @@ WriteResets(const Account *acct, GrantRow *g, ResetStep *steps, int nsteps)
 	WalletExec(PLAN_APPLY_RESET,
 			   "UPDATE wallet.grant_block SET remaining = $2, resets = $3 WHERE id OPERATOR(pg_catalog.=) $1",
 			   3, argtypes, values, NULL, false, SPI_OK_UPDATE);
+	WalletExpectRows(1, "wallet.grant_block");
 	for (int i = 0; i < nsteps; i++)
 		LineWrite(acct, steps[i].at, g->id, 0, 0, "reset", steps[i].delta);
 	g->stored_remaining = g->remaining;
@@ -469,6 +496,8 @@ LiveHeld(const Account *acct, TimestampTz now, int32 *count)
 			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND asset OPERATOR(pg_catalog.=) $2 "
 			   "   AND status OPERATOR(pg_catalog.=) 'open' AND expires_at OPERATOR(pg_catalog.>) $3",
 			   3, argtypes, values, NULL, !acct->locked, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "wallet: an aggregate returned %llu rows", (unsigned long long) SPI_processed);
 	sum = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (count)
 		*count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));

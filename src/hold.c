@@ -231,6 +231,7 @@ HoldClose(Account *acct, const HoldRow *h, const char *status, int64 event_id, T
 				   "UPDATE wallet.hold SET status = $2, closed_at = $3, event_id = $4, release_balance = $5 "
 				   " WHERE id OPERATOR(pg_catalog.=) $1",
 				   5, argtypes, values, nulls, false, SPI_OK_UPDATE);
+		WalletExpectRows(1, "wallet.hold");
 		WalletExec(PLAN_HOLD_SETTLE, "SELECT wallet._hold_settle($1, $2)",
 				   2, settle_types, settle, NULL, false, SPI_OK_SELECT);
 	}
@@ -242,6 +243,7 @@ HoldClose(Account *acct, const HoldRow *h, const char *status, int64 event_id, T
 				   "UPDATE wallet.hold SET status = $2, closed_at = $3, event_id = $4 "
 				   " WHERE id OPERATOR(pg_catalog.=) $1",
 				   4, argtypes, values, nulls, false, SPI_OK_UPDATE);
+		WalletExpectRows(1, "wallet.hold");
 	}
 	LineWrite(acct, now, 0, event_id, h->id, "release", h->amount);
 	acct->held = SubMinor(acct->held, h->amount);
@@ -447,6 +449,7 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 				   "SELECT $5, $1, $2, h.id, 'hold', OPERATOR(pg_catalog.-) $3 FROM h RETURNING hold_id",
 				   7, argtypes, values, NULL, false, SPI_OK_INSERT_RETURNING);
 	}
+	WalletExpectRows(1, "wallet.hold or wallet.line_stored");
 	memset(res, 0, sizeof(*res));
 	res->approved = true;
 	res->hold_id = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -1118,6 +1121,9 @@ wallet_release(PG_FUNCTION_ARGS)
 			HoldClose(&acct, &h, "released", 0, now, true, true, res.balance);
 		}
 	}
+	/* value released raises the balance: alerts it crosses back recover */
+	if (!res.replayed)
+		AlertRaised(&acct, res.balance);
 	res.asset = h.asset->code;
 	res.scale = h.asset->scale;
 	res.has_amount = true;
@@ -1158,7 +1164,6 @@ wallet_extend_hold(PG_FUNCTION_ARGS)
 	res.amount = h.amount;
 	res.has_balance = true;
 	res.balance = Available(&acct, &set, now, 0);
-	AlertRaised(&acct, res.balance);
 	SPI_finish();
 	PG_RETURN_DATUM(WalletResultDatum(fcinfo, &res));
 }

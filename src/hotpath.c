@@ -1381,7 +1381,7 @@ InsertRow(EState *estate, ResultRelInfo *rri, HotTable t, TupleTableSlot *slot,
 	ExecStoreVirtualTuple(slot);
 	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row &&
 		!ExecBRInsertTriggers(estate, rri, slot))
-		elog(ERROR, "wallet: a trigger skipped a row of wallet.%s", table_defs[t].name);
+		WalletRowSkipped(psprintf("wallet.%s", table_defs[t].name));
 	if (desc->constr)
 		ExecConstraints(rri, slot, estate);
 

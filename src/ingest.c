@@ -51,6 +51,7 @@ PG_FUNCTION_INFO_V1(wallet_ingest);
 
 #define CUSTOMER_KEY_LENGTH 257	/* wallet_create allows 256 characters */
 #define INGEST_FLUSH_EVENTS 4096	/* queued debits written per statement */
+#define INGEST_MAX_EVENTS 100000	/* elements per call: memory about 1 kB each (#17) */
 
 /* a balance row the batch touches: locked once, its grants kept in memory */
 typedef struct Pair
@@ -126,6 +127,7 @@ static char *
 StringField(JsonbContainer *obj, const char *key)
 {
 	JsonbValue *v = ElementField(obj, key);
+	char	   *s;
 
 	if (v == NULL || v->type == jbvNull)
 		BadElement(key, "must not be null");
@@ -133,7 +135,9 @@ StringField(JsonbContainer *obj, const char *key)
 		BadElement(key, "must be a json string");
 	if (v->val.string.len == 0)
 		BadElement(key, "must not be empty");
-	return pnstrdup(v->val.string.val, v->val.string.len);
+	s = pnstrdup(v->val.string.val, v->val.string.len);
+	TextLimitCheck(key, s);
+	return s;
 }
 
 /* a numeric field: a json number or a string holding a number; NULL if null */
@@ -272,6 +276,7 @@ static int
 SubxactFailed(MemoryContext cxt, ResourceOwner owner)
 {
 	ErrorData  *edata;
+	int			sqlerrcode;
 
 	MemoryContextSwitchTo(cxt);
 	edata = CopyErrorData();
@@ -283,7 +288,10 @@ SubxactFailed(MemoryContext cxt, ResourceOwner owner)
 		ReThrowError(edata);
 	ereport(DEBUG1,
 			(errmsg_internal("wallet_ingest: event refused: %s", edata->message)));
-	return edata->sqlerrcode;
+	/* only the SQLSTATE is kept: an element's memory stays bounded (#17) */
+	sqlerrcode = edata->sqlerrcode;
+	FreeErrorData(edata);
+	return sqlerrcode;
 }
 
 /* ---------------------------------------------------------- pass 1: resolve */
@@ -678,6 +686,13 @@ wallet_ingest(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("events must be a json array"),
 				 errhint("Pass [{\"customer\": ..., \"meter\": ..., \"quantity\": ..., \"idempotency_key\": ...}, ...].")));
+
+	if (JB_ROOT_COUNT(events) > INGEST_MAX_EVENTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("events has %d elements, more than the %d one call takes",
+						JB_ROOT_COUNT(events), INGEST_MAX_EVENTS),
+				 errhint("Split the batch: a call keeps about 1 kB per element until it returns.")));
 
 	InitMaterializedSRF(fcinfo, 0);
 	memset(&b, 0, sizeof(b));

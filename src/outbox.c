@@ -4,8 +4,10 @@
  *
  * A row in wallet.outbox is written in the caller's transaction, so it is never
  * lost and never sent for a rolled-back debit; pg_notify('wallet_events') with
- * the row as json is delivered at commit.  The application listens, tops the
- * customer up (wallet_grant with the payment id as external_ref) and acks.
+ * {"id", "kind"} of the row is delivered at commit: no customer data reaches a
+ * listener (any role may LISTEN), who reads the row with its own privileges.
+ * The application tops the customer up (wallet_grant with the payment id as
+ * external_ref) and acks.
  */
 #include "wallet.h"
 
@@ -36,8 +38,9 @@ OutboxWrite(const Account *acct, const char *kind, int64 available, bool has_thr
 			   "INSERT INTO wallet.outbox AS o (customer, asset, kind, available, threshold, detail) "
 			   "VALUES ($1, $2, $3, $4, $5, pg_catalog.jsonb_strip_nulls("
 			   "        pg_catalog.jsonb_build_object('reason', $6, 'amount', $7))) "
-			   "RETURNING pg_catalog.row_to_json(o.*)::pg_catalog.text",
+			   "RETURNING pg_catalog.json_build_object('id', o.id, 'kind', o.kind)::pg_catalog.text",
 			   7, argtypes, values, nulls, false, SPI_OK_INSERT_RETURNING);
+	WalletExpectRows(1, "wallet.outbox");
 	Async_Notify("wallet_events",
 				 SpiGetText(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }

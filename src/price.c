@@ -686,6 +686,46 @@ CompileRule(Jsonb *rule, int scale, bool strict)
 	return Compile(&rule->root, "", 0, &cc, "", "", "");
 }
 
+/*
+ * The documented maximum size of a rule (docs/security.md), checked when it is
+ * set: every backend compiles it on first use, so a rule of 300,000 tiers
+ * would cost each of them time and memory.  Rules stored before 1.1 are not
+ * checked again.
+ */
+#define MAX_RULE_BYTES	65536
+#define MAX_RULE_ENTRIES 1000	/* tiers and rates, at all levels together */
+
+static void
+RuleLimits(Jsonb *rule)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	bool		counted = false;
+	int64		entries = 0;
+
+	if (VARSIZE(rule) > MAX_RULE_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid price rule: larger than %d bytes", MAX_RULE_BYTES)));
+	it = JsonbIteratorInit(&rule->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if (tok == WJB_BEGIN_ARRAY && counted)
+			entries += v.val.array.nElems;
+		counted = tok == WJB_KEY &&
+			((v.val.string.len == 5 && memcmp(v.val.string.val, "tiers", 5) == 0) ||
+			 (v.val.string.len == 5 && memcmp(v.val.string.val, "rates", 5) == 0));
+	}
+	if (entries > MAX_RULE_ENTRIES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid price rule: " INT64_FORMAT " tiers and rates, more than %d",
+						entries, MAX_RULE_ENTRIES),
+				 errhint("A rule has at most %d tiers and rates, at all levels together, and %d levels of nesting.",
+						 MAX_RULE_ENTRIES, MAX_RULE_DEPTH)));
+}
+
 /* wallet._check_rule(rule, asset) */
 Datum
 wallet_check_rule(PG_FUNCTION_ARGS)
@@ -701,6 +741,7 @@ wallet_check_rule(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("asset must not be null")));
 	asset = AssetLookup(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	RuleLimits(PG_GETARG_JSONB_P(0));
 	CompileRule(PG_GETARG_JSONB_P(0), asset->scale, true);
 	PG_RETURN_VOID();
 }
@@ -1084,8 +1125,8 @@ CounterGet(int64 wallet_id, const char *counter, const char *period, TimestampTz
 			   4, argtypes, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return DecFromInt(0);
-	return DecFromNumeric(DatumGetNumeric(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-														1, &isnull)), "usage");
+	return DecFromTotal(DatumGetNumeric(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													  1, &isnull)), "usage");
 }
 
 /* the counters a price read, added once the debit is approved (quantity: unused since 1.1) */
@@ -1112,6 +1153,7 @@ UsageRecord(const UsageToRecord *u, int64 wallet_id, Dec quantity)
 				   "ON CONFLICT (wallet_id, meter, period, period_start) "
 				   "DO UPDATE SET quantity = u.quantity OPERATOR(pg_catalog.+) excluded.quantity",
 				   5, argtypes, values, NULL, false, SPI_OK_INSERT);
+		WalletExpectRows(1, "wallet.usage_counter");
 	}
 }
 
@@ -1258,7 +1300,7 @@ EvaluateTiers(const Rule *r, Dec q, EvalContext *ec)
 {
 	char	   *counter;
 	TimestampTz start;
-	Dec			before = UsageBefore(r, ec, &counter, &start);
+	Dec			before = DecTotalFor(UsageBefore(r, ec, &counter, &start), q);
 	Dec			after = DecAdd(before, q);
 	Dec			x = DecFromInt(0);
 	Dec			flat = DecFromInt(0);
@@ -1310,7 +1352,7 @@ EvaluatePackage(const Rule *r, Dec q, EvalContext *ec)
 	{
 		char	   *counter;
 		TimestampTz start;
-		Dec			before = UsageBefore(r, ec, &counter, &start);
+		Dec			before = DecTotalFor(UsageBefore(r, ec, &counter, &start), q);
 		Dec			zero = DecFromInt(0);
 
 		billable = DecSub(DecMax(DecSub(DecAdd(before, q), r->free_units), zero),

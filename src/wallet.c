@@ -77,18 +77,24 @@ AssignFuture(const char *newval, void *extra)
 	wallet_max_future = (Interval *) extra;
 }
 
+/*
+ * Module init.  The backdate and future windows are PGC_SUSET: the
+ * application's role cannot widen its own window (and price an event at an
+ * old price); a superuser sets them, or ALTER DATABASE / ALTER ROLE, or a
+ * GRANT SET ON PARAMETER.
+ */
 void
 _PG_init(void)
 {
 	DefineCustomStringVariable("wallet.max_backdate",
 							   "How far in the past an event's occurred_at may lie.",
 							   "Older events are refused (22023); newer ones are priced at the version in force then.",
-							   &max_backdate_text, "35 days", PGC_USERSET, 0,
+							   &max_backdate_text, "35 days", PGC_SUSET, 0,
 							   CheckInterval, AssignBackdate, NULL);
 	DefineCustomStringVariable("wallet.max_future",
 							   "How far ahead of now an event's occurred_at may lie.",
 							   NULL,
-							   &max_future_text, "5 minutes", PGC_USERSET, 0,
+							   &max_future_text, "5 minutes", PGC_SUSET, 0,
 							   CheckInterval, AssignFuture, NULL);
 	DefineCustomStringVariable("wallet.reporting_currency",
 							   "The currency of revenue, cost and margin in the finance views.",
@@ -182,6 +188,29 @@ WalletExec(PlanId id, const char *sql, int nargs, const Oid *argtypes,
 			 SPI_result_code_string(rc));
 }
 
+/*
+ * A row the wallet writes was not written: a BEFORE trigger added to one of
+ * its tables returned NULL.  The wallet cannot keep its books without the
+ * row, so the call fails, naming the table (never a crash, never XX000).
+ */
+void
+WalletRowSkipped(const char *table)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+			 errmsg("a trigger on %s skipped a row the wallet must write", table),
+			 errdetail("A BEFORE trigger on %s returned NULL.", table),
+			 errhint("Triggers on the wallet's tables must not skip rows; drop or fix that trigger.")));
+}
+
+/* the last SPI statement wrote or returned fewer than want rows: a trigger skipped one */
+void
+WalletExpectRows(uint64 want, const char *table)
+{
+	if (SPI_processed < want)
+		WalletRowSkipped(table);
+}
+
 /* n bigints as an int8[] datum: a parameter of a batch statement */
 Datum
 Int8ArrayDatum(const int64 *values, int n)
@@ -236,7 +265,30 @@ ArgCString(FunctionCallInfo fcinfo, int n, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be empty", name)));
+	TextLimitCheck(name, s);
 	return s;
+}
+
+/*
+ * The byte limit of a named text input (customer, meter), checked before any
+ * lookup: a value no wallet_create or wallet_set_price can have accepted is
+ * 22023, counted in bytes as the tables count them.
+ */
+void
+TextLimitCheck(const char *name, const char *s)
+{
+	int			limit;
+
+	if (strcmp(name, "customer") == 0)
+		limit = WALLET_MAX_CUSTOMER_LENGTH;
+	else if (strcmp(name, "meter") == 0)
+		limit = WALLET_MAX_METER_LENGTH;
+	else
+		return;
+	if (strlen(s) > (size_t) limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is longer than %d bytes", name, limit)));
 }
 
 Numeric
@@ -265,6 +317,8 @@ ArgDimensions(FunctionCallInfo fcinfo, int n)
 	return DimensionsCheck(PG_GETARG_JSONB_P(n));
 }
 
+static void DimensionsLimits(Jsonb *j);
+
 /* dimensions that are not null: a json object; {} is none (NULL) */
 Jsonb *
 DimensionsCheck(Jsonb *j)
@@ -280,7 +334,59 @@ DimensionsCheck(Jsonb *j)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("dimensions are larger than %d bytes", MAX_DIMENSIONS_SIZE),
 				 errdetail("Dimensions label an event (model, feature, user); they are stored with it.")));
+	DimensionsLimits(j);
 	return j;
+}
+
+/*
+ * Each dimension's key and value (as text, what ->> gives and a spend cap
+ * keys its member by) within their byte limits: a cap's bucket is then always
+ * small enough for its index, and a decline is a result, never 54000.
+ */
+static void
+DimensionsLimits(Jsonb *j)
+{
+	JsonbIterator *it = JsonbIteratorInit(&j->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			keylen = 0;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		size_t		len;
+
+		if (tok == WJB_KEY)
+		{
+			keylen = v.val.string.len;
+			if (keylen > WALLET_MAX_DIMENSION_KEY_LENGTH)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("a dimension key is longer than %d bytes", WALLET_MAX_DIMENSION_KEY_LENGTH)));
+			continue;
+		}
+		if (tok != WJB_VALUE)
+			continue;
+		if (v.type == jbvString)
+			len = v.val.string.len;
+		else if (v.type == jbvNull || v.type == jbvBool)
+			len = 5;
+		else if (v.type == jbvNumeric)
+			len = strlen(DatumGetCString(DirectFunctionCall1(numeric_out,
+															 NumericGetDatum(v.val.numeric))));
+		else
+		{
+			/* an array or object: its text, as ->> would give it */
+			JsonbValue	wrapped = v;
+			Jsonb	   *sub = JsonbValueToJsonb(&wrapped);
+
+			len = strlen(JsonbToCString(NULL, &sub->root, VARSIZE(sub)));
+		}
+		if (len > WALLET_MAX_DIMENSION_VALUE_LENGTH)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the value of a dimension is longer than %d bytes", WALLET_MAX_DIMENSION_VALUE_LENGTH),
+					 errdetail("A dimension value labels an event (a model, a user); a spend cap keys its member by it.")));
+	}
 }
 
 char *

@@ -21,6 +21,7 @@
  *	  ingest.c	 wallet_ingest: many debits in one call
  *	  shard.c	 scale-out: wallet.shard, wallet.shards, routing bits in ids
  *	  scope.c	 scoped grants: which debits a grant serves; wallet_available, wallet_credits
+ *	  reads.c	 the settled time of the billing reads' caches (wallet._settled)
  */
 #ifndef WALLET_H
 #define WALLET_H
@@ -47,6 +48,12 @@
 #define WALLET_MAX_SCALE	12
 #define WALLET_MAX_KEY_LENGTH 255	/* bytes of an idempotency key */
 
+/* byte limits of the text inputs (docs/security.md); 22023 beyond them */
+#define WALLET_MAX_CUSTOMER_LENGTH 256
+#define WALLET_MAX_METER_LENGTH 127
+#define WALLET_MAX_DIMENSION_KEY_LENGTH 127	/* as a cap's dimension */
+#define WALLET_MAX_DIMENSION_VALUE_LENGTH 1024	/* its text, as a cap's member */
+
 /* ---- amount.c: exact decimals ---- */
 
 /* value = v / 10^scale, exactly */
@@ -67,6 +74,8 @@ typedef enum Rounding
 extern Dec	DecFromNumeric(Numeric num, const char *field);
 extern bool DecFromString(const char *s, Dec *out);
 extern Dec	DecFromInt(int64 v);
+extern Dec	DecFromTotal(Numeric num, const char *field);
+extern Dec	DecTotalFor(Dec total, Dec b);
 extern Dec	DecMul(Dec a, Dec b);
 extern Dec	DecAdd(Dec a, Dec b);
 extern Dec	DecSub(Dec a, Dec b);
@@ -180,6 +189,8 @@ extern int	WalletSchemaVersion(void);
 extern void WalletRequireSchema(int version, const char *what);
 extern void WalletExec(PlanId id, const char *sql, int nargs, const Oid *argtypes,
 					   Datum *values, const char *nulls, bool read_only, int expect);
+extern pg_attribute_noreturn() void WalletRowSkipped(const char *table);
+extern void WalletExpectRows(uint64 want, const char *table);
 extern Datum Int8ArrayDatum(const int64 *values, int n);
 extern Datum TextArrayDatum(const char *const *values, int n);
 
@@ -203,6 +214,7 @@ extern Datum WalletResultDatum(FunctionCallInfo fcinfo, const WalletResult *r);
 extern TimestampTz WalletNow(void);
 extern text *ArgText(FunctionCallInfo fcinfo, int n, const char *name);
 extern char *ArgCString(FunctionCallInfo fcinfo, int n, const char *name);
+extern void TextLimitCheck(const char *name, const char *s);
 extern Numeric ArgNumeric(FunctionCallInfo fcinfo, int n, const char *name);
 extern Jsonb *ArgDimensions(FunctionCallInfo fcinfo, int n);
 extern TimestampTz ArgOccurredAt(FunctionCallInfo fcinfo, int n);

@@ -167,7 +167,8 @@ SELECT throws_ok($$SELECT wallet_grant('top', 'usd', 20, priority => 1, external
 SELECT throws_ok($$SELECT wallet_grant('top', 'usd', 20, expires_at => now() + interval '1 day', external_ref => 'pay_42')$$,
 	'WL004', NULL, 'other expiry');
 SELECT throws_ok($$SELECT wallet_grant('top', 'credits', 20, external_ref => 'pay_42')$$, 'WL004', NULL, 'other asset');
-SELECT throws_ok($$SELECT wallet_grant('other', 'usd', 20, external_ref => 'pay_42')$$, 'WL004', NULL, 'other customer');
+-- 1.1: external_ref is unique per customer: another customer's ref is a grant of its own
+SELECT lives_ok($$SELECT wallet_grant('other', 'usd', 20, external_ref => 'pay_42')$$, 'other customer');
 
 ---------------------------------------------------------------- outbox
 -- (1.1: an alert set while already below fires at once, so the grant comes first)

@@ -116,7 +116,8 @@ INSERT INTO matrix VALUES
 	('wallet_credits(text)', true, true, true),
 	('wallet_quote(text, text, numeric, jsonb, timestamptz)', true, false, true),
 	('wallet_caps(text)', true, true, true),
-	('wallet_statement(text, timestamptz, timestamptz)', true, true, true),
+	('wallet_statement(text, timestamptz, timestamptz, bigint, int)', true, true, true),
+	('wallet_usage(text, timestamptz, timestamptz, text, text)', true, true, true),
 	('wallet_verify()', false, true, true),
 	('wallet.margin_by_dimension(text, timestamptz, timestamptz)', false, true, false),
 	('wallet._major(text, bigint)', false, true, false),
@@ -194,6 +195,8 @@ INSERT INTO works VALUES
 	('wallet_app', $$SELECT wallet_balance('acme', 'tokens')$$, 'ok'),
 	('wallet_app', $$SELECT * FROM wallet_balances('acme')$$, 'ok'),
 	('wallet_app', $$SELECT * FROM wallet_statement('acme')$$, 'ok'),
+	('wallet_app', $$SELECT * FROM wallet_statement('acme', max_lines => 2)$$, 'ok'),
+	('wallet_app', $$SELECT * FROM wallet_usage('acme', now() - interval '1 day', group_by => 'model')$$, 'ok'),
 	('wallet_app', format($$SELECT wallet_record_cost(%s, 0.02)$$, :e1), 'ok'),
 	('wallet_app', format($$SELECT wallet_outbox_ack(%s)$$, :o1), 'ok'),
 	-- but nothing else

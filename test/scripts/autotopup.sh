@@ -103,10 +103,10 @@ payloads=$(grep '^notify.*"kind" *: *"low_balance"' "$work/log" | sed 's/^notify
 expect "one low_balance notification" "$(grep -c '^notify.*"kind" *: *"low_balance"' "$work/log")" 1
 # (1.1: the payload is the row's id and kind, nothing else)
 expect "the notification named the row" "$(q -v p="$payloads" <<'SQL'
-SELECT concat_ws(' ', j->>'id', j->>'kind', (SELECT count(*) FROM jsonb_object_keys(j)))
+SELECT concat_ws(' ', j->>'id', j->>'kind', (SELECT string_agg(k, ',' ORDER BY k) FROM jsonb_object_keys(j) k))
   FROM (SELECT :'p'::jsonb AS j) s;
 SQL
-)" "$row low_balance 2"
+)" "$row low_balance id,kind"
 expect "one grant for the payment" \
   "$(q -c "SELECT count(*) || ' ' || min(amount) FROM wallet.grants WHERE external_ref = 'topup-$row'")" "1 100"
 expect "balance topped up" "$(q -c "SELECT wallet_balance('acme', 'credits')")" 115

@@ -162,6 +162,22 @@ SELECT approved, amount, balance, event_id AS f_e FROM wallet_capture(:f_h2, 'im
 SELECT :'approved', :'amount', :'balance';
 SELECT grant_id = :f_img AS scoped, amount FROM pg_temp.drawn(:f_e);
 
+-- capture lines: the part above the hold draws only grants that serve each line
+SELECT count(wallet_create(c)) FROM unnest(ARRAY['sc_i', 'sc_j']) c;
+SELECT wallet_grant(c, 'sc', 20, scope => '{"meters": ["image.generate"]}') > 0 AS granted,
+	   wallet_grant(c, 'sc', 5) > 0 AS granted FROM unnest(ARRAY['sc_i', 'sc_j']) c;
+SELECT hold_id AS i_h FROM wallet_hold('sc_i', 'sc', 5, 'sc-i-1') \gset
+SELECT approved, reason, amount, balance, event_id IS NOT NULL AS event
+  FROM wallet_capture_lines(:i_h, '[{"meter": "image.generate", "quantity": 1}, {"meter": "image.generate", "quantity": 1}]');
+SELECT CASE WHEN g.scope IS NULL THEN 'unscoped' ELSE 'image' END AS grant, l.amount
+  FROM wallet.ledger l JOIN wallet.grant_block g ON g.id = l.grant_id
+ WHERE l.customer = 'sc_i' AND l.kind = 'debit' ORDER BY l.event_id, l.id;
+-- the chat line finds nothing: the image credit does not serve it, the unscoped one is the hold's
+SELECT hold_id AS j_h FROM wallet_hold('sc_j', 'sc', 5, 'sc-j-1') \gset
+SELECT approved, reason, amount, balance
+  FROM wallet_capture_lines(:j_h, '[{"meter": "image.generate", "quantity": 1}, {"meter": "chat.response", "quantity": 7}]');
+SELECT asset, available FROM wallet_available('sc_j', 'chat.response');
+
 ---------------------------------------------------------------- refunds, voids, overdraft
 -- refunds go back to the grant drawn
 SELECT amount, balance FROM wallet_refund(:f_e, 10);

@@ -1085,6 +1085,7 @@ DECLARE
 	w bigint := wallet._wallet_id(customer);
 	od bigint;
 	used bigint;
+	reserved bigint;
 BEGIN
 	IF overdraft_limit IS NULL OR overdraft_limit < 0 THEN
 		RAISE EXCEPTION 'overdraft limit must be zero or positive: %', overdraft_limit
@@ -1094,12 +1095,21 @@ BEGIN
 	od := CASE WHEN overdraft_limit = 0 THEN 0 ELSE wallet._minor(asset, overdraft_limit, 'overdraft_limit') END;
 	PERFORM wallet._touch(w, asset);
 	SELECT a.overdraft INTO used FROM wallet.account a WHERE a.wallet_id = w AND a.asset = wallet_set_overdraft.asset;
-	IF od < used THEN
-		RAISE EXCEPTION 'overdraft limit % is below the overdraft in use', overdraft_limit
+	/*
+	 * Overdraft room an open hold reserved is the hold's (binding holds): the
+	 * limit cannot go below it any more than below the overdraft in use, so a
+	 * capture within a hold never takes a balance past the limit.
+	 */
+	SELECT coalesce(sum(h.overdraft), 0) INTO reserved FROM wallet.hold h
+	 WHERE h.wallet_id = w AND h.asset = wallet_set_overdraft.asset
+	   AND h.status = 'open' AND h.expires_at > pg_catalog.now();
+	IF od < used + reserved THEN
+		RAISE EXCEPTION 'overdraft limit % is below the overdraft in use or reserved by open holds', overdraft_limit
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('Customer "%s" uses %s of overdraft in %s.', left(customer, 100),
-								  wallet._major(asset, used), asset),
-				  HINT = 'Freeze the wallet (wallet_set_status) to stop further debits until it is repaid.';
+				  DETAIL = format('Customer "%s" uses %s of overdraft in %s, and open holds reserve %s more.',
+								  left(customer, 100), wallet._major(asset, used), asset,
+								  wallet._major(asset, reserved)),
+				  HINT = 'Freeze the wallet (wallet_set_status) to stop further debits; release or capture the holds, then lower the limit.';
 	END IF;
 	UPDATE wallet.account a SET overdraft_limit = od
 	 WHERE a.wallet_id = w AND a.asset = wallet_set_overdraft.asset;

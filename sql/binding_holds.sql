@@ -127,17 +127,17 @@ SELECT :'balance' AS balance;
 SELECT overdraft FROM wallet.hold WHERE id = :od_hold;
 -- the overdraft room is the hold's: a debit finds none
 SELECT approved, reason FROM wallet_debit('bh-od', 'bh', 1, 'od-d1');
+-- the limit cannot go below the room the hold reserved (as not below the overdraft in use)
 SELECT wallet_set_limit('bh-od', 'bh', overdraft => 0);
+SELECT wallet_set_overdraft('bh-od', 'bh', 19);
 SELECT wallet_set_status('bh-od', 'frozen');
 -- above the hold: checked as a debit (frozen), declined, the hold stays open
 SELECT approved, reason, hold_id = :od_hold AS same_hold FROM wallet_capture(:od_hold, 'bh.call', 31);
 SELECT status FROM wallet.hold WHERE id = :od_hold;
--- within the hold: approved, frozen and limit lowered notwithstanding
+-- within the hold: approved, frozen notwithstanding, and within the limit
 SELECT approved, reason, amount, balance FROM wallet_capture(:od_hold, 'bh.call', 30);
 SELECT * FROM wallet_balances('bh-od');
--- the overdraft now passes the lowered limit: wallet_verify says so
-SELECT problem FROM wallet_verify() ORDER BY problem;
-SELECT wallet_set_limit('bh-od', 'bh', overdraft => 20);
+SELECT * FROM wallet_verify();
 SELECT wallet_set_status('bh-od', 'active');
 SELECT * FROM wallet_verify();
 

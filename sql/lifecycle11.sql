@@ -2,6 +2,9 @@
 \set VERBOSITY sqlstate
 \pset null '-'
 SET client_min_messages = warning;
+-- a database of its own (the sweep and wallet_verify look at every wallet)
+DROP EXTENSION IF EXISTS wallet CASCADE;
+CREATE EXTENSION wallet;
 SELECT wallet_create_asset('lc', 0, 0.01);
 SELECT count(wallet_create(c)) FROM unnest(array['bd', 'bd2', 'bd3', 'rp', 'rp2', 'rp3', 'rp4']) c;
 
@@ -71,9 +74,9 @@ SELECT * FROM wallet_verify();
 -- 25 of overdraft.  rp3 and rp4 alike: 10 every second and 7 every 1.5 seconds, 47 debited: 30.
 BEGIN;
 SELECT wallet_set_overdraft(c, 'lc', 100) FROM unnest(array['rp', 'rp2', 'rp3', 'rp4']) c;
-SELECT wallet_grant(c, 'lc', 10, category => 'bundled', recurrence => '1 second') FROM unnest(array['rp', 'rp2']) c;
-SELECT wallet_grant(c, 'lc', 10, category => 'bundled', recurrence => '1 second') FROM unnest(array['rp3', 'rp4']) c;
-SELECT wallet_grant(c, 'lc', 7, category => 'paid', recurrence => '1.5 seconds') FROM unnest(array['rp3', 'rp4']) c;
+SELECT wallet_grant(c, 'lc', 10, category => 'bundled', recurrence => '1 second') > 0 AS granted FROM unnest(array['rp', 'rp2']) c;
+SELECT wallet_grant(c, 'lc', 10, category => 'bundled', recurrence => '1 second') > 0 AS granted FROM unnest(array['rp3', 'rp4']) c;
+SELECT wallet_grant(c, 'lc', 7, category => 'paid', recurrence => '1.5 seconds') > 0 AS granted FROM unnest(array['rp3', 'rp4']) c;
 SELECT customer, balance FROM unnest(array['rp', 'rp2']) customer, wallet_debit(customer, 'lc', 35, 'rp-d1');
 SELECT customer, balance FROM unnest(array['rp3', 'rp4']) customer, wallet_debit(customer, 'lc', 47, 'rp-d1');
 SELECT now() AS eff, (SELECT id FROM wallet.wallet WHERE customer = 'rp') AS rp_w,
@@ -122,4 +125,21 @@ SELECT customer, count(*) AS repay_lines_written FROM wallet.ledger
  WHERE customer IN ('rp', 'rp2', 'rp3') AND kind = 'repay' AND id IS NOT NULL GROUP BY 1 ORDER BY 1;
 SELECT * FROM wallet_verify();
 SELECT action, count > 0 AS some FROM wallet_sweep() WHERE action = 'resets';
+SELECT * FROM wallet_verify();
+
+-- A database still at 1.0 keeps 1.0's rule (the debt stays); once upgraded, the resets
+-- not yet written repay as 1.1 says.
+DROP EXTENSION wallet CASCADE;
+CREATE EXTENSION wallet VERSION '1.0';
+SELECT wallet_create_asset('lc', 0, 0.01);
+SELECT wallet_create('old') > 0 AS created;
+SELECT wallet_set_limit('old', 'lc', overdraft => 100);
+SELECT wallet_grant('old', 'lc', 10, category => 'bundled', recurrence => '1 second') > 0 AS granted;
+SELECT balance FROM wallet_debit('old', 'lc', 15, 'old-1');
+SELECT pg_sleep(1.1);
+SELECT overdraft FROM wallet_balances('old');
+SELECT count(*) AS repay_lines FROM wallet.ledger WHERE kind = 'repay';
+ALTER EXTENSION wallet UPDATE;
+SELECT overdraft FROM wallet_balances('old');
+SELECT kind, amount FROM wallet.ledger WHERE kind = 'repay' ORDER BY grant_id NULLS LAST;
 SELECT * FROM wallet_verify();

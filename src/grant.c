@@ -343,7 +343,8 @@ ResetsRepay(const Account *acct, TimestampTz now, bool write, GrantSet *set, int
 	int64		od = acct->overdraft;
 	int			k;
 
-	if (od <= 0)
+	/* 1.1 (API.md, "Lifecycle"); a database still at 1.0 keeps 1.0's rule: the debt stays */
+	if (od <= 0 || WalletSchemaVersion() < 11)
 		return;
 	steps = palloc(sizeof(RepayStep) * Max(nrows, 1));
 	k = RepayResets(set->rows, nrows, now, &od, steps);
@@ -944,7 +945,7 @@ wallet_pending(PG_FUNCTION_ARGS)
 				at_row[nlive] = (int) (j - i);
 				live[nlive++] = rows[j];
 			}
-		if (od > 0)
+		if (od > 0 && binding)	/* 1.1: see ResetsRepay */
 			nsteps = RepayResets(live, nlive, as_of, &od, steps);
 		for (int s = 0; s < nsteps; s++)
 		{

@@ -255,8 +255,8 @@ RepayResets(GrantRow *rows, int nrows, TimestampTz t, int64 *overdraft, RepaySte
 	{
 		GrantRow   *g = &rows[i];
 
-		if (!g->recurring || g->amount <= 0)
-			continue;
+		if (!g->recurring || g->amount <= 0 || Boundary(g, g->resets + 1) > t)
+			continue;			/* (the usual case: no boundary pending, one addition) */
 		n[i] = BoundariesBy(g, t);
 		if (n[i] <= g->resets)
 			continue;
@@ -269,7 +269,8 @@ RepayResets(GrantRow *rows, int nrows, TimestampTz t, int64 *overdraft, RepaySte
 		lo = Min(lo, Boundary(g, g->resets + 1) - 1);
 		order[norder++] = i;
 	}
-	if (norder == 0)
+	/* 1.1 (API.md, "Lifecycle"); a database still at 1.0 keeps 1.0's rule: the debt stays */
+	if (norder == 0 || WalletSchemaVersion() < 11)
 		return 0;
 	if (AddedBy(rows, nrows, n, d, t) > od)
 	{
@@ -343,8 +344,7 @@ ResetsRepay(const Account *acct, TimestampTz now, bool write, GrantSet *set, int
 	int64		od = acct->overdraft;
 	int			k;
 
-	/* 1.1 (API.md, "Lifecycle"); a database still at 1.0 keeps 1.0's rule: the debt stays */
-	if (od <= 0 || WalletSchemaVersion() < 11)
+	if (od <= 0)
 		return;
 	steps = palloc(sizeof(RepayStep) * Max(nrows, 1));
 	k = RepayResets(set->rows, nrows, now, &od, steps);
@@ -945,7 +945,7 @@ wallet_pending(PG_FUNCTION_ARGS)
 				at_row[nlive] = (int) (j - i);
 				live[nlive++] = rows[j];
 			}
-		if (od > 0 && binding)	/* 1.1: see ResetsRepay */
+		if (od > 0)
 			nsteps = RepayResets(live, nlive, as_of, &od, steps);
 		for (int s = 0; s < nsteps; s++)
 		{

@@ -149,7 +149,9 @@ SELECT * FROM wallet_capture(:h8, 'llm.tokens', 1);
 
 -- expiry at read time: an expired grant no longer counts
 SELECT wallet_create('hooli');
-SELECT wallet_grant('hooli', 'credits', 40, effective_at => now() - interval '2 days', expires_at => now() - interval '1 day');
+-- (1.1: a grant cannot be created expired; this one expires 0.2 s after it is made)
+SELECT wallet_grant('hooli', 'credits', 40, effective_at => now() - interval '2 days', expires_at => now() + interval '0.2 s');
+SELECT pg_sleep(0.3);
 SELECT wallet_grant('hooli', 'credits', 7);
 SELECT * FROM wallet_balances('hooli');
 SELECT approved, reason, balance FROM wallet_debit('hooli', 'credits', 8, 'exp-1');

@@ -123,8 +123,10 @@ SELECT approved, replayed, amount, balance FROM wallet_authorize_debit('carol', 
 -- a voided grant and an expired one are not drawn; a used-up one is skipped
 SELECT wallet_create('dave') > 0 AS created;
 SELECT wallet_grant('dave', 'cr', 3, priority => 1) AS g_first \gset
+-- (1.1: a grant cannot be created expired; this one expires 0.2 s after it is made)
 SELECT wallet_grant('dave', 'cr', 50, priority => 5, effective_at => now() - interval '2 days',
-					expires_at => now() - interval '1 day') AS g_expired \gset
+					expires_at => now() + interval '0.2 s') AS g_expired \gset
+SELECT pg_sleep(0.3);
 SELECT wallet_grant('dave', 'cr', 50, priority => 5) AS g_void \gset
 UPDATE wallet.grant_block SET voided_at = now(), closed_at = now() WHERE id = :g_void;
 INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
@@ -143,7 +145,9 @@ SELECT remaining FROM wallet.grant_block WHERE id IN (:g_first, :g_last) ORDER B
 SELECT wallet_create('erin') > 0 AS created;
 SELECT wallet_grant('erin', 'cr', 10, effective_at => now() - interval '25 hours',
 					recurrence => interval '1 day') AS g_rec \gset
-UPDATE wallet.grant_block SET remaining = 4 WHERE id = :g_rec;
+-- (1.1 folds the boundary before its creation into the grant: resets = 0 makes it the
+-- grant created before its boundary that this test is about)
+UPDATE wallet.grant_block SET remaining = 4, resets = 0 WHERE id = :g_rec;
 INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
 SELECT now() - interval '25 hours', wallet_id, asset, id, 'debit', -6 FROM wallet.grant_block WHERE id = :g_rec;
 SELECT approved, amount, balance FROM wallet_authorize_debit('erin', 'call', 1, 'e1');

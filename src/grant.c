@@ -24,6 +24,7 @@
 PG_FUNCTION_INFO_V1(wallet_touch);
 PG_FUNCTION_INFO_V1(wallet_pending);
 PG_FUNCTION_INFO_V1(wallet_advance);
+PG_FUNCTION_INFO_V1(wallet_grant_fold);
 
 #define GRANT_COLUMNS \
 	"id, category, priority, amount, remaining, effective_at, expires_at, recurrence, " \
@@ -165,6 +166,207 @@ GrantAdvance(GrantRow *g, TimestampTz t, ResetStep *steps)
 	g->remaining += carried;
 	g->resets = n;
 	return nsteps;
+}
+
+static void WriteResets(const Account *acct, GrantRow *g, ResetStep *steps, int nsteps);
+
+/*
+ * Resets repay overdraft (API.md 1.1, "Lifecycle"): value a reset adds first
+ * repays overdraft in use, as a new grant does.  While overdraft is left,
+ * every boundary of a recurring grant adds the same value (what it adds is
+ * repaid, so what the grant holds does not change), so the boundaries of all
+ * the recurring grants of a balance, taken in order of time (grant id at the
+ * same instant), repay it until the boundary where it is paid off, found by
+ * a binary search over time, never by stepping through boundaries.  From
+ * there on GrantAdvance applies the resets as usual.  The result depends only
+ * on the stored state and the time: the hot path, a read, _pending and the
+ * sweep (as_of in the past, then now) all agree.
+ */
+typedef struct RepayStep
+{
+	int			row;			/* index of the grant in the rows */
+	TimestampTz at;				/* the last boundary applied */
+	int64		added;			/* what its resets added */
+	int64		repaid;			/* of which repaid overdraft */
+} RepayStep;
+
+/* what one boundary of g adds when what it adds is repaid (see GrantAdvance) */
+static int64
+ResetAdds(const GrantRow *g)
+{
+	int64		cur = g->remaining - Min(g->reserved, g->remaining);
+
+	return SubMinor(AddMinor(g->amount, Min(cur, g->rollover_max)), cur);
+}
+
+/* boundaries of g passed by t that are not applied yet (at most n in all) */
+static int64
+PassedBy(const GrantRow *g, TimestampTz t, int64 n)
+{
+	int64		b = Min(BoundariesBy(g, t), n);
+
+	return b > g->resets ? b - g->resets : 0;
+}
+
+/* what the pending boundaries by t add, with per-boundary adds d (0: not counted) */
+static int128
+AddedBy(const GrantRow *rows, int nrows, const int64 *n, const int64 *d, TimestampTz t)
+{
+	int128		sum = 0;
+
+	for (int i = 0; i < nrows; i++)
+		if (d[i] > 0)
+			sum += (int128) d[i] * PassedBy(&rows[i], t, n[i]);
+	return sum;
+}
+
+/* order of grant ids, for the boundaries at one instant */
+static int
+RowIdCmp(const void *a, const void *b, void *arg)
+{
+	const GrantRow *rows = arg;
+	int64		x = rows[*(const int *) a].id;
+	int64		y = rows[*(const int *) b].id;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Apply to rows the resets by t that repay *overdraft, lowering it; one step
+ * per grant that changed in out (room for nrows).  Returns how many.
+ */
+static int
+RepayResets(GrantRow *rows, int nrows, TimestampTz t, int64 *overdraft, RepayStep *out)
+{
+	int64		od = *overdraft;
+	int64	   *n;
+	int64	   *d;
+	int		   *order;
+	int			norder = 0;
+	int			nout = 0;
+	TimestampTz lo = DT_NOEND;
+
+	if (od <= 0 || nrows == 0)
+		return 0;
+	n = palloc0(sizeof(int64) * nrows);
+	d = palloc0(sizeof(int64) * nrows);
+	order = palloc(sizeof(int) * nrows);
+	for (int i = 0; i < nrows; i++)
+	{
+		GrantRow   *g = &rows[i];
+
+		if (!g->recurring || g->amount <= 0 || Boundary(g, g->resets + 1) > t)
+			continue;			/* (the usual case: no boundary pending, one addition) */
+		n[i] = BoundariesBy(g, t);
+		if (n[i] <= g->resets)
+			continue;
+		d[i] = ResetAdds(g);
+		if (d[i] <= 0)
+		{
+			d[i] = 0;
+			continue;
+		}
+		lo = Min(lo, Boundary(g, g->resets + 1) - 1);
+		order[norder++] = i;
+	}
+	/* 1.1 (API.md, "Lifecycle"); a database still at 1.0 keeps 1.0's rule: the debt stays */
+	if (norder == 0 || WalletSchemaVersion() < 11)
+		return 0;
+	if (AddedBy(rows, nrows, n, d, t) > od)
+	{
+		/* the first instant by which the boundaries add up to the overdraft */
+		TimestampTz hi = t;
+
+		while (hi - lo > 1)
+		{
+			TimestampTz mid = lo + (hi - lo) / 2;
+
+			CHECK_FOR_INTERRUPTS();
+			if (AddedBy(rows, nrows, n, d, mid) >= od)
+				hi = mid;
+			else
+				lo = mid;
+		}
+		t = hi;
+	}
+	qsort_arg(order, norder, sizeof(int), RowIdCmp, rows);
+	/* the boundaries before t repay in full (they add up to less than the overdraft) */
+	for (int j = 0; j < norder; j++)
+	{
+		int			i = order[j];
+		int64		m = PassedBy(&rows[i], t - 1, n[i]);
+
+		out[j].row = i;
+		out[j].added = out[j].repaid = (int64) ((int128) m * d[i]);
+		od -= out[j].repaid;
+		n[i] = m;				/* from here: how many applied */
+	}
+	Assert(od >= 0);
+	/* those at t in order of grant id, while overdraft is left */
+	for (int j = 0; j < norder; j++)
+	{
+		int			i = order[j];
+		GrantRow   *g = &rows[i];
+		int64		part;
+
+		if (PassedBy(g, t, BoundariesBy(g, t)) > n[i])
+		{
+			part = Min(od, d[i]);
+			od -= part;
+			out[j].added += d[i];
+			out[j].repaid += part;
+			n[i]++;
+		}
+		if (n[i] == 0)
+			continue;
+		g->resets += n[i];
+		g->remaining = AddMinor(g->remaining, out[j].added - out[j].repaid);
+		out[nout] = out[j];
+		out[nout].at = Boundary(g, g->resets);
+		nout++;
+	}
+	*overdraft = od;
+	return nout;
+}
+
+/*
+ * RepayResets on the grants of a balance read under its lock or not: the
+ * balance's overdraft in memory follows (acct is the caller's, loaded for this
+ * call), and with write the resets and repay lines are written down as
+ * wallet_grant writes a repay (repay lines a microsecond after the reset, so
+ * that no statement shows the balance below where it was).
+ */
+static void
+ResetsRepay(const Account *acct, TimestampTz now, bool write, GrantSet *set, int nrows)
+{
+	Account    *a = (Account *) acct;
+	RepayStep  *steps;
+	int64		od = acct->overdraft;
+	int			k;
+
+	if (od <= 0)
+		return;
+	steps = palloc(sizeof(RepayStep) * Max(nrows, 1));
+	k = RepayResets(set->rows, nrows, now, &od, steps);
+	for (int j = 0; j < k && write; j++)
+	{
+		GrantRow   *g = &set->rows[steps[j].row];
+		ResetStep	rs = {steps[j].at, steps[j].added};
+
+		WriteResets(acct, g, &rs, 1);
+		set->resets_written++;
+		if (steps[j].repaid > 0)
+		{
+			LineWrite(acct, steps[j].at + 1, g->id, 0, 0, "repay", -steps[j].repaid);
+			LineWrite(acct, steps[j].at + 1, 0, 0, 0, "repay", steps[j].repaid);
+		}
+	}
+	if (od != acct->overdraft)
+	{
+		a->overdraft = od;
+		if (write)
+			AccountSave(a);
+	}
 }
 
 static bool
@@ -347,6 +549,7 @@ GrantsBuild(const Account *acct, TimestampTz now, bool write_resets, HeapTuple *
 			g->unit_revenue = DatumGetNumericCopy(NumericGetDatum(g->unit_revenue));
 	}
 	HoldsLoad(acct, now, set, (int) n);
+	ResetsRepay(acct, now, write_resets, set, (int) n);
 	for (uint64 i = 0; i < n; i++)
 		GrantKeepIfLive(acct, now, write_resets, set, (int) i);
 	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
@@ -384,6 +587,7 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 	n = set->n;
 	set->n = 0;
 	HoldsLoad(acct, now, set, n);
+	ResetsRepay(acct, now, write_resets, set, n);
 	for (int i = 0; i < n; i++)
 		GrantKeepIfLive(acct, now, write_resets, set, i);
 	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
@@ -658,8 +862,15 @@ wallet_pending(PG_FUNCTION_ARGS)
 	Datum		args[1];
 	char		nulls[1] = {' '};
 	SPITupleTable *tt;
+	SPITupleTable *ot;
 	uint64		n;
+	uint64		nod;
+	uint64		o = 0;
 	bool		binding;
+	GrantRow   *rows;
+	bool	   *voided;
+	TimestampTz *voided_at;
+	RepayStep  *steps;
 
 	InitMaterializedSRF(fcinfo, 0);
 	args[0] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
@@ -676,7 +887,8 @@ wallet_pending(PG_FUNCTION_ARGS)
 		/*
 		 * 1.1: what open holds reserve stays (an expired grant loses only the
 		 * rest), and a voided grant that still backs a hold loses the rest of
-		 * it once that hold is no longer open
+		 * it once that hold is no longer open; grants of one balance together
+		 * (resets repay its overdraft)
 		 */
 		WalletExec(PLAN_PENDING_GRANTS11,
 				   "SELECT " GRANT_COLUMNS ", voided_at, "
@@ -688,7 +900,8 @@ wallet_pending(PG_FUNCTION_ARGS)
 				   "  FROM wallet.grant_block g "
 				   " WHERE closed_at IS NULL "
 				   "   AND (recurrence IS NOT NULL OR expires_at IS NOT NULL OR voided_at IS NOT NULL) "
-				   "   AND ($1 IS NULL OR wallet_id OPERATOR(pg_catalog.=) $1)",
+				   "   AND ($1 IS NULL OR wallet_id OPERATOR(pg_catalog.=) $1) "
+				   " ORDER BY wallet_id, asset COLLATE \"C\", id",
 				   2, argtypes11, args11, nulls11, true, SPI_OK_SELECT);
 	}
 	else
@@ -696,64 +909,189 @@ wallet_pending(PG_FUNCTION_ARGS)
 				   "SELECT " GRANT_COLUMNS " FROM wallet.grant_block "
 				   " WHERE closed_at IS NULL AND voided_at IS NULL "
 				   "   AND (recurrence IS NOT NULL OR expires_at IS NOT NULL) "
-				   "   AND ($1 IS NULL OR wallet_id OPERATOR(pg_catalog.=) $1)",
+				   "   AND ($1 IS NULL OR wallet_id OPERATOR(pg_catalog.=) $1) "
+				   " ORDER BY wallet_id, asset COLLATE \"C\", id",
 				   1, argtypes, args, nulls, true, SPI_OK_SELECT);
 	tt = SPI_tuptable;
 	n = SPI_processed;
+	/* the balances with overdraft in use, in the same order */
+	WalletExec(PLAN_PENDING_OVERDRAFT,
+			   "SELECT wallet_id, asset, overdraft FROM wallet.account "
+			   " WHERE overdraft OPERATOR(pg_catalog.>) 0 "
+			   "   AND ($1 IS NULL OR wallet_id OPERATOR(pg_catalog.=) $1) "
+			   " ORDER BY wallet_id, asset COLLATE \"C\"",
+			   1, argtypes, args, nulls, true, SPI_OK_SELECT);
+	ot = SPI_tuptable;
+	nod = SPI_processed;
+
+	rows = palloc(sizeof(GrantRow) * Max(n, 1));
+	voided = palloc0(sizeof(bool) * Max(n, 1));
+	voided_at = palloc0(sizeof(TimestampTz) * Max(n, 1));
+	steps = palloc(sizeof(RepayStep) * Max(n, 1));
 	for (uint64 i = 0; i < n; i++)
 	{
-		GrantRow	g;
-		ResetStep	steps[4];
-		int			nsteps;
+		bool		isnull;
+
+		ReadGrant(tt->vals[i], tt->tupdesc, spi_grant_columns, &rows[i]);
+		if (binding)
+		{
+			voided_at[i] = DatumGetTimestampTz(SPI_getbinval(tt->vals[i], tt->tupdesc, 14, &isnull));
+			voided[i] = !isnull;
+			rows[i].reserved = SpiGetInt64(tt->vals[i], tt->tupdesc, 15, &isnull);
+		}
+	}
+	for (uint64 i = 0; i < n;)
+	{
 		bool		isnull;
 		int64		wallet_id = SpiGetInt64(tt->vals[i], tt->tupdesc, 12, &isnull);
 		Datum		asset = SPI_getbinval(tt->vals[i], tt->tupdesc, 13, &isnull);
-		Datum		values[7];
-		bool		rnulls[7] = {false};
-		bool		voided = false;
-		TimestampTz voided_at = 0;
-		int64		reserved = 0;
+		char	   *code = TextDatumGetCString(asset);
+		uint64		end = i;
+		int64		od = 0;
+		int			nsteps = 0;
+		int			nlive = 0;
+		GrantRow   *live;
+		int		   *at_row;
 
-		ReadGrant(tt->vals[i], tt->tupdesc, spi_grant_columns, &g);
-		if (binding)
+		/* the grants of this balance: rows[i, end) */
+		while (end < n && SpiGetInt64(tt->vals[end], tt->tupdesc, 12, &isnull) == wallet_id &&
+			   strcmp(TextDatumGetCString(SPI_getbinval(tt->vals[end], tt->tupdesc, 13, &isnull)), code) == 0)
+			end++;
+		/* its overdraft in use */
+		while (o < nod)
 		{
-			voided_at = DatumGetTimestampTz(SPI_getbinval(tt->vals[i], tt->tupdesc, 14, &isnull));
-			voided = !isnull;
-			reserved = SpiGetInt64(tt->vals[i], tt->tupdesc, 15, &isnull);
-			g.reserved = reserved;
-		}
-		values[0] = Int64GetDatum(wallet_id);
-		values[1] = asset;
-		values[2] = Int64GetDatum(g.id);
-		values[6] = Int64GetDatum(g.resets);
-		if (voided)
-		{
-			/* what a resolved hold left on a voided grant: its void, not yet written */
-			if (g.remaining > reserved)
+			int64		ow = SpiGetInt64(ot->vals[o], ot->tupdesc, 1, &isnull);
+			int			c = ow != wallet_id ? (ow < wallet_id ? -1 : 1) :
+				strcmp(TextDatumGetCString(SPI_getbinval(ot->vals[o], ot->tupdesc, 2, &isnull)), code);
+
+			if (c < 0)
+				o++;
+			else
 			{
-				values[3] = CStringGetTextDatum("void");
-				values[4] = TimestampTzGetDatum(voided_at);
-				values[5] = Int64GetDatum(reserved - g.remaining);
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
+				if (c == 0)
+					od = SpiGetInt64(ot->vals[o], ot->tupdesc, 3, &isnull);
+				break;
 			}
-			continue;
 		}
-		nsteps = GrantAdvance(&g, as_of, steps);
+		/* resets that repay it, on the grants not voided */
+		live = palloc(sizeof(GrantRow) * (end - i));
+		at_row = palloc(sizeof(int) * (end - i));
+		for (uint64 j = i; j < end; j++)
+			if (!voided[j])
+			{
+				at_row[nlive] = (int) (j - i);
+				live[nlive++] = rows[j];
+			}
+		if (od > 0)
+			nsteps = RepayResets(live, nlive, as_of, &od, steps);
 		for (int s = 0; s < nsteps; s++)
 		{
+			GrantRow   *g = &live[steps[s].row];
+			Datum		values[7];
+			bool		rnulls[7] = {false};
+
+			values[0] = Int64GetDatum(wallet_id);
+			values[1] = asset;
+			values[2] = Int64GetDatum(g->id);
 			values[3] = CStringGetTextDatum("reset");
 			values[4] = TimestampTzGetDatum(steps[s].at);
-			values[5] = Int64GetDatum(steps[s].delta);
+			values[5] = Int64GetDatum(steps[s].added);
+			values[6] = Int64GetDatum(g->resets);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
+			if (steps[s].repaid == 0)
+				continue;
+			values[3] = CStringGetTextDatum("repay");
+			values[4] = TimestampTzGetDatum(steps[s].at + 1);
+			values[5] = Int64GetDatum(-steps[s].repaid);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
+			rnulls[2] = rnulls[6] = true;
+			values[5] = Int64GetDatum(steps[s].repaid);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
 		}
-		if (g.has_expiry && g.expires_at <= as_of && g.remaining > reserved)
+		for (int j = 0; j < nlive; j++)
+			rows[i + at_row[j]] = live[j];
+
+		for (uint64 r = i; r < end; r++)
 		{
-			values[3] = CStringGetTextDatum("expiry");
-			values[4] = TimestampTzGetDatum(g.expires_at);
-			values[5] = Int64GetDatum(reserved - g.remaining);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
+			GrantRow   *g = &rows[r];
+			ResetStep	rsteps[4];
+			int			ns;
+			Datum		values[7];
+			bool		rnulls[7] = {false};
+			int64		reserved = g->reserved;
+
+			values[0] = Int64GetDatum(wallet_id);
+			values[1] = asset;
+			values[2] = Int64GetDatum(g->id);
+			values[6] = Int64GetDatum(g->resets);
+			if (voided[r])
+			{
+				/* what a resolved hold left on a voided grant: its void, not yet written */
+				if (g->remaining > reserved)
+				{
+					values[3] = CStringGetTextDatum("void");
+					values[4] = TimestampTzGetDatum(voided_at[r]);
+					values[5] = Int64GetDatum(reserved - g->remaining);
+					tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
+				}
+				continue;
+			}
+			ns = GrantAdvance(g, as_of, rsteps);
+			values[6] = Int64GetDatum(g->resets);
+			for (int s = 0; s < ns; s++)
+			{
+				values[3] = CStringGetTextDatum("reset");
+				values[4] = TimestampTzGetDatum(rsteps[s].at);
+				values[5] = Int64GetDatum(rsteps[s].delta);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
+			}
+			if (g->has_expiry && g->expires_at <= as_of && g->remaining > reserved)
+			{
+				values[3] = CStringGetTextDatum("expiry");
+				values[4] = TimestampTzGetDatum(g->expires_at);
+				values[5] = Int64GetDatum(reserved - g->remaining);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
+			}
 		}
+		i = end;
 	}
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/*
+ * wallet._grant_fold(amount, effective_at, expires_at, recurrence,
+ * rollover_max, as_of): a recurring grant created at as_of with its
+ * effective_at in the past, recorded as of its creation (API.md 1.1,
+ * "Lifecycle"): the boundaries that fell before as_of are counted as applied
+ * (resets) and what it holds is what the reset and rollover rules give from
+ * amount with nothing drawn (remaining).  Computed as GrantAdvance computes
+ * any reset, so the recurrence continues from there exactly as it would.
+ */
+Datum
+wallet_grant_fold(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	GrantRow	g;
+	ResetStep	steps[4];
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "wallet: _grant_fold must return a composite");
+	memset(&g, 0, sizeof(g));
+	g.amount = PG_GETARG_INT64(0);
+	g.remaining = g.amount;
+	g.effective_at = PG_GETARG_TIMESTAMPTZ(1);
+	g.has_expiry = !PG_ARGISNULL(2);
+	g.expires_at = g.has_expiry ? PG_GETARG_TIMESTAMPTZ(2) : DT_NOEND;
+	g.recurring = !PG_ARGISNULL(3);
+	if (g.recurring)
+		g.recurrence = *PG_GETARG_INTERVAL_P(3);
+	g.rollover_max = PG_GETARG_INT64(4);
+	if (g.recurring && g.amount > 0)
+		(void) GrantAdvance(&g, PG_GETARG_TIMESTAMPTZ(5), steps);
+	values[0] = Int64GetDatum(g.resets);
+	values[1] = Int64GetDatum(g.remaining);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

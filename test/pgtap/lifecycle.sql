@@ -5,7 +5,7 @@
 \set QUIET 1
 SET client_min_messages = warning;
 BEGIN;
-SELECT plan(75);
+SELECT plan(77);
 
 SELECT wallet_create_asset('credits', 0, 0.01) \g /dev/null
 SELECT wallet_create_asset('usd', 2, 1) \g /dev/null
@@ -13,18 +13,25 @@ SELECT wallet_create(c) FROM unnest(array['edge', 'edgeh', 'rec', 'mon', 'recx',
 	'v', 'top', 'other', 'low']) c \g /dev/null
 
 ---------------------------------------------------------------- expiry at the instant
--- 7 expire one microsecond after now, 9 exactly now: the 9 no longer count
+-- 7 expire one microsecond after now, 9 exactly now: the 9 no longer count.  A grant
+-- cannot be created expired (1.1): in this transaction time stands still, so the 9 are
+-- made valid for an hour and then given the expiry they would have reached (as for 5 and 100 below)
 SELECT wallet_grant('edge', 'credits', 7, effective_at => now() - interval '1 hour',
 	expires_at => now() + interval '1 microsecond') \g /dev/null
+SELECT throws_ok($$SELECT wallet_grant('edge', 'credits', 9, effective_at => now() - interval '1 hour',
+	expires_at => now())$$, '22023', NULL, 'a grant already expired at creation is refused');
 SELECT wallet_grant('edge', 'credits', 9, effective_at => now() - interval '1 hour',
-	expires_at => now()) \g /dev/null
+	expires_at => now() + interval '1 hour') AS edge9 \gset
+UPDATE wallet.grant_block SET expires_at = now() WHERE id = :edge9;
 SELECT is(wallet_balance('edge', 'credits'), 7::numeric, 'a grant expiring now does not count');
 SELECT is((SELECT granted FROM wallet_balances('edge')), 7::numeric, 'nor in granted');
 SELECT is((SELECT reason FROM wallet_debit('edge', 'credits', 8, 'e1')), 'insufficient_funds',
 	'a debit cannot draw from it');
 SELECT is((SELECT balance FROM wallet_debit('edge', 'credits', 7, 'e2')), 0::numeric,
 	'a debit draws from the live one');
-SELECT wallet_grant('edgeh', 'credits', 5, effective_at => now() - interval '1 hour', expires_at => now()) \g /dev/null
+SELECT wallet_grant('edgeh', 'credits', 5, effective_at => now() - interval '1 hour',
+	expires_at => now() + interval '1 hour') AS edgeh5 \gset
+UPDATE wallet.grant_block SET expires_at = now() WHERE id = :edgeh5;
 SELECT is((SELECT reason FROM wallet_hold('edgeh', 'credits', 1, 'h1')), 'insufficient_funds',
 	'a hold cannot reserve it');
 SELECT results_eq(
@@ -36,22 +43,21 @@ SELECT is((SELECT sum(remaining) FROM wallet.grants WHERE customer = 'edge'), 0:
 SELECT is_empty('SELECT * FROM wallet_verify()', 'consistent before the sweep');
 
 ---------------------------------------------------------------- recurrence, backdated
--- 100 every 3 s, up to 150 rolled over, 10.5 s old: three boundaries passed
--- unused: 100 -> 200 -> 250 -> 250 (written at the first touch)
+-- 100 every 3 s, up to 150 rolled over, 10.5 s old: the three boundaries before its
+-- creation are folded into it (1.1): 100 -> 200 -> 250 -> 250 held at creation
 SELECT wallet_grant('rec', 'credits', 100, category => 'bundled', recurrence => '3 s',
 	rollover_max => 150, effective_at => now() - interval '10.5 s') \g /dev/null
 SELECT is(wallet_balance('rec', 'credits'), 250::numeric, 'three missed periods with rollover');
 SELECT results_eq(
-	$$SELECT kind, at - now(), amount FROM wallet.ledger WHERE customer = 'rec' AND id IS NULL ORDER BY at$$,
-	$$VALUES ('reset'::text, interval '-7.5 s', 100::numeric), ('reset', interval '-4.5 s', 50)$$,
-	'the resets not yet written, at their boundaries');
+	$$SELECT kind, at - now(), amount FROM wallet.ledger WHERE customer = 'rec' ORDER BY at$$,
+	$$VALUES ('grant'::text, interval '0 s', 250::numeric)$$,
+	'folded into its grant line: no line of it dated before its creation');
 SELECT is((SELECT balance FROM wallet_debit('rec', 'credits', 10, 'r1')), 240::numeric,
-	'the first touch applies them');
-SELECT results_eq(
+	'the first touch draws from it');
+SELECT is_empty(
 	$$SELECT l.kind, l.amount FROM wallet.line l JOIN wallet.wallet w ON w.id = l.wallet_id
 	   WHERE w.customer = 'rec' AND l.kind = 'reset' ORDER BY l.id$$,
-	$$VALUES ('reset'::text, 100::bigint), ('reset', 50)$$,
-	'and writes them down once');
+	'and writes no reset');
 SELECT is((SELECT resets FROM wallet.grant_block g JOIN wallet.wallet w ON w.id = g.wallet_id
 			WHERE w.customer = 'rec'), 3::bigint, 'three boundaries applied');
 SELECT is_empty($$SELECT * FROM wallet.ledger WHERE customer = 'rec' AND id IS NULL$$,
@@ -60,10 +66,14 @@ SELECT is_empty($$SELECT * FROM wallet.ledger WHERE customer = 'rec' AND id IS N
 SELECT wallet_grant('mon', 'usd', 10, recurrence => '1 month', rollover_max => 5,
 	effective_at => now() - interval '2 months 1 day') \g /dev/null
 SELECT is(wallet_balance('mon', 'usd'), 15.00::numeric, 'monthly: 10 + 5 rolled over');
+SELECT is((SELECT g.resets FROM wallet.grant_block g JOIN wallet.wallet w ON w.id = g.wallet_id
+			WHERE w.customer = 'mon'), 2::bigint, 'its two boundaries counted at creation');
 -- a boundary at the expiry instant does not refill: 3 s periods from 10 s
 -- ago, expired 1 s ago (at the third boundary): spent at creation, never touched
+-- (made valid, then given the expiry and the unapplied resets it would have had)
 SELECT wallet_grant('recx', 'credits', 100, recurrence => '3 s',
-	effective_at => now() - interval '10 s', expires_at => now() - interval '1 s') \g /dev/null
+	effective_at => now() - interval '10 s', expires_at => now() + interval '1 hour') AS recx \gset
+UPDATE wallet.grant_block SET expires_at = now() - interval '1 s', resets = 0 WHERE id = :recx;
 SELECT is(wallet_balance('recx', 'credits'), 0::numeric, 'an expired recurring grant counts nothing');
 SELECT results_eq(
 	$$SELECT kind, amount FROM wallet.ledger WHERE customer = 'recx' AND id IS NULL$$,
@@ -75,9 +85,9 @@ SELECT throws_ok($$SELECT * FROM wallet_sweep(now() + interval '1 second')$$, '2
 	NULL, 'the sweep does not run ahead of time');
 SELECT throws_ok($$SELECT * FROM wallet_sweep(NULL)$$, '22023', NULL, 'as_of must not be null');
 SELECT results_eq($$SELECT * FROM wallet_sweep()$$,
-	$$VALUES ('expired_grants'::text, 3::bigint), ('resets', 1), ('expired_holds', 0), ('closed_grants', 1),
+	$$VALUES ('expired_grants'::text, 3::bigint), ('resets', 0), ('expired_holds', 0), ('closed_grants', 1),
 			 ('pruned_outbox', 0)$$,
-	'the sweep: three expired grants (edge 9, edgeh 5, recx 100), mon''s reset, one used up (edge 7)');
+	'the sweep: three expired grants (edge 9, edgeh 5, recx 100), one used up (edge 7); mon''s resets were folded at creation');
 SELECT results_eq($$SELECT * FROM wallet_sweep()$$,
 	$$VALUES ('expired_grants'::text, 0::bigint), ('resets', 0), ('expired_holds', 0), ('closed_grants', 0),
 			 ('pruned_outbox', 0)$$,

@@ -14,7 +14,9 @@ SELECT wallet_create(c) FROM unnest(ARRAY['acme', 'globex', 'initech']) c;
 SELECT wallet_grant('acme', 'credits', 500, external_ref => 'pay-1');
 SELECT wallet_grant('acme', 'credits', 100, category => 'promotional', expires_at => now() + interval '7 days');
 SELECT wallet_grant('globex', 'USD', 10.5);
-SELECT wallet_grant('globex', 'USD', 3, effective_at => now() - interval '2 days', expires_at => now() - interval '1 day');
+-- an expired grant (1.1 refuses one expired at creation: this one expires 0.2 s after it)
+SELECT wallet_grant('globex', 'USD', 3, effective_at => now() - interval '2 days', expires_at => now() + interval '0.2 s');
+SELECT pg_sleep(0.3);
 SELECT wallet_grant('initech', 'credits', 30, category => 'bundled', recurrence => interval '1 month',
                     effective_at => now() - interval '40 days');
 SELECT wallet_set_limit('initech', 'credits', overdraft => 50, low_balance => 10);

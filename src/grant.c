@@ -233,7 +233,8 @@ RowIdCmp(const void *a, const void *b, void *arg)
 
 /*
  * Apply to rows the resets by t that repay *overdraft, lowering it; one step
- * per grant that changed in out (room for nrows).  Returns how many.
+ * per grant that changed in out (room for nrows).  Returns how many.  Scoped
+ * grants take no part: their resets refill them as in 1.0.
  */
 static int
 RepayResets(GrantRow *rows, int nrows, TimestampTz t, int64 *overdraft, RepayStep *out)
@@ -257,6 +258,9 @@ RepayResets(GrantRow *rows, int nrows, TimestampTz t, int64 *overdraft, RepaySte
 
 		if (!g->recurring || g->amount <= 0 || Boundary(g, g->resets + 1) > t)
 			continue;			/* (the usual case: no boundary pending, one addition) */
+		/* a scoped grant repays nothing, as a new one does not (scope.c) */
+		if (g->scope != NULL)
+			continue;
 		n[i] = BoundariesBy(g, t);
 		if (n[i] <= g->resets)
 			continue;

@@ -1103,13 +1103,20 @@ BEGIN
 	SELECT coalesce(sum(h.overdraft), 0) INTO reserved FROM wallet.hold h
 	 WHERE h.wallet_id = w AND h.asset = wallet_set_overdraft.asset
 	   AND h.status = 'open' AND h.expires_at > pg_catalog.now();
+	IF od < used THEN
+		RAISE EXCEPTION 'overdraft limit % is below the overdraft in use', overdraft_limit
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Customer "%s" uses %s of overdraft in %s.', left(customer, 100),
+								  wallet._major(asset, used), asset),
+				  HINT = 'Freeze the wallet (wallet_set_status) to stop further debits until it is repaid.';
+	END IF;
 	IF od < used + reserved THEN
-		RAISE EXCEPTION 'overdraft limit % is below the overdraft in use or reserved by open holds', overdraft_limit
+		RAISE EXCEPTION 'overdraft limit % is below the overdraft room open holds reserve', overdraft_limit
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('Customer "%s" uses %s of overdraft in %s, and open holds reserve %s more.',
 								  left(customer, 100), wallet._major(asset, used), asset,
 								  wallet._major(asset, reserved)),
-				  HINT = 'Freeze the wallet (wallet_set_status) to stop further debits; release or capture the holds, then lower the limit.';
+				  HINT = 'A capture within its hold may use that room: release or capture the holds, then lower the limit.';
 	END IF;
 	UPDATE wallet.account a SET overdraft_limit = od
 	 WHERE a.wallet_id = w AND a.asset = wallet_set_overdraft.asset;

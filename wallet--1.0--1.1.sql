@@ -1296,6 +1296,229 @@ GRANT SELECT ON wallet.alert, wallet.recharge TO wallet_finance;
 
 /* ------------------------------------------------------------ scoped credits (#19) */
 
+/*
+ * A grant may serve only some debits: scope {"meters": [...], "dimensions":
+ * {...}} (src/scope.c).  Null (every 1.0 grant) serves every debit.  The
+ * drawdown reads it with the grant and takes the grants that do not serve a
+ * debit out of both its availability check and its draw; among those that
+ * do, a scoped grant goes before an unscoped one of the same priority and
+ * expiry.  A scoped grant does not repay overdraft: the debt may have come
+ * from a debit it could not have served.
+ */
+ALTER TABLE wallet.grant_block ADD COLUMN scope jsonb;
+COMMENT ON COLUMN wallet.grant_block.scope IS
+	'null: serves every debit; else {"meters": [exact or prefix.*], "dimensions": {key: text}} as wallet._scope_check stored it';
+
+CREATE FUNCTION wallet._scope_check(scope jsonb) RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'wallet_scope_check' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION wallet._scope_check(jsonb) IS
+	'the stored form of a grant scope (null for null or {}), or 22023 naming the malformed field';
+REVOKE ALL ON FUNCTION wallet._scope_check(jsonb) FROM PUBLIC;
+
+/*
+ * wallet_grant gains scope as its last argument: the 12-argument signature
+ * goes (an overload would make every call of it ambiguous), its calls still
+ * bind.  The body is the hardening section's (external_ref per customer) with
+ * the scope checked, compared, stored, and kept from repaying overdraft.
+ */
+DROP FUNCTION @extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text,
+	numeric, text, interval, numeric, jsonb);
+CREATE FUNCTION @extschema@.wallet_grant(customer text, asset text, amount numeric,
+	priority int DEFAULT 100, expires_at timestamptz DEFAULT NULL,
+	effective_at timestamptz DEFAULT now(), category text DEFAULT 'paid',
+	unit_revenue numeric DEFAULT NULL, external_ref text DEFAULT NULL,
+	recurrence interval DEFAULT NULL, rollover_max numeric DEFAULT 0,
+	metadata jsonb DEFAULT '{}', scope jsonb DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w bigint := wallet._wallet_id(customer);
+	amt bigint := wallet._minor(asset, amount);
+	sc jsonb := wallet._scope_check(scope);
+	roll bigint;
+	rev numeric;
+	g wallet.grant_block;
+	acct wallet.account;
+	st text;
+	repay bigint;
+	ceiling numeric;
+	eff timestamptz := coalesce(effective_at, now());
+BEGIN
+	IF category IS NULL OR category NOT IN ('paid', 'bundled', 'promotional') THEN
+		RAISE EXCEPTION 'unknown grant category "%"', category USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'The categories are paid, bundled and promotional.';
+	END IF;
+	IF priority IS NULL THEN
+		RAISE EXCEPTION 'priority must not be null' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF expires_at IS NOT NULL AND expires_at IN ('infinity', '-infinity') OR eff IN ('infinity', '-infinity') THEN
+		RAISE EXCEPTION 'grant times must be finite' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF expires_at IS NOT NULL AND expires_at <= eff THEN
+		RAISE EXCEPTION 'expires_at % is not after effective_at %', expires_at, eff
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF recurrence IS NOT NULL AND (recurrence <= interval '0' OR eff + recurrence <= eff) THEN
+		RAISE EXCEPTION 'recurrence must be a positive interval: %', recurrence
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF rollover_max IS NULL OR rollover_max < 0 THEN
+		RAISE EXCEPTION 'rollover_max must be zero or positive: %', rollover_max
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	roll := CASE WHEN rollover_max = 0 THEN 0 ELSE wallet._minor(asset, rollover_max, 'rollover_max') END;
+	IF unit_revenue IS NOT NULL AND (unit_revenue = 'NaN' OR unit_revenue IN ('Infinity', '-Infinity') OR unit_revenue < 0) THEN
+		RAISE EXCEPTION 'invalid unit_revenue %', unit_revenue USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF metadata IS NULL OR jsonb_typeof(metadata) <> 'object' THEN
+		RAISE EXCEPTION 'metadata must be a json object' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	rev := coalesce(unit_revenue, CASE WHEN category = 'paid'
+		THEN (SELECT a.unit_value FROM wallet.asset a WHERE a.code = wallet_grant.asset) ELSE 0 END);
+
+	SELECT ww.status INTO st FROM wallet.wallet ww WHERE ww.id = w;
+	IF st = 'closed' THEN
+		RAISE EXCEPTION 'wallet of customer "%" is closed', customer USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+
+	PERFORM wallet._touch(w, asset);
+
+	IF external_ref IS NOT NULL THEN
+		/* per customer (1.1): another customer's use of the ref is neither waited on nor named */
+		SELECT * INTO g FROM wallet.grant_block gb
+		 WHERE gb.wallet_id = w AND gb.external_ref = wallet_grant.external_ref;
+		IF FOUND THEN
+			IF g.asset <> wallet_grant.asset OR g.amount <> amt
+			   OR g.category <> wallet_grant.category OR g.priority <> wallet_grant.priority
+			   OR g.expires_at IS DISTINCT FROM wallet_grant.expires_at
+			   OR g.recurrence IS DISTINCT FROM wallet_grant.recurrence
+			   OR g.rollover_max <> roll OR g.unit_revenue <> rev
+			   OR g.scope IS DISTINCT FROM sc THEN
+				RAISE EXCEPTION 'external_ref "%" was used for a different grant', external_ref
+					USING ERRCODE = 'WL004', DETAIL = format('It is grant %s.', g.id);
+			END IF;
+			RETURN g.id;
+		END IF;
+	END IF;
+
+	/* the balance must stay countable in 64 bits, whatever recurring grants refill to */
+	SELECT coalesce(sum(gb.remaining + CASE WHEN gb.recurrence IS NULL THEN 0 ELSE gb.amount + gb.rollover_max END), 0)
+		   + amt + CASE WHEN wallet_grant.recurrence IS NULL THEN 0 ELSE amt + roll END
+	  INTO ceiling
+	  FROM wallet.grant_block gb
+	 WHERE gb.wallet_id = w AND gb.asset = wallet_grant.asset AND gb.closed_at IS NULL;
+	IF ceiling > 9223372036854775807 THEN
+		RAISE EXCEPTION 'grant of % % would take the balance of customer "%" out of range', amount, asset, left(customer, 100)
+			USING ERRCODE = 'numeric_value_out_of_range',
+				  DETAIL = 'A balance is kept as a signed 64-bit count of minor units.';
+	END IF;
+
+	INSERT INTO wallet.grant_block (wallet_id, asset, category, priority, amount, remaining,
+		unit_revenue, effective_at, expires_at, recurrence, rollover_max, external_ref, metadata, scope)
+	VALUES (w, asset, category, priority, amt, amt, rev, eff, expires_at, recurrence, roll,
+		external_ref, metadata, sc)
+	RETURNING * INTO g;
+	INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
+	VALUES (greatest(now(), eff), w, asset, g.id, 'grant', amt);
+
+	/* a new grant first repays overdraft, when it is live now and serves every debit */
+	SELECT * INTO acct FROM wallet.account a WHERE a.wallet_id = w AND a.asset = wallet_grant.asset;
+	IF acct.overdraft > 0 AND sc IS NULL AND eff <= now() AND (expires_at IS NULL OR expires_at > now()) THEN
+		repay := least(acct.overdraft, amt);
+		UPDATE wallet.grant_block gb SET remaining = remaining - repay WHERE gb.id = g.id;
+		UPDATE wallet.account a SET overdraft = overdraft - repay
+		 WHERE a.wallet_id = w AND a.asset = wallet_grant.asset;
+		INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
+		VALUES (now(), w, asset, g.id, 'repay', -repay), (now(), w, asset, NULL, 'repay', repay);
+	END IF;
+	RETURN g.id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text,
+	numeric, text, interval, numeric, jsonb, jsonb) IS
+	'adds a block of value, serving only the debits its scope names (null: all); idempotent per external_ref; an unscoped grant repays overdraft first';
+
+/*
+ * Refunded value whose grant can no longer take it back goes to a new grant
+ * of the same category and the same scope (1.0 made it unscoped).  Like every
+ * new unscoped grant it first repays outstanding overdraft.  The caller holds
+ * the lock.
+ */
+CREATE OR REPLACE FUNCTION wallet._refund_grant(w bigint, asset text, event_id bigint, source bigint,
+	category text, priority int, unit_revenue numeric, amount bigint)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	gid bigint;
+	od bigint;
+	repay bigint;
+	sc jsonb := (SELECT gb.scope FROM wallet.grant_block gb WHERE gb.id = source);
+BEGIN
+	INSERT INTO wallet.grant_block AS gb (wallet_id, asset, category, priority, amount, remaining,
+		unit_revenue, effective_at, metadata, scope)
+	VALUES (w, asset, category, priority, amount, amount, unit_revenue, now(),
+		jsonb_strip_nulls(jsonb_build_object('refund_of_event', event_id, 'refund_of_grant', source)), sc)
+	RETURNING gb.id INTO gid;
+	INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, event_id, kind, amount)
+	VALUES (now(), w, asset, gid, event_id, 'refund', amount);
+
+	SELECT a.overdraft INTO od FROM wallet.account a
+	 WHERE a.wallet_id = w AND a.asset = _refund_grant.asset;
+	IF od > 0 AND sc IS NULL THEN
+		repay := least(od, amount);
+		UPDATE wallet.grant_block gb SET remaining = gb.remaining - repay WHERE gb.id = gid;
+		UPDATE wallet.account a SET overdraft = a.overdraft - repay
+		 WHERE a.wallet_id = w AND a.asset = _refund_grant.asset;
+		INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
+		VALUES (now(), w, asset, gid, 'repay', -repay), (now(), w, asset, NULL, 'repay', repay);
+	END IF;
+	RETURN gid;
+END
+$$;
+
+/* finance sees each grant's scope (a column added at the end: the others keep their meaning) */
+CREATE OR REPLACE VIEW wallet.grants AS
+SELECT g.id, w.customer, g.asset, g.category, g.priority,
+	   wallet._major(g.asset, g.amount) AS amount,
+	   wallet._major(g.asset, g.remaining OPERATOR(pg_catalog.+) coalesce(p.amount, 0)) AS remaining,
+	   g.unit_revenue, g.effective_at, g.expires_at, g.voided_at, g.recurrence,
+	   wallet._major(g.asset, g.rollover_max) AS rollover_max, g.external_ref, g.metadata, g.created_at,
+	   g.scope
+  FROM wallet.grant_block g
+  JOIN wallet.wallet w ON w.id OPERATOR(pg_catalog.=) g.wallet_id
+  LEFT JOIN (SELECT pp.grant_id, pg_catalog.sum(pp.amount)::bigint AS amount
+			   FROM wallet._pending(pg_catalog.now()) pp GROUP BY pp.grant_id) p
+	ON p.grant_id OPERATOR(pg_catalog.=) g.id;
+COMMENT ON VIEW wallet.grants IS
+	'grants, with remaining as of now (resets applied, expired ones at 0) and the scope of each (null: serves every debit)';
+
+CREATE FUNCTION @extschema@.wallet_available(customer text, meter text, dimensions jsonb DEFAULT '{}')
+RETURNS TABLE (asset text, available numeric)
+	AS 'MODULE_PATHNAME', 'wallet_available' LANGUAGE C STABLE;
+COMMENT ON FUNCTION @extschema@.wallet_available(text, text, jsonb) IS
+	'per asset, what a debit of that meter (null: wallet_debit) with those dimensions could draw now: the grants that serve it, less holds and overdraft in use';
+
+CREATE FUNCTION @extschema@.wallet_credits(customer text)
+RETURNS TABLE (grant_id bigint, asset text, category text, amount numeric, remaining numeric,
+	reserved numeric, expires_at timestamptz, next_reset timestamptz, scope jsonb)
+	AS 'MODULE_PATHNAME', 'wallet_credits' LANGUAGE C STABLE;
+COMMENT ON FUNCTION @extschema@.wallet_credits(text) IS
+	'the live grants with value left, per asset in drawdown order: remaining, reserved by open holds, expiry, next reset, scope';
+
+DO $$
+DECLARE
+	g record;
+BEGIN
+	FOR g IN SELECT * FROM (VALUES
+		('@extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text, numeric, text, interval, numeric, jsonb, jsonb)', 'wallet_admin'),
+		('@extschema@.wallet_available(text, text, jsonb)', 'wallet_app, wallet_finance, wallet_admin'),
+		('@extschema@.wallet_credits(text)', 'wallet_app, wallet_finance, wallet_admin')) AS v(fn, roles)
+	LOOP
+		EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', g.fn);
+		EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER', g.fn);
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', g.fn, g.roles);
+	END LOOP;
+END
+$$;
+
 /* ------------------------------------------------------------ pricing (#20) */
 
 /*

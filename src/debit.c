@@ -351,12 +351,15 @@ DebitDecide(Account *acct, const DebitRequest *req, TimestampTz now,
 /*
  * The decision of DebitDecide from the live grants already in d->set: loaded
  * under the lock just now, or kept by wallet_ingest across a batch's debits
- * (DebitWrite takes what it draws off the set).
+ * (DebitWrite takes what it draws off the set).  Only the grants that serve
+ * the debit's meter and dimensions count (ScopeSelect): d->available is what
+ * wallet_available says for them.
  */
 void
 DebitJudge(Account *acct, const DebitRequest *req, TimestampTz now,
 		   int64 release_first, Decision *d)
 {
+	ScopeSelect(&d->set, req->meter, req->dims);
 	d->available = Available(acct, &d->set, now, release_first);
 	d->caps.n = 0;
 	d->caps.blocked = -1;
@@ -687,7 +690,7 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 		GrantRow   *g = &set->rows[i];
 		int64		take = Min(g->remaining, left);
 
-		if (take == 0)
+		if (take == 0 || g->excluded)
 			continue;
 		g->remaining -= take;
 		set->total -= take;
@@ -756,6 +759,12 @@ DebitFinish(Account *acct, DebitRequest *req, TimestampTz now,
 {
 	int64		overdraft_before = acct->overdraft;
 
+	/* results and notices speak of the whole balance: scoped grants that did not serve still count */
+	if (d->set.excluded != 0)
+	{
+		d->available = AddMinor(d->available, d->set.excluded);
+		d->after = AddMinor(d->after, d->set.excluded);
+	}
 	if (d->decline != NULL)
 	{
 		/* a declined capture leaves its hold open: it still counts */

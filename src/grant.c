@@ -183,7 +183,7 @@ CategoryRank(const char *category)
 	return 2;
 }
 
-/* drawdown order: priority, expiry (never last), category, effective_at, id */
+/* drawdown order: priority, expiry (never last), scoped before unscoped, category, effective_at, id */
 static int
 DrawdownCmp(const void *a, const void *b)
 {
@@ -196,6 +196,9 @@ DrawdownCmp(const void *a, const void *b)
 		return x->has_expiry ? -1 : 1;
 	if (x->has_expiry && x->expires_at != y->expires_at)
 		return x->expires_at < y->expires_at ? -1 : 1;
+	/* a grant that serves fewer debits goes first: what serves all stays for the rest */
+	if ((x->scope != NULL) != (y->scope != NULL))
+		return x->scope != NULL ? -1 : 1;
 	if (x->category_rank != y->category_rank)
 		return x->category_rank < y->category_rank ? -1 : 1;
 	if (x->effective_at != y->effective_at)
@@ -203,12 +206,15 @@ DrawdownCmp(const void *a, const void *b)
 	return (x->id > y->id) - (x->id < y->id);
 }
 
-/* the columns of GRANT_COLUMNS where a result row of SPI has them */
-static const int spi_grant_columns[HOT_GRANT_COLUMNS] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+/* the columns of GRANT_COLUMNS where a result row of SPI has them (no scope) */
+static const int spi_grant_columns[HOT_GRANT_COLUMNS + 1] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0};
+/* the same, with the scope next (1.1 schema) */
+static const int spi_grant_columns11[HOT_GRANT_COLUMNS + 1] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14};
 
 /*
  * A grant row: cols[i] is the column of tup holding the i-th of
- * GRANT_COLUMNS (a row of SPI, or of the table itself).  The row is deformed
+ * GRANT_COLUMNS (a row of SPI, or of the table itself), and
+ * cols[GRANT_SCOPE_COLUMN] its scope (0: not read).  The row is deformed
  * once; unit_revenue points into it.
  */
 static void
@@ -235,6 +241,8 @@ ReadGrant(HeapTuple tup, TupleDesc desc, const int *cols, GrantRow *g)
 	g->rollover_max = DatumGetInt64(V(8));
 	g->resets = g->stored_resets = DatumGetInt64(V(9));
 	g->unit_revenue = DatumGetNumeric(V(10));
+	if (cols[GRANT_SCOPE_COLUMN] > 0 && !N(GRANT_SCOPE_COLUMN))
+		g->scope = ScopeParse(DatumGetJsonbPCopy(V(GRANT_SCOPE_COLUMN)));
 	ItemPointerSetInvalid(&g->tid);
 #undef V
 #undef N
@@ -311,6 +319,8 @@ GrantKeepIfLive(const Account *acct, TimestampTz now, bool write_resets, GrantSe
 	if (!GrantLive(g, now) || g->remaining == 0)
 		return;
 	set->total = AddMinor(set->total, g->remaining);
+	if (g->scope != NULL)
+		set->nscoped++;
 	if (set->n != i)
 		set->rows[set->n] = *g;
 	set->n++;
@@ -324,7 +334,7 @@ GrantKeepIfLive(const Account *acct, TimestampTz now, bool write_resets, GrantSe
  */
 static void
 GrantsBuild(const Account *acct, TimestampTz now, bool write_resets, HeapTuple *tuples,
-			uint64 n, TupleDesc desc, bool copy, GrantSet *set)
+			uint64 n, TupleDesc desc, const int *cols, bool copy, GrantSet *set)
 {
 	memset(set, 0, sizeof(*set));
 	set->rows = palloc(sizeof(GrantRow) * Max(n, 1));
@@ -332,7 +342,7 @@ GrantsBuild(const Account *acct, TimestampTz now, bool write_resets, HeapTuple *
 	{
 		GrantRow   *g = &set->rows[i];
 
-		ReadGrant(tuples[i], desc, spi_grant_columns, g);
+		ReadGrant(tuples[i], desc, cols, g);
 		if (copy)
 			g->unit_revenue = DatumGetNumericCopy(NumericGetDatum(g->unit_revenue));
 	}
@@ -396,6 +406,8 @@ GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets, Mem
 	uint64		nrows;
 	uint64		r = 0;
 	int			icol;
+	bool		scoped = WalletSchemaVersion() >= 11;
+	const int  *cols = scoped ? spi_grant_columns11 : spi_grant_columns;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -404,14 +416,24 @@ GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets, Mem
 	}
 	values[0] = Int8ArrayDatum(w, n);
 	values[1] = TextArrayDatum(a, n);
-	WalletExec(PLAN_GRANTS_MANY,
-			   "SELECT " GRANT_COLUMNS ", k.i "
-			   "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
-			   "       WITH ORDINALITY AS k(w, a, i) "
-			   "  JOIN wallet.grant_block g ON g.wallet_id OPERATOR(pg_catalog.=) k.w "
-			   "   AND g.asset OPERATOR(pg_catalog.=) k.a AND g.closed_at IS NULL AND g.voided_at IS NULL "
-			   " ORDER BY k.i",
-			   2, argtypes, values, NULL, false, SPI_OK_SELECT);
+	if (scoped)
+		WalletExec(PLAN_GRANTS_MANY11,
+				   "SELECT " GRANT_COLUMNS ", scope, k.i "
+				   "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
+				   "       WITH ORDINALITY AS k(w, a, i) "
+				   "  JOIN wallet.grant_block g ON g.wallet_id OPERATOR(pg_catalog.=) k.w "
+				   "   AND g.asset OPERATOR(pg_catalog.=) k.a AND g.closed_at IS NULL AND g.voided_at IS NULL "
+				   " ORDER BY k.i",
+				   2, argtypes, values, NULL, false, SPI_OK_SELECT);
+	else
+		WalletExec(PLAN_GRANTS_MANY,
+				   "SELECT " GRANT_COLUMNS ", k.i "
+				   "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
+				   "       WITH ORDINALITY AS k(w, a, i) "
+				   "  JOIN wallet.grant_block g ON g.wallet_id OPERATOR(pg_catalog.=) k.w "
+				   "   AND g.asset OPERATOR(pg_catalog.=) k.a AND g.closed_at IS NULL AND g.voided_at IS NULL "
+				   " ORDER BY k.i",
+				   2, argtypes, values, NULL, false, SPI_OK_SELECT);
 	tt = SPI_tuptable;
 	nrows = SPI_processed;
 	icol = tt->tupdesc->natts;
@@ -424,12 +446,27 @@ GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets, Mem
 		while (r < nrows && SpiGetInt64(tt->vals[r], tt->tupdesc, icol, &isnull) == i + 1)
 			r++;
 		old = MemoryContextSwitchTo(cxt);
-		GrantsBuild(&accts[i], now, true, tt->vals + from, r - from, tt->tupdesc, true, &sets[i]);
+		GrantsBuild(&accts[i], now, true, tt->vals + from, r - from, tt->tupdesc, cols, true,
+					&sets[i]);
 		MemoryContextSwitchTo(old);
 	}
 	if (r != nrows)
 		elog(ERROR, "wallet: grants of %d balances returned out of order", n);
 	SPI_freetuptable(tt);
+}
+
+/* the next reset of a grant after those applied, or DT_NOEND (none before its expiry) */
+TimestampTz
+GrantNextReset(const GrantRow *g)
+{
+	TimestampTz next;
+
+	if (!g->recurring)
+		return DT_NOEND;
+	next = Boundary(g, g->resets + 1);
+	if (g->has_expiry && next >= g->expires_at)
+		return DT_NOEND;
+	return next;
 }
 
 /*

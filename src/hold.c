@@ -351,6 +351,8 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 
 	caps.blocked = -1;
 	GrantsLoad(acct, now, true, &set);
+	/* only grants that serve the hold's meter (none for wallet_hold) and dimensions back it */
+	ScopeSelect(&set, meter, dims);
 	available = Available(acct, &set, now, 0);
 	decline = StatusDecline(acct);
 	if (decline == NULL && acct->has_max_holds && set.holds_live >= acct->max_holds)
@@ -359,6 +361,8 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 		decline = "spend_cap";
 	if (decline == NULL && SubMinor(available, amount) < -acct->overdraft_limit)
 		decline = "insufficient_funds";
+	/* results and notices speak of the whole balance: grants that do not serve it still count */
+	available = AddMinor(available, set.excluded);
 	if (decline)
 	{
 		if (strcmp(decline, "insufficient_funds") == 0)
@@ -387,7 +391,7 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 		{
 			int64		t = Min(set.rows[i].remaining, left);
 
-			if (t <= 0)
+			if (t <= 0 || set.rows[i].excluded)
 				continue;
 			gids[ng] = set.rows[i].id;
 			gresets[ng] = set.rows[i].resets;
@@ -572,7 +576,10 @@ DrawAdd(DrawLines *dl, int64 grant_id, int64 take, Numeric unit_revenue)
 	dl->n++;
 }
 
-/* draw up to want of unreserved value in drawdown order; returns what is left */
+/*
+ * draw up to want of unreserved value in drawdown order, from the grants that
+ * serve the line (ScopeSelect); returns what is left
+ */
 static int64
 DrawFree(GrantSet *set, DrawLines *dl, int64 want)
 {
@@ -581,7 +588,7 @@ DrawFree(GrantSet *set, DrawLines *dl, int64 want)
 		GrantRow   *g = &set->rows[i];
 		int64		t = Min(g->remaining, want);
 
-		if (t <= 0)
+		if (t <= 0 || g->excluded)
 			continue;
 		g->remaining -= t;
 		set->total -= t;
@@ -607,7 +614,7 @@ HoldReservations(const HoldRow *h, TimestampTz now, int *n)
 			   "       g.category OPERATOR(pg_catalog.=) 'paid', g.unit_revenue "
 			   "  FROM wallet.hold_grant r JOIN wallet.grant_block g ON g.id OPERATOR(pg_catalog.=) r.grant_id "
 			   " WHERE r.hold_id OPERATOR(pg_catalog.=) $1 AND r.amount OPERATOR(pg_catalog.>) 0 "
-			   " ORDER BY g.priority, g.expires_at NULLS LAST, "
+			   " ORDER BY g.priority, g.expires_at NULLS LAST, g.scope IS NULL, "
 			   "          CASE g.category WHEN 'promotional' THEN 0 WHEN 'bundled' THEN 1 ELSE 2 END, "
 			   "          g.effective_at, g.id",
 			   2, argtypes, values, NULL, false, SPI_OK_SELECT);
@@ -819,6 +826,21 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 		caps.blocked = -1;
 		if (decline == NULL && acct.caps > 0 && !CapCheck(&acct, capdims, excess, now, &caps))
 			decline = "spend_cap";
+		if (decline == NULL && set.nscoped > 0)
+		{
+			/* free value that serves every line: each line can draw it */
+			const char **meters = palloc(sizeof(char *) * n);
+			Jsonb	  **ldims = palloc(sizeof(Jsonb *) * n);
+
+			for (int i = 0; i < n; i++)
+			{
+				meters[i] = cl[i].meter;
+				ldims[i] = cl[i].dims;
+			}
+			ScopeSelectEvery(&set, n, meters, ldims);
+			if (SubMinor(Available(&acct, &set, now, 0), excess) < -acct.overdraft_limit)
+				decline = "insufficient_funds";
+		}
 		if (decline == NULL && SubMinor(available, excess) < -acct.overdraft_limit)
 			decline = "insufficient_funds";
 		if (decline)
@@ -872,6 +894,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 			 * room is given up (ReleasedBack counts it all back).
 			 */
 			w += want;
+			ScopeSelect(&set, cl[i].meter, cl[i].dims);
 			t = DrawFree(&set, &dls[i], w);
 			drawn_free += w - t;
 			DrawAdd(&dls[i], 0, t, NULL);

@@ -232,6 +232,7 @@ static struct
 	/* the lock record of each: the write target's when it is one of those */
 	HeldLock   *index_lock[I__COUNT];
 	Oid			line_seq;		/* wallet.line_id_seq: ids of lines carried on events */
+	AttrNumber	grant_scope;	/* wallet.grant_block.scope (1.1), or 0 */
 	HTAB	   *wallets;		/* WalletEntry by customer, or NULL */
 	uint64		wallets_stamp;	/* wallet_coherence.generation they were read at */
 	bool		wallet_recheck; /* wallet.wallet changed: check its columns again */
@@ -532,6 +533,13 @@ CacheBuildGeneration(void)
 				elog(ERROR, "wallet: column wallet.%s.%s is missing or not of type %s",
 					 name, cd->name, format_type_be(cd->type));
 			tc->att[c] = a;
+		}
+		if (t == T_GRANT)
+		{
+			/* a 1.0 schema has no scope: every grant serves every debit */
+			AttrNumber	a = get_attnum(tc->relid, "scope");
+
+			cache.grant_scope = a > 0 && TupleDescAttr(desc, a - 1)->atttypid == JSONBOID ? a : 0;
 		}
 		CheckTable(rel, t == T_EVENT || t == T_LINE, t == T_ACCOUNT || t == T_GRANT, tc);
 
@@ -1294,7 +1302,7 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
 	Snapshot	snap = locked ? PushFreshSnapshot() : GetActiveSnapshot();
-	int			cols[HOT_GRANT_COLUMNS];
+	int			cols[HOT_GRANT_COLUMNS + 1];
 
 	HotEnter();
 	/* under the balance lock, the grants read are then written: take that lock now */
@@ -1303,6 +1311,7 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 	CheckPrivilege(T_GRANT, ACL_SELECT);
 	for (int c = 0; c < HOT_GRANT_COLUMNS; c++)
 		cols[c] = ATT(T_GRANT, c);
+	cols[GRANT_SCOPE_COLUMN] = cache.grant_scope;
 
 	slot = table_slot_create(grel, NULL);
 	Key(&keys[0], gidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));

@@ -20,6 +20,7 @@
  *	  quote.c	 wallet_quote: what a debit would do, without doing it
  *	  ingest.c	 wallet_ingest: many debits in one call
  *	  shard.c	 scale-out: wallet.shard, wallet.shards, routing bits in ids
+ *	  scope.c	 scoped grants: which debits a grant serves; wallet_available, wallet_credits
  *	  reads.c	 the settled time of the billing reads' caches (wallet._settled)
  */
 #ifndef WALLET_H
@@ -164,6 +165,8 @@ typedef enum PlanId
 	PLAN_HOT_EVENT_INSERT,
 	PLAN_HOT_GRANT_TAKE,
 	PLAN_HOT_LINE_INSERT,
+	PLAN_GRANTS_MANY11,
+	PLAN_SCOPE_ACCOUNTS,
 	PLAN_HOLD_RESERVED,
 	PLAN_PENDING_GRANTS11,
 	PLAN_CAP_CHECK_HELD,
@@ -252,6 +255,8 @@ extern void AccountSave(Account *acct);
 
 /* ---- grant.c ---- */
 
+typedef struct Scope Scope;		/* scope.c */
+
 typedef struct GrantRow
 {
 	int64		id;
@@ -270,6 +275,8 @@ typedef struct GrantRow
 	int64		stored_resets;
 	Numeric		unit_revenue;
 	int64		take;			/* drawn by the current debit */
+	const Scope *scope;			/* NULL: serves every debit */
+	bool		excluded;		/* does not serve the debit at hand (ScopeSelect) */
 	int64		reserved;		/* what open holds reserve on it (1.1) */
 	ItemPointerData tid;		/* where it was read (invalid: written since) */
 } GrantRow;
@@ -281,6 +288,8 @@ typedef struct GrantSet
 	int64		total;			/* sum of remaining of live grants, less what
 								 * open holds reserve on them: what a debit can draw */
 	int			resets_written; /* reset lines GrantsLoad wrote */
+	int			nscoped;		/* live grants with a scope */
+	int64		excluded;		/* what the excluded grants hold (off total) */
 	int64		held;			/* open holds (ttl not passed) */
 	int32		holds_live;		/* how many */
 	int64		reserved_live;	/* what they reserve on live grants (off total) */
@@ -293,6 +302,7 @@ extern void GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, 
 extern void GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets,
 						   MemoryContext cxt);
 extern int64 LiveHeld(const Account *acct, TimestampTz now, int32 *count);
+extern TimestampTz GrantNextReset(const GrantRow *g);
 extern void HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows);
 extern void HoldsTakeOff(GrantSet *set);
 extern void LineWrite(const Account *acct, TimestampTz at, int64 grant_id, int64 event_id,
@@ -467,6 +477,8 @@ typedef enum HotLockResult
 
 /* the columns of GRANT_COLUMNS (grant.c) */
 #define HOT_GRANT_COLUMNS 13
+/* cols[GRANT_SCOPE_COLUMN]: where the scope column is (1.1), or 0; cols has HOT_GRANT_COLUMNS + 1 */
+#define GRANT_SCOPE_COLUMN HOT_GRANT_COLUMNS
 
 /* called by HotGrantsRead for each open grant */
 typedef void (*HotGrantFn) (HeapTuple tup, TupleDesc desc, const int *cols,
@@ -502,6 +514,14 @@ extern bool HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDe
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);
+
+/* ---- scope.c ---- */
+
+extern Scope *ScopeParse(Jsonb *j);
+extern Jsonb *ScopeJson(const Scope *s);
+extern bool ScopeApplies(const Scope *s, const char *meter, Jsonb *dims);
+extern void ScopeSelect(GrantSet *set, const char *meter, Jsonb *dims);
+extern void ScopeSelectEvery(GrantSet *set, int n, const char *const *meters, Jsonb *const *dims);
 
 /* ---- shard.c ---- */
 

@@ -36,6 +36,18 @@ run -d "$db" -c "CREATE EXTENSION wallet VERSION '1.0'"
 run -d "$db" -f "$here/scenario.sql" >"$out/scenario.log"
 numbers "$db" >"$out/before"
 verify_clean "$db"
+# what only 1.1 can do refuses on a 1.0 schema, naming the fix (the 1.1 library's
+# entry point, reached through a function made for the test)
+msg=$(psql -X -At -d "$db" 2>&1 <<'SQL' || true
+SET client_min_messages = warning;
+\set VERBOSITY verbose
+CREATE FUNCTION pg_temp.extend(bigint, interval) RETURNS wallet_result
+	AS '$libdir/wallet', 'wallet_extend_hold' LANGUAGE C;
+SELECT * FROM pg_temp.extend((SELECT id FROM wallet.hold WHERE idempotency_key = 'h-open'), '1 hour');
+SQL
+)
+[[ $msg == *"55000"*"needs wallet 1.1"*"ALTER EXTENSION wallet UPDATE"* ]] ||
+  fail "a 1.1 function on a 1.0 schema did not name the upgrade: $msg"
 (($(grep -c '' "$out/before") >= 60)) || fail "too few numbers to compare: $(grep -c '' "$out/before")"
 grep -q '^hold|.*|open|' "$out/before" || fail "the scenario left no open hold"
 grep -q '^outbox|' "$out/before" || fail "the scenario wrote no outbox row"

@@ -14,7 +14,8 @@
  *	- by customer, hashtext(customer) & (partitions - 1): wallet_hold (with
  *	  dimensions), wallet_authorize_hold, wallet_set_overdraft,
  *	  wallet_set_max_holds, wallet_set_alert, wallet_set_recharge,
- *	  wallet_limits, wallet_usage, the paged wallet_statement;
+ *	  wallet_limits, wallet_usage, the paged wallet_statement, wallet_grant
+ *	  (with scope), wallet_available, wallet_credits;
  *	- by hold id, on the partition in its routing bits (wallet._route, as
  *	  wallet_capture of 1.0): wallet_capture_lines, wallet_extend_hold.
  *
@@ -24,9 +25,12 @@
  * its own transaction there, and may acknowledge through the router
  * (wallet_outbox_ack routes by the row's id) or on the shard.
  *
+ * The finance view wallet.grants shows each grant's scope, as on a shard.
+ *
  * The shards must run wallet 1.1 before the router is updated: the changed
- * calls (wallet_hold, wallet_statement) pass their new arguments, which a 1.0
- * shard does not have.
+ * calls (wallet_hold, wallet_statement, wallet_grant) pass their new
+ * arguments, and wallet.grants reads the scope, which a 1.0 shard does not
+ * have.
  */
 
 /* ------------------------------------------------------- holds, by customer */
@@ -162,6 +166,67 @@ $$ LANGUAGE plproxy;
 COMMENT ON FUNCTION @extschema@.wallet_usage(text, timestamptz, timestamptz, text, text) IS
 	'usage per UTC hour, day or month and per meter or dimension value, on the customer''s shard';
 
+/* ------------------------------------------------ scoped credits, by customer */
+
+/* wallet_grant gains scope as its last argument (the 12-argument router function goes, as on a shard) */
+DROP FUNCTION @extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text,
+	numeric, text, interval, numeric, jsonb);
+CREATE FUNCTION @extschema@.wallet_grant(customer text, asset text, amount numeric,
+	priority int DEFAULT 100, expires_at timestamptz DEFAULT NULL,
+	effective_at timestamptz DEFAULT now(), category text DEFAULT 'paid',
+	unit_revenue numeric DEFAULT NULL, external_ref text DEFAULT NULL,
+	recurrence interval DEFAULT NULL, rollover_max numeric DEFAULT 0,
+	metadata jsonb DEFAULT '{}', scope jsonb DEFAULT NULL)
+RETURNS bigint AS $$
+	CLUSTER 'wallet_cluster';
+	RUN ON pg_catalog.hashtext(coalesce(customer, '') COLLATE "C");
+$$ LANGUAGE plproxy;
+COMMENT ON FUNCTION @extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text,
+	numeric, text, interval, numeric, jsonb, jsonb) IS
+	'adds a block of value, scoped or not, on the customer''s shard (external_ref is unique per customer)';
+
+CREATE FUNCTION @extschema@.wallet_available(customer text, meter text, dimensions jsonb DEFAULT '{}')
+RETURNS TABLE (asset text, available numeric) AS $$
+	CLUSTER 'wallet_cluster';
+	RUN ON pg_catalog.hashtext(coalesce(customer, '') COLLATE "C");
+$$ LANGUAGE plproxy;
+COMMENT ON FUNCTION @extschema@.wallet_available(text, text, jsonb) IS
+	'per asset, what a debit of that meter with those dimensions could draw now, on the customer''s shard';
+
+CREATE FUNCTION @extschema@.wallet_credits(customer text)
+RETURNS TABLE (grant_id bigint, asset text, category text, amount numeric, remaining numeric,
+	reserved numeric, expires_at timestamptz, next_reset timestamptz, scope jsonb) AS $$
+	CLUSTER 'wallet_cluster';
+	RUN ON pg_catalog.hashtext(coalesce(customer, '') COLLATE "C");
+$$ LANGUAGE plproxy;
+COMMENT ON FUNCTION @extschema@.wallet_credits(text) IS
+	'the live grants with value left, in drawdown order, on the customer''s shard';
+
+/* the grants of every shard, with their scope (the view is rebuilt over the new function) */
+DROP VIEW wallet.grants;
+DROP FUNCTION wallet.cluster_grants();
+CREATE FUNCTION wallet.cluster_grants()
+RETURNS TABLE (id bigint, customer text, asset text, category text, priority int, amount numeric,
+	remaining numeric, unit_revenue numeric, effective_at timestamptz, expires_at timestamptz,
+	voided_at timestamptz, recurrence interval, rollover_max numeric, external_ref text,
+	metadata jsonb, created_at timestamptz, scope jsonb, shard int) AS $$
+	CLUSTER 'wallet_cluster';
+	RUN ON ALL;
+	SELECT g.id, g.customer, g.asset, g.category, g.priority, g.amount, g.remaining, g.unit_revenue,
+		   g.effective_at, g.expires_at, g.voided_at, g.recurrence, g.rollover_max, g.external_ref,
+		   g.metadata, g.created_at, g.scope, pg_catalog.current_setting('wallet.shard', true)::int AS shard
+	  FROM wallet.grants g;
+$$ LANGUAGE plproxy;
+COMMENT ON FUNCTION wallet.cluster_grants() IS 'wallet.grants of every shard';
+
+CREATE VIEW wallet.grants AS
+SELECT id, customer, asset, category, priority, amount, remaining, unit_revenue, effective_at,
+	   expires_at, voided_at, recurrence, rollover_max, external_ref, metadata, created_at, scope, shard
+  FROM wallet.cluster_grants();
+COMMENT ON VIEW wallet.grants IS 'grants of every shard, with the scope of each (null: serves every debit)';
+REVOKE ALL ON wallet.grants FROM PUBLIC;
+GRANT SELECT ON wallet.grants TO wallet_finance;
+
 /* ------------------------------------------------- roles and privileges */
 
 /*
@@ -185,11 +250,15 @@ BEGIN
 		('@extschema@.wallet_statement(text, timestamptz, timestamptz, bigint, int)', '{wallet_app,wallet_finance,wallet_admin}'),
 		('@extschema@.wallet_usage(text, timestamptz, timestamptz, text, text)', '{wallet_app,wallet_finance,wallet_admin}'),
 		('@extschema@.wallet_limits(text)', '{wallet_app,wallet_finance,wallet_admin}'),
+		('@extschema@.wallet_available(text, text, jsonb)', '{wallet_app,wallet_finance,wallet_admin}'),
+		('@extschema@.wallet_credits(text)', '{wallet_app,wallet_finance,wallet_admin}'),
+		('wallet.cluster_grants()', '{wallet_finance}'),
 		/* configuration */
 		('@extschema@.wallet_set_overdraft(text, text, numeric)', '{wallet_admin}'),
 		('@extschema@.wallet_set_max_holds(text, text, int)', '{wallet_admin}'),
 		('@extschema@.wallet_set_alert(text, text, numeric, boolean)', '{wallet_admin}'),
-		('@extschema@.wallet_set_recharge(text, text, numeric, numeric, numeric)', '{wallet_admin}')
+		('@extschema@.wallet_set_recharge(text, text, numeric, numeric, numeric)', '{wallet_admin}'),
+		('@extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text, numeric, text, interval, numeric, jsonb, jsonb)', '{wallet_admin}')
 	) AS v(fn, roles)
 	LOOP
 		EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', g.fn);

@@ -2,7 +2,8 @@
 # Scale-out of wallet 1.1: two shard clusters and a router (wallet_proxy 1.1).
 # The calls 1.1 adds or changes (a hold with dimensions under a member cap,
 # authorize_hold, capture_lines, extend_hold, the single-limit setters,
-# alerts and recharge, limits, usage, a paged statement) run through the
+# alerts and recharge, limits, scoped grants, available, credits, usage, a
+# paged statement) run through the
 # router and on one plain database: every outcome and the resulting state
 # must be the same.  For a few customers the reads through the router must
 # equal the same reads on the customer's own shard, line ids included; each
@@ -135,6 +136,22 @@ SELECT s.i, s.k, r.*
 SELECT i, k, approved, reason, amount, balance FROM t.d ORDER BY i, k;
 SELECT c.i, l.* FROM t.c, LATERAL wallet_limits(c.customer) l WHERE c.i % 5 = 0 ORDER BY c.i, l.asset;
 
+-- scoped credits: 50 that serve only llm.* of model gpt, drawn first by such a debit
+SELECT count(*) AS scoped FROM t.c,
+	   LATERAL wallet_grant(c.customer, 'credits', 50, priority => 10, external_ref => 'scoped-' || c.i,
+							scope => '{"meters": ["llm.*"], "dimensions": {"model": "gpt"}}') g
+ WHERE c.i % 2 = 0;
+SELECT s.i, r.approved, r.reason, r.amount, r.balance
+  FROM (SELECT c.i, c.customer FROM t.c ORDER BY c.i) s,
+	   LATERAL wallet_authorize_debit(s.customer, 'llm.in', 30000, 'scoped-use-' || s.i,
+									  '{"model": "gpt", "member": "erin"}') r
+ ORDER BY s.i;
+SELECT c.i, a.* FROM t.c, LATERAL wallet_available(c.customer, 'llm.in', '{"model": "gpt"}') a
+ ORDER BY c.i, a.asset;
+SELECT c.i, a.* FROM t.c, LATERAL wallet_available(c.customer, NULL) a ORDER BY c.i, a.asset;
+SELECT c.i, x.ordinality, x.asset, x.category, x.amount, x.remaining, x.reserved, x.expires_at, x.scope
+  FROM t.c, LATERAL wallet_credits(c.customer) WITH ORDINALITY x ORDER BY c.i, x.ordinality;
+
 -- reads for billing pages
 SELECT c.i, u.key, u.asset, u.events, u.quantity, u.amount
   FROM t.c, LATERAL wallet_usage(c.customer, '-infinity', :'until', 'month', 'meter') u
@@ -173,6 +190,8 @@ SELECT customer, asset, available, held, granted, overdraft FROM wallet.balances
 SELECT customer, asset, meter, count(*), sum(amount), sum(cost), sum(refunded) FROM wallet.events
  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 SELECT customer, asset, kind, count(*), sum(amount) FROM wallet.ledger GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+SELECT customer, asset, category, scope, count(*), sum(amount), sum(remaining) FROM wallet.grants
+ GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, scope::text NULLS FIRST;
 SELECT count(*) AS problems FROM wallet_verify();
 SQL
 }
@@ -187,6 +206,8 @@ run router wallet "$work/router.out"
 run router single "$work/single.out"
 same "1.1 calls: every outcome through the router equals one database" "$work/single.out" "$work/router.out"
 grep -q 'spend_cap' "$work/single.out" && ok "the member cap declines a hold" || fail "no spend_cap decline"
+grep -q '{"meters": \["llm.\*"\]' "$work/single.out" && ok "scoped grants are listed with their scope" ||
+  fail "no scope in wallet_credits"
 grep -q '|t|t|' "$work/single.out" && ok "replays are replayed" || fail "nothing replayed"
 for code in WL005 WL007 22023 WL002; do
   grep -q "ERROR:  $code" "$work/router.out" && ok "router error $code" || fail "router error $code missing"
@@ -215,6 +236,9 @@ SET client_min_messages = warning;
 SELECT * FROM wallet_limits(:'c');
 SELECT * FROM wallet_balances(:'c');
 SELECT * FROM wallet_caps(:'c') ORDER BY asset, dim_value NULLS FIRST;
+SELECT * FROM wallet_credits(:'c');
+SELECT * FROM wallet_available(:'c', 'llm.in', '{"model": "gpt"}');
+SELECT * FROM wallet_available(:'c', NULL);
 SELECT * FROM wallet_usage(:'c', '-infinity', :'until', 'day', 'member');
 SELECT * FROM wallet_usage(:'c', '-infinity', :'until', 'hour', 'meter');
 SELECT r.ordinality, r.asset, CASE WHEN r.kind = 'closing' THEN NULL ELSE r.at END AS at, r.kind, r.description,
@@ -267,6 +291,11 @@ as_role() { psql -X -q -At -h "$router_HOST" -p "$router_PORT" -U "$1" -d wallet
 check "wallet_app holds with dimensions through the router" t \
   "$(as_role app_user "SELECT approved FROM wallet_hold('team-007', 'credits', 1, 'as-app', '1 minute', '{\"member\": \"zoe\"}')")"
 check "wallet_app reads its limits" 1 "$(as_role app_user "SELECT count(*) FROM wallet_limits('team-007')")"
+check "wallet_app reads its credits" t "$(as_role app_user "SELECT count(*) > 0 FROM wallet_credits('team-008')")"
+check "wallet_app may not grant (42501)" "ERROR:  42501" \
+  "$(as_role app_user "SELECT wallet_grant('team-007', 'credits', 5, scope => '{}')")"
+check "wallet_finance sees the scopes of every shard's grants" "$((N / 2))" \
+  "$(as_role finance_user "SELECT count(*) FROM wallet.grants WHERE scope IS NOT NULL")"
 check "wallet_app may not set an alert (42501)" "ERROR:  42501" \
   "$(as_role app_user "SELECT wallet_set_alert('team-007', 'credits', 5)")"
 check "wallet_finance reads a statement page" t \

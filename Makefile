@@ -35,7 +35,8 @@ valgrind:
 	bash test/valgrind.sh
 
 # the router's companion extension (src/proxy/, see docs/scale-out.md): installed with wallet
-PROXY_DATA = src/proxy/wallet_proxy.control src/proxy/wallet_proxy--1.0.sql
+PROXY_DATA = src/proxy/wallet_proxy.control src/proxy/wallet_proxy--1.0.sql \
+	src/proxy/wallet_proxy--1.0--1.1.sql
 .PHONY: install-proxy uninstall-proxy
 install: install-proxy
 install-proxy: installdirs

@@ -35,7 +35,7 @@ pkgdir=$(mktemp -d)
 at_exit "rm -rf '$pkgdir' '$pkgdir.log'"
 dpkg-deb -x "$deb" "$pkgdir"
 expected=(wallet.control wallet--1.0.sql wallet--1.0--1.1.sql
-          src/proxy/wallet_proxy.control src/proxy/wallet_proxy--1.0.sql)
+          src/proxy/wallet_proxy.control src/proxy/wallet_proxy--1.0.sql src/proxy/wallet_proxy--1.0--1.1.sql)
 got=$(find "$pkgdir/usr/share/postgresql/15/extension" -type f -printf '%f\n' | sort)
 want=$(printf '%s\n' "${expected[@]##*/}" | sort)
 [[ $got == "$want" ]] || { printf 'package extension files:\n%s\nexpected:\n%s\n' "$got" "$want"; exit 1; }
@@ -82,8 +82,8 @@ createdb router
 v=$(psql -X -q -v ON_ERROR_STOP=1 -At -d router -c 'SET client_min_messages = warning' \
       -c 'CREATE EXTENSION wallet_proxy CASCADE' \
       -c "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'wallet_proxy'")
-[[ $v == 1.0 ]] || { echo "CREATE EXTENSION wallet_proxy installed version '$v', expected 1.0"; exit 1; }
-echo "CREATE EXTENSION wallet (1.1) and wallet_proxy (1.0) from the package"
+[[ $v == 1.1 ]] || { echo "CREATE EXTENSION wallet_proxy installed version '$v', expected 1.1"; exit 1; }
+echo "CREATE EXTENSION wallet (1.1) and wallet_proxy (1.1) from the package"
 
 # make installcheck in a copy of the tree (its results/ stay out of the way)
 src=$(mktemp -d)

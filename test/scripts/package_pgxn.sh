@@ -45,7 +45,8 @@ if ! pgxn install --yes --nosudo --make make --pg_config "$PG_CONFIG" "./$zip" >
 fi
 echo "pgxn install built and installed $zip in $((SECONDS - t0)) s"
 for f in "$pkglib/wallet.so" "$extdir/wallet.control" "$extdir/wallet--1.0.sql" \
-         "$extdir/wallet--1.0--1.1.sql" "$extdir/wallet_proxy.control" "$extdir/wallet_proxy--1.0.sql"; do
+         "$extdir/wallet--1.0--1.1.sql" "$extdir/wallet_proxy.control" "$extdir/wallet_proxy--1.0.sql" \
+         "$extdir/wallet_proxy--1.0--1.1.sql"; do
   [[ -f $f ]] || { echo "pgxn install did not install $f"; exit 1; }
 done
 

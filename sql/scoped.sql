@@ -210,3 +210,16 @@ SELECT category, amount, remaining, scope FROM wallet.grants WHERE customer = 's
 SELECT asset, amount FROM wallet.deferred_revenue WHERE customer = 'sc_a';
 SELECT problem, detail FROM wallet_verify();
 SELECT customer, available, granted FROM wallet.balances WHERE customer LIKE 'sc\_%' ORDER BY customer;
+
+-- a scoped recurring grant's reset repays no overdraft, as a new scoped grant does not:
+-- wallet_debit has no meter, so it drew overdraft; the image credit refills at its boundary
+SELECT wallet_create('sc_rr') > 0 AS created;
+SELECT wallet_set_limit('sc_rr', 'sc', overdraft => 50);
+SELECT wallet_grant('sc_rr', 'sc', 10, recurrence => '1 second', effective_at => now(),
+	scope => '{"meters": ["image.*"]}') > 0 AS granted;
+SELECT approved, amount, balance FROM wallet_debit('sc_rr', 'sc', 30, 'rr1');
+SELECT approved, amount FROM wallet_authorize_debit('sc_rr', 'image.generate', 1, 'rr2');
+SELECT pg_sleep(1.2);
+SELECT available, granted, overdraft FROM wallet_balances('sc_rr');
+SELECT kind, amount FROM wallet.ledger WHERE customer = 'sc_rr' AND kind IN ('reset', 'repay') ORDER BY id;
+SELECT problem, detail FROM wallet_verify();

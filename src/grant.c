@@ -416,6 +416,8 @@ DrawdownCmp(const void *a, const void *b)
 static const int spi_grant_columns[HOT_GRANT_COLUMNS + 1] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0};
 /* the same, with the scope next (1.1 schema) */
 static const int spi_grant_columns11[HOT_GRANT_COLUMNS + 1] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14};
+/* wallet._pending's 1.1 statement: voided_at and reserved, then the scope */
+static const int spi_pending_columns11[HOT_GRANT_COLUMNS + 1] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16};
 
 /*
  * A grant row: cols[i] is the column of tup holding the i-th of
@@ -900,7 +902,8 @@ wallet_pending(PG_FUNCTION_ARGS)
 				   "                   JOIN wallet.hold h ON h.id OPERATOR(pg_catalog.=) r.hold_id "
 				   "                  WHERE r.grant_id OPERATOR(pg_catalog.=) g.id "
 				   "                    AND h.status OPERATOR(pg_catalog.=) 'open' "
-				   "                    AND h.expires_at OPERATOR(pg_catalog.>) $2), 0)::pg_catalog.int8 "
+				   "                    AND h.expires_at OPERATOR(pg_catalog.>) $2), 0)::pg_catalog.int8, "
+				   "       g.scope "
 				   "  FROM wallet.grant_block g "
 				   " WHERE closed_at IS NULL "
 				   "   AND (recurrence IS NOT NULL OR expires_at IS NOT NULL OR voided_at IS NOT NULL) "
@@ -936,7 +939,8 @@ wallet_pending(PG_FUNCTION_ARGS)
 	{
 		bool		isnull;
 
-		ReadGrant(tt->vals[i], tt->tupdesc, spi_grant_columns, &rows[i]);
+		/* 1.1: the scope is column 16 (a scoped grant's resets repay nothing) */
+		ReadGrant(tt->vals[i], tt->tupdesc, binding ? spi_pending_columns11 : spi_grant_columns, &rows[i]);
 		if (binding)
 		{
 			voided_at[i] = DatumGetTimestampTz(SPI_getbinval(tt->vals[i], tt->tupdesc, 14, &isnull));

@@ -3,7 +3,7 @@
 # calls, in events per second.
 #
 #   bench/ingest.sh [--quick] [--rounds N] [--seconds S] [--clients C]
-#                   [--size N] [--sizes "N N ..."] [--generic] [--chunk N]
+#                   [--size N] [--sizes "N N ..."] [--generic] [--chunks "N N ..."]
 #
 # Builds and installs the extension into $PGBIN's PostgreSQL (default: the
 # system's 15), starts a throwaway cluster, loads 10,000 wallets (two grants
@@ -18,9 +18,10 @@
 #   batch part     as batch spread, but each client has its own eighth of the
 #                  wallets (consumers partitioned by customer): no two
 #                  concurrent batches share a wallet
-#   chunked spread as batch spread, through CALL wallet_ingest_chunked(events,
-#                  --chunk N (default 100)): each chunk committed, so a
-#                  chunk locks only its own wallets, for its own time
+#   chunked N      as batch spread, through CALL wallet_ingest_chunked(events,
+#                  N), for each N of --chunks (default "20 100"): each chunk
+#                  committed, so a chunk locks only its own wallets, for its
+#                  own time
 #   floor spread, floor part, floor hot
 #                  the batch floor on the same json arrays: one plain-SQL
 #                  statement that parses the array, locks the balance rows it
@@ -44,7 +45,7 @@ shopt -s inherit_errexit
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source test/lib.sh
 
-rounds=3 seconds=12 clients=8 size=1000 sizes="" generic=0 chunk=100
+rounds=3 seconds=12 clients=8 size=1000 sizes="" generic=0 chunks="20 100"
 while (($#)); do
   case $1 in
     --quick) rounds=1 seconds=5 ;;
@@ -54,7 +55,7 @@ while (($#)); do
     --size) size=$2; shift ;;
     --sizes) sizes=$2; shift ;;
     --generic) generic=1 ;;
-    --chunk) chunk=$2; shift ;;
+    --chunks) chunks=$2; shift ;;
     -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     *) echo "bench/ingest.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -192,7 +193,7 @@ part_eps() {
 }
 chunked_eps() {
   local t
-  t=$(run_pgbench chunked "$clients" "$1" -D kind="$2" -D size="$3" -D templates=$templates -D chunk="$chunk")
+  t=$(run_pgbench chunked "$clients" "$1" -D kind="$2" -D size="$3" -D templates=$templates -D chunk="$4")
   eps "$t" "$3"
 }
 floor_eps() {
@@ -207,7 +208,9 @@ floorpart_eps() {
 }
 
 declare -A all=()
-names=(single_spread batch_spread chunked_spread floor_spread batch_part floor_part single_hot batch_hot floor_hot)
+names=(single_spread batch_spread)
+for c in $chunks; do names+=("chunked_$c"); done
+names+=(floor_spread batch_part floor_part single_hot batch_hot floor_hot)
 ((generic)) && names+=(generic_spread generic_hot)
 echo "== $rounds rounds x (${names[*]}), $clients clients, ${seconds}s each, batches of $size"
 for ((r = 1; r <= rounds; r++)); do
@@ -217,7 +220,7 @@ for ((r = 1; r <= rounds; r++)); do
       single_spread) e=$(single_eps "$seconds" 1 $wallets) ;;
       batch_spread) e=$(batch_eps "$seconds" spread "$size") ;;
       batch_part) e=$(part_eps "$seconds" "$size") ;;
-      chunked_spread) e=$(chunked_eps "$seconds" spread "$size") ;;
+      chunked_*) e=$(chunked_eps "$seconds" spread "$size" "${name#chunked_}") ;;
       floor_spread) e=$(floor_eps "$seconds" spread "$size") ;;
       floor_part) e=$(floorpart_eps "$seconds" "$size") ;;
       floor_hot) e=$(floor_eps "$seconds" hot "$size") ;;
@@ -251,13 +254,15 @@ say "== results ($(date -u +%Y-%m-%dT%H:%MZ), git $(git rev-parse --short HEAD 2
 say "machine:  $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 say "postgres: $(q -c 'SHOW server_version'), ${settings[*]} fsync=off"
 say "pgbench:  -M prepared -c $clients -j 2, $rounds rounds x ${seconds}s interleaved, median events/s"
-say "          (chunked: spread batches through wallet_ingest_chunked, chunks of $chunk, each committed;"
+say "          (chunk N: spread batches through wallet_ingest_chunked, chunks of N, each committed;"
 say "           part.: spread batches, each client on its own $((wallets / clients)) wallets)"
 say
-say "$(printf '%-8s %14s %14s %14s %12s %12s' '' 'single calls' "batches of $size" 'batch floor' 'batch/single' 'batch/floor')"
-row() { say "$(printf '%-8s %14.0f %14.0f %14.0f %12s %12s' "$1" "$2" "$3" "$4" "$(ratio "$3" "$2")" "$(ratio "$3" "$4")")"; }
+say "$(printf '%-10s %14s %14s %14s %12s %12s' '' 'single calls' "batches of $size" 'batch floor' 'batch/single' 'batch/floor')"
+row() { say "$(printf '%-10s %14.0f %14.0f %14.0f %12s %12s' "$1" "$2" "$3" "$4" "$(ratio "$3" "$2")" "$(ratio "$3" "$4")")"; }
 row spread "${med[single_spread]}" "${med[batch_spread]}" "${med[floor_spread]}"
-row '  chunked' "${med[single_spread]}" "${med[chunked_spread]}" "${med[floor_spread]}"
+for c in $chunks; do
+  row "  chunk $c" "${med[single_spread]}" "${med[chunked_$c]}" "${med[floor_spread]}"
+done
 row '  part.' "${med[single_spread]}" "${med[batch_part]}" "${med[floor_part]}"
 row hot "${med[single_hot]}" "${med[batch_hot]}" "${med[floor_hot]}"
 if ((generic)); then
@@ -275,7 +280,7 @@ fi
 say
 say "targets: spread >= 3x single: $(ratio "${med[batch_spread]}" "${med[single_spread]}")," \
     "spread >= 0.5 of the batch floor: $(ratio "${med[batch_spread]}" "${med[floor_spread]}")" \
-    "(chunked: $(ratio "${med[chunked_spread]}" "${med[single_spread]}"), $(ratio "${med[chunked_spread]}" "${med[floor_spread]}"))," \
+    "(chunked: $(for c in $chunks; do printf '%s: %s, %s; ' "$c" "$(ratio "${med[chunked_$c]}" "${med[single_spread]}")" "$(ratio "${med[chunked_$c]}" "${med[floor_spread]}")"; done))," \
     "one wallet >= 10x single hot: $(ratio "${med[batch_hot]}" "${med[single_hot]}")," \
     "partitioned >= 10x single spread: $(ratio "${med[batch_part]}" "${med[single_spread]}")"
 

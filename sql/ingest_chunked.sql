@@ -1,4 +1,4 @@
--- wallet_ingest_chunked: a batch in committed chunks gives, element by
+-- wallet_ingest_chunked (#22, throughput): a batch in committed chunks gives, element by
 -- element, what wallet_ingest gives for the same events; a retry replays the
 -- committed chunks; it refuses to run inside a transaction block.
 \set VERBOSITY sqlstate

@@ -146,7 +146,9 @@ SELECT p.oid::regprocedure AS fn, p.prosecdef, l.lanname, p.proconfig, p.prokind
 	   coalesce(x.app, false) AS app, coalesce(x.finance, false) AS finance,
 	   coalesce(x.admin, false) AS admin, x.fn IS NOT NULL AS listed,
 	   format(CASE p.prokind WHEN 'p' THEN 'CALL %s(%s)' ELSE 'SELECT %s(%s)' END, p.oid::regproc,
-		   (SELECT string_agg('(SELECT NULL::' || format_type(t, NULL) || ')', ', ' ORDER BY i)
+		   /* (a CALL's arguments cannot hold subqueries, and nothing folds them) */
+		   (SELECT string_agg(CASE p.prokind WHEN 'p' THEN 'NULL::' || format_type(t, NULL)
+							  ELSE '(SELECT NULL::' || format_type(t, NULL) || ')' END, ', ' ORDER BY i)
 			  FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY u(t, i))) AS null_call
   FROM pg_proc p
   JOIN members m ON m.classid = 'pg_proc'::regclass AND m.objid = p.oid

@@ -2204,3 +2204,52 @@ GRANT EXECUTE ON FUNCTION @extschema@.wallet_usage(text, timestamptz, timestampt
 	TO wallet_app, wallet_finance, wallet_admin;
 
 /* ------------------------------------------------------------ throughput (#22) */
+
+/*
+ * wallet_ingest_chunked: a batch in chunks, each committed.  wallet_ingest
+ * locks every balance row of its batch until the caller commits, so two
+ * concurrent batches of random customers that share a few wallets run one
+ * after the other whole.  This procedure hands chunk_size elements at a time
+ * (in array order) to wallet_ingest and commits after each: a chunk locks only
+ * its own wallets, for the time of one chunk.  Each element is still
+ * processed exactly as a single call, in array order per customer; what is
+ * given up is atomicity with the caller (it must be CALLed outside a
+ * transaction block): after a failure, the chunks before it are committed and
+ * a retry of the same events replays them (replayed = true) and goes on.
+ * SECURITY INVOKER and without SET clauses, so that it may commit; it runs
+ * nothing but wallet_ingest (SECURITY DEFINER), with every name qualified.
+ */
+CREATE PROCEDURE @extschema@.wallet_ingest_chunked(events jsonb, chunk_size int DEFAULT 100,
+												   INOUT results jsonb DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+	n int;
+	i int := 0;
+	part jsonb;
+BEGIN
+	IF events IS NULL OR pg_catalog.jsonb_typeof(events) OPERATOR(pg_catalog.<>) 'array' THEN
+		RAISE EXCEPTION 'events must be a json array' USING ERRCODE = '22023';
+	END IF;
+	IF chunk_size IS NULL OR chunk_size OPERATOR(pg_catalog.<) 1 THEN
+		RAISE EXCEPTION 'chunk_size must be at least 1' USING ERRCODE = '22023';
+	END IF;
+	n := pg_catalog.jsonb_array_length(events);
+	results := '[]';
+	WHILE i OPERATOR(pg_catalog.<) n LOOP
+		SELECT pg_catalog.jsonb_agg(events OPERATOR(pg_catalog.->) k ORDER BY k) INTO part
+		  FROM pg_catalog.generate_series(i, LEAST(i OPERATOR(pg_catalog.+) chunk_size, n) OPERATOR(pg_catalog.-) 1) k;
+		SELECT results OPERATOR(pg_catalog.||) COALESCE(pg_catalog.jsonb_agg(
+				 pg_catalog.jsonb_build_object('idx', r.idx OPERATOR(pg_catalog.+) i, 'approved', r.approved,
+					 'replayed', r.replayed, 'reason', r.reason, 'error', r.error, 'event_id', r.event_id,
+					 'asset', r.asset, 'amount', r.amount, 'balance', r.balance) ORDER BY r.idx), '[]')
+		  INTO results
+		  FROM @extschema@.wallet_ingest(part) r;
+		COMMIT;
+		i := i OPERATOR(pg_catalog.+) chunk_size;
+	END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE @extschema@.wallet_ingest_chunked(jsonb, int, jsonb) IS
+	'wallet_ingest in chunks of chunk_size elements, each committed (CALL outside a transaction block): a chunk locks only its own wallets; results is a json array of wallet_ingest''s rows; a retry replays the committed chunks';
+REVOKE ALL ON PROCEDURE @extschema@.wallet_ingest_chunked(jsonb, int, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE @extschema@.wallet_ingest_chunked(jsonb, int, jsonb) TO wallet_app;

@@ -3,7 +3,7 @@
 # calls, in events per second.
 #
 #   bench/ingest.sh [--quick] [--rounds N] [--seconds S] [--clients C]
-#                   [--size N] [--sizes "N N ..."] [--generic]
+#                   [--size N] [--sizes "N N ..."] [--generic] [--chunks "N N ..."]
 #
 # Builds and installs the extension into $PGBIN's PostgreSQL (default: the
 # system's 15), starts a throwaway cluster, loads 10,000 wallets (two grants
@@ -18,7 +18,19 @@
 #   batch part     as batch spread, but each client has its own eighth of the
 #                  wallets (consumers partitioned by customer): no two
 #                  concurrent batches share a wallet
-# and prints the median events per second of each and the ratios batch/single.
+#   chunked N      as batch spread, through CALL wallet_ingest_chunked(events,
+#                  N), for each N of --chunks (default "20 100"): each chunk
+#                  committed, so a chunk locks only its own wallets, for its
+#                  own time
+#   floor spread, floor part, floor hot
+#                  the batch floor on the same json arrays: one plain-SQL
+#                  statement that parses the array, locks the balance rows it
+#                  names in id order (FOR NO KEY UPDATE, as wallet_ingest does,
+#                  so that concurrent batches cannot deadlock), updates each
+#                  once and inserts one log row per element (what PostgreSQL
+#                  itself needs to apply the batch's events to a balance)
+# and prints the median events per second of each and the ratios batch/single
+# and batch/floor.
 # The batches are json text the server parses (::jsonb), as from a client:
 # templates generated at load, each run with fresh idempotency keys (the
 # template's @ replaced by a random number).
@@ -33,7 +45,7 @@ shopt -s inherit_errexit
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source test/lib.sh
 
-rounds=3 seconds=12 clients=8 size=1000 sizes="" generic=0
+rounds=3 seconds=12 clients=8 size=1000 sizes="" generic=0 chunks="20 100"
 while (($#)); do
   case $1 in
     --quick) rounds=1 seconds=5 ;;
@@ -43,7 +55,8 @@ while (($#)); do
     --size) size=$2; shift ;;
     --sizes) sizes=$2; shift ;;
     --generic) generic=1 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    --chunks) chunks=$2; shift ;;
+    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     *) echo "bench/ingest.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -74,6 +87,11 @@ q -v wallets=$wallets <<'EOF'
 SET client_min_messages = warning;
 \i bench/load_wallet.sql
 CREATE SCHEMA bench_ingest;
+CREATE SCHEMA floor;
+CREATE TABLE floor.balance (id int PRIMARY KEY, amount bigint NOT NULL);
+CREATE TABLE floor.log (balance_id int NOT NULL, delta bigint NOT NULL,
+						balance_after bigint NOT NULL, at timestamptz NOT NULL DEFAULT now());
+INSERT INTO floor.balance SELECT i, 2000000000 FROM generate_series(1, :wallets) i;
 CREATE TABLE bench_ingest.template (kind text, size int, n int, body text, PRIMARY KEY (kind, size, n));
 EOF
 
@@ -117,6 +135,26 @@ cat >"$out/part.pgb" <<'EOF'
 \set k random(1, 9000000000000000000)
 SELECT count(*) FILTER (WHERE approved) FROM wallet_ingest((SELECT replace(body, '@', :k::text) FROM bench_ingest.template WHERE kind = 'part' AND size = :size AND n = :t)::jsonb);
 EOF
+# the chunked procedure: a CALL's arguments cannot hold a subquery, so the
+# body comes to the client first (-M prepared passes it as a parameter)
+cat >"$out/chunked.pgb" <<'EOF'
+\set t random(1, :templates)
+\set k random(1, 9000000000000000000)
+SELECT replace(body, '@', :k::text) AS body FROM bench_ingest.template WHERE kind = :kind AND size = :size AND n = :t \gset
+CALL wallet_ingest_chunked(:body::jsonb, :chunk, NULL);
+EOF
+# the batch floor: the same template, parsed, its rows locked in id order,
+# each updated once, one log row per element
+cat >"$out/floor.pgb" <<'EOF'
+\set t random(1, :templates)
+\set k random(1, 9000000000000000000)
+WITH j AS (SELECT (e->>'customer')::int AS c FROM jsonb_array_elements((SELECT replace(body, '@', :k::text) FROM bench_ingest.template WHERE kind = :kind AND size = :size AND n = :t)::jsonb) e), l AS (SELECT id FROM floor.balance WHERE id IN (SELECT c FROM j) ORDER BY id FOR NO KEY UPDATE), s AS (SELECT c, count(*) AS n FROM j GROUP BY c), u AS (UPDATE floor.balance b SET amount = b.amount - s.n FROM s JOIN l ON l.id = s.c WHERE b.id = s.c RETURNING b.id, b.amount) INSERT INTO floor.log (balance_id, delta, balance_after) SELECT j.c, -1, u.amount FROM j JOIN u ON u.id = j.c;
+EOF
+cat >"$out/floorpart.pgb" <<'EOF'
+\set t :client_id * :templates + random(1, :templates)
+\set k random(1, 9000000000000000000)
+WITH j AS (SELECT (e->>'customer')::int AS c FROM jsonb_array_elements((SELECT replace(body, '@', :k::text) FROM bench_ingest.template WHERE kind = 'part' AND size = :size AND n = :t)::jsonb) e), l AS (SELECT id FROM floor.balance WHERE id IN (SELECT c FROM j) ORDER BY id FOR NO KEY UPDATE), s AS (SELECT c, count(*) AS n FROM j GROUP BY c), u AS (UPDATE floor.balance b SET amount = b.amount - s.n FROM s JOIN l ON l.id = s.c WHERE b.id = s.c RETURNING b.id, b.amount) INSERT INTO floor.log (balance_id, delta, balance_after) SELECT j.c, -1, u.amount FROM j JOIN u ON u.id = j.c;
+EOF
 chmod 644 "$out"/*.pgb
 
 # run_pgbench SCRIPT CLIENTS SECONDS -D ...: prints transactions per second
@@ -153,9 +191,26 @@ part_eps() {
   t=$(run_pgbench part "$clients" "$1" -D size="$2" -D templates=$templates)
   eps "$t" "$2"
 }
+chunked_eps() {
+  local t
+  t=$(run_pgbench chunked "$clients" "$1" -D kind="$2" -D size="$3" -D templates=$templates -D chunk="$4")
+  eps "$t" "$3"
+}
+floor_eps() {
+  local t
+  t=$(run_pgbench floor "$clients" "$1" -D kind="$2" -D size="$3" -D templates=$templates)
+  eps "$t" "$3"
+}
+floorpart_eps() {
+  local t
+  t=$(run_pgbench floorpart "$clients" "$1" -D size="$2" -D templates=$templates)
+  eps "$t" "$2"
+}
 
 declare -A all=()
-names=(single_spread batch_spread batch_part single_hot batch_hot)
+names=(single_spread batch_spread)
+for c in $chunks; do names+=("chunked_$c"); done
+names+=(floor_spread batch_part floor_part single_hot batch_hot floor_hot)
 ((generic)) && names+=(generic_spread generic_hot)
 echo "== $rounds rounds x (${names[*]}), $clients clients, ${seconds}s each, batches of $size"
 for ((r = 1; r <= rounds; r++)); do
@@ -165,6 +220,10 @@ for ((r = 1; r <= rounds; r++)); do
       single_spread) e=$(single_eps "$seconds" 1 $wallets) ;;
       batch_spread) e=$(batch_eps "$seconds" spread "$size") ;;
       batch_part) e=$(part_eps "$seconds" "$size") ;;
+      chunked_*) e=$(chunked_eps "$seconds" spread "$size" "${name#chunked_}") ;;
+      floor_spread) e=$(floor_eps "$seconds" spread "$size") ;;
+      floor_part) e=$(floorpart_eps "$seconds" "$size") ;;
+      floor_hot) e=$(floor_eps "$seconds" hot "$size") ;;
       single_hot) e=$(single_eps "$seconds" 1 1) ;;
       batch_hot) e=$(batch_eps "$seconds" hot "$size") ;;
       generic_spread) e=$(PGOPTIONS="-c plan_cache_mode=force_generic_plan" single_eps "$seconds" 1 $wallets) ;;
@@ -195,12 +254,17 @@ say "== results ($(date -u +%Y-%m-%dT%H:%MZ), git $(git rev-parse --short HEAD 2
 say "machine:  $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 say "postgres: $(q -c 'SHOW server_version'), ${settings[*]} fsync=off"
 say "pgbench:  -M prepared -c $clients -j 2, $rounds rounds x ${seconds}s interleaved, median events/s"
-say "          (part.: spread batches, each client on its own $((wallets / clients)) wallets)"
+say "          (chunk N: spread batches through wallet_ingest_chunked, chunks of N, each committed;"
+say "           part.: spread batches, each client on its own $((wallets / clients)) wallets)"
 say
-say "$(printf '%-8s %14s %14s %10s' '' 'single calls' "batches of $size" 'ratio')"
-say "$(printf '%-8s %14.0f %14.0f %10s' spread "${med[single_spread]}" "${med[batch_spread]}" "$(ratio "${med[batch_spread]}" "${med[single_spread]}")")"
-say "$(printf '%-8s %14s %14.0f %10s' '  part.' '' "${med[batch_part]}" "$(ratio "${med[batch_part]}" "${med[single_spread]}")")"
-say "$(printf '%-8s %14.0f %14.0f %10s' hot "${med[single_hot]}" "${med[batch_hot]}" "$(ratio "${med[batch_hot]}" "${med[single_hot]}")")"
+say "$(printf '%-10s %14s %14s %14s %12s %12s' '' 'single calls' "batches of $size" 'batch floor' 'batch/single' 'batch/floor')"
+row() { say "$(printf '%-10s %14.0f %14.0f %14.0f %12s %12s' "$1" "$2" "$3" "$4" "$(ratio "$3" "$2")" "$(ratio "$3" "$4")")"; }
+row spread "${med[single_spread]}" "${med[batch_spread]}" "${med[floor_spread]}"
+for c in $chunks; do
+  row "  chunk $c" "${med[single_spread]}" "${med[chunked_$c]}" "${med[floor_spread]}"
+done
+row '  part.' "${med[single_spread]}" "${med[batch_part]}" "${med[floor_part]}"
+row hot "${med[single_hot]}" "${med[batch_hot]}" "${med[floor_hot]}"
 if ((generic)); then
   say
   say "single calls with generic plans: spread $(printf %.0f "${med[generic_spread]}"), hot $(printf %.0f "${med[generic_hot]}"); batch ratios" \
@@ -214,8 +278,11 @@ if [[ -n $sizes ]]; then
   say "$(printf '%-8s' 'hot')$(for s in $sizes; do printf ' %10s' "${sweep[hot $s]}"; done)"
 fi
 say
-say "targets: spread batches >= 2x single: $(ratio "${med[batch_spread]}" "${med[single_spread]}");" \
-    "one-wallet batches >= 10x single hot: $(ratio "${med[batch_hot]}" "${med[single_hot]}")"
+say "targets: spread >= 3x single: $(ratio "${med[batch_spread]}" "${med[single_spread]}")," \
+    "spread >= 0.5 of the batch floor: $(ratio "${med[batch_spread]}" "${med[floor_spread]}")" \
+    "(chunked: $(for c in $chunks; do printf '%s: %s, %s; ' "$c" "$(ratio "${med[chunked_$c]}" "${med[single_spread]}")" "$(ratio "${med[chunked_$c]}" "${med[floor_spread]}")"; done))," \
+    "one wallet >= 10x single hot: $(ratio "${med[batch_hot]}" "${med[single_hot]}")," \
+    "partitioned >= 10x single spread: $(ratio "${med[batch_part]}" "${med[single_spread]}")"
 
 problems=$(q -c 'SELECT count(*) FROM wallet_verify()')
 say "wallet_verify(): $problems problems"

@@ -56,9 +56,9 @@ static const char *idempotency_many_sql =
 static const char *write_debits_sql =
 "WITH e AS (INSERT INTO wallet.event (id, wallet_id, idempotency_key, meter, quantity, dimensions, "
 "                                    occurred_at, recorded_at, asset, amount, price_id, cost, revenue, "
-"                                    hold_id, balance_after) "
-"           SELECT x.id, x.wallet_id, x.key, x.meter, x.quantity, x.dims, x.occurred_at, $19, x.asset, "
-"                  x.amount, x.price_id, x.cost, x.revenue, NULL, x.balance_after "
+"                                    hold_id, balance_after, line_id, line_grant_id) "
+"           SELECT x.id, x.wallet_id, x.key, x.meter, x.quantity, x.dims, x.occurred_at, $22, x.asset, "
+"                  x.amount, x.price_id, x.cost, x.revenue, NULL, x.balance_after, x.line_id, x.line_grant_id "
 "             FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), "
 "                             pg_catalog.unnest($2::pg_catalog.int8[]), "
 "                             pg_catalog.unnest($3::pg_catalog.text[]), "
@@ -71,22 +71,25 @@ static const char *write_debits_sql =
 "                             pg_catalog.unnest($10::pg_catalog.int8[]), "
 "                             pg_catalog.unnest($11::pg_catalog.numeric[]), "
 "                             pg_catalog.unnest($12::pg_catalog.numeric[]), "
-"                             pg_catalog.unnest($13::pg_catalog.int8[])) "
+"                             pg_catalog.unnest($13::pg_catalog.int8[]), "
+"                             pg_catalog.unnest($14::pg_catalog.int8[]), "
+"                             pg_catalog.unnest($15::pg_catalog.int8[])) "
 "                  AS x(id, wallet_id, key, meter, quantity, dims, occurred_at, asset, amount, price_id, "
-"                       cost, revenue, balance_after) "
+"                       cost, revenue, balance_after, line_id, line_grant_id) "
 "           RETURNING 1), "
-"l AS (INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
-"      SELECT $19, d.wallet_id, d.asset, d.grant_id, d.event_id, NULL, 'debit', OPERATOR(pg_catalog.-) d.take "
-"        FROM ROWS FROM (pg_catalog.unnest($14::pg_catalog.int8[]), "
-"                        pg_catalog.unnest($15::pg_catalog.int8[]), "
-"                        pg_catalog.unnest($16::pg_catalog.text[]), "
+"l AS (INSERT INTO wallet.line_stored (id, at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
+"      SELECT d.id, $22, d.wallet_id, d.asset, d.grant_id, d.event_id, NULL, 'debit', OPERATOR(pg_catalog.-) d.take "
+"        FROM ROWS FROM (pg_catalog.unnest($16::pg_catalog.int8[]), "
 "                        pg_catalog.unnest($17::pg_catalog.int8[]), "
-"                        pg_catalog.unnest($18::pg_catalog.int8[])) "
-"             WITH ORDINALITY AS d(event_id, wallet_id, asset, grant_id, take, n) "
+"                        pg_catalog.unnest($18::pg_catalog.text[]), "
+"                        pg_catalog.unnest($19::pg_catalog.int8[]), "
+"                        pg_catalog.unnest($20::pg_catalog.int8[]), "
+"                        pg_catalog.unnest($21::pg_catalog.int8[])) "
+"             WITH ORDINALITY AS d(event_id, wallet_id, asset, grant_id, take, id, n) "
 "       ORDER BY d.n "
 "      RETURNING 1), "
 "g AS (UPDATE wallet.grant_block b SET remaining = b.remaining OPERATOR(pg_catalog.-) s.take "
-"        FROM ROWS FROM (pg_catalog.unnest($20::pg_catalog.int8[]), pg_catalog.unnest($21::pg_catalog.int8[])) "
+"        FROM ROWS FROM (pg_catalog.unnest($23::pg_catalog.int8[]), pg_catalog.unnest($24::pg_catalog.int8[])) "
 "             AS s(grant_id, take) "
 "       WHERE b.id OPERATOR(pg_catalog.=) s.grant_id "
 "      RETURNING 1) "
@@ -381,20 +384,24 @@ DebitJudge(Account *acct, const DebitRequest *req, TimestampTz now,
  * in a debit's own path reads events, ledger lines or grant rows back (the
  * key was looked up and the grants loaded before the batch's first debit, and
  * wallet_ingest keeps both in memory), so the write may come later in the same
- * call.  Everything queued is copied into the buffer's memory.
+ * call.  Everything queued is copied into the buffer's memory.  As the single
+ * call, a debit drawn from one source carries its ledger line on the event row
+ * (event.line_id, line_grant_id); line ids are taken when the debit is queued,
+ * so lines sort in the order of the debits.
  */
 struct DebitBuffer
 {
 	MemoryContext cxt;
 	Oid			event_seq;
+	Oid			line_seq;
 	int			n;				/* events queued */
 	int			cap;
-	Datum	   *ev[13];			/* the columns of x in write_debits_sql */
-	bool	   *evnull[13];
-	int			nl;				/* lines queued */
+	Datum	   *ev[15];			/* the columns of x in write_debits_sql */
+	bool	   *evnull[15];
+	int			nl;				/* lines queued (not carried) */
 	int			lcap;
-	Datum	   *ln[5];			/* the columns of d */
-	bool	   *lnnull[5];
+	Datum	   *ln[6];			/* the columns of d */
+	bool	   *lnnull[6];
 	HTAB	   *grants;			/* grant id -> what the queued debits drew */
 };
 
@@ -404,9 +411,9 @@ typedef struct GrantTake
 	int64		take;
 } GrantTake;
 
-static const Oid debit_buffer_types[13] = {INT8OID, INT8OID, TEXTOID, TEXTOID, NUMERICOID, JSONBOID,
-	TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, NUMERICOID, NUMERICOID, INT8OID};
-static const Oid debit_line_types[5] = {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID};
+static const Oid debit_buffer_types[15] = {INT8OID, INT8OID, TEXTOID, TEXTOID, NUMERICOID, JSONBOID,
+	TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, NUMERICOID, NUMERICOID, INT8OID, INT8OID, INT8OID};
+static const Oid debit_line_types[6] = {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID};
 
 /* the grants drawn from by the queued debits, in the buffer's memory */
 static void
@@ -433,6 +440,9 @@ DebitBufferCreate(MemoryContext cxt)
 	buf->event_seq = get_relname_relid("event_id_seq", get_namespace_oid("wallet", false));
 	if (!OidIsValid(buf->event_seq))
 		elog(ERROR, "wallet: sequence wallet.event_id_seq is missing");
+	buf->line_seq = get_relname_relid("line_id_seq", get_namespace_oid("wallet", false));
+	if (!OidIsValid(buf->line_seq))
+		elog(ERROR, "wallet: sequence wallet.line_id_seq is missing");
 	return buf;
 }
 
@@ -481,24 +491,41 @@ DebitQueue(DebitBuffer *buf, const Account *acct, const DebitRequest *req, int64
 	int			e = buf->n;
 	Datum		asset = CStringGetTextDatum(acct->asset);
 	Datum		revenue = NumericGetDatum(int64_to_numeric(0));
+	/* one line for the whole amount rides on the event row, as in HotDebitWrite */
+	bool		carried = nlines == 1 && DatumGetInt64(takes[0]) == req->amount;
 
 	if (req->hold_id != 0 || req->key == NULL || req->meter == NULL)
 		elog(ERROR, "wallet: only authorized debits can be queued");
-	BufferGrow(buf->cxt, buf->ev, buf->evnull, 13, &buf->cap, e + 1);
-	BufferGrow(buf->cxt, buf->ln, buf->lnnull, 5, &buf->lcap, buf->nl + nlines);
+	BufferGrow(buf->cxt, buf->ev, buf->evnull, 15, &buf->cap, e + 1);
+	BufferGrow(buf->cxt, buf->ln, buf->lnnull, 6, &buf->lcap, buf->nl + nlines);
+
+	for (int c = 0; c < 15; c++)
+		buf->evnull[c][e] = false;
+	buf->evnull[13][e] = buf->evnull[14][e] = true;
+	if (carried)
+	{
+		buf->ev[13][e] = Int64GetDatum(nextval_internal(buf->line_seq, false));
+		buf->evnull[13][e] = false;
+		buf->ev[14][e] = ids[0];
+		buf->evnull[14][e] = idnulls[0];
+	}
 
 	for (int i = 0; i < nlines; i++)
 	{
-		int			l = buf->nl++;
+		if (!carried)
+		{
+			int			l = buf->nl++;
 
-		for (int c = 0; c < 5; c++)
-			buf->lnnull[c][l] = false;
-		buf->ln[0][l] = Int64GetDatum(event_id);
-		buf->ln[1][l] = Int64GetDatum(acct->wallet_id);
-		buf->ln[2][l] = asset;
-		buf->ln[3][l] = ids[i];
-		buf->lnnull[3][l] = idnulls[i];
-		buf->ln[4][l] = takes[i];
+			for (int c = 0; c < 6; c++)
+				buf->lnnull[c][l] = false;
+			buf->ln[0][l] = Int64GetDatum(event_id);
+			buf->ln[1][l] = Int64GetDatum(acct->wallet_id);
+			buf->ln[2][l] = asset;
+			buf->ln[3][l] = ids[i];
+			buf->lnnull[3][l] = idnulls[i];
+			buf->ln[4][l] = takes[i];
+			buf->ln[5][l] = Int64GetDatum(nextval_internal(buf->line_seq, false));
+		}
 		/* revenue: as write_debit_sql, sum(take * unit_revenue) */
 		revenue = DirectFunctionCall2(numeric_add, revenue,
 									  DirectFunctionCall2(numeric_mul,
@@ -514,8 +541,6 @@ DebitQueue(DebitBuffer *buf, const Account *acct, const DebitRequest *req, int64
 		}
 	}
 
-	for (int c = 0; c < 13; c++)
-		buf->evnull[c][e] = false;
 	buf->ev[0][e] = Int64GetDatum(event_id);
 	buf->ev[1][e] = Int64GetDatum(acct->wallet_id);
 	buf->ev[2][e] = CStringGetTextDatum(req->key);
@@ -556,8 +581,8 @@ BufferArray(Datum *col, bool *nulls, int n, Oid type)
 void
 DebitBufferFlush(DebitBuffer *buf, TimestampTz now)
 {
-	Oid			argtypes[21];
-	Datum		values[21];
+	Oid			argtypes[24];
+	Datum		values[24];
 	long		ng;
 	Datum	   *gids;
 	Datum	   *gtakes;
@@ -568,18 +593,18 @@ DebitBufferFlush(DebitBuffer *buf, TimestampTz now)
 
 	if (buf->n == 0)
 		return;
-	for (int c = 0; c < 13; c++)
+	for (int c = 0; c < 15; c++)
 	{
 		argtypes[c] = get_array_type(debit_buffer_types[c]);
 		values[c] = BufferArray(buf->ev[c], buf->evnull[c], buf->n, debit_buffer_types[c]);
 	}
-	for (int c = 0; c < 5; c++)
+	for (int c = 0; c < 6; c++)
 	{
-		argtypes[13 + c] = get_array_type(debit_line_types[c]);
-		values[13 + c] = BufferArray(buf->ln[c], buf->lnnull[c], buf->nl, debit_line_types[c]);
+		argtypes[15 + c] = get_array_type(debit_line_types[c]);
+		values[15 + c] = BufferArray(buf->ln[c], buf->lnnull[c], buf->nl, debit_line_types[c]);
 	}
-	argtypes[18] = TIMESTAMPTZOID;
-	values[18] = TimestampTzGetDatum(now);
+	argtypes[21] = TIMESTAMPTZOID;
+	values[21] = TimestampTzGetDatum(now);
 
 	ng = hash_get_num_entries(buf->grants);
 	gids = palloc(sizeof(Datum) * Max(ng, 1));
@@ -591,12 +616,12 @@ DebitBufferFlush(DebitBuffer *buf, TimestampTz now)
 		gids[i] = Int64GetDatum(g->grant_id);
 		gtakes[i++] = Int64GetDatum(g->take);
 	}
-	argtypes[19] = INT8ARRAYOID;
-	values[19] = BufferArray(gids, gnulls, i, INT8OID);
-	argtypes[20] = INT8ARRAYOID;
-	values[20] = BufferArray(gtakes, gnulls, i, INT8OID);
+	argtypes[22] = INT8ARRAYOID;
+	values[22] = BufferArray(gids, gnulls, i, INT8OID);
+	argtypes[23] = INT8ARRAYOID;
+	values[23] = BufferArray(gtakes, gnulls, i, INT8OID);
 
-	WalletExec(PLAN_WRITE_DEBITS, write_debits_sql, 21, argtypes, values, NULL, false, SPI_OK_SELECT);
+	WalletExec(PLAN_WRITE_DEBITS, write_debits_sql, 24, argtypes, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "wallet: the debit write returned %llu rows", (unsigned long long) SPI_processed);
 	{

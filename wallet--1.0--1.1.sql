@@ -559,118 +559,7 @@ COMMENT ON TRIGGER grant_checks ON wallet.grant_block IS 'recurrence fields >= 0
 ALTER TABLE wallet.grant_block DROP CONSTRAINT grant_block_external_ref_key;
 ALTER TABLE wallet.grant_block ADD CONSTRAINT grant_block_external_ref_key UNIQUE (wallet_id, external_ref);
 
-/* wallet_grant: the external_ref lookup is the customer's own (otherwise as 1.0; SECURITY DEFINER as the 1.0 install made it) */
-CREATE OR REPLACE FUNCTION @extschema@.wallet_grant(customer text, asset text, amount numeric,
-	priority int DEFAULT 100, expires_at timestamptz DEFAULT NULL,
-	effective_at timestamptz DEFAULT now(), category text DEFAULT 'paid',
-	unit_revenue numeric DEFAULT NULL, external_ref text DEFAULT NULL,
-	recurrence interval DEFAULT NULL, rollover_max numeric DEFAULT 0,
-	metadata jsonb DEFAULT '{}')
-RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	w bigint := wallet._wallet_id(customer);
-	amt bigint := wallet._minor(asset, amount);
-	roll bigint;
-	rev numeric;
-	g wallet.grant_block;
-	acct wallet.account;
-	st text;
-	repay bigint;
-	ceiling numeric;
-	eff timestamptz := coalesce(effective_at, now());
-BEGIN
-	IF category IS NULL OR category NOT IN ('paid', 'bundled', 'promotional') THEN
-		RAISE EXCEPTION 'unknown grant category "%"', category USING ERRCODE = 'invalid_parameter_value',
-			HINT = 'The categories are paid, bundled and promotional.';
-	END IF;
-	IF priority IS NULL THEN
-		RAISE EXCEPTION 'priority must not be null' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF expires_at IS NOT NULL AND expires_at IN ('infinity', '-infinity') OR eff IN ('infinity', '-infinity') THEN
-		RAISE EXCEPTION 'grant times must be finite' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF expires_at IS NOT NULL AND expires_at <= eff THEN
-		RAISE EXCEPTION 'expires_at % is not after effective_at %', expires_at, eff
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF recurrence IS NOT NULL AND (recurrence <= interval '0' OR eff + recurrence <= eff) THEN
-		RAISE EXCEPTION 'recurrence must be a positive interval: %', recurrence
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF rollover_max IS NULL OR rollover_max < 0 THEN
-		RAISE EXCEPTION 'rollover_max must be zero or positive: %', rollover_max
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	roll := CASE WHEN rollover_max = 0 THEN 0 ELSE wallet._minor(asset, rollover_max, 'rollover_max') END;
-	IF unit_revenue IS NOT NULL AND (unit_revenue = 'NaN' OR unit_revenue IN ('Infinity', '-Infinity') OR unit_revenue < 0) THEN
-		RAISE EXCEPTION 'invalid unit_revenue %', unit_revenue USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF metadata IS NULL OR jsonb_typeof(metadata) <> 'object' THEN
-		RAISE EXCEPTION 'metadata must be a json object' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	rev := coalesce(unit_revenue, CASE WHEN category = 'paid'
-		THEN (SELECT a.unit_value FROM wallet.asset a WHERE a.code = wallet_grant.asset) ELSE 0 END);
-
-	SELECT ww.status INTO st FROM wallet.wallet ww WHERE ww.id = w;
-	IF st = 'closed' THEN
-		RAISE EXCEPTION 'wallet of customer "%" is closed', customer USING ERRCODE = 'object_not_in_prerequisite_state';
-	END IF;
-
-	PERFORM wallet._touch(w, asset);
-
-	IF external_ref IS NOT NULL THEN
-		/* per customer (1.1): another customer's use of the ref is neither waited on nor named */
-		SELECT * INTO g FROM wallet.grant_block gb
-		 WHERE gb.wallet_id = w AND gb.external_ref = wallet_grant.external_ref;
-		IF FOUND THEN
-			IF g.asset <> wallet_grant.asset OR g.amount <> amt
-			   OR g.category <> wallet_grant.category OR g.priority <> wallet_grant.priority
-			   OR g.expires_at IS DISTINCT FROM wallet_grant.expires_at
-			   OR g.recurrence IS DISTINCT FROM wallet_grant.recurrence
-			   OR g.rollover_max <> roll OR g.unit_revenue <> rev THEN
-				RAISE EXCEPTION 'external_ref "%" was used for a different grant', external_ref
-					USING ERRCODE = 'WL004', DETAIL = format('It is grant %s.', g.id);
-			END IF;
-			RETURN g.id;
-		END IF;
-	END IF;
-
-	/* the balance must stay countable in 64 bits, whatever recurring grants refill to */
-	SELECT coalesce(sum(gb.remaining + CASE WHEN gb.recurrence IS NULL THEN 0 ELSE gb.amount + gb.rollover_max END), 0)
-		   + amt + CASE WHEN wallet_grant.recurrence IS NULL THEN 0 ELSE amt + roll END
-	  INTO ceiling
-	  FROM wallet.grant_block gb
-	 WHERE gb.wallet_id = w AND gb.asset = wallet_grant.asset AND gb.closed_at IS NULL;
-	IF ceiling > 9223372036854775807 THEN
-		RAISE EXCEPTION 'grant of % % would take the balance of customer "%" out of range', amount, asset, left(customer, 100)
-			USING ERRCODE = 'numeric_value_out_of_range',
-				  DETAIL = 'A balance is kept as a signed 64-bit count of minor units.';
-	END IF;
-
-	INSERT INTO wallet.grant_block (wallet_id, asset, category, priority, amount, remaining,
-		unit_revenue, effective_at, expires_at, recurrence, rollover_max, external_ref, metadata)
-	VALUES (w, asset, category, priority, amt, amt, rev, eff, expires_at, recurrence, roll,
-		external_ref, metadata)
-	RETURNING * INTO g;
-	INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
-	VALUES (greatest(now(), eff), w, asset, g.id, 'grant', amt);
-
-	/* a new grant first repays overdraft, when it is live now */
-	SELECT * INTO acct FROM wallet.account a WHERE a.wallet_id = w AND a.asset = wallet_grant.asset;
-	IF acct.overdraft > 0 AND eff <= now() AND (expires_at IS NULL OR expires_at > now()) THEN
-		repay := least(acct.overdraft, amt);
-		UPDATE wallet.grant_block gb SET remaining = remaining - repay WHERE gb.id = g.id;
-		UPDATE wallet.account a SET overdraft = overdraft - repay
-		 WHERE a.wallet_id = w AND a.asset = wallet_grant.asset;
-		INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
-		VALUES (now(), w, asset, g.id, 'repay', -repay), (now(), w, asset, NULL, 'repay', repay);
-	END IF;
-	RETURN g.id;
-END
-$$;
-COMMENT ON FUNCTION @extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text,
-	numeric, text, interval, numeric, jsonb) IS
-	'adds a block of value; idempotent per external_ref; repays overdraft first';
+/* wallet_grant looks external_ref up in the customer's own grants: the scoped-credits section re-creates it whole */
 
 /* wallet_record_cost: a clash names the key, never another customer's value */
 CREATE OR REPLACE FUNCTION @extschema@.wallet_record_cost(event_id bigint, cost numeric,
@@ -1354,8 +1243,10 @@ REVOKE ALL ON FUNCTION wallet._scope_check(jsonb) FROM PUBLIC;
 /*
  * wallet_grant gains scope as its last argument: the 12-argument signature
  * goes (an overload would make every call of it ambiguous), its calls still
- * bind.  The body is the hardening section's (external_ref per customer) with
- * the scope checked, compared, stored, and kept from repaying overdraft.
+ * bind.  This is 1.1's one wallet_grant: 1.0's body with external_ref looked
+ * up in the customer's own grants (hardening), the grant recorded as of its
+ * creation (top-up loop: wallet._grant_fold), and the scope checked,
+ * compared, stored, and kept from repaying overdraft.
  */
 DROP FUNCTION @extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text,
 	numeric, text, interval, numeric, jsonb);

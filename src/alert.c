@@ -20,32 +20,6 @@
 static char *outbox_retention_text = NULL;
 static char *decline_notice_interval_text = NULL;
 
-/* a setting that must be a non-negative interval */
-static bool
-CheckNoticeInterval(char **newval, void **extra, GucSource source)
-{
-	Interval   *iv;
-
-	PG_TRY();
-	{
-		iv = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(*newval),
-												   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-	}
-	PG_CATCH();
-	{
-		FlushErrorState();
-		GUC_check_errdetail("\"%s\" is not an interval.", *newval);
-		return false;
-	}
-	PG_END_TRY();
-	if (iv->time < 0 || iv->day < 0 || iv->month < 0)
-	{
-		GUC_check_errdetail("The interval must not be negative.");
-		return false;
-	}
-	return true;
-}
-
 /* the settings of the outbox (called from _PG_init) */
 void
 AlertInit(void)
@@ -54,12 +28,12 @@ AlertInit(void)
 							   "How long wallet_sweep keeps acked outbox rows.",
 							   NULL,
 							   &outbox_retention_text, "30 days", PGC_SUSET, 0,
-							   CheckNoticeInterval, NULL, NULL);
+							   WalletCheckInterval, NULL, NULL);
 	DefineCustomStringVariable("wallet.decline_notice_interval",
 							   "At most one declined outbox row per wallet, asset and reason in this interval.",
 							   NULL,
 							   &decline_notice_interval_text, "1 minute", PGC_SUSET, 0,
-							   CheckNoticeInterval, NULL, NULL);
+							   WalletCheckInterval, NULL, NULL);
 }
 
 /*

@@ -33,9 +33,9 @@ static SPIPlanPtr plans[PLAN__COUNT];
 /* dimensions are stored on every event: keep them small */
 #define MAX_DIMENSIONS_SIZE 4096
 
-/* an interval setting: parsed once when set */
-static bool
-CheckInterval(char **newval, void **extra, GucSource source)
+/* an interval setting that must not be negative: parsed once when set (extra) */
+bool
+WalletCheckInterval(char **newval, void **extra, GucSource source)
 {
 	Interval   *iv;
 	Interval   *copy;
@@ -90,12 +90,12 @@ _PG_init(void)
 							   "How far in the past an event's occurred_at may lie.",
 							   "Older events are refused (22023); newer ones are priced at the version in force then.",
 							   &max_backdate_text, "35 days", PGC_SUSET, 0,
-							   CheckInterval, AssignBackdate, NULL);
+							   WalletCheckInterval, AssignBackdate, NULL);
 	DefineCustomStringVariable("wallet.max_future",
 							   "How far ahead of now an event's occurred_at may lie.",
 							   NULL,
 							   &max_future_text, "5 minutes", PGC_SUSET, 0,
-							   CheckInterval, AssignFuture, NULL);
+							   WalletCheckInterval, AssignFuture, NULL);
 	DefineCustomStringVariable("wallet.reporting_currency",
 							   "The currency of revenue, cost and margin in the finance views.",
 							   NULL,

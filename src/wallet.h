@@ -31,6 +31,7 @@
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -126,6 +127,9 @@ extern const AssetInfo *AssetLookup(const char *code);
 extern Interval *wallet_max_backdate;
 extern Interval *wallet_max_future;
 extern char *wallet_reporting_currency;
+
+/* GUC check hook of a non-negative interval setting; extra is the parsed Interval */
+extern bool WalletCheckInterval(char **newval, void **extra, GucSource source);
 
 /* kept SPI plans, one slot each */
 typedef enum PlanId

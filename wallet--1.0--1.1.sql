@@ -1582,7 +1582,27 @@ UPDATE wallet.price SET meter = meter WHERE false;
  */
 
 CREATE INDEX event_wallet_recorded ON wallet.event (wallet_id, recorded_at);
-CREATE INDEX event_line ON wallet.event (line_id) WHERE line_id IS NOT NULL;
+
+/*
+ * A page's cursor is a line id, and a line carried on an event must be found
+ * by it.  From 1.1 events take their ids from the lines' sequence and the line
+ * an event carries has the event's id (line_id = id; src/hotpath.c,
+ * EventIdsShared): event_pkey finds it, and the debit writes no index entry
+ * for it.  event_line holds the lines carried before (1.0's, line_id <> id),
+ * and any a writer gave an id of its own.  The sequence starts past every id
+ * of both, so no event id is ever a line id of another row.
+ */
+CREATE INDEX event_line ON wallet.event (line_id) WHERE line_id IS NOT NULL AND line_id <> id;
+/*
+ * Every line id and event id so far came from one of the two sequences (a
+ * fresh install has used neither: its first id stays 1).
+ */
+SELECT pg_catalog.setval('wallet.line_id_seq', greatest(
+	(SELECT last_value FROM wallet.line_id_seq), (SELECT last_value FROM wallet.event_id_seq),
+	(SELECT max(id) FROM wallet.event)),
+	(SELECT is_called FROM wallet.line_id_seq) OR (SELECT is_called FROM wallet.event_id_seq)
+	OR EXISTS (SELECT FROM wallet.event));
+ALTER TABLE wallet.event ALTER COLUMN id SET DEFAULT pg_catalog.nextval('wallet.line_id_seq'::regclass);
 /* a wallet's stored lines by time, and a line by id (line_wallet's columns lead the first) */
 CREATE INDEX line_wallet_at ON wallet.line_stored (wallet_id, asset, at, id);
 CREATE INDEX line_stored_id ON wallet.line_stored (id);
@@ -1800,8 +1820,14 @@ BEGIN
 		SELECT l.asset, l.at INTO cur_asset, cur_at
 		  FROM wallet.line_stored l WHERE l.id = after_line AND l.wallet_id = w;
 		IF NOT FOUND THEN
+			/* a line carried on its event: the event's id (1.1), or found by event_line */
 			SELECT e.asset, e.recorded_at INTO cur_asset, cur_at
-			  FROM wallet.event e WHERE e.line_id = after_line AND e.wallet_id = w;
+			  FROM wallet.event e WHERE e.id = after_line AND e.line_id = after_line AND e.wallet_id = w;
+		END IF;
+		IF NOT FOUND THEN
+			SELECT e.asset, e.recorded_at INTO cur_asset, cur_at
+			  FROM wallet.event e
+			 WHERE e.line_id = after_line AND e.line_id <> e.id AND e.wallet_id = w;
 		END IF;
 		IF cur_asset IS NULL THEN
 			RAISE EXCEPTION 'line % is not a ledger line of customer "%"', after_line, left(customer, 100)

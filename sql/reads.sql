@@ -23,10 +23,20 @@ SELECT approved, amount, balance FROM wallet_authorize_debit('ann', 'llm', 9, 'a
 SELECT approved, amount, balance FROM wallet_authorize_debit('ann', 'img', 1, 'a3', '{"model": "m1"}');
 SELECT approved, hold_id FROM wallet_hold('ann', 'rc', 20, 'a4');
 SELECT approved, amount FROM wallet_release(1);
-SELECT approved, amount FROM wallet_refund(3);
+SELECT approved, amount FROM wallet_refund((SELECT id FROM wallet.event WHERE idempotency_key = 'a3'));
 SELECT approved, amount, balance FROM wallet_authorize_debit('ann', 'llm', 7, 'a5', '{"model": "m2"}');
 SELECT wallet_grant('ann', 'rusd', 3.5, external_ref => 'ann-3');
 SELECT approved, amount, balance FROM wallet_debit('ann', 'rusd', 1.25, 'a6');
+
+-- line and event ids come from one sequence (events carry the id of their
+-- line): the n-th line of a statement is named by what it is, not by a number
+CREATE FUNCTION pg_temp.nth_line(cust text, n int) RETURNS bigint LANGUAGE sql AS $$
+	SELECT s.line_id FROM wallet_statement(cust) WITH ORDINALITY s
+	 WHERE s.line_id IS NOT NULL ORDER BY s.ordinality OFFSET n - 1 LIMIT 1
+$$;
+SELECT pg_temp.nth_line('ann', 5) AS ann5, pg_temp.nth_line('ann', 8) AS ann8,
+	   pg_temp.nth_line('ann', 10) AS ann10, pg_temp.nth_line('ann', 11) AS ann11,
+	   pg_temp.nth_line('ann', 12) AS ann12 \gset
 
 -- the whole statement (the 1.0 call), without times
 SELECT asset, kind, description, amount, balance, line_id
@@ -36,15 +46,15 @@ SELECT asset, kind, amount, balance, line_id
 
 -- paging: three lines a page
 SELECT asset, kind, amount, balance, line_id FROM wallet_statement('ann', max_lines => 3);
-SELECT asset, kind, amount, balance, line_id FROM wallet_statement('ann', after_line => 5, max_lines => 3);
-SELECT asset, kind, amount, balance, line_id FROM wallet_statement('ann', after_line => 8, max_lines => 3);
-SELECT asset, kind, amount, balance, line_id FROM wallet_statement('ann', after_line => 11, max_lines => 3);
+SELECT asset, kind, amount, balance, line_id FROM wallet_statement('ann', after_line => :ann5, max_lines => 3);
+SELECT asset, kind, amount, balance, line_id FROM wallet_statement('ann', after_line => :ann8, max_lines => 3);
+SELECT asset, kind, amount, balance, line_id FROM wallet_statement('ann', after_line => :ann11, max_lines => 3);
 -- after the last line of an asset (its closing row was on that page): the next asset
-SELECT asset, kind, amount, balance, line_id FROM wallet_statement('ann', after_line => 10, max_lines => 3);
+SELECT asset, kind, amount, balance, line_id FROM wallet_statement('ann', after_line => :ann10, max_lines => 3);
 -- after the last line of all: nothing
-SELECT asset, kind, amount, balance, line_id FROM wallet_statement('ann', after_line => 12, max_lines => 3);
+SELECT asset, kind, amount, balance, line_id FROM wallet_statement('ann', after_line => :ann12, max_lines => 3);
 -- after_line past until: nothing of that asset
-SELECT asset, kind, amount, balance FROM wallet_statement('ann', until => now() - interval '1 hour', after_line => 5);
+SELECT asset, kind, amount, balance FROM wallet_statement('ann', until => now() - interval '1 hour', after_line => :ann5);
 
 -- every page size walks the same lines with the same balances, and every
 -- opening row is the running balance just before the page's first line
@@ -97,7 +107,7 @@ SELECT p AS page_size, w.* FROM generate_series(1, 5) p, pg_temp.walk('ann', p) 
 SELECT * FROM wallet_statement('ann', max_lines => 0);
 SELECT * FROM wallet_statement('ann', after_line => 999999);
 SELECT wallet_grant('bob', 'rc', 5, external_ref => 'bob-1');
-SELECT * FROM wallet_statement('bob', after_line => 5);	-- ann's line
+SELECT * FROM wallet_statement('bob', after_line => :ann5);	-- ann's line
 SELECT * FROM wallet_statement('nobody');
 SELECT * FROM wallet_statement('ann', since => NULL);
 
@@ -108,7 +118,8 @@ SELECT pg_sleep(1.2);
 SELECT approved, balance FROM wallet_debit('bob', 'rc', 1, 'b1');
 SELECT kind, amount, balance, line_id FROM wallet_statement('bob');
 SELECT kind, amount, balance, line_id FROM wallet_statement('bob', max_lines => 2);
-SELECT kind, amount, balance, line_id FROM wallet_statement('bob', after_line => 14, max_lines => 1);
+SELECT pg_temp.nth_line('bob', 2) AS bob2 \gset
+SELECT kind, amount, balance, line_id FROM wallet_statement('bob', after_line => :bob2, max_lines => 1);
 SELECT p AS page_size, w.* FROM generate_series(1, 3) p, pg_temp.walk('bob', p) w;
 
 -- a long history: 1,200 debits, one transaction each (each its own time)
@@ -125,8 +136,9 @@ CALL pg_temp.debits(1200);
 SELECT count(*) AS lines FROM wallet_statement('big') WHERE kind = 'debit';
 -- the whole statement needs no mark; a page far into it leaves marks up to it
 SELECT count(*) AS marks FROM wallet.statement_mark;
+SELECT pg_temp.nth_line('big', 685) AS big685, pg_temp.nth_line('big', 1085) AS big1085 \gset
 CREATE TEMP TABLE big_page AS
-SELECT * FROM wallet_statement('big', after_line => 700, max_lines => 4);
+SELECT * FROM wallet_statement('big', after_line => :big685, max_lines => 4);
 SELECT count(*) > 0 AS marked, max(m.at) <= (SELECT b.at FROM big_page b WHERE b.kind = 'opening') AS up_to_it
   FROM wallet.statement_mark m JOIN wallet.wallet w ON w.id = m.wallet_id
  WHERE w.customer = 'big';
@@ -140,28 +152,28 @@ SELECT count(*) > 0 AS marked,
   FROM wallet.statement_mark m;
 -- pages with and without marks agree with the whole statement
 SELECT kind, amount, balance, line_id FROM big_page;
-SELECT b.balance = (SELECT s.balance FROM wallet_statement('big') s WHERE s.line_id = 700) AS opening_is_running
+SELECT b.balance = (SELECT s.balance FROM wallet_statement('big') s WHERE s.line_id = :big685) AS opening_is_running
   FROM big_page b WHERE b.kind = 'opening';
 DELETE FROM wallet.statement_mark;
 SELECT count(*) AS same_without_marks FROM (
 	SELECT kind, amount, balance, line_id FROM big_page
 	INTERSECT
-	SELECT kind, amount, balance, line_id FROM wallet_statement('big', after_line => 700, max_lines => 4)) x;
+	SELECT kind, amount, balance, line_id FROM wallet_statement('big', after_line => :big685, max_lines => 4)) x;
 -- a read-only transaction reads and writes no mark
 DELETE FROM wallet.statement_mark;
 BEGIN TRANSACTION READ ONLY;
-SELECT kind, amount, balance, line_id FROM wallet_statement('big', after_line => 1100, max_lines => 2);
+SELECT kind, amount, balance, line_id FROM wallet_statement('big', after_line => :big1085, max_lines => 2);
 COMMIT;
 SELECT count(*) AS marks FROM wallet.statement_mark;
-SELECT kind, amount, balance, line_id FROM wallet_statement('big', after_line => 1100, max_lines => 2);
+SELECT kind, amount, balance, line_id FROM wallet_statement('big', after_line => :big1085, max_lines => 2);
 SELECT count(*) > 0 AS marked FROM wallet.statement_mark;
 
--- usage: per meter and per model, net of refunds (event 3 was refunded in full)
+-- usage: per meter and per model, net of refunds (a3's event was refunded in full)
 SELECT key, asset, events, quantity, amount
   FROM wallet_usage('ann', now() - interval '1 day', bucket => 'month');
 SELECT key, asset, events, quantity, amount
   FROM wallet_usage('ann', now() - interval '1 day', group_by => 'model');
-SELECT approved, amount FROM wallet_refund(2, 4);	-- part of a2 (9)
+SELECT approved, amount FROM wallet_refund((SELECT id FROM wallet.event WHERE idempotency_key = 'a2'), 4);	-- part of a2 (9)
 SELECT key, asset, events, quantity, amount
   FROM wallet_usage('ann', now() - interval '1 day', group_by => 'model');
 -- buckets are whole UTC hours, days, months
@@ -246,7 +258,7 @@ SELECT wallet_grant('old', 'up', 50, external_ref => 'old-2');
 SELECT approved FROM wallet_authorize_debit('old', 'up.call', 3, 'o1', '{"model": "x"}');
 SELECT approved FROM wallet_authorize_debit('old', 'up.call', 4, 'o2', '{"model": "y"}');
 SELECT approved FROM wallet_hold('old', 'up', 10, 'o3');
-SELECT approved FROM wallet_refund(2, 1);
+SELECT approved FROM wallet_refund((SELECT id FROM wallet.event WHERE idempotency_key = 'o2'), 1);
 SELECT approved FROM wallet_authorize_debit('old', 'up.call', 6, 'o4', '{"model": "x"}');
 CREATE TEMP TABLE s10 AS SELECT * FROM wallet_statement('old') WHERE kind <> 'closing';
 SELECT extversion FROM pg_extension WHERE extname = 'wallet';
@@ -261,3 +273,10 @@ SELECT count(*) AS lines,
 SELECT p AS page_size, w.* FROM generate_series(1, 3) p, pg_temp.walk('old', p) w;
 SELECT key, events, quantity, amount FROM wallet_usage('old', now() - interval '1 day', group_by => 'model');
 SELECT * FROM wallet_verify();
+-- from 1.1 an event carries its line under its own id (the 1.0 ones keep
+-- theirs, found through event_line), and pages walk across both
+SELECT approved FROM wallet_authorize_debit('old', 'up.call', 2, 'o5', '{"model": "x"}');
+SELECT count(*) FILTER (WHERE e.line_id = e.id) AS carried_as_event_id,
+	   count(*) FILTER (WHERE e.line_id <> e.id) AS carried_in_1_0
+  FROM wallet.event e JOIN wallet.wallet w ON w.id = e.wallet_id WHERE w.customer = 'old';
+SELECT p AS page_size, w.* FROM generate_series(1, 3) p, pg_temp.walk('old', p) w;

@@ -437,12 +437,16 @@ DebitBufferCreate(MemoryContext cxt)
 
 	buf->cxt = AllocSetContextCreate(cxt, "wallet debit buffer", ALLOCSET_DEFAULT_SIZES);
 	BufferGrantsCreate(buf);
-	buf->event_seq = get_relname_relid("event_id_seq", get_namespace_oid("wallet", false));
-	if (!OidIsValid(buf->event_seq))
-		elog(ERROR, "wallet: sequence wallet.event_id_seq is missing");
 	buf->line_seq = get_relname_relid("line_id_seq", get_namespace_oid("wallet", false));
 	if (!OidIsValid(buf->line_seq))
 		elog(ERROR, "wallet: sequence wallet.line_id_seq is missing");
+	/* 1.1: events take their ids from the lines' sequence, as HotDebitWrite's */
+	if (HotEventIdsShared())
+		buf->event_seq = buf->line_seq;
+	else
+		buf->event_seq = get_relname_relid("event_id_seq", get_namespace_oid("wallet", false));
+	if (!OidIsValid(buf->event_seq))
+		elog(ERROR, "wallet: sequence wallet.event_id_seq is missing");
 	return buf;
 }
 
@@ -504,7 +508,9 @@ DebitQueue(DebitBuffer *buf, const Account *acct, const DebitRequest *req, int64
 	buf->evnull[13][e] = buf->evnull[14][e] = true;
 	if (carried)
 	{
-		buf->ev[13][e] = Int64GetDatum(nextval_internal(buf->line_seq, false));
+		/* the line's id: the event's own when they share a sequence (HotDebitWrite) */
+		buf->ev[13][e] = buf->event_seq == buf->line_seq ? Int64GetDatum(event_id) :
+			Int64GetDatum(nextval_internal(buf->line_seq, false));
 		buf->evnull[13][e] = false;
 		buf->ev[14][e] = ids[0];
 		buf->evnull[14][e] = idnulls[0];

@@ -232,6 +232,7 @@ static struct
 	/* the lock record of each: the write target's when it is one of those */
 	HeldLock   *index_lock[I__COUNT];
 	Oid			line_seq;		/* wallet.line_id_seq: ids of lines carried on events */
+	bool		event_ids_shared;	/* event ids come from line_seq too (1.1: EventIdsShared) */
 	AttrNumber	grant_scope;	/* wallet.grant_block.scope (1.1), or 0 */
 	HTAB	   *wallets;		/* WalletEntry by customer, or NULL */
 	uint64		wallets_stamp;	/* wallet_coherence.generation they were read at */
@@ -459,6 +460,29 @@ HotXactCallback(XactEvent event, void *arg)
 /* look everything up again (after an invalidation, or the first time) */
 static void CacheBuildGeneration(void);
 
+/*
+ * Does wallet.event's id default draw from wallet.line_id_seq (1.1), so that
+ * an event and the ledger lines share one sequence of ids?  Then the line an
+ * event carries takes the event's own id (line_id = id), and the event_pkey
+ * finds it: the partial index event_line holds only lines carried before
+ * (line_id <> id).  A 1.0 schema gives event ids from wallet.event_id_seq:
+ * the line then takes its own id, as in 1.0.
+ */
+static bool
+EventIdsShared(Relation rel, AttrNumber id_att, Oid nsp)
+{
+	Node	   *d = build_column_default(rel, id_att);
+	FuncExpr   *f = (FuncExpr *) d;
+	Const	   *seq;
+
+	if (d == NULL || !IsA(d, FuncExpr) || f->funcid != F_NEXTVAL || list_length(f->args) != 1 ||
+		!IsA(linitial(f->args), Const))
+		return false;
+	seq = (Const *) linitial(f->args);
+	return !seq->constisnull && seq->consttype == REGCLASSOID &&
+		DatumGetObjectId(seq->constvalue) == get_relname_relid("line_id_seq", nsp);
+}
+
 static void
 CacheBuild(void)
 {
@@ -473,6 +497,23 @@ CacheBuild(void)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+}
+
+/*
+ * Do event ids come from wallet.line_id_seq (EventIdsShared)?  For writers of
+ * events other than HotDebitWrite (wallet_ingest's buffer, debit.c).
+ */
+bool
+HotEventIdsShared(void)
+{
+	bool		shared;
+
+	HotEnter();
+	if (!cache.valid)
+		CacheBuild();
+	shared = cache.event_ids_shared;
+	HotLeave();
+	return shared;
 }
 
 /* CacheBuild's work: a new generation of everything the hot path looks up */
@@ -582,6 +623,8 @@ CacheBuildGeneration(void)
 				if (d)
 					tc->defaults[a] = Compile((Expr *) d);
 			}
+		if (t == T_EVENT)
+			cache.event_ids_shared = EventIdsShared(rel, tc->att[E_ID], nsp);
 		tc->short_descs = palloc0(sizeof(TupleDesc) * (desc->natts + 1));
 		tc->trigger_whens = NULL;
 		if (rel->trigdesc != NULL && (t == T_EVENT || t == T_LINE))
@@ -1487,13 +1530,13 @@ DebitRevenue(const HotDebit *w)
 static int64
 DebitWriteSql(const HotDebit *w, bool carried)
 {
-	static const Oid etypes[16] = {INT8OID, TEXTOID, TEXTOID, NUMERICOID, JSONBOID,
+	static const Oid etypes[17] = {INT8OID, TEXTOID, TEXTOID, NUMERICOID, JSONBOID,
 		TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, NUMERICOID, NUMERICOID,
-	INT8OID, INT8OID, INT8OID, INT8OID};
+	INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
 	static const Oid gtypes[2] = {INT8OID, INT8OID};
 	static const Oid ltypes[7] = {TIMESTAMPTZOID, INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID};
-	Datum		v[16];
-	char		n[16];
+	Datum		v[17];
+	char		n[17];
 	bool		isnull;
 	int64		event_id;
 
@@ -1519,16 +1562,34 @@ DebitWriteSql(const HotDebit *w, bool carried)
 	v[12] = Int64GetDatum(w->hold_id);
 	n[12] = w->hold_id ? ' ' : 'n';
 	v[13] = Int64GetDatum(w->balance_after);
-	v[14] = carried ? Int64GetDatum(nextval_internal(cache.line_seq, true)) : (Datum) 0;
-	n[14] = carried ? ' ' : 'n';
 	v[15] = Int64GetDatum(w->grant_ids[0]);
 	n[15] = carried && w->grant_ids[0] != 0 ? ' ' : 'n';
-	WalletExec(PLAN_HOT_EVENT_INSERT,
-			   "INSERT INTO wallet.event (wallet_id, idempotency_key, meter, quantity, dimensions, "
-			   "  occurred_at, recorded_at, asset, amount, price_id, cost, revenue, hold_id, "
-			   "  balance_after, line_id, line_grant_id) "
-			   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
-			   16, etypes, v, n, false, SPI_OK_INSERT_RETURNING);
+	if (cache.event_ids_shared)
+	{
+		/* the event's id is the id of the line it carries (EventIdsShared) */
+		v[16] = Int64GetDatum(nextval_internal(cache.line_seq, true));
+		n[16] = ' ';
+		v[14] = v[16];
+		n[14] = carried ? ' ' : 'n';
+		WalletExec(PLAN_HOT_EVENT_INSERT_ID,
+				   "INSERT INTO wallet.event (wallet_id, idempotency_key, meter, quantity, dimensions, "
+				   "  occurred_at, recorded_at, asset, amount, price_id, cost, revenue, hold_id, "
+				   "  balance_after, line_id, line_grant_id, id) "
+				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) "
+				   "RETURNING id",
+				   17, etypes, v, n, false, SPI_OK_INSERT_RETURNING);
+	}
+	else
+	{
+		v[14] = carried ? Int64GetDatum(nextval_internal(cache.line_seq, true)) : (Datum) 0;
+		n[14] = carried ? ' ' : 'n';
+		WalletExec(PLAN_HOT_EVENT_INSERT,
+				   "INSERT INTO wallet.event (wallet_id, idempotency_key, meter, quantity, dimensions, "
+				   "  occurred_at, recorded_at, asset, amount, price_id, cost, revenue, hold_id, "
+				   "  balance_after, line_id, line_grant_id) "
+				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+				   16, etypes, v, n, false, SPI_OK_INSERT_RETURNING);
+	}
 	if (SPI_processed != 1)
 		elog(ERROR, "wallet: a trigger skipped a row of wallet.event");
 	event_id = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -1649,9 +1710,19 @@ HotDebitWrite(const HotDebit *w)
 	SET_COLUMN(T_EVENT, E_REVENUE, NumericGetDatum(revenue), false);
 	SET_COLUMN(T_EVENT, E_HOLD_ID, Int64GetDatum(w->hold_id), w->hold_id == 0);
 	SET_COLUMN(T_EVENT, E_BALANCE_AFTER, Int64GetDatum(w->balance_after), false);
-	/* the line it carries, when it has one line: an id in the order of all lines */
-	SET_COLUMN(T_EVENT, E_LINE_ID, Int64GetDatum(nextval_internal(cache.line_seq, true)),
-			   !carried);
+	/*
+	 * The line it carries, when it has one line: an id in the order of all
+	 * lines, the event's own when they share the sequence (EventIdsShared).
+	 */
+	if (cache.event_ids_shared)
+	{
+		event_id = nextval_internal(cache.line_seq, true);
+		SET_COLUMN(T_EVENT, E_ID, Int64GetDatum(event_id), false);
+		SET_COLUMN(T_EVENT, E_LINE_ID, Int64GetDatum(event_id), !carried);
+	}
+	else
+		SET_COLUMN(T_EVENT, E_LINE_ID, Int64GetDatum(nextval_internal(cache.line_seq, true)),
+				   !carried);
 	SET_COLUMN(T_EVENT, E_LINE_GRANT_ID, Int64GetDatum(w->grant_ids[0]),
 			   !carried || w->grant_ids[0] == 0);
 	InsertRow(estate, erri, T_EVENT, slot, set, cid);

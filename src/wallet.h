@@ -167,6 +167,7 @@ typedef enum PlanId
 	PLAN_DECLINE_DUE,
 	PLAN_ALERT_RAISED,
 	PLAN_HOT_EVENT_INSERT,
+	PLAN_HOT_EVENT_INSERT_ID,
 	PLAN_HOT_GRANT_TAKE,
 	PLAN_HOT_LINE_INSERT,
 	PLAN_GRANTS_MANY11,
@@ -515,6 +516,7 @@ typedef struct HotDebit
 
 extern HotLockResult HotAccountLock(const char *customer, int64 wallet_id,
 									const AssetInfo *asset, Account *acct);
+extern bool HotEventIdsShared(void);
 extern bool HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc);
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);

@@ -69,6 +69,26 @@ res=$(psql -X -At -v ON_ERROR_STOP=1 -d "$db" -c "SELECT approved, replayed FROM
 [[ $res == 't|t' ]] || fail "replay of a 1.0 debit: $res"
 verify_clean "$db"
 
+# pages of a statement cross the upgrade: a line carried on a 1.0 event (its own
+# line id, found through event_line) and on a 1.1 event (the event's id)
+run -d "$db" -c "SELECT approved FROM wallet_authorize_debit('acme', 'chat', 1, 'after-upgrade')" >/dev/null
+carried=$(psql -X -At -d "$db" -c "SELECT count(*) FILTER (WHERE line_id <> id) || '|' || count(*) FILTER (WHERE line_id = id)
+                                     FROM wallet.event WHERE wallet_id = wallet._wallet_id('acme')")
+[[ $carried =~ ^[1-9][0-9]*\|[1-9][0-9]*$ ]] || fail "want lines carried on 1.0 and on 1.1 events: $carried"
+whole=$(psql -X -At -d "$db" -c "SELECT line_id FROM wallet_statement('acme') WHERE line_id IS NOT NULL")
+paged= after=NULL
+while :; do
+  page=$(psql -X -At -v ON_ERROR_STOP=1 -d "$db" \
+    -c "SELECT line_id FROM wallet_statement('acme', after_line => $after, max_lines => 2) WHERE line_id IS NOT NULL")
+  [[ -n $page ]] || break
+  paged+=$page$'\n'
+  after=$(tail -n 1 <<<"$page")
+done
+[[ $whole == "${paged%$'\n'}" ]] || fail "statement pages after the upgrade differ from the whole statement:
+$whole
+--
+$paged"
+
 # 4. the same schema as a fresh install
 createdb "$fresh"
 run -d "$fresh" -c "CREATE EXTENSION wallet"

@@ -2170,3 +2170,37 @@ COMMENT ON PROCEDURE @extschema@.wallet_ingest_chunked(jsonb, int, jsonb) IS
 	'wallet_ingest in chunks of chunk_size elements, each committed (CALL outside a transaction block): a chunk locks only its own wallets; results is a json array of wallet_ingest''s rows; a retry replays the committed chunks';
 REVOKE ALL ON PROCEDURE @extschema@.wallet_ingest_chunked(jsonb, int, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE @extschema@.wallet_ingest_chunked(jsonb, int, jsonb) TO wallet_app;
+
+/*
+ * An idempotency key names one request of a wallet, a debit or a hold, so a
+ * debit with a new key looked it up among the wallet's holds too: two more
+ * relations locked and an index searched on every debit, almost always for
+ * nothing.  wallet.holds_made says whether a hold was ever placed on the
+ * wallet (a trigger on wallet.hold sets it, in the hold's transaction, once
+ * per wallet); the hot path keeps it with the wallet's id and status (the
+ * wallet_cache trigger drops those copies when it changes) and searches the
+ * holds only when it is set.  That a hold placed by another session is seen
+ * follows from the order of commit: its invalidation is sent before its
+ * locks are released, and a debit of the same balance row reads the
+ * invalidations again once it holds the row lock (src/hotpath.c,
+ * HotAccountLock).
+ */
+ALTER TABLE wallet.wallet ADD COLUMN holds_made boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN wallet.wallet.holds_made IS
+	'a hold was ever placed on the wallet: a debit''s idempotency key is then looked up among its holds too';
+UPDATE wallet.wallet w SET holds_made = true
+ WHERE EXISTS (SELECT FROM wallet.hold h WHERE h.wallet_id = w.id);
+
+CREATE FUNCTION wallet._hold_marks_wallet() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	UPDATE wallet.wallet SET holds_made = true
+	 WHERE id OPERATOR(pg_catalog.=) NEW.wallet_id AND NOT holds_made;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION wallet._hold_marks_wallet() IS
+	'BEFORE INSERT on wallet.hold: sets wallet.holds_made of the hold''s wallet (once)';
+REVOKE ALL ON FUNCTION wallet._hold_marks_wallet() FROM PUBLIC;
+CREATE TRIGGER hold_marks_wallet BEFORE INSERT ON wallet.hold
+	FOR EACH ROW EXECUTE FUNCTION wallet._hold_marks_wallet();

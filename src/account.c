@@ -59,6 +59,7 @@ ReadAccountRow(HeapTuple tup, TupleDesc desc, const AssetInfo *asset, Account *a
 	acct->holds_open = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
 	acct->caps = DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull));
 	acct->locked = true;
+	acct->no_holds = 0;			/* HotKeyFind looks a key up among holds too */
 }
 
 /* an Account from the first row SPI returned */

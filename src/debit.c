@@ -193,7 +193,7 @@ Replayed(Account *acct, const char *key, const DebitRequest *req,
 	TupleDesc	desc;
 	StoredRequest st;
 
-	if (!HotKeyFind(acct->wallet_id, key, &tup, &desc))
+	if (!HotKeyFind(acct, key, &tup, &desc))
 		return false;
 	StoredFromTuple(tup, desc, 1, &st);
 	ReplayMatch(acct, key, req, hold_amount, &st, res);

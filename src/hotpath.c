@@ -234,6 +234,7 @@ static struct
 	Oid			line_seq;		/* wallet.line_id_seq: ids of lines carried on events */
 	bool		event_ids_shared;	/* event ids come from line_seq too (1.1: EventIdsShared) */
 	AttrNumber	grant_scope;	/* wallet.grant_block.scope (1.1), or 0 */
+	AttrNumber	wallet_holds_made;	/* wallet.wallet.holds_made (1.1), or 0 */
 	HTAB	   *wallets;		/* WalletEntry by customer, or NULL */
 	uint64		wallets_stamp;	/* wallet_coherence.generation they were read at */
 	bool		wallet_recheck; /* wallet.wallet changed: check its columns again */
@@ -257,7 +258,25 @@ typedef struct WalletEntry
 	char		customer[WALLET_KEY_SIZE];	/* hash key */
 	int64		wallet_id;
 	char		status[16];
+	bool		holds_made;		/* wallet.holds_made (true on a 1.0 schema) */
 } WalletEntry;
+
+/*
+ * The last balance lock that found its wallet without holds (wallet.holds_made
+ * false, as of the lock: HotAccountLock), so that HotKeyFind need not look a
+ * key up among the wallet's holds.  The Account it filled carries the stamp
+ * (Account.no_holds); no other does, and the next lock takes a new one.  It
+ * holds in this transaction while the wallets kept are of the same
+ * generation: a hold this transaction places later changes wallet.wallet,
+ * whose invalidation moves it.
+ */
+static struct
+{
+	uint64		stamp;
+	int64		wallet_id;
+	LocalTransactionId lxid;
+	uint64		generation;
+}			no_holds;
 
 static bool callback_registered = false;
 static List *retired = NIL;		/* older generations of the cache, not yet freed */
@@ -575,6 +594,13 @@ CacheBuildGeneration(void)
 					 name, cd->name, format_type_be(cd->type));
 			tc->att[c] = a;
 		}
+		if (t == T_WALLET)
+		{
+			/* a 1.0 schema has no holds_made: a key is always looked up among holds */
+			AttrNumber	a = get_attnum(tc->relid, "holds_made");
+
+			cache.wallet_holds_made = a > 0 && TupleDescAttr(desc, a - 1)->atttypid == BOOLOID ? a : 0;
+		}
 		if (t == T_GRANT)
 		{
 			/* a 1.0 schema has no scope: every grant serves every debit */
@@ -750,6 +776,13 @@ WalletTableSame(void)
 		AttrNumber	a = get_attnum(tc->relid, table_defs[T_WALLET].columns[c].name);
 
 		same = a == tc->att[c] && get_atttype(tc->relid, a) == table_defs[T_WALLET].columns[c].type;
+	}
+	if (same)
+	{
+		/* the optional holds_made: there as it was, or absent as it was */
+		AttrNumber	a = get_attnum(tc->relid, "holds_made");
+
+		same = (a > 0 && get_atttype(tc->relid, a) == BOOLOID ? a : 0) == cache.wallet_holds_made;
 	}
 	return same;
 }
@@ -964,12 +997,13 @@ IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
 
 /*
  * The wallet of a customer (when not NULL) or with an id: its id, customer
- * and status into acct.  False if there is none.  *cached: it came from what
- * this backend kept (the caller may ask again with use_cache false).
+ * and status into acct, whether a hold was ever placed on it into
+ * *holds_made.  False if there is none.  *cached: it came from what this
+ * backend kept (the caller may ask again with use_cache false).
  */
 static bool
 WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, Account *acct,
-		   bool use_cache, bool *cached)
+		   bool use_cache, bool *cached, bool *holds_made)
 {
 	Relation	wrel;
 	Relation	widx;
@@ -995,6 +1029,7 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, 
 			acct->wallet_id = we->wallet_id;
 			acct->customer = pstrdup(customer);
 			strlcpy(acct->status, we->status, sizeof(acct->status));
+			*holds_made = we->holds_made;
 			return true;
 		}
 	}
@@ -1016,6 +1051,8 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, 
 	acct->wallet_id = SlotInt64(wslot, ATT(T_WALLET, W_ID), &isnull);
 	acct->customer = SlotText(wslot, ATT(T_WALLET, W_CUSTOMER));
 	strlcpy(acct->status, SlotText(wslot, ATT(T_WALLET, W_STATUS)), sizeof(acct->status));
+	*holds_made = cache.wallet_holds_made == 0 ||
+		DatumGetBool(slot_getattr(wslot, cache.wallet_holds_made, &isnull)) || isnull;
 	ExecDropSingleTupleTableSlot(wslot);
 	index_close(widx, NoLock);
 	table_close(wrel, NoLock);
@@ -1039,6 +1076,7 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, 
 		we = hash_search(cache.wallets, ckey, HASH_ENTER, NULL);
 		we->wallet_id = acct->wallet_id;
 		strlcpy(we->status, acct->status, sizeof(we->status));
+		we->holds_made = *holds_made;
 		CoherenceFilled(&wallet_coherence);
 	}
 	return true;
@@ -1155,6 +1193,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	bool		isnull;
 	bool		use_cache = true;
 	bool		cached;
+	bool		holds_made = true;
 	CommandId	cid;
 	uint64		ticket;
 
@@ -1174,7 +1213,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 		HotLockResult none = HOT_NO_WALLET;
 
 		/* the wallet, then its balance row in the asset */
-		if (WalletFind(customer, wallet_id, snap, ticket, acct, use_cache, &cached))
+		if (WalletFind(customer, wallet_id, snap, ticket, acct, use_cache, &cached, &holds_made))
 		{
 			Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
 			Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(asset->code));
@@ -1221,6 +1260,33 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	acct->caps = DatumGetInt32(slot_getattr(row, ATT(T_ACCOUNT, A_CAPS), &isnull));
 	acct->locked = true;
 
+	/*
+	 * Holds of the wallet, for HotKeyFind.  What holds_made says was read
+	 * before the lock, which may have waited for a session that placed the
+	 * wallet's first hold: that session's invalidation was sent before it
+	 * released the lock, so it is here now.  If one came, read the wallet
+	 * again, under a snapshot taken after the lock.
+	 */
+	no_holds.stamp++;
+	acct->no_holds = 0;
+	if (!holds_made && CoherenceAccept(&wallet_coherence) != ticket)
+	{
+		Account		again;
+		uint64		t = wallet_coherence.generation;
+		Snapshot	fresh = PushFreshSnapshot();
+
+		if (!WalletFind(NULL, acct->wallet_id, fresh, t, &again, false, &cached, &holds_made))
+			holds_made = true;
+		PopActiveSnapshot();
+	}
+	if (!holds_made)
+	{
+		acct->no_holds = no_holds.stamp;
+		no_holds.wallet_id = acct->wallet_id;
+		no_holds.lxid = MyProc->lxid;
+		no_holds.generation = wallet_coherence.generation;
+	}
+
 	if (newslot != NULL)
 		ExecDropSingleTupleTableSlot(newslot);
 	ExecDropSingleTupleTableSlot(slot);
@@ -1234,25 +1300,28 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 /* ------------------------------------------------------- idempotency */
 
 /*
- * The event or hold a wallet's idempotency key names, as one row of
- * (kind, id, meter, quantity, dimensions, asset, amount, balance_after,
+ * The event or hold the idempotency key names in acct's wallet, as one row
+ * of (kind, id, meter, quantity, dimensions, asset, amount, balance_after,
  * hold_id) into *tup and *desc; false if the key is new.  Read under the
  * lock with a fresh snapshot, so a call that waited for another with the
- * same key finds what that one committed.
+ * same key finds what that one committed.  Holds are not searched when the
+ * lock found the wallet without any (acct->no_holds).
  */
 bool
-HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc)
+HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc)
 {
+	int64		wallet_id = acct->wallet_id;
 	Relation	erel;
-	Relation	hrel;
+	Relation	hrel = NULL;
 	Relation	eidx;
-	Relation	hidx;
+	Relation	hidx = NULL;
 	TupleTableSlot *slot;
 	ScanKeyData keys[2];
 	Snapshot	snap = PushFreshSnapshot();
 	Datum		values[9];
 	bool		nulls[9];
 	bool		found;
+	bool		holds;
 
 	HotEnter();
 
@@ -1264,11 +1333,18 @@ HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc)
 	 * to wallet.hold does there).
 	 */
 	erel = OpenTable(T_EVENT, RowExclusiveLock);
-	hrel = OpenTable(T_HOLD, AccessShareLock);
 	eidx = OpenIndex(I_EVENT_KEY, RowExclusiveLock);
-	hidx = OpenIndex(I_HOLD_KEY, AccessShareLock);
 	CheckPrivilege(T_EVENT, ACL_SELECT);
-	CheckPrivilege(T_HOLD, ACL_SELECT);
+	/* a wallet that never had a hold (its balance lock said so): no key of a hold */
+	holds = !(acct->no_holds != 0 && acct->no_holds == no_holds.stamp &&
+			  no_holds.wallet_id == wallet_id && no_holds.lxid == MyProc->lxid &&
+			  no_holds.generation == wallet_coherence.generation);
+	if (holds)
+	{
+		hrel = OpenTable(T_HOLD, AccessShareLock);
+		hidx = OpenIndex(I_HOLD_KEY, AccessShareLock);
+		CheckPrivilege(T_HOLD, ACL_SELECT);
+	}
 
 	slot = table_slot_create(erel, NULL);
 	Key(&keys[0], eidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
@@ -1292,7 +1368,7 @@ HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc)
 		*tup = heap_form_tuple(key_desc, values, nulls);
 	}
 	ExecDropSingleTupleTableSlot(slot);
-	if (!found)
+	if (!found && holds)
 	{
 		slot = table_slot_create(hrel, NULL);
 		Key(&keys[0], hidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
@@ -1318,9 +1394,12 @@ HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc)
 	*desc = key_desc;
 
 	index_close(eidx, NoLock);
-	index_close(hidx, NoLock);
 	table_close(erel, NoLock);
-	table_close(hrel, NoLock);
+	if (holds)
+	{
+		index_close(hidx, NoLock);
+		table_close(hrel, NoLock);
+	}
 	PopActiveSnapshot();
 	HotLeave();
 	return found;

@@ -248,6 +248,8 @@ typedef struct Account
 	int32		caps;			/* spend caps set on this wallet and asset */
 	bool		locked;			/* read under the lock: later reads take a fresh
 								 * snapshot, to see what the call before committed */
+	uint64		no_holds;		/* nonzero: the wallet had no hold when HotAccountLock
+								 * locked this row (HotKeyFind skips holds); 0: unknown */
 } Account;
 
 extern void AccountLockByCustomer(const char *customer, const AssetInfo *asset, Account *acct);
@@ -517,7 +519,7 @@ typedef struct HotDebit
 extern HotLockResult HotAccountLock(const char *customer, int64 wallet_id,
 									const AssetInfo *asset, Account *acct);
 extern bool HotEventIdsShared(void);
-extern bool HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc);
+extern bool HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc);
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);

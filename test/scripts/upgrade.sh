@@ -69,6 +69,15 @@ res=$(psql -X -At -v ON_ERROR_STOP=1 -d "$db" -c "SELECT approved, replayed FROM
 [[ $res == 't|t' ]] || fail "replay of a 1.0 debit: $res"
 verify_clean "$db"
 
+# the key of a 1.0 hold is still a hold's for a debit (wallet.holds_made set by the upgrade)
+res=$(psql -X -At -d "$db" -c "SELECT count(*) FILTER (WHERE customer = 'acme' AND holds_made) || '|' ||
+                                        count(*) FILTER (WHERE holds_made IS DISTINCT FROM
+                                          EXISTS (SELECT FROM wallet.hold h WHERE h.wallet_id = w.id))
+                                   FROM wallet.wallet w")
+[[ $res == '1|0' ]] || fail "holds_made after the upgrade (acme set, wrong ones): $res"
+msg=$(psql -X -At -d "$db" -c "\\set VERBOSITY sqlstate" -c "SELECT * FROM wallet_debit('acme', 'credits', 1, 'h-done')" 2>&1 || true)
+[[ $msg == *WL004* ]] || fail "a debit with a 1.0 hold's key: $msg"
+
 # pages of a statement cross the upgrade: a line carried on a 1.0 event (its own
 # line id, found through event_line) and on a 1.1 event (the event's id)
 run -d "$db" -c "SELECT approved FROM wallet_authorize_debit('acme', 'chat', 1, 'after-upgrade')" >/dev/null

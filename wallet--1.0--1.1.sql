@@ -947,6 +947,14 @@ BEGIN
 		RAISE EXCEPTION 'overdraft must be zero or positive: %', overdraft
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no overdraft.';
 	END IF;
+	IF overdraft IN ('NaN', 'Infinity') THEN
+		RAISE EXCEPTION 'overdraft must be a finite number: %', overdraft
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no overdraft.';
+	END IF;
+	IF low_balance IN ('NaN', 'Infinity', '-Infinity') THEN
+		RAISE EXCEPTION 'low_balance must be a finite number: %', low_balance
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use null for no low-balance alert.';
+	END IF;
 	IF low_balance IS NOT NULL THEN
 		lb := wallet._minor_signed(asset, low_balance, 'low_balance');
 	END IF;
@@ -978,6 +986,10 @@ DECLARE
 BEGIN
 	IF overdraft_limit IS NULL OR overdraft_limit < 0 THEN
 		RAISE EXCEPTION 'overdraft limit must be zero or positive: %', overdraft_limit
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no overdraft.';
+	END IF;
+	IF overdraft_limit IN ('NaN', 'Infinity') THEN
+		RAISE EXCEPTION 'overdraft limit must be a finite number: %', overdraft_limit
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no overdraft.';
 	END IF;
 	PERFORM wallet._minor(asset, 1, 'asset');	/* WL002 for an unknown asset */
@@ -1041,6 +1053,11 @@ BEGIN
 	IF threshold IS NULL OR enabled IS NULL THEN
 		RAISE EXCEPTION 'threshold and enabled must not be null' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF threshold IN ('NaN', 'Infinity', '-Infinity') THEN
+		RAISE EXCEPTION 'threshold must be a finite number: %', threshold
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give the balance the alert fires below; enabled => false turns an alert off.';
+	END IF;
 	t := wallet._minor_signed(asset, threshold, 'threshold');
 	PERFORM wallet._touch(w, asset);
 	INSERT INTO wallet.alert AS al (wallet_id, asset, threshold, enabled)
@@ -1072,6 +1089,14 @@ BEGIN
 	IF target IS NULL THEN
 		RAISE EXCEPTION 'target must not be null' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF threshold IN ('NaN', 'Infinity', '-Infinity') THEN
+		RAISE EXCEPTION 'threshold must be a finite number: %', threshold
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use a null threshold to remove the recharge.';
+	END IF;
+	IF target IN ('NaN', 'Infinity', '-Infinity') THEN
+		RAISE EXCEPTION 'target must be a finite number: %', target
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Give the balance a recharge tops up to.';
+	END IF;
 	t := wallet._minor_signed(asset, threshold, 'threshold');
 	tg := wallet._minor_signed(asset, target, 'target');
 	IF tg <= t THEN
@@ -1079,6 +1104,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF max_per_month IS NOT NULL THEN
+		IF max_per_month IN ('NaN', 'Infinity') THEN
+			RAISE EXCEPTION 'max_per_month must be a finite number: %', max_per_month
+				USING ERRCODE = 'invalid_parameter_value', HINT = 'Use null for no maximum.';
+		END IF;
 		IF max_per_month <= 0 THEN
 			RAISE EXCEPTION 'max_per_month must be positive: %', max_per_month
 				USING ERRCODE = 'invalid_parameter_value', HINT = 'Use null for no maximum.';

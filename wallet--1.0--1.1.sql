@@ -519,6 +519,35 @@ COMMENT ON TRIGGER text_limits ON wallet.price IS 'meter <= 127 bytes, plan and 
 COMMENT ON TRIGGER text_limits ON wallet.cap IS 'dimension <= 127 bytes (22023)';
 
 /*
+ * A plan name has the byte limit wallet.price gives it (256): a customer put
+ * on a longer one could never be priced by it and would silently pay default
+ * prices.  Plan assignments written by 1.0 are left as they are.
+ */
+CREATE OR REPLACE FUNCTION @extschema@.wallet_assign_plan(customer text, plan text,
+	effective_at timestamptz DEFAULT now())
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w bigint := wallet._wallet_id(customer);
+BEGIN
+	IF effective_at IS NULL OR effective_at IN ('infinity', '-infinity') THEN
+		RAISE EXCEPTION 'effective_at must be a finite time' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF plan = '' THEN
+		RAISE EXCEPTION 'plan must not be empty' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use null to move the customer back to default prices.';
+	END IF;
+	IF octet_length(plan) > 256 THEN
+		RAISE EXCEPTION 'plan is longer than 256 bytes'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('It is %s bytes; wallet_set_price takes plans of at most 256.', octet_length(plan));
+	END IF;
+	INSERT INTO wallet.plan_assignment AS pa (wallet_id, effective_at, plan)
+	VALUES (w, effective_at, plan)
+	ON CONFLICT ON CONSTRAINT plan_assignment_pkey DO UPDATE SET plan = excluded.plan;
+END
+$$;
+
+/*
  * A grant's recurrence: every field >= 0 (a month and minus 30 days is not a
  * period: its boundaries go back and forth), and its external_ref at most 255
  * bytes (checked on INSERT only: the debit hot path, which updates grants,

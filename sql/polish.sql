@@ -83,3 +83,14 @@ SELECT * FROM wallet_balances('pol');
 SELECT count(*) AS grants FROM wallet.grants WHERE customer = 'pol';
 SELECT count(*) AS events FROM wallet.events WHERE customer = 'pol';
 SELECT * FROM wallet_verify();
+
+---------------------------------------------------------------- audit: a plan name has the byte limit prices give it
+-- wallet_set_price refuses a plan over 256 bytes, so a customer put on one
+-- would silently get default prices: 22023 when assigned, as for prices
+SELECT wallet_assign_plan('pol', repeat('p', 257));
+SELECT wallet_assign_plan('pol', repeat('é', 129));
+SELECT wallet_assign_plan('pol', repeat('p', 256));
+SELECT wallet_set_price('pol.m', 'pc', '{"model":"per_unit","unit_price":"2"}', now() - interval '1 hour', plan => repeat('p', 256)) > 0 AS priced;
+SELECT amount FROM wallet_quote('pol', 'pol.m', 1);
+SELECT wallet_assign_plan('pol', NULL);
+SELECT amount FROM wallet_quote('pol', 'pol.m', 1);

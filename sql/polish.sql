@@ -94,3 +94,15 @@ SELECT wallet_set_price('pol.m', 'pc', '{"model":"per_unit","unit_price":"2"}', 
 SELECT amount FROM wallet_quote('pol', 'pol.m', 1);
 SELECT wallet_assign_plan('pol', NULL);
 SELECT amount FROM wallet_quote('pol', 'pol.m', 1);
+
+---------------------------------------------------------------- audit: a scope entry no debit could match is 22023
+-- a meter is at most 127 bytes, a dimension key 127 and a value 1024: a scope
+-- entry over them would serve nothing (a malformed scope is 22023)
+SELECT wallet_grant('pol', 'pc', 1, scope => jsonb_build_object('meters', jsonb_build_array(repeat('m', 128))));
+SELECT wallet_grant('pol', 'pc', 1, scope => jsonb_build_object('meters', jsonb_build_array(repeat('m', 127) || '.*')));
+SELECT wallet_grant('pol', 'pc', 1, scope => jsonb_build_object('dimensions', jsonb_build_object(repeat('k', 128), 'v')));
+SELECT wallet_grant('pol', 'pc', 1, scope => jsonb_build_object('dimensions', jsonb_build_object('k', repeat('v', 1025))));
+-- at the limits: granted
+SELECT wallet_grant('pol', 'pc', 1, scope => jsonb_build_object('meters', jsonb_build_array(repeat('m', 127)),
+	'dimensions', jsonb_build_object(repeat('k', 127), repeat('v', 1024)))) > 0 AS granted;
+SELECT wallet_grant('pol', 'pc', 1, scope => jsonb_build_object('meters', jsonb_build_array(repeat('m', 125) || '.*'))) > 0 AS granted;

@@ -78,6 +78,23 @@ SELECT v, r.approved, r.error
   FROM unnest(array['NaN', 'Infinity', '-Infinity']) v,
 	   wallet_ingest(jsonb_build_array(jsonb_build_object('customer', 'pol', 'meter', 'pol.m', 'quantity', v, 'idempotency_key', 'pol-i1')) ||
 					 jsonb_build_array(jsonb_build_object('customer', 'pol', 'meter', 'pol.m', 'quantity', 1, 'cost', v, 'idempotency_key', 'pol-i2'))) r;
+-- negative zero is zero: 22023 where an amount must be positive, else the meaning of 0
+SELECT v, q, pg_temp.code(format(q, v)) AS sqlstate
+  FROM unnest(array['-0', '-0.00']) v,
+	   unnest(array[
+		$$SELECT wallet_grant('pol', 'pc', %L)$$,
+		$$SELECT wallet_debit('pol', 'pc', %L, 'pol-d3')$$,
+		$$SELECT wallet_hold('pol', 'pc', %L, 'pol-h3')$$,
+		$$SELECT wallet_authorize_debit('pol', 'pol.m', %L, 'pol-a3')$$,
+		$$SELECT wallet_refund((SELECT max(id) FROM wallet.events), %L)$$,
+		$$SELECT wallet_quote('pol', 'pol.m', %L)$$
+	   ]) q
+ WHERE pg_temp.code(format(q, v)) <> '22023';
+SELECT wallet_set_overdraft('pol', 'pc', '-0');
+SELECT wallet_set_cap('pol', 'pc', '-0', 'day');
+SELECT overdraft_limit FROM wallet_limits('pol');
+SELECT asset, period, cap, remaining FROM wallet_caps('pol');
+SELECT wallet_set_cap('pol', 'pc', NULL, 'day');
 -- nothing changed
 SELECT * FROM wallet_balances('pol');
 SELECT count(*) AS grants FROM wallet.grants WHERE customer = 'pol';

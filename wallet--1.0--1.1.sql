@@ -519,6 +519,35 @@ COMMENT ON TRIGGER text_limits ON wallet.price IS 'meter <= 127 bytes, plan and 
 COMMENT ON TRIGGER text_limits ON wallet.cap IS 'dimension <= 127 bytes (22023)';
 
 /*
+ * A plan name has the byte limit wallet.price gives it (256): a customer put
+ * on a longer one could never be priced by it and would silently pay default
+ * prices.  Plan assignments written by 1.0 are left as they are.
+ */
+CREATE OR REPLACE FUNCTION @extschema@.wallet_assign_plan(customer text, plan text,
+	effective_at timestamptz DEFAULT now())
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w bigint := wallet._wallet_id(customer);
+BEGIN
+	IF effective_at IS NULL OR effective_at IN ('infinity', '-infinity') THEN
+		RAISE EXCEPTION 'effective_at must be a finite time' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF plan = '' THEN
+		RAISE EXCEPTION 'plan must not be empty' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use null to move the customer back to default prices.';
+	END IF;
+	IF octet_length(plan) > 256 THEN
+		RAISE EXCEPTION 'plan is longer than 256 bytes'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('It is %s bytes; wallet_set_price takes plans of at most 256.', octet_length(plan));
+	END IF;
+	INSERT INTO wallet.plan_assignment AS pa (wallet_id, effective_at, plan)
+	VALUES (w, effective_at, plan)
+	ON CONFLICT ON CONSTRAINT plan_assignment_pkey DO UPDATE SET plan = excluded.plan;
+END
+$$;
+
+/*
  * A grant's recurrence: every field >= 0 (a month and minus 30 days is not a
  * period: its boundaries go back and forth), and its external_ref at most 255
  * bytes (checked on INSERT only: the debit hot path, which updates grants,
@@ -947,6 +976,14 @@ BEGIN
 		RAISE EXCEPTION 'overdraft must be zero or positive: %', overdraft
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no overdraft.';
 	END IF;
+	IF overdraft IN ('NaN', 'Infinity') THEN
+		RAISE EXCEPTION 'overdraft must be a finite number: %', overdraft
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no overdraft.';
+	END IF;
+	IF low_balance IN ('NaN', 'Infinity', '-Infinity') THEN
+		RAISE EXCEPTION 'low_balance must be a finite number: %', low_balance
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use null for no low-balance alert.';
+	END IF;
 	IF low_balance IS NOT NULL THEN
 		lb := wallet._minor_signed(asset, low_balance, 'low_balance');
 	END IF;
@@ -978,6 +1015,10 @@ DECLARE
 BEGIN
 	IF overdraft_limit IS NULL OR overdraft_limit < 0 THEN
 		RAISE EXCEPTION 'overdraft limit must be zero or positive: %', overdraft_limit
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no overdraft.';
+	END IF;
+	IF overdraft_limit IN ('NaN', 'Infinity') THEN
+		RAISE EXCEPTION 'overdraft limit must be a finite number: %', overdraft_limit
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 for no overdraft.';
 	END IF;
 	PERFORM wallet._minor(asset, 1, 'asset');	/* WL002 for an unknown asset */
@@ -1041,6 +1082,11 @@ BEGIN
 	IF threshold IS NULL OR enabled IS NULL THEN
 		RAISE EXCEPTION 'threshold and enabled must not be null' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF threshold IN ('NaN', 'Infinity', '-Infinity') THEN
+		RAISE EXCEPTION 'threshold must be a finite number: %', threshold
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give the balance the alert fires below; enabled => false turns an alert off.';
+	END IF;
 	t := wallet._minor_signed(asset, threshold, 'threshold');
 	PERFORM wallet._touch(w, asset);
 	INSERT INTO wallet.alert AS al (wallet_id, asset, threshold, enabled)
@@ -1072,6 +1118,14 @@ BEGIN
 	IF target IS NULL THEN
 		RAISE EXCEPTION 'target must not be null' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF threshold IN ('NaN', 'Infinity', '-Infinity') THEN
+		RAISE EXCEPTION 'threshold must be a finite number: %', threshold
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use a null threshold to remove the recharge.';
+	END IF;
+	IF target IN ('NaN', 'Infinity', '-Infinity') THEN
+		RAISE EXCEPTION 'target must be a finite number: %', target
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Give the balance a recharge tops up to.';
+	END IF;
 	t := wallet._minor_signed(asset, threshold, 'threshold');
 	tg := wallet._minor_signed(asset, target, 'target');
 	IF tg <= t THEN
@@ -1079,6 +1133,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF max_per_month IS NOT NULL THEN
+		IF max_per_month IN ('NaN', 'Infinity') THEN
+			RAISE EXCEPTION 'max_per_month must be a finite number: %', max_per_month
+				USING ERRCODE = 'invalid_parameter_value', HINT = 'Use null for no maximum.';
+		END IF;
 		IF max_per_month <= 0 THEN
 			RAISE EXCEPTION 'max_per_month must be positive: %', max_per_month
 				USING ERRCODE = 'invalid_parameter_value', HINT = 'Use null for no maximum.';

@@ -70,6 +70,10 @@ MeterEntryCheck(const char *m, int i)
 
 	if (len == 0)
 		BadScope(psprintf("meters[%d]", i), "is empty", NULL);
+	/* no meter is longer than WALLET_MAX_METER_LENGTH: such an entry would serve nothing */
+	if ((star != NULL ? len - 1 : len) > WALLET_MAX_METER_LENGTH)
+		BadScope(psprintf("meters[%d]", i), psprintf("is longer than %d bytes", WALLET_MAX_METER_LENGTH),
+				 "No meter is longer: the entry would serve nothing.");
 	if (star != NULL &&
 		(star != m + len - 1 || len < 3 || m[len - 2] != '.'))
 		BadScope(psprintf("meters[%d]", i), psprintf("\"%s\" is not a meter or a prefix ending in \".*\"", m),
@@ -166,6 +170,9 @@ ScopeNormalize(Jsonb *j)
 			{
 				if (tok == WJB_KEY)
 				{
+					if (v.val.string.len > WALLET_MAX_DIMENSION_KEY_LENGTH)
+						BadScope("dimensions", psprintf("key is longer than %d bytes", WALLET_MAX_DIMENSION_KEY_LENGTH),
+								 "No event's dimension key is longer: the scope would serve nothing.");
 					k = v;
 					continue;
 				}
@@ -177,6 +184,10 @@ ScopeNormalize(Jsonb *j)
 					if (text == NULL)
 						BadScope(psprintf("dimensions.%.*s", k.val.string.len, k.val.string.val),
 								 "must be a string, a number or a boolean", NULL);
+					if (strlen(text) > WALLET_MAX_DIMENSION_VALUE_LENGTH)
+						BadScope(psprintf("dimensions.%.*s", k.val.string.len, k.val.string.val),
+								 psprintf("is longer than %d bytes", WALLET_MAX_DIMENSION_VALUE_LENGTH),
+								 "No event's dimension value is longer: the scope would serve nothing.");
 					pushJsonbValue(&st, WJB_KEY, &k);
 					sv.type = jbvString;
 					sv.val.string.val = text;

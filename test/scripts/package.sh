@@ -44,7 +44,8 @@ for f in "${expected[@]}"; do
 done
 [[ -f $pkgdir/usr/lib/postgresql/15/lib/wallet.so ]] || { echo "no wallet.so in the package"; exit 1; }
 dpkg-deb -f "$deb" Depends | grep -q 'postgresql-15' || { echo "the package does not depend on postgresql-15"; exit 1; }
-echo "package contents: wallet.so and ${#expected[@]} extension files, identical to the tree's"
+cmp debian/copyright "$pkgdir/usr/share/doc/$pkg/copyright" || { echo "the package's copyright is not debian/copyright"; exit 1; }
+echo "package contents: wallet.so and ${#expected[@]} extension files, identical to the tree's, and the license (copyright)"
 
 # -- install (only the package's files: the source install is removed first)
 restored=0

@@ -2,7 +2,8 @@
 # shellcheck disable=SC2016,SC2317  # jq's $semver in single quotes; jqt runs through check
 # META.json is a PGXN distribution's metadata (meta-spec 1.0.0): valid JSON with the
 # fields PGXN requires; its versions agree with wallet.control, wallet_proxy.control and
-# debian/changelog; every file it names is in the tree.
+# debian/changelog; every file it names is in the tree; LICENSE is the PostgreSQL License of
+# debian/copyright.
 set -euo pipefail
 # shellcheck disable=SC2016,SC2317  # jq's \$semver in single quotes; jqt runs through check
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -54,5 +55,17 @@ check "provides.wallet_proxy.version is wallet_proxy.control's default_version" 
   jqt ".provides.wallet_proxy.version == \"$(control_version src/proxy/wallet_proxy.control)\""
 deb_version=$(sed -n '1s/^wallet (\([^)-]*\)-[^)]*).*/\1/p' debian/changelog)
 check "debian/changelog's upstream version ($deb_version) is $version" test "$deb_version" = "$version"
+
+# LICENSE: the PostgreSQL License, the same text and holder as debian/copyright
+license_body() {  # the permission and disclaimer paragraphs of debian/copyright
+  awk '/^License: PostgreSQL$/ { on = 1; next } on && /^ / { l = substr($0, 2); print (l == "." ? "" : l); next }
+       on { exit }' debian/copyright
+}
+check 'LICENSE exists' test -f LICENSE
+check 'LICENSE is the PostgreSQL License' grep -qx 'PostgreSQL License' LICENSE
+holder=$(sed -n 's/^Copyright: *//p' debian/copyright)
+check "LICENSE names debian/copyright's holder ($holder)" grep -qF "Copyright (c) ${holder/ /, }" LICENSE
+check 'LICENSE has the text of debian/copyright' \
+  diff <(license_body) <(sed -n '/^Permission to use/,$p' LICENSE)
 
 exit "$fail"

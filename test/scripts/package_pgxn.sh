@@ -18,8 +18,8 @@ zip=$(make_q dist | tail -n 1)
 listing=$(unzip -Z1 "$zip")
 while IFS= read -r f; do
   grep -qxF "wallet-$version/$f" <<<"$listing" || { echo "$zip lacks $f"; exit 1; }
-done < <(echo META.json; echo Makefile; jq -r '.provides[] | .file, (.docfile // empty)' META.json)
-echo "$zip holds META.json, the Makefile and every file META.json provides"
+done < <(echo META.json; echo Makefile; echo LICENSE; jq -r '.provides[] | .file, (.docfile // empty)' META.json)
+echo "$zip holds META.json, the Makefile, LICENSE and every file META.json provides"
 
 # install with the pgxn client, from the zip alone (the source install removed first)
 restored=0

@@ -728,6 +728,34 @@ LiveHeld(const Account *acct, TimestampTz now, int32 *count)
  * the 1.0 schema a hold reserves a number: all of it counts off available.
  * No open holds (the balance row says so): no query.
  */
+typedef struct HoldsLoadArg
+{
+	GrantSet   *set;
+	int			nrows;
+	bool		locked;
+} HoldsLoadArg;
+
+/* HotOpenHoldsRead's callback (HoldsLoad): one open hold and what it reserves */
+static void
+HoldLoaded(const HotHold *h, void *arg)
+{
+	HoldsLoadArg *a = arg;
+	GrantSet   *set = a->set;
+	HotHoldGrant *rows;
+	int			n = HotHoldGrantsRead(h->id, a->locked, &rows);
+
+	set->held = AddMinor(set->held, h->amount);
+	set->unbacked = AddMinor(set->unbacked, h->overdraft);
+	set->holds_live++;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < a->nrows; j++)
+			if (set->rows[j].id == rows[i].grant_id)
+			{
+				set->rows[j].reserved = AddMinor(set->rows[j].reserved, rows[i].amount);
+				break;
+			}
+}
+
 void
 HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows)
 {
@@ -749,6 +777,14 @@ HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows)
 		return;
 	}
 	set->binding = true;
+	if (HotHoldsReady())
+	{
+		/* directly (hotpath.c): the open holds, then what each reserves */
+		HoldsLoadArg a = {set, nrows, acct->locked};
+
+		HotOpenHoldsRead(acct->wallet_id, acct->asset, now, acct->locked, HoldLoaded, &a);
+		return;
+	}
 	values[0] = Int64GetDatum(acct->wallet_id);
 	values[1] = CStringGetTextDatum(acct->asset);
 	values[2] = TimestampTzGetDatum(now);

@@ -300,6 +300,29 @@ static TupleDesc key_desc = NULL;	/* the row HotKeyFind returns (lives as long a
 static Coherence wallet_coherence;	/* of the wallets kept (coherence.c) */
 
 /*
+ * Where this transaction last saw the balance row it locked (HotAccountLock,
+ * HotAccountSave): HotAccountSave reads it there rather than through the
+ * index, when that version is still the one a fresh snapshot sees.
+ */
+static struct
+{
+	LocalTransactionId lxid;
+	int64		wallet_id;
+	char		asset[NAMEDATALEN];
+	ItemPointerData tid;
+}			account_seen;
+
+/* remember where the balance row of acct was just locked or written */
+static void
+AccountRowSeen(const Account *acct, ItemPointer tid)
+{
+	account_seen.lxid = MyProc->lxid;
+	account_seen.wallet_id = acct->wallet_id;
+	strlcpy(account_seen.asset, acct->asset, sizeof(account_seen.asset));
+	account_seen.tid = *tid;
+}
+
+/*
  * A relcache invalidation of one of ours (or of all): look everything up
  * again; of wallet.wallet (a wallet row changed, or the table did): forget
  * the wallets and check its columns again.
@@ -1241,6 +1264,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	acct->holds_open = DatumGetInt32(slot_getattr(row, ATT(T_ACCOUNT, A_HOLDS_OPEN), &isnull));
 	acct->caps = DatumGetInt32(slot_getattr(row, ATT(T_ACCOUNT, A_CAPS), &isnull));
 	acct->locked = true;
+	AccountRowSeen(acct, &row->tts_tid);
 
 	if (newslot != NULL)
 		ExecDropSingleTupleTableSlot(newslot);
@@ -1900,8 +1924,9 @@ HotHoldRead(int64 hold_id, HotHold *h)
 	HotEnter();
 	if (!HoldObjects())
 		elog(ERROR, "wallet: the hold tables of the 1.1 schema are missing");
-	hrel = OpenTable(T_HOLD, AccessShareLock);
-	hidx = OpenIndex(I_HOLD_PKEY, AccessShareLock);
+	/* read to be resolved or extended: take the write's locks now (one trip to the lock manager) */
+	hrel = OpenTable(T_HOLD, RowExclusiveLock);
+	hidx = OpenIndex(I_HOLD_PKEY, RowExclusiveLock);
 	CheckPrivilege(T_HOLD, ACL_SELECT);
 	slot = table_slot_create(hrel, NULL);
 	Key(&key, hidx, 0, F_INT8EQ, Int64GetDatum(hold_id));
@@ -2190,7 +2215,7 @@ HotHoldInsert(const HotHoldNew *n, int64 *hold_id)
  */
 static void
 UpdateRow(EState *estate, Relation rel, HotTable t, ItemPointer tid, Snapshot snap, CommandId cid,
-		  int n, int *atts, Datum *values, bool *nulls)
+		  int n, int *atts, Datum *values, bool *nulls, ItemPointer newtid)
 {
 	TupleTableSlot *oldslot = table_slot_create(rel, NULL);
 	TupleTableSlot *newslot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
@@ -2222,6 +2247,8 @@ UpdateRow(EState *estate, Relation rel, HotTable t, ItemPointer tid, Snapshot sn
 			 table_defs[t].name, tm);
 	if (update_indexes)
 		IndexNewVersion(rel, t, newslot, estate);
+	if (newtid)
+		*newtid = newslot->tts_tid;
 	ExecDropSingleTupleTableSlot(newslot);
 	ExecDropSingleTupleTableSlot(oldslot);
 }
@@ -2289,7 +2316,7 @@ HotHoldClose(const HotHold *h, const char *status, TimestampTz at, int64 event_i
 	atts[3] = cache.hold11[HX_RELEASE_BALANCE];
 	values[3] = Int64GetDatum(balance);
 	nulls[3] = !has_balance;
-	UpdateRow(estate, hrel, T_HOLD, (ItemPointer) &h->tid, snap, cid, 4, atts, values, nulls);
+	UpdateRow(estate, hrel, T_HOLD, (ItemPointer) &h->tid, snap, cid, 4, atts, values, nulls, NULL);
 
 	/* its reservations: none left */
 	if (nres > 0)
@@ -2333,12 +2360,12 @@ bool
 HotAccountSave(const Account *acct)
 {
 	Relation	arel;
-	Relation	aidx;
 	TupleTableSlot *slot;
 	ScanKeyData keys[2];
 	EState	   *estate;
 	Snapshot	snap;
 	CommandId	cid;
+	ItemPointerData newtid;
 	int			atts[3];
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
@@ -2346,21 +2373,31 @@ HotAccountSave(const Account *acct)
 	HotEnter();
 	snap = PushFreshSnapshot();
 	arel = OpenTable(T_ACCOUNT, RowExclusiveLock);
-	if (cache.tables[T_ACCOUNT].by_sql)
+	/* an UPDATE trigger, or a stored generated column UPDATE would compute */
+	if (cache.tables[T_ACCOUNT].by_sql ||
+		(RelationGetDescr(arel)->constr && RelationGetDescr(arel)->constr->has_generated_stored))
 	{
 		table_close(arel, NoLock);
 		PopActiveSnapshot();
 		HotLeave();
 		return false;
 	}
-	aidx = OpenIndex(I_ACCOUNT_PKEY, AccessShareLock);
 	CheckPrivilege(T_ACCOUNT, ACL_SELECT | ACL_UPDATE);
 	slot = table_slot_create(arel, NULL);
-	Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
-	Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(acct->asset));
-	if (!IndexFetch(arel, aidx, snap, keys, 2, slot))
-		elog(ERROR, "wallet: the balance row of wallet " INT64_FORMAT " vanished under its lock",
-			 acct->wallet_id);
+	/* where it was locked, if that version is still the one a fresh snapshot sees; else by key */
+	if (account_seen.lxid != MyProc->lxid || account_seen.wallet_id != acct->wallet_id ||
+		strcmp(account_seen.asset, acct->asset) != 0 ||
+		!table_tuple_fetch_row_version(arel, &account_seen.tid, snap, slot))
+	{
+		Relation	aidx = OpenIndex(I_ACCOUNT_PKEY, AccessShareLock);
+
+		Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
+		Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(acct->asset));
+		if (!IndexFetch(arel, aidx, snap, keys, 2, slot))
+			elog(ERROR, "wallet: the balance row of wallet " INT64_FORMAT " vanished under its lock",
+				 acct->wallet_id);
+		index_close(aidx, NoLock);
+	}
 	cid = GetCurrentCommandId(true);
 	estate = CreateExecutorState();
 	estate->es_output_cid = cid;
@@ -2370,10 +2407,10 @@ HotAccountSave(const Account *acct)
 	values[1] = Int64GetDatum(acct->held);
 	atts[2] = ATT(T_ACCOUNT, A_HOLDS_OPEN);
 	values[2] = Int32GetDatum(acct->holds_open);
-	UpdateRow(estate, arel, T_ACCOUNT, &slot->tts_tid, snap, cid, 3, atts, values, nulls);
+	UpdateRow(estate, arel, T_ACCOUNT, &slot->tts_tid, snap, cid, 3, atts, values, nulls, &newtid);
+	AccountRowSeen(acct, &newtid);
 	FreeExecutorState(estate);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(aidx, NoLock);
 	table_close(arel, NoLock);
 	PopActiveSnapshot();
 	CommandCounterIncrement();

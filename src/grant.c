@@ -567,6 +567,15 @@ GrantsBuild(const Account *acct, TimestampTz now, bool write_resets, HeapTuple *
  * time has made applied (and written down when write_resets: the caller holds
  * the lock).
  */
+typedef struct HoldsLoadArg
+{
+	GrantSet   *set;
+	int			nrows;
+	bool		locked;
+} HoldsLoadArg;
+
+static void HoldApply(const HotHold *h, int n, const HotHoldGrant *rows, HoldsLoadArg *a);
+
 /* HotGrantsRead's callback: one more grant row into the set (not yet counted) */
 static void
 GrantRead(HeapTuple tup, TupleDesc desc, const int *cols, ItemPointer tid, void *arg)
@@ -585,6 +594,20 @@ GrantRead(HeapTuple tup, TupleDesc desc, const int *cols, ItemPointer tid, void 
 void
 GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set)
 {
+	GrantsLoadHeld(acct, now, write_resets, NULL, set);
+}
+
+/*
+ * GrantsLoad, where the caller knows the only open hold of the balance (a
+ * capture or release of it, under the lock, when the balance row counts one
+ * open hold: acct->holds_open is 1): what it reserves need not be looked up
+ * again (only: its amount, overdraft room and rows of wallet.hold_grant).
+ * only NULL: look the open holds up (HoldsLoad).
+ */
+void
+GrantsLoadHeld(const Account *acct, TimestampTz now, bool write_resets, const HeldOnly *only,
+			   GrantSet *set)
+{
 	int			n;
 
 	memset(set, 0, sizeof(*set));
@@ -592,7 +615,18 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 	HotGrantsRead(acct->wallet_id, acct->asset, write_resets, GrantRead, set);
 	n = set->n;
 	set->n = 0;
-	HoldsLoad(acct, now, set, n);
+	if (only != NULL && acct->holds_open == 1 && WalletSchemaVersion() >= 11)
+	{
+		HotHold		h = {0};
+		HoldsLoadArg a = {set, n, true};
+
+		h.amount = only->amount;
+		h.overdraft = only->overdraft;
+		set->binding = true;
+		HoldApply(&h, only->nrows, only->rows, &a);
+	}
+	else
+		HoldsLoad(acct, now, set, n);
 	ResetsRepay(acct, now, write_resets, set, n);
 	for (int i = 0; i < n; i++)
 		GrantKeepIfLive(acct, now, write_resets, set, i);
@@ -728,21 +762,11 @@ LiveHeld(const Account *acct, TimestampTz now, int32 *count)
  * the 1.0 schema a hold reserves a number: all of it counts off available.
  * No open holds (the balance row says so): no query.
  */
-typedef struct HoldsLoadArg
-{
-	GrantSet   *set;
-	int			nrows;
-	bool		locked;
-} HoldsLoadArg;
-
-/* HotOpenHoldsRead's callback (HoldsLoad): one open hold and what it reserves */
+/* one open hold and its rows of wallet.hold_grant, applied to the set (HoldsLoad) */
 static void
-HoldLoaded(const HotHold *h, void *arg)
+HoldApply(const HotHold *h, int n, const HotHoldGrant *rows, HoldsLoadArg *a)
 {
-	HoldsLoadArg *a = arg;
 	GrantSet   *set = a->set;
-	HotHoldGrant *rows;
-	int			n = HotHoldGrantsRead(h->id, a->locked, &rows);
 
 	set->held = AddMinor(set->held, h->amount);
 	set->unbacked = AddMinor(set->unbacked, h->overdraft);
@@ -754,6 +778,17 @@ HoldLoaded(const HotHold *h, void *arg)
 				set->rows[j].reserved = AddMinor(set->rows[j].reserved, rows[i].amount);
 				break;
 			}
+}
+
+/* HotOpenHoldsRead's callback (HoldsLoad): one open hold and what it reserves */
+static void
+HoldLoaded(const HotHold *h, void *arg)
+{
+	HoldsLoadArg *a = arg;
+	HotHoldGrant *rows;
+	int			n = HotHoldGrantsRead(h->id, a->locked, &rows);
+
+	HoldApply(h, n, rows, a);
 }
 
 void

@@ -308,6 +308,30 @@ HoldClose(Account *acct, const HoldRow *h, const char *status, int64 event_id, T
 	AccountSave(acct);
 }
 
+/*
+ * The live grants for resolving an open hold h under the lock, into set.
+ * When the balance row counts one open hold, it is h: what h reserves is
+ * read once, here, for both GrantsLoadHeld and HoldReservations, and
+ * returned in *only; else NULL (GrantsLoad looks the open holds up).
+ */
+static const HeldOnly *
+HoldGrantsLoad(Account *acct, const HoldRow *h, TimestampTz now, GrantSet *set, HeldOnly *only)
+{
+	if (acct->holds_open == 1 && HotHoldsReady())
+	{
+		HotHoldGrant *rows;
+
+		only->amount = h->amount;
+		only->overdraft = h->overdraft;
+		only->nrows = HotHoldGrantsRead(h->id, true, &rows);
+		only->rows = rows;
+		GrantsLoadHeld(acct, now, true, only, set);
+		return only;
+	}
+	GrantsLoad(acct, now, true, set);
+	return NULL;
+}
+
 /* a ttl: positive; the hold then expires at now + ttl */
 static TimestampTz
 HoldExpiry(FunctionCallInfo fcinfo, int n, TimestampTz now)
@@ -699,9 +723,11 @@ DrawFree(GrantSet *set, DrawLines *dl, int64 want)
  * since nothing leaves.
  */
 static Reservation *
-HoldReservationsDirect(const HoldRow *h, const GrantSet *set, int *n, Settle *st)
+HoldReservationsDirect(const HoldRow *h, const GrantSet *set, const HeldOnly *only, int *n,
+					   Settle *st)
 {
-	HotHoldGrant *rows;
+	const HotHoldGrant *rows;
+	HotHoldGrant *read;
 	int			nrows;
 	int			live = 0;
 	int			k = 0;
@@ -709,7 +735,16 @@ HoldReservationsDirect(const HoldRow *h, const GrantSet *set, int *n, Settle *st
 
 	if (!HotHoldsReady())
 		return NULL;
-	nrows = HotHoldGrantsRead(h->id, true, &rows);
+	if (only != NULL)
+	{
+		rows = only->rows;
+		nrows = only->nrows;
+	}
+	else
+	{
+		nrows = HotHoldGrantsRead(h->id, true, &read);
+		rows = read;
+	}
 	rs = palloc0(sizeof(Reservation) * Max(nrows, 1));
 	for (int j = 0; j < nrows; j++)
 		if (rows[j].amount > 0)
@@ -747,10 +782,12 @@ HoldReservationsDirect(const HoldRow *h, const GrantSet *set, int *n, Settle *st
 
 /*
  * what a hold reserves, grant by grant, in the drawdown order of the grants
- * (set: the live grants just loaded); st says how to settle the hold
+ * (set: the live grants just loaded; only: its rows of wallet.hold_grant,
+ * read already, or NULL); st says how to settle the hold
  */
 static Reservation *
-HoldReservations(const HoldRow *h, const GrantSet *set, TimestampTz now, int *n, Settle *st)
+HoldReservations(const HoldRow *h, const GrantSet *set, const HeldOnly *only, TimestampTz now,
+				 int *n, Settle *st)
 {
 	static const Oid argtypes[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		values[2] = {Int64GetDatum(h->id), TimestampTzGetDatum(now)};
@@ -758,7 +795,7 @@ HoldReservations(const HoldRow *h, const GrantSet *set, TimestampTz now, int *n,
 	Reservation *rs;
 
 	memset(st, 0, sizeof(*st));
-	rs = HoldReservationsDirect(h, set, n, st);
+	rs = HoldReservationsDirect(h, set, only, n, st);
 	if (rs != NULL)
 		return rs;
 	memset(st, 0, sizeof(*st));
@@ -942,6 +979,8 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 	int			nc = 0;
 	const AssetInfo *asset;
 	Settle		st;
+	HeldOnly	only;
+	const HeldOnly *onlyp;
 
 	HoldLock(hold_id, true, &h, &acct);
 	if (strcmp(h.status, "captured") == 0)
@@ -971,7 +1010,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 	within = Min(total, h.amount);
 	excess = total - within;
 
-	GrantsLoad(&acct, now, true, &set);
+	onlyp = HoldGrantsLoad(&acct, &h, now, &set, &only);
 	available = Available(&acct, &set, now, 0);
 	if (excess > 0)
 	{
@@ -1016,7 +1055,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 	}
 
 	/* draw: the hold's reservations, then free value, then overdraft */
-	rs = HoldReservations(&h, &set, now, &nres, &st);
+	rs = HoldReservations(&h, &set, onlyp, now, &nres, &st);
 	within_left = within;
 	{
 		DrawLines  *dls = palloc0(sizeof(DrawLines) * n);
@@ -1269,12 +1308,14 @@ wallet_release(PG_FUNCTION_ARGS)
 			Reservation *rs;
 			int			nres;
 			Settle		st;
+			HeldOnly	only;
+			const HeldOnly *onlyp;
 
 			if (strcmp(h.status, "open") != 0)
 				HoldResolvedOtherwise(&h, "release");
 			HoldMustBeOpen(&h, now);
-			GrantsLoad(&acct, now, true, &set);
-			rs = HoldReservations(&h, &set, now, &nres, &st);
+			onlyp = HoldGrantsLoad(&acct, &h, now, &set, &only);
+			rs = HoldReservations(&h, &set, onlyp, now, &nres, &st);
 			res.has_balance = true;
 			res.balance = AddMinor(Available(&acct, &set, now, 0), ReleasedBack(rs, nres, h.overdraft));
 			HoldClose(&acct, &h, "released", 0, now, true, true, res.balance, &st);

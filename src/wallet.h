@@ -565,6 +565,18 @@ typedef struct HotHoldGrant
 	ItemPointerData tid;
 } HotHoldGrant;
 
+/* the only open hold of a balance, as its capture or release read it (grant.c) */
+typedef struct HeldOnly
+{
+	int64		amount;
+	int64		overdraft;
+	int			nrows;			/* its rows of wallet.hold_grant */
+	const HotHoldGrant *rows;
+} HeldOnly;
+
+extern void GrantsLoadHeld(const Account *acct, TimestampTz now, bool write_resets,
+						   const HeldOnly *only, GrantSet *set);
+
 /* called by HotOpenHoldsRead for each open hold */
 typedef void (*HotHoldFn) (const HotHold *h, void *arg);
 

@@ -130,7 +130,10 @@ Binding(void)
 	return WalletSchemaVersion() >= 11;
 }
 
-/* read a hold; WL007 when there is no such hold */
+/*
+ * read a hold (again, where h->tid says it was read, when valid); WL007 when
+ * there is no such hold
+ */
 static void
 HoldGet(int64 hold_id, bool binding, HoldRow *h)
 {
@@ -146,7 +149,7 @@ HoldGet(int64 hold_id, bool binding, HoldRow *h)
 		/* read directly (hotpath.c) */
 		HotHold		hh;
 
-		if (!HotHoldRead(hold_id, &hh))
+		if (!HotHoldRead(hold_id, &h->tid, &hh))
 			ereport(ERROR,
 					(errcode(ERRCODE_WALLET_NOT_FOUND),
 					 errmsg("no hold with id " INT64_FORMAT, hold_id)));
@@ -202,6 +205,7 @@ HoldGet(int64 hold_id, bool binding, HoldRow *h)
 static void
 HoldLock(int64 hold_id, bool binding, HoldRow *h, Account *acct)
 {
+	ItemPointerSetInvalid(&h->tid);
 	HoldGet(hold_id, binding, h);
 	AccountLockById(h->wallet_id, h->asset, acct);
 	HoldGet(hold_id, binding, h);

@@ -1909,10 +1909,12 @@ HoldFromSlot(TupleTableSlot *slot, HotHold *h)
 
 /*
  * Read a hold (1.1 schema) by id into h, with a fresh snapshot (what a new
- * statement would see); false if there is none.
+ * statement would see); false if there is none.  at, when valid, is where it
+ * was read before: read there if that version is still the one the snapshot
+ * sees (else it changed meanwhile: found by id).
  */
 bool
-HotHoldRead(int64 hold_id, HotHold *h)
+HotHoldRead(int64 hold_id, const ItemPointerData *at, HotHold *h)
 {
 	Relation	hrel;
 	Relation	hidx;
@@ -1929,8 +1931,19 @@ HotHoldRead(int64 hold_id, HotHold *h)
 	hidx = OpenIndex(I_HOLD_PKEY, RowExclusiveLock);
 	CheckPrivilege(T_HOLD, ACL_SELECT);
 	slot = table_slot_create(hrel, NULL);
-	Key(&key, hidx, 0, F_INT8EQ, Int64GetDatum(hold_id));
-	found = IndexFetch(hrel, hidx, snap, &key, 1, slot);
+	found = at != NULL && ItemPointerIsValid(at) &&
+		table_tuple_fetch_row_version(hrel, (ItemPointer) at, snap, slot);
+	if (found)
+	{
+		bool		isnull;
+
+		found = SlotInt64(slot, ATT(T_HOLD, H_ID), &isnull) == hold_id;
+	}
+	if (!found)
+	{
+		Key(&key, hidx, 0, F_INT8EQ, Int64GetDatum(hold_id));
+		found = IndexFetch(hrel, hidx, snap, &key, 1, slot);
+	}
 	if (found)
 		HoldFromSlot(slot, h);
 	ExecDropSingleTupleTableSlot(slot);
@@ -2208,6 +2221,31 @@ HotHoldInsert(const HotHoldNew *n, int64 *hold_id)
 }
 
 /*
+ * WriteTarget for an update of rel: no INSERT trigger to fire, the
+ * constraints compiled already, its indexes open when indexes
+ */
+static ResultRelInfo *
+UpdateTarget(EState *estate, Relation rel, HotTable t, bool indexes)
+{
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TableCache *tc = &cache.tables[t];
+
+	rri->ri_RelationDesc = rel;
+	if (tc->ncheck > 0)
+		rri->ri_ConstraintExprs = tc->checks;
+	if (indexes)
+	{
+		rri->ri_NumIndices = tc->nindexes;
+		rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * Max(tc->nindexes, 1));
+		rri->ri_IndexRelationInfo = tc->index_infos;
+		for (int i = 0; i < tc->nindexes; i++)
+			rri->ri_IndexRelationDescs[i] = OpenRelation(tc->index_oids[i], RowExclusiveLock,
+														 &tc->index_held[i]);
+	}
+	return rri;
+}
+
+/*
  * Update the row of rel at *tid (read with snap) as UPDATE would: the
  * columns atts[0..n-1] set to values/nulls, replica identity and every CHECK
  * constraint checked, index entries when the new version is not HOT.  The
@@ -2231,11 +2269,7 @@ UpdateRow(EState *estate, Relation rel, HotTable t, ItemPointer tid, Snapshot sn
 					   newslot, true);
 	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
 	if (RelationGetDescr(rel)->constr)
-	{
-		ResultRelInfo *rri = WriteTarget(estate, rel, t, false);
-
-		ExecConstraints(rri, newslot, estate);
-	}
+		ExecConstraints(UpdateTarget(estate, rel, t, false), newslot, estate);
 	tm = table_tuple_update(rel, &oldslot->tts_tid, newslot, cid, snap, InvalidSnapshot, true,
 							&tmfd, &lockmode, &update_indexes);
 	if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
@@ -2246,7 +2280,13 @@ UpdateRow(EState *estate, Relation rel, HotTable t, ItemPointer tid, Snapshot sn
 		elog(ERROR, "wallet: a row of wallet.%s changed under the balance lock (%d)",
 			 table_defs[t].name, tm);
 	if (update_indexes)
-		IndexNewVersion(rel, t, newslot, estate);
+	{
+		/* the new version's index entries (IndexNewVersion, without the INSERT triggers) */
+		ResultRelInfo *rri = UpdateTarget(estate, rel, t, true);
+
+		ExecInsertIndexTuples(rri, newslot, estate, false, false, NULL, NIL);
+		CloseTarget(rri);
+	}
 	if (newtid)
 		*newtid = newslot->tts_tid;
 	ExecDropSingleTupleTableSlot(newslot);

@@ -581,7 +581,7 @@ extern void GrantsLoadHeld(const Account *acct, TimestampTz now, bool write_rese
 typedef void (*HotHoldFn) (const HotHold *h, void *arg);
 
 extern bool HotHoldsReady(void);
-extern bool HotHoldRead(int64 hold_id, HotHold *h);
+extern bool HotHoldRead(int64 hold_id, const ItemPointerData *at, HotHold *h);
 extern int	HotHoldGrantsRead(int64 hold_id, bool locked, HotHoldGrant **rows);
 extern void HotOpenHoldsRead(int64 wallet_id, const char *asset, TimestampTz now, bool locked,
 							 HotHoldFn fn, void *arg);

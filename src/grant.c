@@ -562,11 +562,7 @@ GrantsBuild(const Account *acct, TimestampTz now, bool write_resets, HeapTuple *
 	HoldsTakeOff(set);
 }
 
-/*
- * The live grants of a balance at now, in drawdown order, with the resets
- * time has made applied (and written down when write_resets: the caller holds
- * the lock).
- */
+/* what HoldsLoad applies the open holds to: the grant rows read (not yet counted) */
 typedef struct HoldsLoadArg
 {
 	GrantSet   *set;
@@ -591,6 +587,11 @@ GrantRead(HeapTuple tup, TupleDesc desc, const int *cols, ItemPointer tid, void 
 	g->tid = *tid;
 }
 
+/*
+ * The live grants of a balance at now, in drawdown order, with the resets
+ * time has made applied (and written down when write_resets: the caller holds
+ * the lock).
+ */
 void
 GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set)
 {
@@ -748,20 +749,6 @@ LiveHeld(const Account *acct, TimestampTz now, int32 *count)
 	return sum;
 }
 
-/*
- * What the open holds of a balance do to its grants (GrantsLoad calls this on
- * the nrows grant rows read, before time is applied to them, and HoldsTakeOff
- * after).  With the 1.1 schema each open hold reserves value on specific
- * grants (wallet.hold_grant) and overdraft room (hold.overdraft): each row
- * gets what is reserved on it (carried through resets, GrantAdvance), and
- * HoldsTakeOff takes that off the live rows and the total, so that a debit
- * draws only what is not reserved; the overdraft room is what available
- * counts off besides.  Reservations on grants that are no longer live
- * (expired or voided under the hold) are backed by those grants and count
- * nowhere here.  A hold whose ttl has passed reserves nothing, at once.  With
- * the 1.0 schema a hold reserves a number: all of it counts off available.
- * No open holds (the balance row says so): no query.
- */
 /* one open hold and its rows of wallet.hold_grant, applied to the set (HoldsLoad) */
 static void
 HoldApply(const HotHold *h, int n, const HotHoldGrant *rows, HoldsLoadArg *a)
@@ -791,6 +778,20 @@ HoldLoaded(const HotHold *h, void *arg)
 	HoldApply(h, n, rows, a);
 }
 
+/*
+ * What the open holds of a balance do to its grants (GrantsLoad calls this on
+ * the nrows grant rows read, before time is applied to them, and HoldsTakeOff
+ * after).  With the 1.1 schema each open hold reserves value on specific
+ * grants (wallet.hold_grant) and overdraft room (hold.overdraft): each row
+ * gets what is reserved on it (carried through resets, GrantAdvance), and
+ * HoldsTakeOff takes that off the live rows and the total, so that a debit
+ * draws only what is not reserved; the overdraft room is what available
+ * counts off besides.  Reservations on grants that are no longer live
+ * (expired or voided under the hold) are backed by those grants and count
+ * nowhere here.  A hold whose ttl has passed reserves nothing, at once.  With
+ * the 1.0 schema a hold reserves a number: all of it counts off available.
+ * No open holds (the balance row says so): no query.
+ */
 void
 HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows)
 {

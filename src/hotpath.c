@@ -32,6 +32,11 @@
  * statements (DebitWriteSql); what the hot path cannot honour at all (row
  * level security that applies, a column of another type than expected) is an
  * error, not a silent shortcut: whoever adds one adapts this file.
+ *
+ * Binding holds (1.1; hold.c) use the same machinery: a hold, its
+ * reservations and its ledger lines are written, read and resolved directly
+ * too (the holds section at the end), with SQL where a table has what the
+ * direct writes do not do.
  */
 #include "wallet.h"
 
@@ -205,7 +210,7 @@ static const struct
 	[I_HOLD_GRANT_PKEY] = {"hold_grant_pkey", T_HOLD_GRANT, 2, {HG_HOLD_ID, HG_GRANT_ID}},
 };
 
-/* the 1.1 columns of wallet.hold (holdpath: HotHold*), found when they are there */
+/* the 1.1 columns of wallet.hold (the holds section below), found when they are there */
 enum
 {
 	HX_DIMENSIONS, HX_OVERDRAFT, HX_METER, HX_QUANTITY, HX_RELEASE_BALANCE, HX__COUNT

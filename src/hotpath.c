@@ -1931,9 +1931,13 @@ HotHoldRead(int64 hold_id, const ItemPointerData *at, HotHold *h)
 	HotEnter();
 	if (!HoldObjects())
 		elog(ERROR, "wallet: the hold tables of the 1.1 schema are missing");
-	/* read to be resolved or extended: take the write's locks now (one trip to the lock manager) */
-	hrel = OpenTable(T_HOLD, RowExclusiveLock);
-	hidx = OpenIndex(I_HOLD_PKEY, RowExclusiveLock);
+	/*
+	 * read to be resolved or extended: take the write's locks now (one trip to
+	 * the lock manager), but in a read-only transaction (a standby) only read,
+	 * so that the error is the write's, as through SQL
+	 */
+	hrel = OpenTable(T_HOLD, XactReadOnly ? AccessShareLock : RowExclusiveLock);
+	hidx = OpenIndex(I_HOLD_PKEY, XactReadOnly ? AccessShareLock : RowExclusiveLock);
 	CheckPrivilege(T_HOLD, ACL_SELECT);
 	slot = table_slot_create(hrel, NULL);
 	found = at != NULL && ItemPointerIsValid(at) &&

@@ -2,7 +2,7 @@
 # bench/callgrind.sh: instructions per call of the floor and of
 # wallet_authorize_debit, counted by valgrind's callgrind in one backend.
 #
-#   bench/callgrind.sh [--keep]
+#   bench/callgrind.sh [--keep] [CONTENDER...]
 #
 # Instruction counts do not depend on what else the machine is doing, so they
 # show what a change to the hot path saves where tps on a shared machine
@@ -13,13 +13,19 @@
 # 1,000 calls is the cost of one call, with start-up and warm-up cancelled
 # out.  Single-user mode reads each EXECUTE as a statement, so both counts
 # include that parse (about the same for both).  Prints both and the ratio.
+# The hold contender is bench/run's pair of calls, wallet_authorize_hold then
+# wallet_capture of that hold (found by currval of the hold sequence): one
+# "call" there is the pair, two statements, compared with one debit.
+# CONTENDER... picks some of floor, ext and hold (default: all three).
 # --keep leaves the callgrind files in bench/out/ for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source test/lib.sh
 
 keep=0
-[[ ${1:-} == --keep ]] && keep=1
+[[ ${1:-} == --keep ]] && { keep=1; shift; }
+contenders=("$@")
+((${#contenders[@]})) || contenders=(floor ext hold)
 command -v valgrind >/dev/null || { echo "bench/callgrind.sh: needs valgrind" >&2; exit 2; }
 
 out=$PWD/bench/out
@@ -39,6 +45,9 @@ statements() {
   local name=$1 n=$2 i c
   if [[ $name == ext ]]; then
     echo "PREPARE s(text, text) AS SELECT * FROM wallet_authorize_debit(\$1, 'api.call', 1, \$2)"
+  elif [[ $name == hold ]]; then
+    echo "PREPARE s(text, text) AS SELECT hold_id FROM wallet_authorize_hold(\$1, 'api.call', 1, \$2)"
+    echo "PREPARE t AS SELECT * FROM wallet_capture(pg_catalog.currval('wallet.hold_id_seq'), 'api.call', 1)"
   else
     echo "PREPARE s(int) AS WITH u AS (UPDATE floor.balance SET amount = amount - 1 WHERE id = \$1 RETURNING id, amount) INSERT INTO floor.log (balance_id, delta, balance_after) SELECT id, -1, amount FROM u"
   fi
@@ -46,6 +55,9 @@ statements() {
     c=$(( (i * 7919) % 1000 + 1 ))
     if [[ $name == ext ]]; then
       echo "EXECUTE s('$c', 'cg-$n-$i')"
+    elif [[ $name == hold ]]; then
+      echo "EXECUTE s('$c', 'cgh-$n-$i')"
+      echo "EXECUTE t"
     else
       echo "EXECUTE s($c)"
     fi
@@ -53,19 +65,26 @@ statements() {
 }
 
 declare -A per_call=()
-for name in floor ext; do
+for name in "${contenders[@]}"; do
   declare -A total=()
   for n in 200 1200; do
     statements "$name" "$n" >"$out/callgrind-$name-$n.sql"
     chmod 644 "$out/callgrind-$name-$n.sql"
     as_pg valgrind --tool=callgrind --callgrind-out-file="$out/callgrind-$name-$n.out" \
       "$PGBIN/postgres" --single -D "$data" -c fsync=off cg \
-      <"$out/callgrind-$name-$n.sql" >/dev/null 2>"$out/callgrind-$name-$n.err"
+      <"$out/callgrind-$name-$n.sql" >"$out/callgrind-$name-$n.log" 2>"$out/callgrind-$name-$n.err"
+    if grep -q ' ERROR: ' "$out/callgrind-$name-$n.err"; then
+      echo "bench/callgrind.sh: $name failed: see $out/callgrind-$name-$n.err" >&2
+      exit 1
+    fi
     total[$n]=$(awk '/^(summary|totals):/ { print $2; exit }' "$out/callgrind-$name-$n.out")
   done
   per_call[$name]=$(( (total[1200] - total[200]) / 1000 ))
   unset total
-  printf '%-6s %8d instructions per call\n' "$name" "${per_call[$name]}"
+  printf '%-6s %8d instructions per %s\n' "$name" "${per_call[$name]}" "$([[ $name == hold ]] && echo pair || echo call)"
 done
-awk -v f="${per_call[floor]}" -v e="${per_call[ext]}" 'BEGIN { printf "ext/floor  %.2f (instructions)\n", e / f }'
+[[ -n ${per_call[floor]:-} && -n ${per_call[ext]:-} ]] &&
+  awk -v f="${per_call[floor]}" -v e="${per_call[ext]}" 'BEGIN { printf "ext/floor  %.2f (instructions)\n", e / f }'
+[[ -n ${per_call[hold]:-} && -n ${per_call[ext]:-} ]] &&
+  awk -v h="${per_call[hold]}" -v e="${per_call[ext]}" 'BEGIN { printf "hold/ext   %.2f (instructions per pair over per debit)\n", h / e }'
 ((keep)) || rm -f "$out"/callgrind-*

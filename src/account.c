@@ -242,12 +242,18 @@ AccountRead(const char *customer, const AssetInfo *asset, Account *acct)
 	ReadAccount(asset, acct);
 }
 
-/* write back what a call changed on the (locked) balance row */
+/*
+ * write back what a call changed on the (locked) balance row: directly
+ * (hotpath.c), or by UPDATE when wallet.account has an UPDATE trigger
+ */
 void
 AccountSave(Account *acct)
 {
 	static const Oid argtypes[5] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID};
 	Datum		values[5];
+
+	if (HotAccountSave(acct))
+		return;
 
 	values[0] = Int64GetDatum(acct->wallet_id);
 	values[1] = CStringGetTextDatum(acct->asset);

@@ -562,11 +562,16 @@ GrantsBuild(const Account *acct, TimestampTz now, bool write_resets, HeapTuple *
 	HoldsTakeOff(set);
 }
 
-/*
- * The live grants of a balance at now, in drawdown order, with the resets
- * time has made applied (and written down when write_resets: the caller holds
- * the lock).
- */
+/* what HoldsLoad applies the open holds to: the grant rows read (not yet counted) */
+typedef struct HoldsLoadArg
+{
+	GrantSet   *set;
+	int			nrows;
+	bool		locked;
+} HoldsLoadArg;
+
+static void HoldApply(const HotHold *h, int n, const HotHoldGrant *rows, HoldsLoadArg *a);
+
 /* HotGrantsRead's callback: one more grant row into the set (not yet counted) */
 static void
 GrantRead(HeapTuple tup, TupleDesc desc, const int *cols, ItemPointer tid, void *arg)
@@ -582,8 +587,27 @@ GrantRead(HeapTuple tup, TupleDesc desc, const int *cols, ItemPointer tid, void 
 	g->tid = *tid;
 }
 
+/*
+ * The live grants of a balance at now, in drawdown order, with the resets
+ * time has made applied (and written down when write_resets: the caller holds
+ * the lock).
+ */
 void
 GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set)
+{
+	GrantsLoadHeld(acct, now, write_resets, NULL, set);
+}
+
+/*
+ * GrantsLoad, where the caller knows the only open hold of the balance (a
+ * capture or release of it, under the lock, when the balance row counts one
+ * open hold: acct->holds_open is 1): what it reserves need not be looked up
+ * again (only: its amount, overdraft room and rows of wallet.hold_grant).
+ * only NULL: look the open holds up (HoldsLoad).
+ */
+void
+GrantsLoadHeld(const Account *acct, TimestampTz now, bool write_resets, const HeldOnly *only,
+			   GrantSet *set)
 {
 	int			n;
 
@@ -592,7 +616,18 @@ GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *se
 	HotGrantsRead(acct->wallet_id, acct->asset, write_resets, GrantRead, set);
 	n = set->n;
 	set->n = 0;
-	HoldsLoad(acct, now, set, n);
+	if (only != NULL && acct->holds_open == 1 && WalletSchemaVersion() >= 11)
+	{
+		HotHold		h = {0};
+		HoldsLoadArg a = {set, n, true};
+
+		h.amount = only->amount;
+		h.overdraft = only->overdraft;
+		set->binding = true;
+		HoldApply(&h, only->nrows, only->rows, &a);
+	}
+	else
+		HoldsLoad(acct, now, set, n);
 	ResetsRepay(acct, now, write_resets, set, n);
 	for (int i = 0; i < n; i++)
 		GrantKeepIfLive(acct, now, write_resets, set, i);
@@ -714,6 +749,35 @@ LiveHeld(const Account *acct, TimestampTz now, int32 *count)
 	return sum;
 }
 
+/* one open hold and its rows of wallet.hold_grant, applied to the set (HoldsLoad) */
+static void
+HoldApply(const HotHold *h, int n, const HotHoldGrant *rows, HoldsLoadArg *a)
+{
+	GrantSet   *set = a->set;
+
+	set->held = AddMinor(set->held, h->amount);
+	set->unbacked = AddMinor(set->unbacked, h->overdraft);
+	set->holds_live++;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < a->nrows; j++)
+			if (set->rows[j].id == rows[i].grant_id)
+			{
+				set->rows[j].reserved = AddMinor(set->rows[j].reserved, rows[i].amount);
+				break;
+			}
+}
+
+/* HotOpenHoldsRead's callback (HoldsLoad): one open hold and what it reserves */
+static void
+HoldLoaded(const HotHold *h, void *arg)
+{
+	HoldsLoadArg *a = arg;
+	HotHoldGrant *rows;
+	int			n = HotHoldGrantsRead(h->id, a->locked, &rows);
+
+	HoldApply(h, n, rows, a);
+}
+
 /*
  * What the open holds of a balance do to its grants (GrantsLoad calls this on
  * the nrows grant rows read, before time is applied to them, and HoldsTakeOff
@@ -749,6 +813,14 @@ HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows)
 		return;
 	}
 	set->binding = true;
+	if (HotHoldsReady())
+	{
+		/* directly (hotpath.c): the open holds, then what each reserves */
+		HoldsLoadArg a = {set, nrows, acct->locked};
+
+		HotOpenHoldsRead(acct->wallet_id, acct->asset, now, acct->locked, HoldLoaded, &a);
+		return;
+	}
 	values[0] = Int64GetDatum(acct->wallet_id);
 	values[1] = CStringGetTextDatum(acct->asset);
 	values[2] = TimestampTzGetDatum(now);

@@ -71,7 +71,21 @@ typedef struct HoldRow
 	Jsonb	   *dims;
 	bool		has_release_balance;
 	int64		release_balance;
+	ItemPointerData tid;		/* where it was read (invalid: read through SQL) */
 } HoldRow;
+
+/*
+ * How a resolved hold's reservations go back (1.1): in the common case none
+ * was voided, expired or reset meanwhile, so nothing leaves and its rows of
+ * wallet.hold_grant are simply deleted, directly (HotHoldClose); otherwise
+ * wallet._hold_settle writes what leaves.
+ */
+typedef struct Settle
+{
+	bool		direct;			/* nothing leaves: HotHoldClose may do it */
+	int			nrows;			/* the hold's rows of wallet.hold_grant */
+	ItemPointerData *tids;
+} Settle;
 
 /* one line of a capture: a meter's usage, priced */
 typedef struct CaptureLine
@@ -116,7 +130,10 @@ Binding(void)
 	return WalletSchemaVersion() >= 11;
 }
 
-/* read a hold; WL007 when there is no such hold */
+/*
+ * read a hold (again, where h->tid says it was read, when valid); WL007 when
+ * there is no such hold
+ */
 static void
 HoldGet(int64 hold_id, bool binding, HoldRow *h)
 {
@@ -127,6 +144,29 @@ HoldGet(int64 hold_id, bool binding, HoldRow *h)
 	bool		isnull;
 	Datum		d;
 
+	if (binding && HotHoldsReady())
+	{
+		/* read directly (hotpath.c) */
+		HotHold		hh;
+
+		if (!HotHoldRead(hold_id, &h->tid, &hh))
+			ereport(ERROR,
+					(errcode(ERRCODE_WALLET_NOT_FOUND),
+					 errmsg("no hold with id " INT64_FORMAT, hold_id)));
+		memset(h, 0, sizeof(*h));
+		h->id = hold_id;
+		h->wallet_id = hh.wallet_id;
+		h->asset = AssetLookup(hh.asset);
+		h->amount = hh.amount;
+		strlcpy(h->status, hh.status, sizeof(h->status));
+		h->expires_at = hh.expires_at;
+		h->overdraft = hh.overdraft;
+		h->dims = hh.dims;
+		h->has_release_balance = hh.has_release_balance;
+		h->release_balance = hh.release_balance;
+		h->tid = hh.tid;
+		return;
+	}
 	if (binding)
 		WalletExec(PLAN_HOLD_GET11,
 				   "SELECT wallet_id, asset, amount, status, expires_at, overdraft, dimensions, "
@@ -145,6 +185,7 @@ HoldGet(int64 hold_id, bool binding, HoldRow *h)
 	desc = SPI_tuptable->tupdesc;
 	memset(h, 0, sizeof(*h));
 	h->id = hold_id;
+	ItemPointerSetInvalid(&h->tid);
 	h->wallet_id = SpiGetInt64(tup, desc, 1, &isnull);
 	h->asset = AssetLookup(SpiGetText(tup, desc, 2, &isnull));
 	h->amount = SpiGetInt64(tup, desc, 3, &isnull);
@@ -164,6 +205,7 @@ HoldGet(int64 hold_id, bool binding, HoldRow *h)
 static void
 HoldLock(int64 hold_id, bool binding, HoldRow *h, Account *acct)
 {
+	ItemPointerSetInvalid(&h->tid);
 	HoldGet(hold_id, binding, h);
 	AccountLockById(h->wallet_id, h->asset, acct);
 	HoldGet(hold_id, binding, h);
@@ -203,14 +245,33 @@ HoldLockOpen(int64 hold_id, TimestampTz now, HoldRow *h, Account *acct)
 
 /*
  * close an open hold: status, a release line, the balance row (and, 1.1,
- * what it reserves goes back: wallet._hold_settle)
+ * what it reserves goes back: directly when nothing leaves, st->direct, else
+ * wallet._hold_settle)
  */
 static void
 HoldClose(Account *acct, const HoldRow *h, const char *status, int64 event_id, TimestampTz now,
-		  bool binding, bool has_balance, int64 balance)
+		  bool binding, bool has_balance, int64 balance, const Settle *st)
 {
 	Datum		values[5];
 	char		nulls[5] = "     ";
+
+	if (binding && st != NULL && st->direct && ItemPointerIsValid(&h->tid))
+	{
+		HotHold		hh = {0};
+
+		hh.id = h->id;
+		hh.wallet_id = h->wallet_id;
+		hh.asset = (char *) h->asset->code;
+		hh.amount = h->amount;
+		hh.tid = h->tid;
+		if (HotHoldClose(&hh, status, now, event_id, has_balance, balance, st->nrows, st->tids))
+		{
+			acct->held = SubMinor(acct->held, h->amount);
+			acct->holds_open--;
+			AccountSave(acct);
+			return;
+		}
+	}
 
 	values[0] = Int64GetDatum(h->id);
 	values[1] = CStringGetTextDatum(status);
@@ -249,6 +310,30 @@ HoldClose(Account *acct, const HoldRow *h, const char *status, int64 event_id, T
 	acct->held = SubMinor(acct->held, h->amount);
 	acct->holds_open--;
 	AccountSave(acct);
+}
+
+/*
+ * The live grants for resolving an open hold h under the lock, into set.
+ * When the balance row counts one open hold, it is h: what h reserves is
+ * read once, here, for both GrantsLoadHeld and HoldReservations, and
+ * returned in *only; else NULL (GrantsLoad looks the open holds up).
+ */
+static const HeldOnly *
+HoldGrantsLoad(Account *acct, const HoldRow *h, TimestampTz now, GrantSet *set, HeldOnly *only)
+{
+	if (acct->holds_open == 1 && HotHoldsReady())
+	{
+		HotHoldGrant *rows;
+
+		only->amount = h->amount;
+		only->overdraft = h->overdraft;
+		only->nrows = HotHoldGrantsRead(h->id, true, &rows);
+		only->rows = rows;
+		GrantsLoadHeld(acct, now, true, only, set);
+		return only;
+	}
+	GrantsLoad(acct, now, true, set);
+	return NULL;
 }
 
 /* a ttl: positive; the hold then expires at now + ttl */
@@ -348,6 +433,13 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 	int64		available;
 	const char *decline;
 	bool		isnull;
+	int64	   *gids = NULL;
+	int64	   *gamts = NULL;
+	int64	   *gresets = NULL;
+	int			ng = 0;
+	int64		left = amount;
+	bool		placed = false;
+	int64		hold_id = 0;
 
 	caps.blocked = -1;
 	GrantsLoad(acct, now, true, &set);
@@ -375,16 +467,9 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 
 	if (binding)
 	{
-		static const Oid argtypes[14] = {INT8OID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID,
-			TIMESTAMPTZOID, INT8OID, JSONBOID, INT8OID, TEXTOID, NUMERICOID, INT8ARRAYOID,
-		INT8ARRAYOID, INT8ARRAYOID};
-		Datum		values[14];
-		char		nulls[14];
-		int64	   *gids = palloc(sizeof(int64) * Max(set.n, 1));
-		int64	   *gamts = palloc(sizeof(int64) * Max(set.n, 1));
-		int64	   *gresets = palloc(sizeof(int64) * Max(set.n, 1));
-		int			ng = 0;
-		int64		left = amount;
+		gids = palloc(sizeof(int64) * Max(set.n, 1));
+		gamts = palloc(sizeof(int64) * Max(set.n, 1));
+		gresets = palloc(sizeof(int64) * Max(set.n, 1));
 
 		/* reserve in drawdown order, then overdraft room */
 		for (int i = 0; i < set.n && left > 0; i++)
@@ -398,6 +483,37 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 			gamts[ng++] = t;
 			left -= t;
 		}
+		if (HotHoldsReady())
+		{
+			/* directly (hotpath.c), unless a table has what that does not do */
+			HotHoldNew	hn = {0};
+
+			hn.wallet_id = acct->wallet_id;
+			hn.asset = acct->asset;
+			hn.amount = amount;
+			hn.key = key;
+			hn.now = now;
+			hn.expires_at = expires_at;
+			hn.balance_after = available - amount;
+			hn.dims = dims;
+			hn.overdraft = left;
+			hn.meter = meter;
+			hn.quantity = quantity;
+			hn.ngrants = ng;
+			hn.grant_ids = gids;
+			hn.amounts = gamts;
+			hn.resets = gresets;
+			placed = HotHoldInsert(&hn, &hold_id);
+		}
+	}
+	if (binding && !placed)
+	{
+		static const Oid argtypes[14] = {INT8OID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID,
+			TIMESTAMPTZOID, INT8OID, JSONBOID, INT8OID, TEXTOID, NUMERICOID, INT8ARRAYOID,
+		INT8ARRAYOID, INT8ARRAYOID};
+		Datum		values[14];
+		char		nulls[14];
+
 		memset(nulls, ' ', sizeof(nulls));
 		values[0] = Int64GetDatum(acct->wallet_id);
 		values[1] = CStringGetTextDatum(acct->asset);
@@ -428,7 +544,7 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 				   "SELECT $5, $1, $2, h.id, 'hold', OPERATOR(pg_catalog.-) $3 FROM h RETURNING hold_id",
 				   14, argtypes, values, nulls, false, SPI_OK_INSERT_RETURNING);
 	}
-	else
+	else if (!binding)
 	{
 		static const Oid argtypes[7] = {INT8OID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID,
 		TIMESTAMPTZOID, INT8OID};
@@ -449,10 +565,14 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 				   "SELECT $5, $1, $2, h.id, 'hold', OPERATOR(pg_catalog.-) $3 FROM h RETURNING hold_id",
 				   7, argtypes, values, NULL, false, SPI_OK_INSERT_RETURNING);
 	}
-	WalletExpectRows(1, "wallet.hold or wallet.line_stored");
+	if (!placed)
+	{
+		WalletExpectRows(1, "wallet.hold or wallet.line_stored");
+		hold_id = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	}
 	memset(res, 0, sizeof(*res));
 	res->approved = true;
-	res->hold_id = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	res->hold_id = hold_id;
 	res->asset = AssetLookup(acct->asset)->code;
 	res->scale = acct->scale;
 	res->has_amount = true;
@@ -598,14 +718,91 @@ DrawFree(GrantSet *set, DrawLines *dl, int64 want)
 	return want;
 }
 
-/* what a hold reserves, grant by grant, in the drawdown order of the grants */
+/*
+ * What a hold reserves, read directly, from the live grants just loaded (set,
+ * in drawdown order): NULL when that cannot tell it all, that is when one of
+ * its reservations is on a grant that is not among them (voided, expired,
+ * closed), on one reset since, or on one whose stored remaining the set no
+ * longer shows (all of its value reserved).  st says how to settle: directly,
+ * since nothing leaves.
+ */
 static Reservation *
-HoldReservations(const HoldRow *h, TimestampTz now, int *n)
+HoldReservationsDirect(const HoldRow *h, const GrantSet *set, const HeldOnly *only, int *n,
+					   Settle *st)
+{
+	const HotHoldGrant *rows;
+	HotHoldGrant *read;
+	int			nrows;
+	int			live = 0;
+	int			k = 0;
+	Reservation *rs;
+
+	if (!HotHoldsReady())
+		return NULL;
+	if (only != NULL)
+	{
+		rows = only->rows;
+		nrows = only->nrows;
+	}
+	else
+	{
+		nrows = HotHoldGrantsRead(h->id, true, &read);
+		rows = read;
+	}
+	rs = palloc0(sizeof(Reservation) * Max(nrows, 1));
+	for (int j = 0; j < nrows; j++)
+		if (rows[j].amount > 0)
+			live++;
+	for (int i = 0; i < set->n && k < live; i++)
+	{
+		const GrantRow *g = &set->rows[i];
+
+		for (int j = 0; j < nrows; j++)
+		{
+			if (rows[j].grant_id != g->id || rows[j].amount <= 0)
+				continue;
+			/* what the set shows is what is stored less what all open holds reserve */
+			if (g->remaining <= 0 || (g->recurring && g->resets > rows[j].resets))
+				return NULL;
+			rs[k].grant_id = g->id;
+			rs[k].amount = rows[j].amount;
+			rs[k].avail = rows[j].amount;
+			rs[k].gone = false;
+			rs[k].paid = g->category_rank == 2;
+			rs[k].unit_revenue = g->unit_revenue;
+			k++;
+		}
+	}
+	if (k != live)
+		return NULL;
+	*n = k;
+	st->direct = true;
+	st->nrows = nrows;
+	st->tids = palloc(sizeof(ItemPointerData) * Max(nrows, 1));
+	for (int j = 0; j < nrows; j++)
+		st->tids[j] = rows[j].tid;
+	return rs;
+}
+
+/*
+ * what a hold reserves, grant by grant, in the drawdown order of the grants
+ * (set: the live grants just loaded; only: its rows of wallet.hold_grant,
+ * read already, or NULL); st says how to settle the hold
+ */
+static Reservation *
+HoldReservations(const HoldRow *h, const GrantSet *set, const HeldOnly *only, TimestampTz now,
+				 int *n, Settle *st)
 {
 	static const Oid argtypes[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		values[2] = {Int64GetDatum(h->id), TimestampTzGetDatum(now)};
 	SPITupleTable *tt;
 	Reservation *rs;
+
+	memset(st, 0, sizeof(*st));
+	rs = HoldReservationsDirect(h, set, only, n, st);
+	if (rs != NULL)
+		return rs;
+	memset(st, 0, sizeof(*st));
 
 	WalletExec(PLAN_HOLD_GRANTS,
 			   "SELECT r.grant_id, r.amount, g.remaining, "
@@ -785,6 +982,9 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 	int64	   *ctakes;
 	int			nc = 0;
 	const AssetInfo *asset;
+	Settle		st;
+	HeldOnly	only;
+	const HeldOnly *onlyp;
 
 	HoldLock(hold_id, true, &h, &acct);
 	if (strcmp(h.status, "captured") == 0)
@@ -814,7 +1014,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 	within = Min(total, h.amount);
 	excess = total - within;
 
-	GrantsLoad(&acct, now, true, &set);
+	onlyp = HoldGrantsLoad(&acct, &h, now, &set, &only);
 	available = Available(&acct, &set, now, 0);
 	if (excess > 0)
 	{
@@ -859,7 +1059,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 	}
 
 	/* draw: the hold's reservations, then free value, then overdraft */
-	rs = HoldReservations(&h, now, &nres);
+	rs = HoldReservations(&h, &set, onlyp, now, &nres, &st);
 	within_left = within;
 	{
 		DrawLines  *dls = palloc0(sizeof(DrawLines) * n);
@@ -947,7 +1147,8 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 			cgids[nc] = rs[i].grant_id;
 			ctakes[nc++] = rs[i].consumed;
 		}
-	if (nc > 0)
+	/* (when nothing leaves, the rows go as they are: wallet._hold_settle would only delete them) */
+	if (nc > 0 && !st.direct)
 	{
 		static const Oid argtypes[3] = {INT8OID, INT8ARRAYOID, INT8ARRAYOID};
 		Datum		values[3];
@@ -962,7 +1163,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 				   " WHERE r.hold_id OPERATOR(pg_catalog.=) $1 AND r.grant_id OPERATOR(pg_catalog.=) c.g",
 				   3, argtypes, values, NULL, false, SPI_OK_UPDATE);
 	}
-	HoldClose(&acct, &h, "captured", first_event, now, true, false, 0);
+	HoldClose(&acct, &h, "captured", first_event, now, true, false, 0, &st);
 	OutboxLowBalance(&acct, available, after);
 }
 
@@ -995,7 +1196,7 @@ CaptureLegacy(int64 hold_id, CaptureLine *cl, TimestampTz now, WalletResult *res
 	if (DebitApply(&acct, &req, now, h.amount, res))
 	{
 		UsageRecord(&cl->usage, acct.wallet_id, cl->q);
-		HoldClose(&acct, &h, "captured", res->event_id, now, false, false, 0);
+		HoldClose(&acct, &h, "captured", res->event_id, now, false, false, 0, NULL);
 	}
 	else
 		res->hold_id = hold_id;
@@ -1091,7 +1292,7 @@ wallet_release(PG_FUNCTION_ARGS)
 	if (!binding)
 	{
 		HoldLockOpen(hold_id, now, &h, &acct);
-		HoldClose(&acct, &h, "released", 0, now, false, false, 0);
+		HoldClose(&acct, &h, "released", 0, now, false, false, 0, NULL);
 		GrantsLoad(&acct, now, true, &set);
 		res.balance = Available(&acct, &set, now, 0);
 		res.has_balance = true;
@@ -1110,15 +1311,18 @@ wallet_release(PG_FUNCTION_ARGS)
 		{
 			Reservation *rs;
 			int			nres;
+			Settle		st;
+			HeldOnly	only;
+			const HeldOnly *onlyp;
 
 			if (strcmp(h.status, "open") != 0)
 				HoldResolvedOtherwise(&h, "release");
 			HoldMustBeOpen(&h, now);
-			GrantsLoad(&acct, now, true, &set);
-			rs = HoldReservations(&h, now, &nres);
+			onlyp = HoldGrantsLoad(&acct, &h, now, &set, &only);
+			rs = HoldReservations(&h, &set, onlyp, now, &nres, &st);
 			res.has_balance = true;
 			res.balance = AddMinor(Available(&acct, &set, now, 0), ReleasedBack(rs, nres, h.overdraft));
-			HoldClose(&acct, &h, "released", 0, now, true, true, res.balance);
+			HoldClose(&acct, &h, "released", 0, now, true, true, res.balance, &st);
 		}
 	}
 	/* value released raises the balance: alerts it crosses back recover */

@@ -32,6 +32,11 @@
  * statements (DebitWriteSql); what the hot path cannot honour at all (row
  * level security that applies, a column of another type than expected) is an
  * error, not a silent shortcut: whoever adds one adapts this file.
+ *
+ * Binding holds (1.1; hold.c) use the same machinery: a hold, its
+ * reservations and its ledger lines are written, read and resolved directly
+ * too (the holds section at the end), with SQL where a table has what the
+ * direct writes do not do.
  */
 #include "wallet.h"
 
@@ -80,6 +85,7 @@ typedef enum HotTable
 	T_EVENT,
 	T_LINE,
 	T_HOLD,
+	T_HOLD_GRANT,				/* 1.1: missing from a schema not upgraded */
 	T__COUNT
 } HotTable;
 
@@ -93,6 +99,9 @@ typedef enum HotIndex
 	I_GRANT_PKEY,
 	I_EVENT_KEY,
 	I_HOLD_KEY,
+	I_HOLD_PKEY,
+	I_HOLD_OPEN,				/* 1.1 */
+	I_HOLD_GRANT_PKEY,			/* 1.1 */
 	I__COUNT
 } HotIndex;
 
@@ -138,7 +147,13 @@ enum
 /* wallet.hold */
 enum
 {
-	H_ID, H_WALLET_ID, H_KEY, H_ASSET, H_AMOUNT, H_BALANCE_AFTER
+	H_ID, H_WALLET_ID, H_KEY, H_ASSET, H_AMOUNT, H_BALANCE_AFTER, H_STATUS, H_CREATED_AT,
+	H_EXPIRES_AT, H_CLOSED_AT, H_EVENT_ID
+};
+/* wallet.hold_grant (1.1) */
+enum
+{
+	HG_HOLD_ID, HG_GRANT_ID, HG_AMOUNT, HG_RESETS
 };
 
 static const struct
@@ -168,7 +183,11 @@ static const struct
 			{"grant_id", INT8OID}, {"event_id", INT8OID}, {"hold_id", INT8OID},
 	{"kind", TEXTOID}, {"amount", INT8OID}}},
 	[T_HOLD] = {"hold", {{"id", INT8OID}, {"wallet_id", INT8OID}, {"idempotency_key", TEXTOID},
-	{"asset", TEXTOID}, {"amount", INT8OID}, {"balance_after", INT8OID}}},
+			{"asset", TEXTOID}, {"amount", INT8OID}, {"balance_after", INT8OID},
+			{"status", TEXTOID}, {"created_at", TIMESTAMPTZOID}, {"expires_at", TIMESTAMPTZOID},
+	{"closed_at", TIMESTAMPTZOID}, {"event_id", INT8OID}}},
+	[T_HOLD_GRANT] = {"hold_grant", {{"hold_id", INT8OID}, {"grant_id", INT8OID},
+	{"amount", INT8OID}, {"resets", INT8OID}}},
 };
 
 static const struct
@@ -186,7 +205,26 @@ static const struct
 	[I_GRANT_PKEY] = {"grant_block_pkey", T_GRANT, 1, {G_ID}},
 	[I_EVENT_KEY] = {"event_key", T_EVENT, 2, {E_WALLET_ID, E_KEY}},
 	[I_HOLD_KEY] = {"hold_wallet_id_idempotency_key_key", T_HOLD, 2, {H_WALLET_ID, H_KEY}},
+	[I_HOLD_PKEY] = {"hold_pkey", T_HOLD, 1, {H_ID}},
+	[I_HOLD_OPEN] = {"hold_open", T_HOLD, 2, {H_WALLET_ID, H_ASSET}},
+	[I_HOLD_GRANT_PKEY] = {"hold_grant_pkey", T_HOLD_GRANT, 2, {HG_HOLD_ID, HG_GRANT_ID}},
 };
+
+/* the 1.1 columns of wallet.hold (the holds section below), found when they are there */
+enum
+{
+	HX_DIMENSIONS, HX_OVERDRAFT, HX_METER, HX_QUANTITY, HX_RELEASE_BALANCE, HX__COUNT
+};
+static const HotColumn hold11_columns[HX__COUNT] = {
+	{"dimensions", JSONBOID}, {"overdraft", INT8OID}, {"meter", TEXTOID},
+	{"quantity", NUMERICOID}, {"release_balance", INT8OID}
+};
+
+/* a table or index of the 1.1 schema: missing until ALTER EXTENSION wallet UPDATE */
+#define SINCE_11_TABLE(t) ((t) == T_HOLD_GRANT)
+#define SINCE_11_INDEX(i) ((i) == I_HOLD_OPEN || (i) == I_HOLD_GRANT_PKEY)
+/* the tables the hot path inserts rows into (defaults, BEFORE ROW triggers, indexes) */
+#define INSERTED(t) ((t) == T_EVENT || (t) == T_LINE || (t) == T_HOLD || (t) == T_HOLD_GRANT)
 
 /*
  * A lock this backend knows it holds on a relation: taken in this
@@ -235,6 +273,8 @@ static struct
 	bool		event_ids_shared;	/* event ids come from line_seq too (1.1: EventIdsShared) */
 	AttrNumber	grant_scope;	/* wallet.grant_block.scope (1.1), or 0 */
 	AttrNumber	wallet_holds_made;	/* wallet.wallet.holds_made (1.1), or 0 */
+	AttrNumber	hold11[HX__COUNT];	/* wallet.hold's 1.1 columns, or 0 */
+	bool		hold_grant_deletes; /* a DELETE trigger on wallet.hold_grant */
 	HTAB	   *wallets;		/* WalletEntry by customer, or NULL */
 	uint64		wallets_stamp;	/* wallet_coherence.generation they were read at */
 	bool		wallet_recheck; /* wallet.wallet changed: check its columns again */
@@ -283,6 +323,29 @@ static List *retired = NIL;		/* older generations of the cache, not yet freed */
 static int	calls = 0;			/* hot path calls under way (HotEnter) */
 static TupleDesc key_desc = NULL;	/* the row HotKeyFind returns (lives as long as the backend) */
 static Coherence wallet_coherence;	/* of the wallets kept (coherence.c) */
+
+/*
+ * Where this transaction last saw the balance row it locked (HotAccountLock,
+ * HotAccountSave): HotAccountSave reads it there rather than through the
+ * index, when that version is still the one a fresh snapshot sees.
+ */
+static struct
+{
+	LocalTransactionId lxid;
+	int64		wallet_id;
+	char		asset[NAMEDATALEN];
+	ItemPointerData tid;
+}			account_seen;
+
+/* remember where the balance row of acct was just locked or written */
+static void
+AccountRowSeen(const Account *acct, ItemPointer tid)
+{
+	account_seen.lxid = MyProc->lxid;
+	account_seen.wallet_id = acct->wallet_id;
+	strlcpy(account_seen.asset, acct->asset, sizeof(account_seen.asset));
+	account_seen.tid = *tid;
+}
 
 /*
  * A relcache invalidation of one of ours (or of all): look everything up
@@ -579,6 +642,11 @@ CacheBuildGeneration(void)
 		TupleConstr *constr;
 
 		tc->relid = get_relname_relid(name, nsp);
+		if (!OidIsValid(tc->relid) && SINCE_11_TABLE(t))
+		{
+			memset(tc, 0, sizeof(*tc));
+			continue;
+		}
 		if (!OidIsValid(tc->relid))
 			elog(ERROR, "wallet: table wallet.%s is missing", name);
 		rel = table_open(tc->relid, AccessShareLock);
@@ -608,7 +676,25 @@ CacheBuildGeneration(void)
 
 			cache.grant_scope = a > 0 && TupleDescAttr(desc, a - 1)->atttypid == JSONBOID ? a : 0;
 		}
-		CheckTable(rel, t == T_EVENT || t == T_LINE, t == T_ACCOUNT || t == T_GRANT, tc);
+		if (t == T_HOLD)
+		{
+			/* a 1.0 schema has none of these: holds then go through SQL (hold.c) */
+			for (int c = 0; c < HX__COUNT; c++)
+			{
+				AttrNumber	a = get_attnum(tc->relid, hold11_columns[c].name);
+
+				cache.hold11[c] = a > 0 && TupleDescAttr(desc, a - 1)->atttypid == hold11_columns[c].type ? a : 0;
+			}
+		}
+		if (t == T_HOLD_GRANT)
+		{
+			cache.hold_grant_deletes = false;
+			for (int i = 0; rel->trigdesc && i < rel->trigdesc->numtriggers; i++)
+				if (rel->trigdesc->triggers[i].tgenabled != TRIGGER_DISABLED &&
+					TRIGGER_FOR_DELETE(rel->trigdesc->triggers[i].tgtype))
+					cache.hold_grant_deletes = true;
+		}
+		CheckTable(rel, INSERTED(t), t == T_ACCOUNT || t == T_GRANT || t == T_HOLD, tc);
 
 		tc->ncheck = constr ? constr->num_check : 0;
 		tc->checks = palloc0(sizeof(ExprState *) * Max(tc->ncheck, 1));
@@ -638,7 +724,7 @@ CacheBuildGeneration(void)
 				tc->update_checks[i] = tc->checks[i];
 		}
 		tc->defaults = palloc0(sizeof(ExprState *) * desc->natts);
-		if (t == T_EVENT || t == T_LINE)
+		if (INSERTED(t))
 			for (int a = 0; a < desc->natts; a++)
 			{
 				Node	   *d;
@@ -653,7 +739,7 @@ CacheBuildGeneration(void)
 			cache.event_ids_shared = EventIdsShared(rel, tc->att[E_ID], nsp);
 		tc->short_descs = palloc0(sizeof(TupleDesc) * (desc->natts + 1));
 		tc->trigger_whens = NULL;
-		if (rel->trigdesc != NULL && (t == T_EVENT || t == T_LINE))
+		if (rel->trigdesc != NULL && INSERTED(t))
 		{
 			/* compiled as TriggerEnabled does, once instead of on every call */
 			TriggerDesc *td = rel->trigdesc;
@@ -673,7 +759,7 @@ CacheBuildGeneration(void)
 			}
 		}
 		memset(&tc->held, 0, sizeof(tc->held));
-		if (t == T_ACCOUNT || t == T_GRANT || t == T_EVENT || t == T_LINE)
+		if (t == T_ACCOUNT || t == T_GRANT || INSERTED(t))
 			IndexesBuild(rel, tc);
 		table_close(rel, NoLock);
 	}
@@ -684,6 +770,12 @@ CacheBuildGeneration(void)
 		Relation	idx;
 
 		cache.indexes[i] = get_relname_relid(index_defs[i].name, nsp);
+		if (SINCE_11_INDEX(i) && (!OidIsValid(cache.indexes[i]) || !OidIsValid(tc->relid)))
+		{
+			cache.indexes[i] = InvalidOid;
+			cache.index_lock[i] = &cache.index_held[i];
+			continue;
+		}
 		if (!OidIsValid(cache.indexes[i]))
 			elog(ERROR, "wallet: index wallet.%s is missing", index_defs[i].name);
 		/* one record per index, so that a lock taken to read it counts for the write */
@@ -944,7 +1036,7 @@ WriteTarget(EState *estate, Relation rel, HotTable t, bool indexes)
 {
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
 
-	if (rel->trigdesc && rel->trigdesc->trig_insert_before_row && (t == T_EVENT || t == T_LINE))
+	if (rel->trigdesc && rel->trigdesc->trig_insert_before_row && INSERTED(t))
 	{
 		InitResultRelInfo(rri, rel, 0, NULL, 0);
 		if (cache.tables[t].trigger_whens != NULL)
@@ -1259,6 +1351,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	acct->holds_open = DatumGetInt32(slot_getattr(row, ATT(T_ACCOUNT, A_HOLDS_OPEN), &isnull));
 	acct->caps = DatumGetInt32(slot_getattr(row, ATT(T_ACCOUNT, A_CAPS), &isnull));
 	acct->locked = true;
+	AccountRowSeen(acct, &row->tts_tid);
 
 	/*
 	 * Holds of the wallet, for HotKeyFind.  What holds_made says was read
@@ -1895,4 +1988,631 @@ HotDebitWrite(const HotDebit *w)
 	CommandCounterIncrement();
 	HotLeave();
 	return event_id;
+}
+
+/* ------------------------------------------------------------- holds */
+
+/*
+ * The binding holds of 1.1 (hold.c) go to the tables directly too: a hold
+ * is placed (its row, its reservations in wallet.hold_grant, its 'hold'
+ * line), read back by id, found among the open holds of a balance, and
+ * resolved (its row updated, its reservations deleted, its 'release' line),
+ * and the balance row it changes is written back.  Each write function
+ * returns false without writing anything when a table it writes has what the
+ * direct writes do not do (CheckTable; a DELETE trigger on wallet.hold_grant;
+ * an UPDATE trigger on wallet.hold or wallet.account): the caller then runs
+ * its SQL statements, which do all of it.
+ */
+
+/*
+ * Whether the 1.1 objects of holds are there (a schema not upgraded has
+ * none: then hold.c uses SQL).  Created by ALTER EXTENSION ... UPDATE after
+ * the cache was built, they are looked up again.
+ */
+static bool
+HoldObjects(void)
+{
+	for (int pass = 0; pass < 2; pass++)
+	{
+		if (!cache.valid)
+			CacheBuild();
+		if (OidIsValid(cache.tables[T_HOLD_GRANT].relid) && OidIsValid(cache.indexes[I_HOLD_OPEN]) &&
+			OidIsValid(cache.indexes[I_HOLD_GRANT_PKEY]) && cache.hold11[HX_OVERDRAFT] != 0 &&
+			cache.hold11[HX_DIMENSIONS] != 0 && cache.hold11[HX_RELEASE_BALANCE] != 0 &&
+			cache.hold11[HX_METER] != 0 && cache.hold11[HX_QUANTITY] != 0)
+			return true;
+		cache.valid = false;
+	}
+	return false;
+}
+
+/* whether the 1.1 schema's holds can be read and written here (see HoldObjects) */
+bool
+HotHoldsReady(void)
+{
+	bool		ready;
+
+	HotEnter();
+	ready = HoldObjects();
+	HotLeave();
+	return ready;
+}
+
+/* a hold row in slot into h */
+static void
+HoldFromSlot(TupleTableSlot *slot, HotHold *h)
+{
+	bool		isnull;
+	Datum		d;
+	char	   *status;
+
+	memset(h, 0, sizeof(*h));
+	h->id = SlotInt64(slot, ATT(T_HOLD, H_ID), &isnull);
+	h->wallet_id = SlotInt64(slot, ATT(T_HOLD, H_WALLET_ID), &isnull);
+	h->asset = SlotText(slot, ATT(T_HOLD, H_ASSET));
+	h->amount = SlotInt64(slot, ATT(T_HOLD, H_AMOUNT), &isnull);
+	status = SlotText(slot, ATT(T_HOLD, H_STATUS));
+	strlcpy(h->status, status ? status : "", sizeof(h->status));
+	h->expires_at = DatumGetTimestampTz(slot_getattr(slot, ATT(T_HOLD, H_EXPIRES_AT), &isnull));
+	h->overdraft = SlotInt64(slot, cache.hold11[HX_OVERDRAFT], &isnull);
+	d = slot_getattr(slot, cache.hold11[HX_DIMENSIONS], &isnull);
+	h->dims = isnull ? NULL : DatumGetJsonbPCopy(d);
+	h->release_balance = SlotInt64(slot, cache.hold11[HX_RELEASE_BALANCE], &isnull);
+	h->has_release_balance = !isnull;
+	h->tid = slot->tts_tid;
+}
+
+/*
+ * Read a hold (1.1 schema) by id into h, with a fresh snapshot (what a new
+ * statement would see); false if there is none.  at, when valid, is where it
+ * was read before: read there if that version is still the one the snapshot
+ * sees (else it changed meanwhile: found by id).
+ */
+bool
+HotHoldRead(int64 hold_id, const ItemPointerData *at, HotHold *h)
+{
+	Relation	hrel;
+	Relation	hidx;
+	TupleTableSlot *slot;
+	ScanKeyData key;
+	Snapshot	snap = PushFreshSnapshot();
+	bool		found;
+
+	HotEnter();
+	if (!HoldObjects())
+		elog(ERROR, "wallet: the hold tables of the 1.1 schema are missing");
+	/*
+	 * read to be resolved or extended: take the write's locks now (one trip to
+	 * the lock manager), but in a read-only transaction (a standby) only read,
+	 * so that the error is the write's, as through SQL
+	 */
+	hrel = OpenTable(T_HOLD, XactReadOnly ? AccessShareLock : RowExclusiveLock);
+	hidx = OpenIndex(I_HOLD_PKEY, XactReadOnly ? AccessShareLock : RowExclusiveLock);
+	CheckPrivilege(T_HOLD, ACL_SELECT);
+	slot = table_slot_create(hrel, NULL);
+	found = at != NULL && ItemPointerIsValid(at) &&
+		table_tuple_fetch_row_version(hrel, (ItemPointer) at, snap, slot);
+	if (found)
+	{
+		bool		isnull;
+
+		found = SlotInt64(slot, ATT(T_HOLD, H_ID), &isnull) == hold_id;
+	}
+	if (!found)
+	{
+		Key(&key, hidx, 0, F_INT8EQ, Int64GetDatum(hold_id));
+		found = IndexFetch(hrel, hidx, snap, &key, 1, slot);
+	}
+	if (found)
+		HoldFromSlot(slot, h);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(hidx, NoLock);
+	table_close(hrel, NoLock);
+	PopActiveSnapshot();
+	HotLeave();
+	return found;
+}
+
+/*
+ * What a hold reserves (1.1 schema): its rows of wallet.hold_grant, in grant
+ * id order, into *rows (palloc'd); returns how many.  locked: read with a
+ * fresh snapshot (the caller holds the balance lock), else the active one.
+ */
+int
+HotHoldGrantsRead(int64 hold_id, bool locked, HotHoldGrant **rows)
+{
+	Relation	rel;
+	Relation	idx;
+	TupleTableSlot *slot;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	Snapshot	snap = locked ? PushFreshSnapshot() : GetActiveSnapshot();
+	int			n = 0;
+	int			cap = 4;
+
+	HotEnter();
+	if (!HoldObjects())
+		elog(ERROR, "wallet: the hold tables of the 1.1 schema are missing");
+	rel = OpenTable(T_HOLD_GRANT, locked ? RowExclusiveLock : AccessShareLock);
+	idx = OpenIndex(I_HOLD_GRANT_PKEY, AccessShareLock);
+	CheckPrivilege(T_HOLD_GRANT, ACL_SELECT);
+	*rows = palloc(sizeof(HotHoldGrant) * cap);
+	slot = table_slot_create(rel, NULL);
+	Key(&key, idx, 0, F_INT8EQ, Int64GetDatum(hold_id));
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		HotHoldGrant *r;
+
+		if (n == cap)
+		{
+			cap *= 2;
+			*rows = repalloc(*rows, sizeof(HotHoldGrant) * cap);
+		}
+		r = &(*rows)[n++];
+		r->grant_id = SlotInt64(slot, ATT(T_HOLD_GRANT, HG_GRANT_ID), &isnull);
+		r->amount = SlotInt64(slot, ATT(T_HOLD_GRANT, HG_AMOUNT), &isnull);
+		r->resets = SlotInt64(slot, ATT(T_HOLD_GRANT, HG_RESETS), &isnull);
+		r->tid = slot->tts_tid;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	if (locked)
+		PopActiveSnapshot();
+	HotLeave();
+	return n;
+}
+
+/*
+ * The open holds of a balance (1.1 schema) whose ttl has not passed at now,
+ * in id order: fn(hold, arg) for each.  locked: read with a fresh snapshot
+ * (the caller holds the balance lock), else the active one.
+ */
+void
+HotOpenHoldsRead(int64 wallet_id, const char *asset, TimestampTz now, bool locked,
+				 HotHoldFn fn, void *arg)
+{
+	Relation	hrel;
+	Relation	hidx;
+	TupleTableSlot *slot;
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	Snapshot	snap = locked ? PushFreshSnapshot() : GetActiveSnapshot();
+	HotHold    *holds = NULL;
+	int			n = 0;
+	int			cap = 0;
+
+	HotEnter();
+	if (!HoldObjects())
+		elog(ERROR, "wallet: the hold tables of the 1.1 schema are missing");
+	hrel = OpenTable(T_HOLD, AccessShareLock);
+	hidx = OpenIndex(I_HOLD_OPEN, AccessShareLock);
+	CheckPrivilege(T_HOLD, ACL_SELECT);
+	slot = table_slot_create(hrel, NULL);
+	Key(&keys[0], hidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
+	Key(&keys[1], hidx, 1, F_TEXTEQ, CStringGetTextDatum(asset));
+	scan = index_beginscan(hrel, hidx, snap, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		HotHold		h;
+
+		HoldFromSlot(slot, &h);
+		/* the index is partial (status = 'open'): the row version read says */
+		if (strcmp(h.status, "open") != 0 || h.expires_at <= now)
+			continue;
+		if (n == cap)
+		{
+			cap = Max(4, cap * 2);
+			holds = holds ? repalloc(holds, sizeof(HotHold) * cap) : palloc(sizeof(HotHold) * cap);
+		}
+		holds[n++] = h;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(hidx, NoLock);
+	table_close(hrel, NoLock);
+	if (locked)
+		PopActiveSnapshot();
+	HotLeave();
+
+	/* in id order, as the statement this replaces returned them */
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && holds[j - 1].id > holds[j].id; j--)
+		{
+			HotHold		t = holds[j];
+
+			holds[j] = holds[j - 1];
+			holds[j - 1] = t;
+		}
+	for (int i = 0; i < n; i++)
+		fn(&holds[i], arg);
+}
+
+/* a ledger line of a hold (kind 'hold' or 'release'), no grant */
+static void
+InsertHoldLine(EState *estate, ResultRelInfo *lrri, int64 wallet_id, const char *asset,
+			   TimestampTz at, int64 event_id, int64 hold_id, const char *kind, int64 amount,
+			   CommandId cid)
+{
+	Relation	lrel = lrri->ri_RelationDesc;
+	TupleDesc	desc = RelationGetDescr(lrel);
+	TupleTableSlot *slot = table_slot_create(lrel, NULL);
+	bool		set[MaxHeapAttributeNumber];
+
+	ExecClearTuple(slot);
+	memset(set, 0, sizeof(bool) * desc->natts);
+	SET_COLUMN(T_LINE, L_AT, TimestampTzGetDatum(at), false);
+	SET_COLUMN(T_LINE, L_WALLET_ID, Int64GetDatum(wallet_id), false);
+	SET_COLUMN(T_LINE, L_ASSET, CStringGetTextDatum(asset), false);
+	SET_COLUMN(T_LINE, L_GRANT_ID, (Datum) 0, true);
+	SET_COLUMN(T_LINE, L_EVENT_ID, Int64GetDatum(event_id), event_id == 0);
+	SET_COLUMN(T_LINE, L_HOLD_ID, Int64GetDatum(hold_id), false);
+	SET_COLUMN(T_LINE, L_KIND, CStringGetTextDatum(kind), false);
+	SET_COLUMN(T_LINE, L_AMOUNT, Int64GetDatum(amount), false);
+	InsertRow(estate, lrri, T_LINE, slot, set, cid);
+	ResetPerTupleExprContext(estate);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * Place a hold (1.1 schema): its row (id and status from their defaults,
+ * BEFORE ROW triggers fired), one row of wallet.hold_grant per reservation
+ * and its 'hold' line, as hold.c's statement did.  *hold_id gets its id.
+ * False, having written nothing, when a table has what the direct writes do
+ * not do: then the caller writes through SQL.
+ */
+bool
+HotHoldInsert(const HotHoldNew *n, int64 *hold_id)
+{
+	Relation	hrel;
+	Relation	grel;
+	Relation	lrel;
+	EState	   *estate;
+	ResultRelInfo *hrri;
+	ResultRelInfo *grri = NULL;
+	ResultRelInfo *lrri;
+	TupleTableSlot *slot;
+	TupleDesc	desc;
+	CommandId	cid;
+	bool		set[MaxHeapAttributeNumber];
+	bool		isnull;
+
+	HotEnter();
+	if (!HoldObjects())
+	{
+		HotLeave();
+		return false;
+	}
+	PushFreshSnapshot();
+	hrel = OpenTable(T_HOLD, RowExclusiveLock);
+	grel = OpenTable(T_HOLD_GRANT, RowExclusiveLock);
+	lrel = OpenTable(T_LINE, RowExclusiveLock);
+	if (cache.tables[T_HOLD].by_sql || cache.tables[T_HOLD_GRANT].by_sql ||
+		cache.tables[T_LINE].by_sql || !HoldObjects())
+	{
+		table_close(hrel, NoLock);
+		table_close(grel, NoLock);
+		table_close(lrel, NoLock);
+		PopActiveSnapshot();
+		HotLeave();
+		return false;
+	}
+	CheckPrivilege(T_HOLD, ACL_INSERT);
+	CheckPrivilege(T_LINE, ACL_INSERT);
+	if (n->ngrants > 0)
+		CheckPrivilege(T_HOLD_GRANT, ACL_INSERT);
+	cid = GetCurrentCommandId(true);
+	estate = CreateExecutorState();
+	estate->es_output_cid = cid;
+	hrri = WriteTarget(estate, hrel, T_HOLD, true);
+	lrri = WriteTarget(estate, lrel, T_LINE, true);
+
+	/* the hold */
+	desc = RelationGetDescr(hrel);
+	slot = table_slot_create(hrel, NULL);
+	ExecClearTuple(slot);
+	memset(set, 0, sizeof(bool) * desc->natts);
+	SET_COLUMN(T_HOLD, H_WALLET_ID, Int64GetDatum(n->wallet_id), false);
+	SET_COLUMN(T_HOLD, H_ASSET, CStringGetTextDatum(n->asset), false);
+	SET_COLUMN(T_HOLD, H_AMOUNT, Int64GetDatum(n->amount), false);
+	SET_COLUMN(T_HOLD, H_KEY, CStringGetTextDatum(n->key), false);
+	SET_COLUMN(T_HOLD, H_CREATED_AT, TimestampTzGetDatum(n->now), false);
+	SET_COLUMN(T_HOLD, H_EXPIRES_AT, TimestampTzGetDatum(n->expires_at), false);
+	SET_COLUMN(T_HOLD, H_BALANCE_AFTER, Int64GetDatum(n->balance_after), false);
+#define SET_HOLD11(c, value, null) \
+	do { \
+		AttrNumber a_ = cache.hold11[(c)] - 1; \
+		slot->tts_isnull[a_] = (null); \
+		slot->tts_values[a_] = (null) ? (Datum) 0 : (value); \
+		set[a_] = true; \
+	} while (0)
+	SET_HOLD11(HX_DIMENSIONS, JsonbPGetDatum(n->dims), n->dims == NULL);
+	SET_HOLD11(HX_OVERDRAFT, Int64GetDatum(n->overdraft), false);
+	SET_HOLD11(HX_METER, CStringGetTextDatum(n->meter ? n->meter : ""), n->meter == NULL);
+	SET_HOLD11(HX_QUANTITY, NumericGetDatum(n->quantity), n->quantity == NULL);
+#undef SET_HOLD11
+	InsertRow(estate, hrri, T_HOLD, slot, set, cid);
+	ResetPerTupleExprContext(estate);
+	*hold_id = DatumGetInt64(slot_getattr(slot, ATT(T_HOLD, H_ID), &isnull));
+	if (isnull)
+		elog(ERROR, "wallet: hold inserted without an id");
+	ExecDropSingleTupleTableSlot(slot);
+
+	/* what it reserves, grant by grant */
+	if (n->ngrants > 0)
+	{
+		grri = WriteTarget(estate, grel, T_HOLD_GRANT, true);
+		desc = RelationGetDescr(grel);
+		slot = table_slot_create(grel, NULL);
+		for (int i = 0; i < n->ngrants; i++)
+		{
+			ExecClearTuple(slot);
+			memset(set, 0, sizeof(bool) * desc->natts);
+			SET_COLUMN(T_HOLD_GRANT, HG_HOLD_ID, Int64GetDatum(*hold_id), false);
+			SET_COLUMN(T_HOLD_GRANT, HG_GRANT_ID, Int64GetDatum(n->grant_ids[i]), false);
+			SET_COLUMN(T_HOLD_GRANT, HG_AMOUNT, Int64GetDatum(n->amounts[i]), false);
+			SET_COLUMN(T_HOLD_GRANT, HG_RESETS, Int64GetDatum(n->resets[i]), false);
+			InsertRow(estate, grri, T_HOLD_GRANT, slot, set, cid);
+			ResetPerTupleExprContext(estate);
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		CloseTarget(grri);
+	}
+
+	/* its line */
+	InsertHoldLine(estate, lrri, n->wallet_id, n->asset, n->now, 0, *hold_id, "hold", -n->amount, cid);
+
+	CloseTarget(lrri);
+	CloseTarget(hrri);
+	FreeExecutorState(estate);
+	table_close(hrel, NoLock);
+	table_close(grel, NoLock);
+	table_close(lrel, NoLock);
+	PopActiveSnapshot();
+	CommandCounterIncrement();
+	HotLeave();
+	return true;
+}
+
+/*
+ * WriteTarget for an update of rel: no INSERT trigger to fire, the
+ * constraints compiled already, its indexes open when indexes
+ */
+static ResultRelInfo *
+UpdateTarget(EState *estate, Relation rel, HotTable t, bool indexes)
+{
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TableCache *tc = &cache.tables[t];
+
+	rri->ri_RelationDesc = rel;
+	if (tc->ncheck > 0)
+		rri->ri_ConstraintExprs = tc->checks;
+	if (indexes)
+	{
+		rri->ri_NumIndices = tc->nindexes;
+		rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * Max(tc->nindexes, 1));
+		rri->ri_IndexRelationInfo = tc->index_infos;
+		for (int i = 0; i < tc->nindexes; i++)
+			rri->ri_IndexRelationDescs[i] = OpenRelation(tc->index_oids[i], RowExclusiveLock,
+														 &tc->index_held[i]);
+	}
+	return rri;
+}
+
+/*
+ * Update the row of rel at *tid (read with snap) as UPDATE would: the
+ * columns atts[0..n-1] set to values/nulls, replica identity and every CHECK
+ * constraint checked, index entries when the new version is not HOT.  The
+ * caller holds the balance lock, so no one else can have changed the row.
+ */
+static void
+UpdateRow(EState *estate, Relation rel, HotTable t, ItemPointer tid, Snapshot snap, CommandId cid,
+		  int n, int *atts, Datum *values, bool *nulls, ItemPointer newtid)
+{
+	TupleTableSlot *oldslot = table_slot_create(rel, NULL);
+	TupleTableSlot *newslot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+	TM_FailureData tmfd;
+	TM_Result	tm;
+	LockTupleMode lockmode;
+	bool		update_indexes;
+
+	if (!table_tuple_fetch_row_version(rel, tid, snap, oldslot))
+		elog(ERROR, "wallet: a row of wallet.%s changed under the balance lock", table_defs[t].name);
+	ExecStoreHeapTuple(heap_modify_tuple_by_cols(ExecFetchSlotHeapTuple(oldslot, false, NULL),
+												 RelationGetDescr(rel), n, atts, values, nulls),
+					   newslot, true);
+	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
+	if (RelationGetDescr(rel)->constr)
+		ExecConstraints(UpdateTarget(estate, rel, t, false), newslot, estate);
+	tm = table_tuple_update(rel, &oldslot->tts_tid, newslot, cid, snap, InvalidSnapshot, true,
+							&tmfd, &lockmode, &update_indexes);
+	if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update")));
+	if (tm != TM_Ok)
+		elog(ERROR, "wallet: a row of wallet.%s changed under the balance lock (%d)",
+			 table_defs[t].name, tm);
+	if (update_indexes)
+	{
+		/* the new version's index entries (IndexNewVersion, without the INSERT triggers) */
+		ResultRelInfo *rri = UpdateTarget(estate, rel, t, true);
+
+		ExecInsertIndexTuples(rri, newslot, estate, false, false, NULL, NIL);
+		CloseTarget(rri);
+	}
+	if (newtid)
+		*newtid = newslot->tts_tid;
+	ExecDropSingleTupleTableSlot(newslot);
+	ExecDropSingleTupleTableSlot(oldslot);
+}
+
+/*
+ * Resolve a hold (1.1 schema) whose reservations all go back to their grants
+ * (none was voided, expired or reset meanwhile: nothing leaves): its row gets
+ * status, closed_at = at, event_id (0: null) and release_balance (when
+ * has_balance), its nres rows of wallet.hold_grant (at tids, as
+ * HotHoldGrantsRead found them) are deleted, and its 'release' line of
+ * +h->amount is written.  False, having written nothing, when a table has
+ * what the direct writes do not do.
+ */
+bool
+HotHoldClose(const HotHold *h, const char *status, TimestampTz at, int64 event_id,
+			 bool has_balance, int64 balance, int nres, const ItemPointerData *tids)
+{
+	Relation	hrel;
+	Relation	grel;
+	Relation	lrel;
+	EState	   *estate;
+	ResultRelInfo *lrri;
+	Snapshot	snap;
+	CommandId	cid;
+	int			atts[4];
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	HotEnter();
+	if (!HoldObjects())
+	{
+		HotLeave();
+		return false;
+	}
+	snap = PushFreshSnapshot();
+	hrel = OpenTable(T_HOLD, RowExclusiveLock);
+	grel = OpenTable(T_HOLD_GRANT, RowExclusiveLock);
+	lrel = OpenTable(T_LINE, RowExclusiveLock);
+	if (cache.tables[T_HOLD].by_sql || cache.tables[T_LINE].by_sql ||
+		(nres > 0 && cache.hold_grant_deletes) || !HoldObjects())
+	{
+		table_close(hrel, NoLock);
+		table_close(grel, NoLock);
+		table_close(lrel, NoLock);
+		PopActiveSnapshot();
+		HotLeave();
+		return false;
+	}
+	CheckPrivilege(T_HOLD, ACL_SELECT | ACL_UPDATE);
+	CheckPrivilege(T_LINE, ACL_INSERT);
+	if (nres > 0)
+		CheckPrivilege(T_HOLD_GRANT, ACL_SELECT | ACL_DELETE);
+	cid = GetCurrentCommandId(true);
+	estate = CreateExecutorState();
+	estate->es_output_cid = cid;
+
+	/* the hold */
+	atts[0] = ATT(T_HOLD, H_STATUS);
+	values[0] = CStringGetTextDatum(status);
+	atts[1] = ATT(T_HOLD, H_CLOSED_AT);
+	values[1] = TimestampTzGetDatum(at);
+	atts[2] = ATT(T_HOLD, H_EVENT_ID);
+	values[2] = Int64GetDatum(event_id);
+	nulls[2] = event_id == 0;
+	atts[3] = cache.hold11[HX_RELEASE_BALANCE];
+	values[3] = Int64GetDatum(balance);
+	nulls[3] = !has_balance;
+	UpdateRow(estate, hrel, T_HOLD, (ItemPointer) &h->tid, snap, cid, 4, atts, values, nulls, NULL);
+
+	/* its reservations: none left */
+	if (nres > 0)
+		CheckCmdReplicaIdentity(grel, CMD_DELETE);
+	for (int i = 0; i < nres; i++)
+	{
+		TM_FailureData tmfd;
+		TM_Result	tm = table_tuple_delete(grel, (ItemPointer) &tids[i], cid, snap, InvalidSnapshot,
+											true, &tmfd, false);
+
+		if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update")));
+		if (tm != TM_Ok)
+			elog(ERROR, "wallet: a reservation of hold " INT64_FORMAT " changed under the balance lock (%d)",
+				 h->id, tm);
+	}
+
+	/* its line */
+	lrri = WriteTarget(estate, lrel, T_LINE, true);
+	InsertHoldLine(estate, lrri, h->wallet_id, h->asset, at, event_id, h->id, "release", h->amount, cid);
+	CloseTarget(lrri);
+
+	FreeExecutorState(estate);
+	table_close(hrel, NoLock);
+	table_close(grel, NoLock);
+	table_close(lrel, NoLock);
+	PopActiveSnapshot();
+	CommandCounterIncrement();
+	HotLeave();
+	return true;
+}
+
+/*
+ * Write back what a call changed on the locked balance row (overdraft, held,
+ * holds_open), as AccountSave's UPDATE does.  False, having written nothing,
+ * when wallet.account has an UPDATE trigger (then AccountSave does it).
+ */
+bool
+HotAccountSave(const Account *acct)
+{
+	Relation	arel;
+	TupleTableSlot *slot;
+	ScanKeyData keys[2];
+	EState	   *estate;
+	Snapshot	snap;
+	CommandId	cid;
+	ItemPointerData newtid;
+	int			atts[3];
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	HotEnter();
+	snap = PushFreshSnapshot();
+	arel = OpenTable(T_ACCOUNT, RowExclusiveLock);
+	/* an UPDATE trigger, or a stored generated column UPDATE would compute */
+	if (cache.tables[T_ACCOUNT].by_sql ||
+		(RelationGetDescr(arel)->constr && RelationGetDescr(arel)->constr->has_generated_stored))
+	{
+		table_close(arel, NoLock);
+		PopActiveSnapshot();
+		HotLeave();
+		return false;
+	}
+	CheckPrivilege(T_ACCOUNT, ACL_SELECT | ACL_UPDATE);
+	slot = table_slot_create(arel, NULL);
+	/* where it was locked, if that version is still the one a fresh snapshot sees; else by key */
+	if (account_seen.lxid != MyProc->lxid || account_seen.wallet_id != acct->wallet_id ||
+		strcmp(account_seen.asset, acct->asset) != 0 ||
+		!table_tuple_fetch_row_version(arel, &account_seen.tid, snap, slot))
+	{
+		Relation	aidx = OpenIndex(I_ACCOUNT_PKEY, AccessShareLock);
+
+		Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
+		Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(acct->asset));
+		if (!IndexFetch(arel, aidx, snap, keys, 2, slot))
+			elog(ERROR, "wallet: the balance row of wallet " INT64_FORMAT " vanished under its lock",
+				 acct->wallet_id);
+		index_close(aidx, NoLock);
+	}
+	cid = GetCurrentCommandId(true);
+	estate = CreateExecutorState();
+	estate->es_output_cid = cid;
+	atts[0] = ATT(T_ACCOUNT, A_OVERDRAFT);
+	values[0] = Int64GetDatum(acct->overdraft);
+	atts[1] = ATT(T_ACCOUNT, A_HELD);
+	values[1] = Int64GetDatum(acct->held);
+	atts[2] = ATT(T_ACCOUNT, A_HOLDS_OPEN);
+	values[2] = Int32GetDatum(acct->holds_open);
+	UpdateRow(estate, arel, T_ACCOUNT, &slot->tts_tid, snap, cid, 3, atts, values, nulls, &newtid);
+	AccountRowSeen(acct, &newtid);
+	FreeExecutorState(estate);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(arel, NoLock);
+	PopActiveSnapshot();
+	CommandCounterIncrement();
+	HotLeave();
+	return true;
 }

@@ -524,6 +524,76 @@ extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGr
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);
 
+/* a hold as read (1.1 schema) */
+typedef struct HotHold
+{
+	int64		id;
+	int64		wallet_id;
+	char	   *asset;
+	int64		amount;
+	char		status[16];
+	TimestampTz expires_at;
+	int64		overdraft;
+	Jsonb	   *dims;
+	bool		has_release_balance;
+	int64		release_balance;
+	ItemPointerData tid;		/* where it was read */
+} HotHold;
+
+/* a hold to place (1.1 schema) */
+typedef struct HotHoldNew
+{
+	int64		wallet_id;
+	const char *asset;
+	int64		amount;
+	const char *key;
+	TimestampTz now;
+	TimestampTz expires_at;
+	int64		balance_after;
+	Jsonb	   *dims;
+	int64		overdraft;
+	const char *meter;			/* NULL for wallet_hold */
+	Numeric		quantity;		/* NULL for wallet_hold */
+	int			ngrants;
+	const int64 *grant_ids;
+	const int64 *amounts;
+	const int64 *resets;
+} HotHoldNew;
+
+/* a row of wallet.hold_grant */
+typedef struct HotHoldGrant
+{
+	int64		grant_id;
+	int64		amount;
+	int64		resets;
+	ItemPointerData tid;
+} HotHoldGrant;
+
+/* the only open hold of a balance, as its capture or release read it (grant.c) */
+typedef struct HeldOnly
+{
+	int64		amount;
+	int64		overdraft;
+	int			nrows;			/* its rows of wallet.hold_grant */
+	const HotHoldGrant *rows;
+} HeldOnly;
+
+extern void GrantsLoadHeld(const Account *acct, TimestampTz now, bool write_resets,
+						   const HeldOnly *only, GrantSet *set);
+
+/* called by HotOpenHoldsRead for each open hold */
+typedef void (*HotHoldFn) (const HotHold *h, void *arg);
+
+extern bool HotHoldsReady(void);
+extern bool HotHoldRead(int64 hold_id, const ItemPointerData *at, HotHold *h);
+extern int	HotHoldGrantsRead(int64 hold_id, bool locked, HotHoldGrant **rows);
+extern void HotOpenHoldsRead(int64 wallet_id, const char *asset, TimestampTz now, bool locked,
+							 HotHoldFn fn, void *arg);
+extern bool HotHoldInsert(const HotHoldNew *n, int64 *hold_id);
+extern bool HotHoldClose(const HotHold *h, const char *status, TimestampTz at, int64 event_id,
+						 bool has_balance, int64 balance, int nres, const ItemPointerData *tids);
+extern bool HotAccountSave(const Account *acct);
+
 /* ---- scope.c ---- */
 
 extern Scope *ScopeParse(Jsonb *j);

@@ -491,11 +491,13 @@ CREATE FUNCTION wallet._text_limits() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	row jsonb := to_jsonb(NEW);
+	was jsonb := CASE TG_OP WHEN 'UPDATE' THEN to_jsonb(OLD) END;
 	v text;
 BEGIN
 	FOR i IN 0 .. TG_NARGS - 1 BY 2 LOOP
 		v := row ->> TG_ARGV[i];
-		IF octet_length(v) > TG_ARGV[i + 1]::int THEN
+		/* a value an update leaves as it was (one 1.0 stored, say) is not checked again */
+		IF octet_length(v) > TG_ARGV[i + 1]::int AND v IS DISTINCT FROM was ->> TG_ARGV[i] THEN
 			RAISE EXCEPTION '% is longer than % bytes', TG_ARGV[i], TG_ARGV[i + 1]
 				USING ERRCODE = 'invalid_parameter_value',
 					  DETAIL = format('It is %s bytes.', octet_length(v));
@@ -535,12 +537,14 @@ CREATE FUNCTION wallet._jsonb_limits() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	row jsonb := to_jsonb(NEW);
+	was jsonb := CASE TG_OP WHEN 'UPDATE' THEN to_jsonb(OLD) END;
 	n int;
 BEGIN
 	FOR i IN 0 .. TG_NARGS - 1 BY 2 LOOP
 		/* -> gives the column's value whole and uncompressed, of the same size */
 		n := pg_column_size(row -> TG_ARGV[i]);
-		IF n > TG_ARGV[i + 1]::int THEN
+		/* a value an update leaves as it was (one 1.0 stored, say) is not checked again */
+		IF n > TG_ARGV[i + 1]::int AND row -> TG_ARGV[i] IS DISTINCT FROM was -> TG_ARGV[i] THEN
 			RAISE EXCEPTION '% is larger than % bytes', TG_ARGV[i], TG_ARGV[i + 1]
 				USING ERRCODE = 'invalid_parameter_value',
 					  DETAIL = format('It is %s bytes as stored.', n);

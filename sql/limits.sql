@@ -21,6 +21,14 @@ SELECT octet_length(description) FROM wallet.asset WHERE code = 'lim2';
 -- an existing asset's description is held to it too
 SELECT wallet_create_asset('lim2', 2, 1, repeat('e', 1025));
 SELECT left(description, 1) AS kept FROM wallet.asset WHERE code = 'lim2';
+-- a description stored before the limit (by 1.0) is kept, and the asset's
+-- unit value can still change
+ALTER TABLE wallet.asset DISABLE TRIGGER text_limits;
+UPDATE wallet.asset SET description = repeat('o', 2000) WHERE code = 'lim2';
+ALTER TABLE wallet.asset ENABLE TRIGGER text_limits;
+SELECT wallet_create_asset('lim2', 2, 3);
+SELECT unit_value, octet_length(description) FROM wallet.asset WHERE code = 'lim2';
+SELECT wallet_create_asset('lim2', 2, 3, repeat('o', 2001));
 
 ---------------------------------------------------------------- a wallet's metadata: 4096 bytes as stored
 SELECT wallet_create('lim-b', jsonb_build_object('note', repeat('m', 5000)));

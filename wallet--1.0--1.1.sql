@@ -491,11 +491,13 @@ CREATE FUNCTION wallet._text_limits() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	row jsonb := to_jsonb(NEW);
+	was jsonb := CASE TG_OP WHEN 'UPDATE' THEN to_jsonb(OLD) END;
 	v text;
 BEGIN
 	FOR i IN 0 .. TG_NARGS - 1 BY 2 LOOP
 		v := row ->> TG_ARGV[i];
-		IF octet_length(v) > TG_ARGV[i + 1]::int THEN
+		/* a value an update leaves as it was (one 1.0 stored, say) is not checked again */
+		IF octet_length(v) > TG_ARGV[i + 1]::int AND v IS DISTINCT FROM was ->> TG_ARGV[i] THEN
 			RAISE EXCEPTION '% is longer than % bytes', TG_ARGV[i], TG_ARGV[i + 1]
 				USING ERRCODE = 'invalid_parameter_value',
 					  DETAIL = format('It is %s bytes.', octet_length(v));
@@ -517,6 +519,169 @@ CREATE TRIGGER text_limits BEFORE INSERT OR UPDATE OF dimension ON wallet.cap
 COMMENT ON TRIGGER text_limits ON wallet.wallet IS 'customer <= 256 bytes (22023)';
 COMMENT ON TRIGGER text_limits ON wallet.price IS 'meter <= 127 bytes, plan and customer <= 256 (22023)';
 COMMENT ON TRIGGER text_limits ON wallet.cap IS 'dimension <= 127 bytes (22023)';
+CREATE TRIGGER text_limits BEFORE INSERT OR UPDATE OF description ON wallet.asset
+	FOR EACH ROW EXECUTE FUNCTION wallet._text_limits('description', '1024');
+COMMENT ON TRIGGER text_limits ON wallet.asset IS 'description <= 1024 bytes (22023)';
+/* a refund row is only ever inserted: wallet_refund stores its reason there */
+CREATE TRIGGER text_limits BEFORE INSERT ON wallet.refund
+	FOR EACH ROW EXECUTE FUNCTION wallet._text_limits('reason', '1024');
+COMMENT ON TRIGGER text_limits ON wallet.refund IS 'reason <= 1024 bytes (22023)';
+
+/*
+ * The byte limits of jsonb columns, by the size of the value as stored
+ * before compression (pg_column_size of the value itself): metadata that
+ * compresses well is held to the same limit as any other.  TG_ARGV: column,
+ * bytes, column, bytes, ...
+ */
+CREATE FUNCTION wallet._jsonb_limits() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	row jsonb := to_jsonb(NEW);
+	was jsonb := CASE TG_OP WHEN 'UPDATE' THEN to_jsonb(OLD) END;
+	n int;
+BEGIN
+	FOR i IN 0 .. TG_NARGS - 1 BY 2 LOOP
+		/* -> gives the column's value whole and uncompressed, of the same size */
+		n := pg_column_size(row -> TG_ARGV[i]);
+		/* a value an update leaves as it was (one 1.0 stored, say) is not checked again */
+		IF n > TG_ARGV[i + 1]::int AND row -> TG_ARGV[i] IS DISTINCT FROM was -> TG_ARGV[i] THEN
+			RAISE EXCEPTION '% is larger than % bytes', TG_ARGV[i], TG_ARGV[i + 1]
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('It is %s bytes as stored.', n);
+		END IF;
+	END LOOP;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION wallet._jsonb_limits() IS
+	'refuses (22023) a jsonb column larger than its byte limit as stored; arguments: column, bytes, ...';
+REVOKE ALL ON FUNCTION wallet._jsonb_limits() FROM PUBLIC;
+
+CREATE TRIGGER jsonb_limits BEFORE INSERT OR UPDATE OF metadata ON wallet.wallet
+	FOR EACH ROW EXECUTE FUNCTION wallet._jsonb_limits('metadata', '4096');
+COMMENT ON TRIGGER jsonb_limits ON wallet.wallet IS 'metadata <= 4096 bytes as stored (22023)';
+/*
+ * On INSERT only: the debit hot path updates grants and honours no UPDATE
+ * trigger; metadata and scope (added by the scoped-credits section) are
+ * written when a grant is made and never changed.
+ */
+CREATE TRIGGER jsonb_limits BEFORE INSERT ON wallet.grant_block
+	FOR EACH ROW EXECUTE FUNCTION wallet._jsonb_limits('metadata', '4096', 'scope', '4096');
+COMMENT ON TRIGGER jsonb_limits ON wallet.grant_block IS 'metadata and scope <= 4096 bytes as stored (22023)';
+
+/*
+ * A customer longer than any wallet_create accepts is 22023 in every
+ * function that looks a wallet up by it, as in the C entry points, not WL001.
+ */
+CREATE OR REPLACE FUNCTION wallet._wallet_id(customer text) RETURNS bigint
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w bigint;
+BEGIN
+	IF customer IS NULL THEN
+		RAISE EXCEPTION 'customer must not be null' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF octet_length(customer) > 256 THEN
+		RAISE EXCEPTION 'customer is longer than 256 bytes' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('It is %s bytes.', octet_length(customer));
+	END IF;
+	SELECT id INTO w FROM wallet.wallet WHERE wallet.wallet.customer = _wallet_id.customer;
+	IF w IS NULL THEN
+		RAISE EXCEPTION 'no wallet for customer "%"', left(customer, 100) USING ERRCODE = 'WL001',
+			HINT = 'Create it with wallet_create().';
+	END IF;
+	RETURN w;
+END
+$$;
+
+/*
+ * wallet_void_grant of the binding-holds section, with its reason held to
+ * 1024 bytes before anything is done (a grant is updated by the hot path,
+ * which honours no UPDATE trigger: the check cannot be a trigger).  This is
+ * 1.1's one body of it: a change to the one above belongs here.
+ */
+CREATE OR REPLACE FUNCTION @extschema@.wallet_void_grant(grant_id bigint, reason text DEFAULT NULL)
+RETURNS numeric LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	g wallet.grant_block;
+	v bigint := 0;
+	res bigint;
+BEGIN
+	IF grant_id IS NULL THEN
+		RAISE EXCEPTION 'grant_id must not be null' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF octet_length(reason) > 1024 THEN
+		RAISE EXCEPTION 'reason is longer than 1024 bytes' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('It is %s bytes.', octet_length(reason));
+	END IF;
+	SELECT * INTO g FROM wallet.grant_block gb WHERE gb.id = wallet_void_grant.grant_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no grant with id %', grant_id USING ERRCODE = 'WL007';
+	END IF;
+	PERFORM wallet._touch(g.wallet_id, g.asset);
+	SELECT * INTO g FROM wallet.grant_block gb WHERE gb.id = wallet_void_grant.grant_id;
+	IF g.voided_at IS NOT NULL THEN
+		RETURN wallet._major(g.asset, 0);
+	END IF;
+	res := least(wallet._reserved(g.id, now()), g.remaining);
+
+	IF g.expires_at <= now() THEN
+		IF g.closed_at IS NULL AND g.remaining > res THEN
+			INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
+			VALUES (g.expires_at, g.wallet_id, g.asset, g.id, 'expiry', res - g.remaining);
+		END IF;
+	ELSIF g.remaining > res THEN
+		v := g.remaining - res;
+		/* a grant not yet effective: the void shows when its grant line does */
+		INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
+		VALUES (greatest(now(), g.effective_at), g.wallet_id, g.asset, g.id, 'void', -v);
+	END IF;
+	UPDATE wallet.grant_block gb SET remaining = res, voided_at = now(),
+		closed_at = CASE WHEN res = 0 THEN coalesce(gb.closed_at, now()) END, void_reason = reason
+	 WHERE gb.id = g.id;
+	RETURN wallet._major(g.asset, v);
+END
+$$;
+
+/* margin_by_dimension: its key is a dimension key, of 127 bytes at most (22023) */
+CREATE OR REPLACE FUNCTION wallet.margin_by_dimension(key text, since timestamptz DEFAULT '-infinity',
+	until timestamptz DEFAULT 'infinity')
+RETURNS TABLE (value text, revenue numeric, cost numeric, margin numeric, events bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+	IF key IS NULL OR key = '' THEN
+		RAISE EXCEPTION 'key must name a dimension' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF octet_length(key) > 127 THEN
+		RAISE EXCEPTION 'key is longer than 127 bytes' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('It is %s bytes; no dimension key is longer.', octet_length(key));
+	END IF;
+	IF since IS NULL OR until IS NULL OR until < since THEN
+		RAISE EXCEPTION 'invalid window [%, %)', since, until USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN QUERY
+	WITH r AS (
+		SELECT rl.event_id, sum(rl.recognized) AS revenue
+		  FROM wallet.revenue_lines rl
+		 WHERE rl.at >= since AND rl.at < until AND rl.recognized <> 0
+		 GROUP BY rl.event_id),
+	c AS (
+		SELECT e.id, coalesce(e.cost, 0) AS cost
+		  FROM wallet.event e
+		 WHERE e.recorded_at >= since AND e.recorded_at < until),
+	x AS (
+		SELECT coalesce(c.id, r.event_id) AS event_id, coalesce(r.revenue, 0) AS revenue,
+			   coalesce(c.cost, 0) AS cost, c.id IS NOT NULL AS counted
+		  FROM r FULL JOIN c ON c.id = r.event_id)
+	SELECT (coalesce(ev.dimensions, '{}') || coalesce(ev.cost_dimensions, '{}')) ->> key, sum(x.revenue), sum(x.cost),
+		   sum(x.revenue) - sum(x.cost) AS margin, count(*) FILTER (WHERE x.counted)
+	  FROM x
+	  LEFT JOIN wallet.event ev ON ev.id = x.event_id
+	 GROUP BY 1
+	 ORDER BY 4, 1;
+END
+$$;
 
 /*
  * A plan name has the byte limit wallet.price gives it (256): a customer put
@@ -597,6 +762,7 @@ RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_
 DECLARE
 	e wallet.event;
 	clash text;
+	n int;
 	added jsonb;
 BEGIN
 	IF event_id IS NULL THEN
@@ -609,6 +775,21 @@ BEGIN
 	IF dimensions IS NOT NULL AND jsonb_typeof(dimensions) <> 'object' THEN
 		RAISE EXCEPTION 'dimensions must be a json object' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	/* each key and value within an event's limits (docs/security.md) */
+	SELECT d.key, octet_length(d.key) INTO clash, n FROM jsonb_each(dimensions) d
+	 WHERE octet_length(d.key) > 127 LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'a dimension key is longer than 127 bytes' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('It is %s bytes.', n);
+	END IF;
+	SELECT d.key, octet_length(d.value #>> '{}') INTO clash, n FROM jsonb_each(dimensions) d
+	 WHERE octet_length(d.value #>> '{}') > 1024 LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'the value of dimension "%" is longer than 1024 bytes', clash
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('It is %s bytes as text.', n);
+	END IF;
+	clash := NULL;
 	SELECT * INTO e FROM wallet.event ev WHERE ev.id = wallet_record_cost.event_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'no event with id %', event_id USING ERRCODE = 'WL007';

@@ -396,6 +396,9 @@ wallet_available(PG_FUNCTION_ARGS)
 	uint64		n;
 	int64		wallet_id;
 
+	/* a meter no price can have: 22023, as wallet_quote says */
+	if (meter != NULL)
+		TextLimitCheck("meter", meter);
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	wallet_id = WalletIdOf(customer, false, NULL);

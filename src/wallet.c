@@ -288,7 +288,8 @@ TextLimitCheck(const char *name, const char *s)
 	if (strlen(s) > (size_t) limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s is longer than %d bytes", name, limit)));
+				 errmsg("%s is longer than %d bytes", name, limit),
+				 errdetail("It is %zu bytes.", strlen(s))));
 }
 
 Numeric

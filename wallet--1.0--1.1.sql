@@ -220,7 +220,10 @@ GRANT EXECUTE ON FUNCTION @extschema@.wallet_extend_hold(bigint, interval) TO wa
  * Void a grant: what is left of it and not reserved by an open hold leaves now,
  * with a 'void' line; the reserved part leaves when its hold is resolved
  * (wallet._hold_settle), so a capture within the hold still draws it.  The
- * grant stays open (closed_at null) while it backs a hold.
+ * grant stays open (closed_at null) while it backs a hold.  Its reason is held
+ * to 1024 bytes here, before anything is done (hardening, #17): a grant is
+ * updated by the hot path, which honours no UPDATE trigger, so the check
+ * cannot be a trigger.
  */
 CREATE OR REPLACE FUNCTION @extschema@.wallet_void_grant(grant_id bigint, reason text DEFAULT NULL)
 RETURNS numeric LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -231,6 +234,10 @@ DECLARE
 BEGIN
 	IF grant_id IS NULL THEN
 		RAISE EXCEPTION 'grant_id must not be null' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF octet_length(reason) > 1024 THEN
+		RAISE EXCEPTION 'reason is longer than 1024 bytes' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('It is %s bytes.', octet_length(reason));
 	END IF;
 	SELECT * INTO g FROM wallet.grant_block gb WHERE gb.id = wallet_void_grant.grant_id;
 	IF NOT FOUND THEN
@@ -591,55 +598,6 @@ BEGIN
 			HINT = 'Create it with wallet_create().';
 	END IF;
 	RETURN w;
-END
-$$;
-
-/*
- * wallet_void_grant of the binding-holds section, with its reason held to
- * 1024 bytes before anything is done (a grant is updated by the hot path,
- * which honours no UPDATE trigger: the check cannot be a trigger).  This is
- * 1.1's one body of it: a change to the one above belongs here.
- */
-CREATE OR REPLACE FUNCTION @extschema@.wallet_void_grant(grant_id bigint, reason text DEFAULT NULL)
-RETURNS numeric LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	g wallet.grant_block;
-	v bigint := 0;
-	res bigint;
-BEGIN
-	IF grant_id IS NULL THEN
-		RAISE EXCEPTION 'grant_id must not be null' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF octet_length(reason) > 1024 THEN
-		RAISE EXCEPTION 'reason is longer than 1024 bytes' USING ERRCODE = 'invalid_parameter_value',
-			DETAIL = format('It is %s bytes.', octet_length(reason));
-	END IF;
-	SELECT * INTO g FROM wallet.grant_block gb WHERE gb.id = wallet_void_grant.grant_id;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'no grant with id %', grant_id USING ERRCODE = 'WL007';
-	END IF;
-	PERFORM wallet._touch(g.wallet_id, g.asset);
-	SELECT * INTO g FROM wallet.grant_block gb WHERE gb.id = wallet_void_grant.grant_id;
-	IF g.voided_at IS NOT NULL THEN
-		RETURN wallet._major(g.asset, 0);
-	END IF;
-	res := least(wallet._reserved(g.id, now()), g.remaining);
-
-	IF g.expires_at <= now() THEN
-		IF g.closed_at IS NULL AND g.remaining > res THEN
-			INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
-			VALUES (g.expires_at, g.wallet_id, g.asset, g.id, 'expiry', res - g.remaining);
-		END IF;
-	ELSIF g.remaining > res THEN
-		v := g.remaining - res;
-		/* a grant not yet effective: the void shows when its grant line does */
-		INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
-		VALUES (greatest(now(), g.effective_at), g.wallet_id, g.asset, g.id, 'void', -v);
-	END IF;
-	UPDATE wallet.grant_block gb SET remaining = res, voided_at = now(),
-		closed_at = CASE WHEN res = 0 THEN coalesce(gb.closed_at, now()) END, void_reason = reason
-	 WHERE gb.id = g.id;
-	RETURN wallet._major(g.asset, v);
 END
 $$;
 

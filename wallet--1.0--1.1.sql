@@ -2389,15 +2389,9 @@ UPDATE wallet.wallet w SET holds_made = true
  WHERE EXISTS (SELECT FROM wallet.hold h WHERE h.wallet_id = w.id);
 
 CREATE FUNCTION wallet._hold_marks_wallet() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	UPDATE wallet.wallet SET holds_made = true
-	 WHERE id OPERATOR(pg_catalog.=) NEW.wallet_id AND NOT holds_made;
-	RETURN NEW;
-END
-$$;
+AS 'MODULE_PATHNAME', 'wallet_hold_marks_wallet' LANGUAGE C;
 COMMENT ON FUNCTION wallet._hold_marks_wallet() IS
-	'BEFORE INSERT on wallet.hold: sets wallet.holds_made of the hold''s wallet (once)';
+	'BEFORE INSERT on wallet.hold: sets wallet.holds_made of the hold''s wallet when it is not set (src/hotpath.c)';
 REVOKE ALL ON FUNCTION wallet._hold_marks_wallet() FROM PUBLIC;
 CREATE TRIGGER hold_marks_wallet BEFORE INSERT ON wallet.hold
 	FOR EACH ROW EXECUTE FUNCTION wallet._hold_marks_wallet();

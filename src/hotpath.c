@@ -2616,3 +2616,78 @@ HotAccountSave(const Account *acct)
 	HotLeave();
 	return true;
 }
+
+/* ------------------------------------------------------- holds_made */
+
+PG_FUNCTION_INFO_V1(wallet_hold_marks_wallet);
+
+/*
+ * BEFORE INSERT trigger on wallet.hold (1.1): sets wallet.holds_made of the
+ * hold's wallet, which makes a debit look its key up among holds (HotKeyFind).
+ * Only when it is not set yet, as of now: an UPDATE of wallet.wallet, even of
+ * no row, fires its wallet_cache trigger, which makes every backend drop its
+ * copies of the wallets.  Two first holds at once both update; the second
+ * waits for the first and then changes nothing.  Runs as the table's owner,
+ * as wallet_price_in_force does.
+ */
+Datum
+wallet_hold_marks_wallet(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[1] = {INT8OID};
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	Datum		wallet_id;
+	bool		isnull;
+	bool		made = false;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "wallet: hold_marks_wallet must be a BEFORE INSERT row trigger");
+	desc = RelationGetDescr(td->tg_relation);
+	wallet_id = heap_getattr(td->tg_trigtuple, SPI_fnumber(desc, "wallet_id"), desc, &isnull);
+	if (isnull)
+		return PointerGetDatum(td->tg_trigtuple);
+
+	HotEnter();
+	if (!cache.valid)
+		CacheBuild();
+	if (cache.wallet_holds_made != 0)
+	{
+		Relation	wrel = OpenTable(T_WALLET, AccessShareLock);
+		Relation	widx = OpenIndex(I_WALLET_PKEY, AccessShareLock);
+		TupleTableSlot *slot = table_slot_create(wrel, NULL);
+		Snapshot	snap = PushFreshSnapshot();
+		ScanKeyData key;
+
+		Key(&key, widx, 0, F_INT8EQ, wallet_id);
+		if (IndexFetch(wrel, widx, snap, &key, 1, slot))
+		{
+			made = DatumGetBool(slot_getattr(slot, cache.wallet_holds_made, &isnull)) && !isnull;
+		}
+		PopActiveSnapshot();
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(widx, NoLock);
+		table_close(wrel, NoLock);
+	}
+	HotLeave();
+
+	if (!made)
+	{
+		Datum		values[1] = {wallet_id};
+		Oid			save_userid;
+		int			save_sec;
+
+		GetUserIdAndSecContext(&save_userid, &save_sec);
+		SetUserIdAndSecContext(RelationGetForm(td->tg_relation)->relowner,
+							   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "wallet: SPI_connect failed");
+		WalletExec(PLAN_HOLD_MARKS_WALLET,
+				   "UPDATE wallet.wallet SET holds_made = true "
+				   " WHERE id OPERATOR(pg_catalog.=) $1 AND NOT holds_made",
+				   1, argtypes, values, NULL, false, SPI_OK_UPDATE);
+		SPI_finish();
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	return PointerGetDatum(td->tg_trigtuple);
+}

@@ -1317,6 +1317,10 @@ BEGIN
 	IF max_rows IS NULL OR max_rows < 1 THEN
 		RAISE EXCEPTION 'max_rows must be positive: %', max_rows USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF EXISTS (SELECT FROM unnest(kinds) k WHERE octet_length(k) > 64) THEN
+		RAISE EXCEPTION 'a kind is longer than 64 bytes' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'The kinds are low_balance, recovered, declined, recharge and recharge_limit.';
+	END IF;
 	RETURN QUERY
 	SELECT o.* FROM wallet.outbox o
 	 WHERE o.acked_at IS NULL AND (kinds IS NULL OR o.kind = ANY (kinds))

@@ -93,4 +93,14 @@ SELECT * FROM wallet_limits(repeat('c', 257));
 SELECT * FROM wallet.margin_by_dimension(repeat('k', 128));
 SELECT count(*) AS groups FROM wallet.margin_by_dimension(repeat('k', 127));
 
+---------------------------------------------------------------- capture_lines: a line's meter of 127 bytes; outbox kinds of 64
+\set VERBOSITY sqlstate
+SELECT wallet_set_price('lim.call', 'lim', '{"model": "per_unit", "unit_price": "1"}') > 0 AS priced;
+SELECT hold_id AS lim_hold FROM wallet_hold('lim-a', 'lim', 5, 'lim-h1') \gset
+SELECT approved FROM wallet_capture_lines(:lim_hold, jsonb_build_array(jsonb_build_object('meter', repeat('m', 128), 'quantity', 1)));
+SELECT approved FROM wallet_capture_lines(:lim_hold, jsonb_build_array(jsonb_build_object('meter', repeat('m', 127), 'quantity', 1)));
+SELECT count(*) FROM wallet_outbox_claim(10, ARRAY[repeat('k', 65)]);
+SELECT count(*) >= 0 AS claimed FROM wallet_outbox_claim(10, ARRAY[repeat('k', 64)]);
+\set VERBOSITY default
+
 SELECT * FROM wallet_verify();

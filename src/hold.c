@@ -878,6 +878,7 @@ LinesParse(Jsonb *lines, int *n)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("line %d of lines has no meter (a string)", i)));
 		cl[i].meter = pnstrdup(v.val.string.val, v.val.string.len);
+		TextLimitCheck("meter", cl[i].meter);
 		if (!getKeyJsonValueFromContainer(o, "quantity", 8, &v) ||
 			(v.type != jbvNumeric && v.type != jbvString))
 			ereport(ERROR,

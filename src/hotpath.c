@@ -1538,7 +1538,7 @@ DebitWriteSql(const HotDebit *w, bool carried)
 	{
 		Datum		g[2] = {Int64GetDatum(w->grant_ids[i]), Int64GetDatum(w->takes[i])};
 
-		if (w->grant_ids[i] == 0)
+		if (w->grant_ids[i] == 0 || w->grants_later)
 			continue;
 		WalletExec(PLAN_HOT_GRANT_TAKE,
 				   "UPDATE wallet.grant_block SET remaining = remaining OPERATOR(pg_catalog.-) $2 "
@@ -1673,7 +1673,7 @@ HotDebitWrite(const HotDebit *w)
 		LockTupleMode lockmode;
 		bool		update_indexes;
 
-		if (w->grant_ids[i] == 0)
+		if (w->grant_ids[i] == 0 || w->grants_later)
 			continue;
 		if (grri == NULL)
 		{
@@ -1745,4 +1745,97 @@ HotDebitWrite(const HotDebit *w)
 	CommandCounterIncrement();
 	HotLeave();
 	return event_id;
+}
+
+/*
+ * What many debits drew from grants, each grant updated once: remaining -
+ * takes[i] for grant_ids[i], found by primary key (wallet_ingest, whose
+ * debits were written by HotDebitWrite with grants_later).  The caller holds
+ * the balance locks of every grant's wallet.  Returns false, writing
+ * nothing, when an UPDATE trigger on grants needs the SQL statement.
+ */
+bool
+HotGrantsTake(int n, const int64 *grant_ids, const int64 *takes)
+{
+	Relation	grel;
+	Relation	gpk;
+	EState	   *estate;
+	ResultRelInfo *grri;
+	TupleTableSlot *gslot;
+	TupleTableSlot *gnew;
+	Snapshot	snap;
+	CommandId	cid;
+	int			rem_col;
+
+	if (n == 0)
+		return true;
+	HotEnter();
+	snap = PushFreshSnapshot();
+	grel = OpenTable(T_GRANT, RowExclusiveLock);
+	if (cache.tables[T_GRANT].by_sql)
+	{
+		table_close(grel, NoLock);
+		PopActiveSnapshot();
+		HotLeave();
+		return false;
+	}
+	CheckPrivilege(T_GRANT, ACL_SELECT | ACL_UPDATE);
+	gpk = OpenIndex(I_GRANT_PKEY, AccessShareLock);
+	cid = GetCurrentCommandId(true);
+	estate = CreateExecutorState();
+	estate->es_output_cid = cid;
+	/* what the executor checks before an UPDATE: replica identity, publications' row filters */
+	CheckCmdReplicaIdentity(grel, CMD_UPDATE);
+	/* the constraints the update can break (CacheBuildGeneration) */
+	grri = WriteTarget(estate, grel, T_GRANT, false);
+	grri->ri_ConstraintExprs = cache.tables[T_GRANT].update_checks;
+	rem_col = ATT(T_GRANT, G_REMAINING);
+	gslot = table_slot_create(grel, NULL);
+	gnew = MakeSingleTupleTableSlot(RelationGetDescr(grel), &TTSOpsHeapTuple);
+	for (int i = 0; i < n; i++)
+	{
+		ScanKeyData key;
+		int64		r;
+		bool		isnull;
+		TM_Result	tm;
+		TM_FailureData tmfd;
+		LockTupleMode lockmode;
+		bool		update_indexes;
+
+		CHECK_FOR_INTERRUPTS();
+		Key(&key, gpk, 0, F_INT8EQ, Int64GetDatum(grant_ids[i]));
+		if (!IndexFetch(grel, gpk, snap, &key, 1, gslot))
+			elog(ERROR, "wallet: grant " INT64_FORMAT " vanished", grant_ids[i]);
+		if (pg_sub_s64_overflow(SlotInt64(gslot, rem_col, &isnull), takes[i], &r))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("bigint out of range")));
+		ExecStoreHeapTuple(WithInt64(ExecFetchSlotHeapTuple(gslot, false, NULL),
+									 RelationGetDescr(grel), rem_col, r),
+						   gnew, true);
+		if (RelationGetDescr(grel)->constr)
+			ExecConstraints(grri, gnew, estate);
+		tm = table_tuple_update(grel, &gslot->tts_tid, gnew, cid, snap, InvalidSnapshot, true,
+								&tmfd, &lockmode, &update_indexes);
+		if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update")));
+		if (tm != TM_Ok)
+			elog(ERROR, "wallet: grant " INT64_FORMAT " changed under the balance lock (%d)",
+				 grant_ids[i], tm);
+		if (update_indexes)
+			IndexNewVersion(grel, T_GRANT, gnew, estate);
+		ExecClearTuple(gnew);
+		ResetPerTupleExprContext(estate);
+	}
+	ExecDropSingleTupleTableSlot(gnew);
+	ExecDropSingleTupleTableSlot(gslot);
+	FreeExecutorState(estate);
+	index_close(gpk, NoLock);
+	table_close(grel, NoLock);
+	PopActiveSnapshot();
+	CommandCounterIncrement();
+	HotLeave();
+	return true;
 }

@@ -362,7 +362,7 @@ extern void CheckOccurredAt(TimestampTz occurred_at);
 
 /* ---- debit.c ---- */
 
-/* events and ledger lines queued by wallet_ingest, written in bulk */
+/* what wallet_ingest's debits drew from each grant, written in bulk */
 typedef struct DebitBuffer DebitBuffer;
 
 typedef struct DebitRequest
@@ -377,7 +377,7 @@ typedef struct DebitRequest
 	int64		hold_id;		/* 0 unless a capture */
 	int64		price_id;		/* 0 = none */
 	int64		amount;
-	DebitBuffer *defer;			/* set: DebitWrite queues the writes here */
+	DebitBuffer *defer;			/* set: DebitWrite queues the grant updates here */
 } DebitRequest;
 
 /* what an idempotency key holds: the event or hold of the first request */
@@ -511,6 +511,7 @@ typedef struct HotDebit
 	const ItemPointerData *tids;
 	const int64 *takes;
 	const Numeric *unit_revenues;
+	bool		grants_later;	/* the caller updates the drawn grants (wallet_ingest) */
 } HotDebit;
 
 extern HotLockResult HotAccountLock(const char *customer, int64 wallet_id,
@@ -519,6 +520,7 @@ extern bool HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDe
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);
+extern bool HotGrantsTake(int n, const int64 *grant_ids, const int64 *takes);
 
 /* ---- scope.c ---- */
 

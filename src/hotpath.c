@@ -1188,6 +1188,94 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	return HOT_LOCKED;
 }
 
+/*
+ * Lock the balance rows (accts[i].wallet_id, assets[i]) for i from `from`,
+ * one after the other in the order given (wallet_ingest's global order), and
+ * read each into accts[i]; the caller has set wallet_id, customer and status
+ * (read before the lock, as HotAccountLock reads them).  Under READ
+ * COMMITTED each row is locked as HotAccountLock locks it (waiting for a
+ * concurrent writer, then locking its latest version); under REPEATABLE READ
+ * and SERIALIZABLE as SELECT ... FOR NO KEY UPDATE locks it there (a
+ * concurrent update since the snapshot is a serialization failure), which is
+ * what wallet_ingest's statement did.  Returns the index of the first pair
+ * that has no balance row (n when every pair is locked): the caller creates
+ * that one and goes on from the next, so that rows are created and locked in
+ * the one order.
+ */
+int
+HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *accts)
+{
+	Relation	arel;
+	Relation	aidx;
+	TupleTableSlot *slot;
+	Snapshot	snap;
+	CommandId	cid;
+	int			i;
+
+	if (from >= n)
+		return n;
+	HotEnter();
+	PreventCommandIfReadOnly("SELECT FOR NO KEY UPDATE");
+	PreventCommandIfParallelMode("SELECT FOR NO KEY UPDATE");
+	snap = PushFreshSnapshot();
+	arel = OpenTable(T_ACCOUNT, RowExclusiveLock);
+	aidx = OpenIndex(I_ACCOUNT_PKEY, AccessShareLock);
+	CheckPrivilege(T_WALLET, ACL_SELECT);
+	CheckPrivilege(T_ACCOUNT, ACL_SELECT | ACL_UPDATE);
+	slot = table_slot_create(arel, NULL);
+	cid = GetCurrentCommandId(true);
+	for (i = from; i < n; i++)
+	{
+		Account    *acct = &accts[i];
+		ScanKeyData keys[2];
+		bool		isnull;
+
+		CHECK_FOR_INTERRUPTS();
+		Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
+		Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(assets[i]->code));
+		if (!IndexFetch(arel, aidx, snap, keys, 2, slot))
+			break;
+		if (IsolationUsesXactSnapshot())
+		{
+			/* nodeLockRows.c under REPEATABLE READ: no following the update chain */
+			ItemPointerData tid = slot->tts_tid;
+			TM_FailureData tmfd;
+			TM_Result	tm;
+
+			tm = table_tuple_lock(arel, &tid, snap, slot, cid, LockTupleNoKeyExclusive,
+								  LockWaitBlock, TUPLE_LOCK_FLAG_LOCK_UPDATE_IN_PROGRESS, &tmfd);
+			if (tm == TM_Updated || tm == TM_Deleted)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update")));
+			if (tm != TM_Ok)
+				elog(ERROR, "wallet: unexpected result %d locking a balance row", tm);
+		}
+		else
+			AccountRowLock(arel, slot, snap, cid, acct);
+
+		strlcpy(acct->asset, assets[i]->code, sizeof(acct->asset));
+		acct->scale = assets[i]->scale;
+		acct->overdraft_limit = SlotInt64(slot, ATT(T_ACCOUNT, A_OVERDRAFT_LIMIT), &isnull);
+		acct->low_balance = SlotInt64(slot, ATT(T_ACCOUNT, A_LOW_BALANCE), &isnull);
+		acct->has_low_balance = !isnull;
+		acct->max_holds = DatumGetInt32(slot_getattr(slot, ATT(T_ACCOUNT, A_MAX_HOLDS), &isnull));
+		acct->has_max_holds = !isnull;
+		acct->overdraft = SlotInt64(slot, ATT(T_ACCOUNT, A_OVERDRAFT), &isnull);
+		acct->held = SlotInt64(slot, ATT(T_ACCOUNT, A_HELD), &isnull);
+		acct->holds_open = DatumGetInt32(slot_getattr(slot, ATT(T_ACCOUNT, A_HOLDS_OPEN), &isnull));
+		acct->caps = DatumGetInt32(slot_getattr(slot, ATT(T_ACCOUNT, A_CAPS), &isnull));
+		acct->locked = true;
+		ExecClearTuple(slot);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(aidx, NoLock);
+	table_close(arel, NoLock);
+	PopActiveSnapshot();
+	HotLeave();
+	return i;
+}
+
 /* ------------------------------------------------------- idempotency */
 
 /*

@@ -59,6 +59,8 @@ typedef struct Pair
 	int64		wallet_id;		/* hash key, with asset */
 	const AssetInfo *asset;
 	int			index;			/* in the lock order */
+	const char *customer;		/* the wallet's, and its status before the lock */
+	char		status[16];
 } Pair;
 
 /* an idempotency key of the batch and what it holds so far */
@@ -359,6 +361,7 @@ ResolveWallets(Batch *b)
 	HTAB	   *customers;
 	const char **names = MemoryContextAllocHuge(b->cxt, sizeof(char *) * Max(b->n, 1));
 	int64	   *ids;
+	char		(*statuses)[16];
 	int			n = 0;
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -383,8 +386,9 @@ ResolveWallets(Batch *b)
 		}
 	}
 	ids = MemoryContextAllocHuge(b->cxt, sizeof(int64) * Max(n, 1));
+	statuses = MemoryContextAllocHuge(b->cxt, sizeof(*statuses) * Max(n, 1));
 	SPI_connect();
-	WalletIdsOf(n, names, ids);
+	WalletIdsOf(n, names, ids, statuses);
 	SPI_finish();
 
 	for (int i = 0; i < b->n; i++)
@@ -411,7 +415,11 @@ ResolveWallets(Batch *b)
 		key.asset = item->asset;
 		item->pair = hash_search(b->pairs, &key, HASH_ENTER, &found);
 		if (!found)
+		{
+			item->pair->customer = item->req.customer;
+			strlcpy(item->pair->status, statuses[e->index], sizeof(item->pair->status));
 			b->npairs++;
+		}
 	}
 }
 
@@ -429,7 +437,12 @@ PairCmp(const void *a, const void *b)
 	return strcmp(x->asset->code, y->asset->code);
 }
 
-/* lock every balance row of the batch once, in the global order */
+/*
+ * Lock every balance row of the batch once, in the global order, directly
+ * (HotAccountLockMany); a pair without a balance row yet is created and
+ * locked in its place in that order (AccountLockMany), so that a batch only
+ * ever waits for a row that comes after every row it holds.
+ */
 static void
 LockAll(Batch *b)
 {
@@ -453,10 +466,19 @@ LockAll(Batch *b)
 	b->accts = MemoryContextAllocHuge(b->cxt, sizeof(Account) * Max(n, 1));
 	b->sets = MemoryContextAllocHuge(b->cxt, sizeof(GrantSet) * Max(n, 1));
 
-	SPI_connect();
-	AccountLockMany(n, wallet_ids, assets, b->accts);
 	for (int i = 0; i < n; i++)
+	{
+		memset(&b->accts[i], 0, sizeof(Account));
+		b->accts[i].wallet_id = wallet_ids[i];
+		b->accts[i].customer = (char *) order[i]->customer;
+		strlcpy(b->accts[i].status, order[i]->status, sizeof(b->accts[i].status));
+	}
+	SPI_connect();
+	for (int i = 0; (i = HotAccountLockMany(i, n, assets, b->accts)) < n; i++)
+	{
+		AccountLockMany(1, &wallet_ids[i], &assets[i], &b->accts[i]);
 		b->accts[i].customer = MemoryContextStrdup(b->cxt, b->accts[i].customer);
+	}
 	SPI_finish();
 }
 

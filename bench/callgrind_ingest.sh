@@ -3,7 +3,7 @@
 # one wallet_authorize_debit and the batch floor, counted by valgrind's
 # callgrind in one backend.
 #
-#   bench/callgrind_ingest.sh [--keep] [--only "single spread hot floor"]
+#   bench/callgrind_ingest.sh [--keep] [--only "single spread hot chunk20 floor"]
 #
 # Instruction counts do not depend on what else the machine is doing.  Loads
 # bench/load.sql with 10,000 wallets (as bench/ingest.sh), stops the server
@@ -13,6 +13,9 @@
 #           statement, customers spread over the 10,000)
 #   spread  wallet_ingest of 1,000 events, customers spread over the 10,000
 #   hot     wallet_ingest of 1,000 events of one customer
+#   chunkN  the spread batch through CALL wallet_ingest_chunked(events, N),
+#           for N in --chunks (default "20 100"): a wallet_ingest call and a
+#           commit per chunk
 #   floor   the batch floor of bench/ingest.sh on the spread arrays: one
 #           statement that parses the array, locks the balance rows in id
 #           order, updates each once and inserts one log row per element
@@ -24,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source test/lib.sh
 
-keep=0 only="single spread hot floor"
+keep=0 only="single spread hot chunk20 chunk100 floor"
 while (($#)); do
   case $1 in
     --keep) keep=1 ;;
@@ -67,6 +70,7 @@ statements() {
   case $name in
     single) echo "PREPARE s(text, text) AS SELECT * FROM wallet_authorize_debit(\$1, 'api.call', 1, \$2)" ;;
     spread|hot) echo "PREPARE s(jsonb) AS SELECT count(*) FILTER (WHERE approved) FROM wallet_ingest(\$1)" ;;
+    chunk*) ;;
     floor) echo "PREPARE s(jsonb) AS WITH j AS (SELECT (e->>'customer')::int AS c FROM jsonb_array_elements(\$1) e), l AS (SELECT id FROM floor.balance WHERE id IN (SELECT c FROM j) ORDER BY id FOR NO KEY UPDATE), s AS (SELECT c, count(*) AS n FROM j GROUP BY c), u AS (UPDATE floor.balance b SET amount = b.amount - s.n FROM s JOIN l ON l.id = s.c WHERE b.id = s.c RETURNING b.id, b.amount) INSERT INTO floor.log (balance_id, delta, balance_after) SELECT j.c, -1, u.amount FROM j JOIN u ON u.id = j.c" ;;
   esac
   for ((b = 1; b <= 2 + n; b++)); do
@@ -75,6 +79,8 @@ statements() {
         c=$(( ((b * size + i) * 7919) % wallets + 1 ))
         echo "EXECUTE s('$c', 'cg-$n-$b-$i')"
       done
+    elif [[ $name == chunk* ]]; then
+      echo "CALL wallet_ingest_chunked('$(array "$name" "$b" "$n")', ${name#chunk}, NULL)"
     else
       echo "EXECUTE s('$(array "$name" "$b" "$n")')"
     fi

@@ -31,20 +31,6 @@
 PG_FUNCTION_INFO_V1(wallet_debit);
 PG_FUNCTION_INFO_V1(wallet_authorize_debit);
 
-/* the stored requests of many keys at once (wallet_ingest): k.i says whose */
-static const char *idempotency_many_sql =
-"SELECT k.i, 'event', e.id, e.meter, e.quantity, e.dimensions, e.asset, e.amount, e.balance_after, e.hold_id "
-"  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
-"       WITH ORDINALITY AS k(w, key, i) "
-"  JOIN wallet.event e "
-"    ON e.wallet_id OPERATOR(pg_catalog.=) k.w AND e.idempotency_key OPERATOR(pg_catalog.=) k.key "
-"UNION ALL "
-"SELECT k.i, 'hold', h.id, NULL, NULL, NULL, h.asset, h.amount, h.balance_after, h.id "
-"  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
-"       WITH ORDINALITY AS k(w, key, i) "
-"  JOIN wallet.hold h "
-"    ON h.wallet_id OPERATOR(pg_catalog.=) k.w AND h.idempotency_key OPERATOR(pg_catalog.=) k.key";
-
 /*
  * The grant updates of many debits at once (wallet_ingest): each grant
  * updated once, by what all the debits written since the last flush drew from
@@ -224,40 +210,28 @@ ReplayMatch(const Account *acct, const char *key, const DebitRequest *req,
 }
 
 /*
- * The stored requests of n keys (wallet_ids[i], keys[i]) in one statement:
- * found[i] is NULL or the request, allocated in cxt.
+ * The stored requests of n keys (wallet_ids[i], keys[i]), an index probe each
+ * (HotKeyFindMany): found[i] is NULL or the request, allocated in cxt.
  */
 void
 StoredFetchMany(int n, const int64 *wallet_ids, const char *const *keys,
 				StoredRequest **found, MemoryContext cxt)
 {
-	static const Oid argtypes[2] = {INT8ARRAYOID, TEXTARRAYOID};
-	Datum		values[2];
-	SPITupleTable *tt;
-	MemoryContext old;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	HeapTuple  *tups = palloc(sizeof(HeapTuple) * Max(n, 1));
+	TupleDesc	desc;
 
+	HotKeyFindMany(n, wallet_ids, keys, tups, &desc);
 	for (int i = 0; i < n; i++)
-		found[i] = NULL;
-	values[0] = Int8ArrayDatum(wallet_ids, n);
-	values[1] = TextArrayDatum(keys, n);
-	WalletExec(PLAN_IDEMPOTENCY_MANY, idempotency_many_sql, 2, argtypes, values, NULL, true,
-			   SPI_OK_SELECT);
-	tt = SPI_tuptable;
-	old = MemoryContextSwitchTo(cxt);
-	for (uint64 r = 0; r < SPI_processed; r++)
 	{
-		bool		isnull;
-		int64		i = SpiGetInt64(tt->vals[r], tt->tupdesc, 1, &isnull) - 1;
-
-		if (i < 0 || i >= n)
-			elog(ERROR, "wallet: idempotency lookup returned key %lld of %d", (long long) i, n);
-		if (found[i] != NULL)
-			continue;			/* as Replayed: the first row */
+		found[i] = NULL;
+		if (tups[i] == NULL)
+			continue;
 		found[i] = palloc(sizeof(StoredRequest));
-		StoredFromTuple(tt->vals[r], tt->tupdesc, 2, found[i]);
+		StoredFromTuple(tups[i], desc, 1, found[i]);
 	}
+	pfree(tups);
 	MemoryContextSwitchTo(old);
-	SPI_freetuptable(tt);
 }
 
 /* a decline: a result, not an error */

@@ -518,6 +518,8 @@ typedef struct HotDebit
 extern HotLockResult HotAccountLock(const char *customer, int64 wallet_id,
 									const AssetInfo *asset, Account *acct);
 extern bool HotKeyFind(int64 wallet_id, const char *key, HeapTuple *tup, TupleDesc *desc);
+extern void HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys,
+						   HeapTuple *tups, TupleDesc *desc);
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);

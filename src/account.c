@@ -141,26 +141,19 @@ AccountLockById(int64 wallet_id, const AssetInfo *asset, Account *acct)
 				 errmsg("no wallet with id " INT64_FORMAT, wallet_id)));
 }
 
-/*
- * The wallet ids of n customers in one statement (0 where there is no
- * wallet), and their statuses (read before any lock, as the single call
- * reads them)
- */
+/* the wallet ids of n customers in one statement (0 where there is no wallet) */
 void
-WalletIdsOf(int n, const char *const *customers, int64 *wallet_ids, char (*statuses)[16])
+WalletIdsOf(int n, const char *const *customers, int64 *wallet_ids)
 {
 	static const Oid argtypes[1] = {TEXTARRAYOID};
 	Datum		values[1];
 	SPITupleTable *tt;
 
 	for (int i = 0; i < n; i++)
-	{
 		wallet_ids[i] = 0;
-		statuses[i][0] = '\0';
-	}
 	values[0] = TextArrayDatum(customers, n);
 	WalletExec(PLAN_FIND_WALLETS,
-			   "SELECT k.i, w.id, w.status FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS k(c, i) "
+			   "SELECT k.i, w.id FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS k(c, i) "
 			   "  JOIN wallet.wallet w ON w.customer OPERATOR(pg_catalog.=) k.c",
 			   1, argtypes, values, NULL, true, SPI_OK_SELECT);
 	tt = SPI_tuptable;
@@ -172,7 +165,6 @@ WalletIdsOf(int n, const char *const *customers, int64 *wallet_ids, char (*statu
 		if (i < 0 || i >= n)
 			elog(ERROR, "wallet: wallet lookup returned customer %lld of %d", (long long) i, n);
 		wallet_ids[i] = SpiGetInt64(tt->vals[r], tt->tupdesc, 2, &isnull);
-		strlcpy(statuses[i], SpiGetText(tt->vals[r], tt->tupdesc, 3, &isnull), sizeof(statuses[i]));
 	}
 	SPI_freetuptable(tt);
 }

@@ -1189,6 +1189,44 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 }
 
 /*
+ * The wallet ids and statuses of n customers (0 and "" where there is none),
+ * an index probe each, read as HotAccountLock reads a wallet before its lock
+ * (wallet_ingest, before it locks any).  A statement joining the customers
+ * to wallet.wallet was planned as a hash join over the whole table.
+ */
+void
+HotWalletIds(int n, const char *const *customers, int64 *wallet_ids, char (*statuses)[16])
+{
+	Relation	wrel;
+	Snapshot	snap;
+	uint64		ticket;
+
+	HotEnter();
+	ticket = CoherenceAccept(&wallet_coherence);
+	snap = PushFreshSnapshot();
+	wrel = OpenTable(T_WALLET, AccessShareLock);
+	CheckPrivilege(T_WALLET, ACL_SELECT);
+	for (int i = 0; i < n; i++)
+	{
+		Account		acct;
+		bool		cached;
+
+		CHECK_FOR_INTERRUPTS();
+		wallet_ids[i] = 0;
+		statuses[i][0] = '\0';
+		/* not from the wallets kept: a shard's prune may have taken one away */
+		if (WalletFind(customers[i], 0, snap, ticket, &acct, false, &cached))
+		{
+			wallet_ids[i] = acct.wallet_id;
+			strlcpy(statuses[i], acct.status, sizeof(statuses[i]));
+		}
+	}
+	table_close(wrel, NoLock);
+	PopActiveSnapshot();
+	HotLeave();
+}
+
+/*
  * Lock the balance rows (accts[i].wallet_id, assets[i]) for i from `from`,
  * one after the other in the order given (wallet_ingest's global order), and
  * read each into accts[i]; the caller has set wallet_id, customer and status

@@ -252,8 +252,7 @@ typedef struct Account
 extern void AccountLockByCustomer(const char *customer, const AssetInfo *asset, Account *acct);
 extern void AccountLockById(int64 wallet_id, const AssetInfo *asset, Account *acct);
 extern void AccountRead(const char *customer, const AssetInfo *asset, Account *acct);
-extern void WalletIdsOf(int n, const char *const *customers, int64 *wallet_ids,
-						char (*statuses)[16]);
+extern void WalletIdsOf(int n, const char *const *customers, int64 *wallet_ids);
 extern void AccountLockMany(int n, const int64 *wallet_ids, const AssetInfo *const *assets,
 							Account *accts);
 extern int64 WalletIdOf(const char *customer, bool missing_ok, char *status_out);
@@ -524,6 +523,8 @@ extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGr
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);
 extern bool HotGrantsTake(int n, const int64 *grant_ids, const int64 *takes);
+extern void HotWalletIds(int n, const char *const *customers, int64 *wallet_ids,
+						 char (*statuses)[16]);
 extern int	HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *accts);
 
 /* ---- scope.c ---- */

@@ -340,6 +340,7 @@ typedef struct GrantTake
 {
 	int64		grant_id;
 	int64		take;
+	ItemPointerData tid;		/* where it was read, or invalid */
 } GrantTake;
 
 /* the grants drawn from by the debits, in the buffer's memory */
@@ -377,7 +378,7 @@ DebitBufferCount(const DebitBuffer *buf)
 /* what one debit drew from each grant (ids null: the overdraft part) */
 static void
 DebitBufferTake(DebitBuffer *buf, int nlines, const Datum *ids, const bool *idnulls,
-				const Datum *takes)
+				const Datum *takes, const ItemPointerData *tids)
 {
 	for (int i = 0; i < nlines; i++)
 	{
@@ -390,6 +391,8 @@ DebitBufferTake(DebitBuffer *buf, int nlines, const Datum *ids, const bool *idnu
 		grant_id = DatumGetInt64(ids[i]);
 		g = hash_search(buf->grants, &grant_id, HASH_ENTER, &found);
 		g->take = found ? AddMinor(g->take, DatumGetInt64(takes[i])) : DatumGetInt64(takes[i]);
+		if (!found)
+			g->tid = tids[i];
 	}
 	buf->n++;
 }
@@ -403,6 +406,7 @@ DebitBufferFlush(DebitBuffer *buf, TimestampTz now)
 	long		ng = hash_get_num_entries(buf->grants);
 	int64	   *gids;
 	int64	   *gtakes;
+	ItemPointerData *gtids;
 	HASH_SEQ_STATUS seq;
 	GrantTake  *g;
 	int			i = 0;
@@ -415,13 +419,15 @@ DebitBufferFlush(DebitBuffer *buf, TimestampTz now)
 	}
 	gids = MemoryContextAlloc(buf->cxt, sizeof(int64) * ng);
 	gtakes = MemoryContextAlloc(buf->cxt, sizeof(int64) * ng);
+	gtids = MemoryContextAlloc(buf->cxt, sizeof(ItemPointerData) * ng);
 	hash_seq_init(&seq, buf->grants);
 	while ((g = hash_seq_search(&seq)) != NULL)
 	{
 		gids[i] = g->grant_id;
+		gtids[i] = g->tid;
 		gtakes[i++] = g->take;
 	}
-	if (HotGrantsTake(i, gids, gtakes))
+	if (HotGrantsTake(i, gids, gtids, gtakes))
 	{
 		MemoryContextReset(buf->cxt);
 		BufferGrantsCreate(buf);
@@ -553,7 +559,7 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 	{
 		event_id = DebitWriteHot(acct, req, now, d->after, nlines, ids, idnulls, takes, revs, tids,
 								 true);
-		DebitBufferTake(req->defer, nlines, ids, idnulls, takes);
+		DebitBufferTake(req->defer, nlines, ids, idnulls, takes, tids);
 	}
 	else
 		event_id = DebitWriteNow(acct, req, now, d->after, nlines, ids, idnulls, takes, revs, tids);

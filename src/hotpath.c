@@ -1927,13 +1927,14 @@ HotDebitWrite(const HotDebit *w)
 
 /*
  * What many debits drew from grants, each grant updated once: remaining -
- * takes[i] for grant_ids[i], found by primary key (wallet_ingest, whose
+ * takes[i] for grant_ids[i], found where it was read (tids[i]) if that is
+ * still its current version, else by primary key (wallet_ingest, whose
  * debits were written by HotDebitWrite with grants_later).  The caller holds
  * the balance locks of every grant's wallet.  Returns false, writing
  * nothing, when an UPDATE trigger on grants needs the SQL statement.
  */
 bool
-HotGrantsTake(int n, const int64 *grant_ids, const int64 *takes)
+HotGrantsTake(int n, const int64 *grant_ids, const ItemPointerData *tids, const int64 *takes)
 {
 	Relation	grel;
 	Relation	gpk;
@@ -1973,6 +1974,7 @@ HotGrantsTake(int n, const int64 *grant_ids, const int64 *takes)
 	for (int i = 0; i < n; i++)
 	{
 		ScanKeyData key;
+		ItemPointerData tid;
 		int64		r;
 		bool		isnull;
 		TM_Result	tm;
@@ -1981,9 +1983,16 @@ HotGrantsTake(int n, const int64 *grant_ids, const int64 *takes)
 		bool		update_indexes;
 
 		CHECK_FOR_INTERRUPTS();
-		Key(&key, gpk, 0, F_INT8EQ, Int64GetDatum(grant_ids[i]));
-		if (!IndexFetch(grel, gpk, snap, &key, 1, gslot))
-			elog(ERROR, "wallet: grant " INT64_FORMAT " vanished", grant_ids[i]);
+		tid = tids[i];
+		/* the version read, unless written since (a reset, an earlier flush of this batch) */
+		if (!ItemPointerIsValid(&tid) ||
+			!table_tuple_fetch_row_version(grel, &tid, snap, gslot) ||
+			SlotInt64(gslot, ATT(T_GRANT, G_ID), &isnull) != grant_ids[i])
+		{
+			Key(&key, gpk, 0, F_INT8EQ, Int64GetDatum(grant_ids[i]));
+			if (!IndexFetch(grel, gpk, snap, &key, 1, gslot))
+				elog(ERROR, "wallet: grant " INT64_FORMAT " vanished", grant_ids[i]);
+		}
 		if (pg_sub_s64_overflow(SlotInt64(gslot, rem_col, &isnull), takes[i], &r))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),

@@ -522,7 +522,8 @@ extern void HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *ke
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);
-extern bool HotGrantsTake(int n, const int64 *grant_ids, const int64 *takes);
+extern bool HotGrantsTake(int n, const int64 *grant_ids, const ItemPointerData *tids,
+						  const int64 *takes);
 extern void HotWalletIds(int n, const char *const *customers, int64 *wallet_ids,
 						 char (*statuses)[16]);
 extern int	HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *accts);

@@ -12,6 +12,9 @@
 #   single  1,000 wallet_authorize_debit calls per "batch" (a prepared
 #           statement, customers spread over the 10,000)
 #   spread  wallet_ingest of 1,000 events, customers spread over the 10,000
+#   warm    as spread, but each measured batch names the customers of a
+#           warm-up batch (a consumer that has seen its customers before:
+#           the backend keeps their wallets)
 #   hot     wallet_ingest of 1,000 events of one customer
 #   chunkN  the spread batch through CALL wallet_ingest_chunked(events, N),
 #           for N in --chunks (default "20 100"): a wallet_ingest call and a
@@ -27,7 +30,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source test/lib.sh
 
-keep=0 only="single spread hot chunk20 chunk100 floor"
+keep=0 only="single spread warm hot chunk20 chunk100 floor"
 while (($#)); do
   case $1 in
     --keep) keep=1 ;;
@@ -56,7 +59,7 @@ array() {
   awk -v kind="$1" -v b="$2" -v r="$3" -v n=$size -v w=$wallets 'BEGIN {
     printf "[";
     for (i = 1; i <= n; i++) {
-      c = (kind == "hot") ? 1 : ((b * n + i) * 7919) % w + 1;
+      c = (kind == "hot") ? 1 : (((kind == "warm" ? (b - 1) % 2 + 1 : b) * n + i) * 7919) % w + 1;
       printf "%s{\"customer\": \"%d\", \"meter\": \"api.call\", \"quantity\": 1, \"idempotency_key\": \"%s-%d-%d-%d\"}",
              (i > 1 ? ", " : ""), c, kind, r, b, i;
     }
@@ -69,7 +72,7 @@ statements() {
   local name=$1 n=$2 b i c
   case $name in
     single) echo "PREPARE s(text, text) AS SELECT * FROM wallet_authorize_debit(\$1, 'api.call', 1, \$2)" ;;
-    spread|hot) echo "PREPARE s(jsonb) AS SELECT count(*) FILTER (WHERE approved) FROM wallet_ingest(\$1)" ;;
+    spread|warm|hot) echo "PREPARE s(jsonb) AS SELECT count(*) FILTER (WHERE approved) FROM wallet_ingest(\$1)" ;;
     chunk*) ;;
     floor) echo "PREPARE s(jsonb) AS WITH j AS (SELECT (e->>'customer')::int AS c FROM jsonb_array_elements(\$1) e), l AS (SELECT id FROM floor.balance WHERE id IN (SELECT c FROM j) ORDER BY id FOR NO KEY UPDATE), s AS (SELECT c, count(*) AS n FROM j GROUP BY c), u AS (UPDATE floor.balance b SET amount = b.amount - s.n FROM s JOIN l ON l.id = s.c WHERE b.id = s.c RETURNING b.id, b.amount) INSERT INTO floor.log (balance_id, delta, balance_after) SELECT j.c, -1, u.amount FROM j JOIN u ON u.id = j.c" ;;
   esac

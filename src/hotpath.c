@@ -1190,12 +1190,15 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 
 /*
  * The wallet ids and statuses of n customers (0 and "" where there is none),
- * an index probe each, read as HotAccountLock reads a wallet before its lock
- * (wallet_ingest, before it locks any).  A statement joining the customers
- * to wallet.wallet was planned as a hash join over the whole table.
+ * read as HotAccountLock reads a wallet before its lock (wallet_ingest, before
+ * it locks any): from the wallets this backend keeps when use_cache (then
+ * cached[i] says which came from there: such a wallet may be gone, see
+ * HotAccountLock), else an index probe each.  A statement joining the
+ * customers to wallet.wallet was planned as a hash join over the whole table.
  */
 void
-HotWalletIds(int n, const char *const *customers, int64 *wallet_ids, char (*statuses)[16])
+HotWalletIds(int n, const char *const *customers, bool use_cache, int64 *wallet_ids,
+			 char (*statuses)[16], bool *cached)
 {
 	Relation	wrel;
 	Snapshot	snap;
@@ -1209,14 +1212,17 @@ HotWalletIds(int n, const char *const *customers, int64 *wallet_ids, char (*stat
 	for (int i = 0; i < n; i++)
 	{
 		Account		acct;
-		bool		cached;
+		bool		kept;
 
 		CHECK_FOR_INTERRUPTS();
 		wallet_ids[i] = 0;
 		statuses[i][0] = '\0';
-		/* not from the wallets kept: a shard's prune may have taken one away */
-		if (WalletFind(customers[i], 0, snap, ticket, &acct, false, &cached))
+		if (cached)
+			cached[i] = false;
+		if (WalletFind(customers[i], 0, snap, ticket, &acct, use_cache, &kept))
 		{
+			if (cached)
+				cached[i] = kept;
 			wallet_ids[i] = acct.wallet_id;
 			strlcpy(statuses[i], acct.status, sizeof(statuses[i]));
 		}

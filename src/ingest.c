@@ -67,6 +67,8 @@ typedef struct Pair
 	int			index;			/* in the lock order */
 	const char *customer;		/* the wallet's, and its status before the lock */
 	char		status[16];
+	bool		cached;			/* wallet id and status from the backend's cache */
+	bool		gone;			/* the wallet was not there any more (WL001) */
 } Pair;
 
 /* an idempotency key of the batch and what it holds so far */
@@ -368,6 +370,7 @@ ResolveWallets(Batch *b)
 	const char **names = MemoryContextAllocHuge(b->cxt, sizeof(char *) * Max(b->n, 1));
 	int64	   *ids;
 	char		(*statuses)[16];
+	bool	   *cached;
 	int			n = 0;
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -393,7 +396,8 @@ ResolveWallets(Batch *b)
 	}
 	ids = MemoryContextAllocHuge(b->cxt, sizeof(int64) * Max(n, 1));
 	statuses = MemoryContextAllocHuge(b->cxt, sizeof(*statuses) * Max(n, 1));
-	HotWalletIds(n, names, ids, statuses);
+	cached = MemoryContextAllocHuge(b->cxt, sizeof(bool) * Max(n, 1));
+	HotWalletIds(n, names, true, ids, statuses, cached);
 
 	for (int i = 0; i < b->n; i++)
 	{
@@ -422,6 +426,8 @@ ResolveWallets(Batch *b)
 		{
 			item->pair->customer = item->req.customer;
 			strlcpy(item->pair->status, statuses[e->index], sizeof(item->pair->status));
+			item->pair->cached = cached[e->index];
+			item->pair->gone = false;
 			b->npairs++;
 		}
 	}
@@ -480,10 +486,44 @@ LockAll(Batch *b)
 	SPI_connect();
 	for (int i = 0; (i = HotAccountLockMany(i, n, assets, b->accts)) < n; i++)
 	{
+		if (order[i]->cached)
+		{
+			/*
+			 * No balance row for a wallet id this backend kept: the wallet may
+			 * be gone (a shard's prune runs without triggers).  Look again.
+			 */
+			int64		id;
+			char		status[1][16];
+
+			HotWalletIds(1, &order[i]->customer, false, &id, status, NULL);
+			if (id == 0)
+			{
+				order[i]->gone = true;
+				continue;
+			}
+			if (id != wallet_ids[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("the wallet of customer \"%.100s\" changed during the batch",
+								order[i]->customer),
+						 errhint("Retry the transaction.")));
+		}
 		AccountLockMany(1, &wallet_ids[i], &assets[i], &b->accts[i]);
 		b->accts[i].customer = MemoryContextStrdup(b->cxt, b->accts[i].customer);
 	}
 	SPI_finish();
+	for (int i = 0; i < b->n; i++)
+	{
+		Event	   *item = &b->items[i];
+
+		if (item->sqlerrcode == 0 && item->pair->gone)
+		{
+			ereport(DEBUG1,
+					(errmsg_internal("wallet_ingest: event refused: no wallet for customer \"%s\"",
+									 item->req.customer)));
+			item->sqlerrcode = ERRCODE_WALLET_NO_WALLET;
+		}
+	}
 }
 
 /*
@@ -534,7 +574,8 @@ ReadAll(Batch *b)
 	for (int p = 0; p < b->npairs; p++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		GrantsLoad(&b->accts[p], now, true, &b->sets[p]);
+		if (b->accts[p].locked)
+			GrantsLoad(&b->accts[p], now, true, &b->sets[p]);
 	}
 	MemoryContextSwitchTo(old);
 	StoredFetchMany(n, wallet_ids, keys, found, b->cxt);

@@ -524,8 +524,8 @@ extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGr
 extern int64 HotDebitWrite(const HotDebit *w);
 extern bool HotGrantsTake(int n, const int64 *grant_ids, const ItemPointerData *tids,
 						  const int64 *takes);
-extern void HotWalletIds(int n, const char *const *customers, int64 *wallet_ids,
-						 char (*statuses)[16]);
+extern void HotWalletIds(int n, const char *const *customers, bool use_cache,
+						 int64 *wallet_ids, char (*statuses)[16], bool *cached);
 extern int	HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *accts);
 
 /* ---- scope.c ---- */

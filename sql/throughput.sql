@@ -3,9 +3,9 @@
 SET client_min_messages = warning;
 SELECT wallet_create_asset('tp_credits', 0);
 SELECT wallet_set_price('tp.call', 'tp_credits', '{"model": "per_unit", "unit_price": "1"}',
-						now() - interval '1 hour');
-SELECT wallet_create('tp-a'), wallet_create('tp-gone');
-SELECT wallet_grant('tp-a', 'tp_credits', 100);
+						now() - interval '1 hour') IS NOT NULL AS priced;
+SELECT wallet_create('tp-a') IS NOT NULL AS a, wallet_create('tp-gone') IS NOT NULL AS gone;
+SELECT wallet_grant('tp-a', 'tp_credits', 100) IS NOT NULL AS granted;
 
 -- a batch finds the wallets (the backend keeps them), creates the balance
 -- row tp-gone lacks, and declines it
@@ -33,8 +33,8 @@ SELECT approved FROM wallet_authorize_debit('tp-gone', 'tp.call', 1, 'tp-5');
 -- a batch larger than one flush of grant updates: a grant written by the
 -- first flush is found again by id for the second (its version read at the
 -- start is no longer current)
-SELECT wallet_create('tp-big');
-SELECT wallet_grant('tp-big', 'tp_credits', 100000);
+SELECT wallet_create('tp-big') IS NOT NULL AS created;
+SELECT wallet_grant('tp-big', 'tp_credits', 100000) IS NOT NULL AS granted;
 SELECT count(*) FILTER (WHERE approved) AS approved, min(balance) AS last_balance
   FROM wallet_ingest((SELECT jsonb_agg(jsonb_build_object('customer', 'tp-big', 'meter', 'tp.call',
 												   'quantity', 1, 'idempotency_key', 'big-' || i))

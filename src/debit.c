@@ -476,6 +476,7 @@ DebitWriteHot(const Account *acct, const DebitRequest *req, TimestampTz now, int
 	int64	   *gtakes = palloc(sizeof(int64) * Max(nlines, 1));
 	Numeric    *grevs = palloc(sizeof(Numeric) * Max(nlines, 1));
 
+	memset(&w, 0, sizeof(w));
 	for (int i = 0; i < nlines; i++)
 	{
 		gids[i] = idnulls[i] ? 0 : DatumGetInt64(ids[i]);

@@ -2344,6 +2344,8 @@ DECLARE
 	n int;
 	i int := 0;
 	part jsonb;
+	done jsonb;
+	parts jsonb[] := '{}';
 BEGIN
 	IF events IS NULL OR pg_catalog.jsonb_typeof(events) OPERATOR(pg_catalog.<>) 'array' THEN
 		RAISE EXCEPTION 'events must be a json array' USING ERRCODE = '22023';
@@ -2352,19 +2354,24 @@ BEGIN
 		RAISE EXCEPTION 'chunk_size must be at least 1' USING ERRCODE = '22023';
 	END IF;
 	n := pg_catalog.jsonb_array_length(events);
-	results := '[]';
 	WHILE i OPERATOR(pg_catalog.<) n LOOP
 		SELECT pg_catalog.jsonb_agg(events OPERATOR(pg_catalog.->) k ORDER BY k) INTO part
 		  FROM pg_catalog.generate_series(i, LEAST(i OPERATOR(pg_catalog.+) chunk_size, n) OPERATOR(pg_catalog.-) 1) k;
-		SELECT results OPERATOR(pg_catalog.||) COALESCE(pg_catalog.jsonb_agg(
+		SELECT COALESCE(pg_catalog.jsonb_agg(
 				 pg_catalog.jsonb_build_object('idx', r.idx OPERATOR(pg_catalog.+) i, 'approved', r.approved,
 					 'replayed', r.replayed, 'reason', r.reason, 'error', r.error, 'event_id', r.event_id,
 					 'asset', r.asset, 'amount', r.amount, 'balance', r.balance) ORDER BY r.idx), '[]')
-		  INTO results
+		  INTO done
 		  FROM @extschema@.wallet_ingest(part) r;
 		COMMIT;
+		-- each chunk's results apart, joined once at the end (|| on the whole
+		-- results would copy them again at every chunk)
+		parts := pg_catalog.array_append(parts, done);
 		i := i OPERATOR(pg_catalog.+) chunk_size;
 	END LOOP;
+	SELECT COALESCE(pg_catalog.jsonb_agg(e.v ORDER BY p.o, e.o), '[]') INTO results
+	  FROM pg_catalog.unnest(parts) WITH ORDINALITY AS p(a, o),
+		   pg_catalog.jsonb_array_elements(p.a) WITH ORDINALITY AS e(v, o);
 END
 $$;
 COMMENT ON PROCEDURE @extschema@.wallet_ingest_chunked(jsonb, int, jsonb) IS

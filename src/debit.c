@@ -10,8 +10,9 @@
  *	 5. decline, or draw in drawdown order and write the event, the grant
  *		updates and the ledger lines.
  * The steps are functions wallet_ingest reuses (ReplayMatch, DebitJudge,
- * DebitFinish); for it, DebitWrite queues the writes in a DebitBuffer, written
- * a few thousand debits per statement.  A single call's lock, key probe,
+ * DebitFinish); for it, DebitWrite writes each event as the single call does
+ * and queues the grant updates in a DebitBuffer, written a few thousand
+ * debits per statement.  A single call's lock, key probe,
  * grants and writes go to the tables directly (hotpath.c).
  */
 #include "wallet.h"
@@ -30,71 +31,19 @@
 PG_FUNCTION_INFO_V1(wallet_debit);
 PG_FUNCTION_INFO_V1(wallet_authorize_debit);
 
-/* the stored requests of many keys at once (wallet_ingest): k.i says whose */
-static const char *idempotency_many_sql =
-"SELECT k.i, 'event', e.id, e.meter, e.quantity, e.dimensions, e.asset, e.amount, e.balance_after, e.hold_id "
-"  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
-"       WITH ORDINALITY AS k(w, key, i) "
-"  JOIN wallet.event e "
-"    ON e.wallet_id OPERATOR(pg_catalog.=) k.w AND e.idempotency_key OPERATOR(pg_catalog.=) k.key "
-"UNION ALL "
-"SELECT k.i, 'hold', h.id, NULL, NULL, NULL, h.asset, h.amount, h.balance_after, h.id "
-"  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
-"       WITH ORDINALITY AS k(w, key, i) "
-"  JOIN wallet.hold h "
-"    ON h.wallet_id OPERATOR(pg_catalog.=) k.w AND h.idempotency_key OPERATOR(pg_catalog.=) k.key";
-
 /*
- * write_debit_sql for many debits at once (wallet_ingest): the same event
- * rows, grant updates and ledger lines, from arrays.  Event ids are taken from
- * the sequence when the debit is queued, and its revenue computed then (as
- * write_debit_sql does: the sum of take * unit_revenue, times 10^-scale);
- * lines go in queue order, each debit's in drawdown order; each grant is
- * updated once, by what all queued debits drew from it.  Keep the two
- * statements in step.
+ * The grant updates of many debits at once (wallet_ingest): each grant
+ * updated once, by what all the debits written since the last flush drew from
+ * it (the events and their ledger lines were written one by one, through
+ * HotDebitWrite).
  */
-static const char *write_debits_sql =
-"WITH e AS (INSERT INTO wallet.event (id, wallet_id, idempotency_key, meter, quantity, dimensions, "
-"                                    occurred_at, recorded_at, asset, amount, price_id, cost, revenue, "
-"                                    hold_id, balance_after, line_id, line_grant_id) "
-"           SELECT x.id, x.wallet_id, x.key, x.meter, x.quantity, x.dims, x.occurred_at, $22, x.asset, "
-"                  x.amount, x.price_id, x.cost, x.revenue, NULL, x.balance_after, x.line_id, x.line_grant_id "
-"             FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), "
-"                             pg_catalog.unnest($2::pg_catalog.int8[]), "
-"                             pg_catalog.unnest($3::pg_catalog.text[]), "
-"                             pg_catalog.unnest($4::pg_catalog.text[]), "
-"                             pg_catalog.unnest($5::pg_catalog.numeric[]), "
-"                             pg_catalog.unnest($6::pg_catalog.jsonb[]), "
-"                             pg_catalog.unnest($7::pg_catalog.timestamptz[]), "
-"                             pg_catalog.unnest($8::pg_catalog.text[]), "
-"                             pg_catalog.unnest($9::pg_catalog.int8[]), "
-"                             pg_catalog.unnest($10::pg_catalog.int8[]), "
-"                             pg_catalog.unnest($11::pg_catalog.numeric[]), "
-"                             pg_catalog.unnest($12::pg_catalog.numeric[]), "
-"                             pg_catalog.unnest($13::pg_catalog.int8[]), "
-"                             pg_catalog.unnest($14::pg_catalog.int8[]), "
-"                             pg_catalog.unnest($15::pg_catalog.int8[])) "
-"                  AS x(id, wallet_id, key, meter, quantity, dims, occurred_at, asset, amount, price_id, "
-"                       cost, revenue, balance_after, line_id, line_grant_id) "
-"           RETURNING 1), "
-"l AS (INSERT INTO wallet.line_stored (id, at, wallet_id, asset, grant_id, event_id, hold_id, kind, amount) "
-"      SELECT d.id, $22, d.wallet_id, d.asset, d.grant_id, d.event_id, NULL, 'debit', OPERATOR(pg_catalog.-) d.take "
-"        FROM ROWS FROM (pg_catalog.unnest($16::pg_catalog.int8[]), "
-"                        pg_catalog.unnest($17::pg_catalog.int8[]), "
-"                        pg_catalog.unnest($18::pg_catalog.text[]), "
-"                        pg_catalog.unnest($19::pg_catalog.int8[]), "
-"                        pg_catalog.unnest($20::pg_catalog.int8[]), "
-"                        pg_catalog.unnest($21::pg_catalog.int8[])) "
-"             WITH ORDINALITY AS d(event_id, wallet_id, asset, grant_id, take, id, n) "
-"       ORDER BY d.n "
-"      RETURNING 1), "
-"g AS (UPDATE wallet.grant_block b SET remaining = b.remaining OPERATOR(pg_catalog.-) s.take "
-"        FROM ROWS FROM (pg_catalog.unnest($23::pg_catalog.int8[]), pg_catalog.unnest($24::pg_catalog.int8[])) "
-"             AS s(grant_id, take) "
-"       WHERE b.id OPERATOR(pg_catalog.=) s.grant_id "
-"      RETURNING 1) "
-"SELECT (SELECT pg_catalog.count(*) FROM e)::pg_catalog.int8, (SELECT pg_catalog.count(*) FROM l)::pg_catalog.int8, "
-"       (SELECT pg_catalog.count(*) FROM g)::pg_catalog.int8";
+static const char *take_grants_sql =
+"WITH g AS (UPDATE wallet.grant_block b SET remaining = b.remaining OPERATOR(pg_catalog.-) s.take "
+"             FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.int8[])) "
+"                  AS s(grant_id, take) "
+"            WHERE b.id OPERATOR(pg_catalog.=) s.grant_id "
+"           RETURNING 1) "
+"SELECT pg_catalog.count(*)::pg_catalog.int8 FROM g";
 
 /* checks shared by the hot-path entry points */
 char *
@@ -261,40 +210,28 @@ ReplayMatch(const Account *acct, const char *key, const DebitRequest *req,
 }
 
 /*
- * The stored requests of n keys (wallet_ids[i], keys[i]) in one statement:
- * found[i] is NULL or the request, allocated in cxt.
+ * The stored requests of n keys (wallet_ids[i], keys[i]), an index probe each
+ * (HotKeyFindMany): found[i] is NULL or the request, allocated in cxt.
  */
 void
 StoredFetchMany(int n, const int64 *wallet_ids, const char *const *keys,
 				StoredRequest **found, MemoryContext cxt)
 {
-	static const Oid argtypes[2] = {INT8ARRAYOID, TEXTARRAYOID};
-	Datum		values[2];
-	SPITupleTable *tt;
-	MemoryContext old;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	HeapTuple  *tups = palloc(sizeof(HeapTuple) * Max(n, 1));
+	TupleDesc	desc;
 
+	HotKeyFindMany(n, wallet_ids, keys, tups, &desc);
 	for (int i = 0; i < n; i++)
-		found[i] = NULL;
-	values[0] = Int8ArrayDatum(wallet_ids, n);
-	values[1] = TextArrayDatum(keys, n);
-	WalletExec(PLAN_IDEMPOTENCY_MANY, idempotency_many_sql, 2, argtypes, values, NULL, true,
-			   SPI_OK_SELECT);
-	tt = SPI_tuptable;
-	old = MemoryContextSwitchTo(cxt);
-	for (uint64 r = 0; r < SPI_processed; r++)
 	{
-		bool		isnull;
-		int64		i = SpiGetInt64(tt->vals[r], tt->tupdesc, 1, &isnull) - 1;
-
-		if (i < 0 || i >= n)
-			elog(ERROR, "wallet: idempotency lookup returned key %lld of %d", (long long) i, n);
-		if (found[i] != NULL)
-			continue;			/* as Replayed: the first row */
+		found[i] = NULL;
+		if (tups[i] == NULL)
+			continue;
 		found[i] = palloc(sizeof(StoredRequest));
-		StoredFromTuple(tt->vals[r], tt->tupdesc, 2, found[i]);
+		StoredFromTuple(tups[i], desc, 1, found[i]);
 	}
+	pfree(tups);
 	MemoryContextSwitchTo(old);
-	SPI_freetuptable(tt);
 }
 
 /* a decline: a result, not an error */
@@ -379,43 +316,34 @@ DebitJudge(Account *acct, const DebitRequest *req, TimestampTz now,
 /* ------------------------------------------------------------ deferred writes */
 
 /*
- * wallet_ingest queues its debits here and writes them with write_debits_sql,
- * a few thousand at a time: one statement instead of one per event.  Nothing
- * in a debit's own path reads events, ledger lines or grant rows back (the
- * key was looked up and the grants loaded before the batch's first debit, and
- * wallet_ingest keeps both in memory), so the write may come later in the same
- * call.  Everything queued is copied into the buffer's memory.  As the single
- * call, a debit drawn from one source carries its ledger line on the event row
- * (event.line_id, line_grant_id); line ids are taken when the debit is queued,
- * so lines sort in the order of the debits.
+ * wallet_ingest writes each approved debit's event and ledger lines at once,
+ * as the single call does (HotDebitWrite), but not its grant updates: those
+ * are summed here per grant and written with take_grants_sql, one update per
+ * grant for a few thousand debits (one wallet's thousand debits would
+ * otherwise leave a thousand versions of the same grant row).  Nothing in a
+ * debit's own path reads grant rows back: wallet_ingest loaded them before
+ * the batch's first debit and keeps them in memory.
  */
+static int64 DebitWriteHot(const Account *acct, const DebitRequest *req, TimestampTz now,
+						   int64 balance_after, int nlines, Datum *ids, bool *idnulls,
+						   Datum *takes, Datum *revs, const ItemPointerData *tids,
+						   bool grants_later);
+
 struct DebitBuffer
 {
 	MemoryContext cxt;
-	Oid			event_seq;
-	Oid			line_seq;
-	int			n;				/* events queued */
-	int			cap;
-	Datum	   *ev[15];			/* the columns of x in write_debits_sql */
-	bool	   *evnull[15];
-	int			nl;				/* lines queued (not carried) */
-	int			lcap;
-	Datum	   *ln[6];			/* the columns of d */
-	bool	   *lnnull[6];
-	HTAB	   *grants;			/* grant id -> what the queued debits drew */
+	int			n;				/* debits since the last flush */
+	HTAB	   *grants;			/* grant id -> what they drew */
 };
 
 typedef struct GrantTake
 {
 	int64		grant_id;
 	int64		take;
+	ItemPointerData tid;		/* where it was read, or invalid */
 } GrantTake;
 
-static const Oid debit_buffer_types[15] = {INT8OID, INT8OID, TEXTOID, TEXTOID, NUMERICOID, JSONBOID,
-	TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, NUMERICOID, NUMERICOID, INT8OID, INT8OID, INT8OID};
-static const Oid debit_line_types[6] = {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID};
-
-/* the grants drawn from by the queued debits, in the buffer's memory */
+/* the grants drawn from by the debits, in the buffer's memory */
 static void
 BufferGrantsCreate(DebitBuffer *buf)
 {
@@ -437,216 +365,88 @@ DebitBufferCreate(MemoryContext cxt)
 
 	buf->cxt = AllocSetContextCreate(cxt, "wallet debit buffer", ALLOCSET_DEFAULT_SIZES);
 	BufferGrantsCreate(buf);
-	buf->line_seq = get_relname_relid("line_id_seq", get_namespace_oid("wallet", false));
-	if (!OidIsValid(buf->line_seq))
-		elog(ERROR, "wallet: sequence wallet.line_id_seq is missing");
-	/* 1.1: events take their ids from the lines' sequence, as HotDebitWrite's */
-	if (HotEventIdsShared())
-		buf->event_seq = buf->line_seq;
-	else
-		buf->event_seq = get_relname_relid("event_id_seq", get_namespace_oid("wallet", false));
-	if (!OidIsValid(buf->event_seq))
-		elog(ERROR, "wallet: sequence wallet.event_id_seq is missing");
 	return buf;
 }
 
-/* how many debits wait to be written */
+/* how many debits drew since the last flush */
 int
 DebitBufferCount(const DebitBuffer *buf)
 {
 	return buf->n;
 }
 
-/* grow the columns of one side of the buffer to hold at least need rows */
+/* what one debit drew from each grant (ids null: the overdraft part) */
 static void
-BufferGrow(MemoryContext cxt, Datum **cols, bool **nulls, int ncols, int *cap, int need)
+DebitBufferTake(DebitBuffer *buf, int nlines, const Datum *ids, const bool *idnulls,
+				const Datum *takes, const ItemPointerData *tids)
 {
-	int			newcap;
-
-	if (need <= *cap)
-		return;
-	newcap = Max(need, Max(*cap * 2, 256));
-	for (int c = 0; c < ncols; c++)
-	{
-		if (*cap == 0)
-		{
-			cols[c] = MemoryContextAllocHuge(cxt, sizeof(Datum) * newcap);
-			nulls[c] = MemoryContextAllocHuge(cxt, sizeof(bool) * newcap);
-		}
-		else
-		{
-			cols[c] = repalloc_huge(cols[c], sizeof(Datum) * newcap);
-			nulls[c] = repalloc_huge(nulls[c], sizeof(bool) * newcap);
-		}
-	}
-	*cap = newcap;
-}
-
-/*
- * queue one debit and its lines (as DebitWrite built them: grant ids, takes
- * and revenues per unit, in drawdown order); returns its event id
- */
-static int64
-DebitQueue(DebitBuffer *buf, const Account *acct, const DebitRequest *req, int64 balance_after,
-		   int nlines, const Datum *ids, const bool *idnulls, const Datum *takes, const Datum *revs)
-{
-	MemoryContext old = MemoryContextSwitchTo(buf->cxt);
-	int64		event_id = nextval_internal(buf->event_seq, false);
-	int			e = buf->n;
-	Datum		asset = CStringGetTextDatum(acct->asset);
-	Datum		revenue = NumericGetDatum(int64_to_numeric(0));
-	/* one line for the whole amount rides on the event row, as in HotDebitWrite */
-	bool		carried = nlines == 1 && DatumGetInt64(takes[0]) == req->amount;
-
-	if (req->hold_id != 0 || req->key == NULL || req->meter == NULL)
-		elog(ERROR, "wallet: only authorized debits can be queued");
-	BufferGrow(buf->cxt, buf->ev, buf->evnull, 15, &buf->cap, e + 1);
-	BufferGrow(buf->cxt, buf->ln, buf->lnnull, 6, &buf->lcap, buf->nl + nlines);
-
-	for (int c = 0; c < 15; c++)
-		buf->evnull[c][e] = false;
-	buf->evnull[13][e] = buf->evnull[14][e] = true;
-	if (carried)
-	{
-		/* the line's id: the event's own when they share a sequence (HotDebitWrite) */
-		buf->ev[13][e] = buf->event_seq == buf->line_seq ? Int64GetDatum(event_id) :
-			Int64GetDatum(nextval_internal(buf->line_seq, false));
-		buf->evnull[13][e] = false;
-		buf->ev[14][e] = ids[0];
-		buf->evnull[14][e] = idnulls[0];
-	}
-
 	for (int i = 0; i < nlines; i++)
 	{
-		if (!carried)
-		{
-			int			l = buf->nl++;
+		int64		grant_id;
+		bool		found;
+		GrantTake  *g;
 
-			for (int c = 0; c < 6; c++)
-				buf->lnnull[c][l] = false;
-			buf->ln[0][l] = Int64GetDatum(event_id);
-			buf->ln[1][l] = Int64GetDatum(acct->wallet_id);
-			buf->ln[2][l] = asset;
-			buf->ln[3][l] = ids[i];
-			buf->lnnull[3][l] = idnulls[i];
-			buf->ln[4][l] = takes[i];
-			buf->ln[5][l] = Int64GetDatum(nextval_internal(buf->line_seq, false));
-		}
-		/* revenue: as write_debit_sql, sum(take * unit_revenue) */
-		revenue = DirectFunctionCall2(numeric_add, revenue,
-									  DirectFunctionCall2(numeric_mul,
-														  NumericGetDatum(int64_to_numeric(DatumGetInt64(takes[i]))),
-														  revs[i]));
-		if (!idnulls[i])
-		{
-			int64		grant_id = DatumGetInt64(ids[i]);
-			bool		found;
-			GrantTake  *g = hash_search(buf->grants, &grant_id, HASH_ENTER, &found);
-
-			g->take = found ? AddMinor(g->take, DatumGetInt64(takes[i])) : DatumGetInt64(takes[i]);
-		}
+		if (idnulls[i])
+			continue;
+		grant_id = DatumGetInt64(ids[i]);
+		g = hash_search(buf->grants, &grant_id, HASH_ENTER, &found);
+		g->take = found ? AddMinor(g->take, DatumGetInt64(takes[i])) : DatumGetInt64(takes[i]);
+		if (!found)
+			g->tid = tids[i];
 	}
-
-	buf->ev[0][e] = Int64GetDatum(event_id);
-	buf->ev[1][e] = Int64GetDatum(acct->wallet_id);
-	buf->ev[2][e] = CStringGetTextDatum(req->key);
-	buf->ev[3][e] = CStringGetTextDatum(req->meter);
-	buf->ev[4][e] = datumCopy(NumericGetDatum(req->quantity), false, -1);
-	buf->ev[5][e] = req->dims ? datumCopy(JsonbPGetDatum(req->dims), false, -1) : (Datum) 0;
-	buf->evnull[5][e] = req->dims == NULL;
-	buf->ev[6][e] = TimestampTzGetDatum(req->occurred_at);
-	buf->ev[7][e] = asset;
-	buf->ev[8][e] = Int64GetDatum(req->amount);
-	buf->ev[9][e] = Int64GetDatum(req->price_id);
-	buf->evnull[9][e] = req->price_id == 0;
-	buf->ev[10][e] = req->cost ? datumCopy(NumericGetDatum(req->cost), false, -1) : (Datum) 0;
-	buf->evnull[10][e] = req->cost == NULL;
-	buf->ev[11][e] = DirectFunctionCall2(numeric_mul, revenue,
-										 NumericGetDatum(MinorToNumeric(1, acct->scale)));
-	buf->ev[12][e] = Int64GetDatum(balance_after);
 	buf->n++;
-	MemoryContextSwitchTo(old);
-	return event_id;
 }
 
-/* an array parameter from one column of the buffer */
-static Datum
-BufferArray(Datum *col, bool *nulls, int n, Oid type)
-{
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_md_array(col, nulls, 1, dims, lbs, type, typlen, typbyval, typalign));
-}
-
-/* write what the buffer holds (the caller is connected to SPI) and empty it */
+/* write the grant updates the buffer holds (the caller is connected to SPI) and empty it */
 void
 DebitBufferFlush(DebitBuffer *buf, TimestampTz now)
 {
-	Oid			argtypes[24];
-	Datum		values[24];
-	long		ng;
-	Datum	   *gids;
-	Datum	   *gtakes;
-	bool	   *gnulls;
+	static const Oid argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
+	Datum		values[2];
+	long		ng = hash_get_num_entries(buf->grants);
+	int64	   *gids;
+	int64	   *gtakes;
+	ItemPointerData *gtids;
 	HASH_SEQ_STATUS seq;
 	GrantTake  *g;
 	int			i = 0;
+	bool		isnull;
 
-	if (buf->n == 0)
+	if (ng == 0)
+	{
+		buf->n = 0;
 		return;
-	for (int c = 0; c < 15; c++)
-	{
-		argtypes[c] = get_array_type(debit_buffer_types[c]);
-		values[c] = BufferArray(buf->ev[c], buf->evnull[c], buf->n, debit_buffer_types[c]);
 	}
-	for (int c = 0; c < 6; c++)
-	{
-		argtypes[15 + c] = get_array_type(debit_line_types[c]);
-		values[15 + c] = BufferArray(buf->ln[c], buf->lnnull[c], buf->nl, debit_line_types[c]);
-	}
-	argtypes[21] = TIMESTAMPTZOID;
-	values[21] = TimestampTzGetDatum(now);
-
-	ng = hash_get_num_entries(buf->grants);
-	gids = palloc(sizeof(Datum) * Max(ng, 1));
-	gtakes = palloc(sizeof(Datum) * Max(ng, 1));
-	gnulls = palloc0(sizeof(bool) * Max(ng, 1));
+	gids = MemoryContextAlloc(buf->cxt, sizeof(int64) * ng);
+	gtakes = MemoryContextAlloc(buf->cxt, sizeof(int64) * ng);
+	gtids = MemoryContextAlloc(buf->cxt, sizeof(ItemPointerData) * ng);
 	hash_seq_init(&seq, buf->grants);
 	while ((g = hash_seq_search(&seq)) != NULL)
 	{
-		gids[i] = Int64GetDatum(g->grant_id);
-		gtakes[i++] = Int64GetDatum(g->take);
+		gids[i] = g->grant_id;
+		gtids[i] = g->tid;
+		gtakes[i++] = g->take;
 	}
-	argtypes[22] = INT8ARRAYOID;
-	values[22] = BufferArray(gids, gnulls, i, INT8OID);
-	argtypes[23] = INT8ARRAYOID;
-	values[23] = BufferArray(gtakes, gnulls, i, INT8OID);
-
-	WalletExec(PLAN_WRITE_DEBITS, write_debits_sql, 24, argtypes, values, NULL, false, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		elog(ERROR, "wallet: the debit write returned %llu rows", (unsigned long long) SPI_processed);
+	if (HotGrantsTake(i, gids, gtids, gtakes))
 	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		/* a BEFORE trigger that skipped a row would leave the books short of it */
-		if (SpiGetInt64(tup, desc, 1, &isnull) != buf->n)
-			WalletRowSkipped("wallet.event");
-		if (SpiGetInt64(tup, desc, 2, &isnull) != buf->nl)
-			WalletRowSkipped("wallet.line_stored");
-		if (SpiGetInt64(tup, desc, 3, &isnull) != i)
-			WalletRowSkipped("wallet.grant_block");
+		MemoryContextReset(buf->cxt);
+		BufferGrantsCreate(buf);
+		buf->n = 0;
+		return;
 	}
+	/* an UPDATE trigger on grants: the statement fires it */
+	values[0] = Int8ArrayDatum(gids, i);
+	values[1] = Int8ArrayDatum(gtakes, i);
+	WalletExec(PLAN_WRITE_DEBITS, take_grants_sql, 2, argtypes, values, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "wallet: the grant update returned %llu rows", (unsigned long long) SPI_processed);
+	/* a BEFORE trigger that skipped a row would leave the grant's remaining wrong */
+	if (SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) != i)
+		WalletRowSkipped("wallet.grant_block");
+	SPI_freetuptable(SPI_tuptable);
 	MemoryContextReset(buf->cxt);
 	BufferGrantsCreate(buf);
-	buf->n = buf->cap = 0;
-	buf->nl = buf->lcap = 0;
+	buf->n = 0;
 }
 
 /*
@@ -661,11 +461,22 @@ DebitWriteNow(const Account *acct, const DebitRequest *req, TimestampTz now, int
 			  int nlines, Datum *ids, bool *idnulls, Datum *takes, Datum *revs,
 			  const ItemPointerData *tids)
 {
+	return DebitWriteHot(acct, req, now, balance_after, nlines, ids, idnulls, takes, revs, tids,
+						 false);
+}
+
+/* DebitWriteNow; grants_later: without the grant updates (the caller queued them) */
+static int64
+DebitWriteHot(const Account *acct, const DebitRequest *req, TimestampTz now, int64 balance_after,
+			  int nlines, Datum *ids, bool *idnulls, Datum *takes, Datum *revs,
+			  const ItemPointerData *tids, bool grants_later)
+{
 	HotDebit	w;
 	int64	   *gids = palloc(sizeof(int64) * Max(nlines, 1));
 	int64	   *gtakes = palloc(sizeof(int64) * Max(nlines, 1));
 	Numeric    *grevs = palloc(sizeof(Numeric) * Max(nlines, 1));
 
+	memset(&w, 0, sizeof(w));
 	for (int i = 0; i < nlines; i++)
 	{
 		gids[i] = idnulls[i] ? 0 : DatumGetInt64(ids[i]);
@@ -691,13 +502,14 @@ DebitWriteNow(const Account *acct, const DebitRequest *req, TimestampTz now, int
 	w.tids = tids;
 	w.takes = gtakes;
 	w.unit_revenues = grevs;
+	w.grants_later = grants_later;
 	return HotDebitWrite(&w);
 }
 
 /*
  * Write an approved debit: draw in drawdown order (what the grants cannot
  * cover is overdraft) and write the event, the grant updates and the ledger
- * lines in one statement, or queue them in req->defer.  What is drawn is taken
+ * lines (the grant updates queued in req->defer when set).  What is drawn is taken
  * off d->set.  The caller saves the balance row if it changed (DebitApply
  * does; a capture saves it with the hold).
  */
@@ -745,7 +557,11 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 	}
 
 	if (req->defer != NULL)
-		event_id = DebitQueue(req->defer, acct, req, d->after, nlines, ids, idnulls, takes, revs);
+	{
+		event_id = DebitWriteHot(acct, req, now, d->after, nlines, ids, idnulls, takes, revs, tids,
+								 true);
+		DebitBufferTake(req->defer, nlines, ids, idnulls, takes, tids);
+	}
 	else
 		event_id = DebitWriteNow(acct, req, now, d->after, nlines, ids, idnulls, takes, revs, tids);
 	if (d->caps.n > 0)

@@ -581,23 +581,6 @@ CacheBuild(void)
 	PG_END_TRY();
 }
 
-/*
- * Do event ids come from wallet.line_id_seq (EventIdsShared)?  For writers of
- * events other than HotDebitWrite (wallet_ingest's buffer, debit.c).
- */
-bool
-HotEventIdsShared(void)
-{
-	bool		shared;
-
-	HotEnter();
-	if (!cache.valid)
-		CacheBuild();
-	shared = cache.event_ids_shared;
-	HotLeave();
-	return shared;
-}
-
 /* CacheBuild's work: a new generation of everything the hot path looks up */
 static void
 CacheBuildGeneration(void)
@@ -1390,54 +1373,156 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	return HOT_LOCKED;
 }
 
+/*
+ * The wallet ids and statuses of n customers (0 and "" where there is none),
+ * read as HotAccountLock reads a wallet before its lock (wallet_ingest, before
+ * it locks any): from the wallets this backend keeps when use_cache (then
+ * cached[i] says which came from there: such a wallet may be gone, see
+ * HotAccountLock), else an index probe each.  A statement joining the
+ * customers to wallet.wallet was planned as a hash join over the whole table.
+ */
+void
+HotWalletIds(int n, const char *const *customers, bool use_cache, int64 *wallet_ids,
+			 char (*statuses)[16], bool *cached)
+{
+	Relation	wrel;
+	Snapshot	snap;
+	uint64		ticket;
+
+	HotEnter();
+	ticket = CoherenceAccept(&wallet_coherence);
+	snap = PushFreshSnapshot();
+	wrel = OpenTable(T_WALLET, AccessShareLock);
+	CheckPrivilege(T_WALLET, ACL_SELECT);
+	for (int i = 0; i < n; i++)
+	{
+		Account		acct;
+		bool		kept;
+		bool		holds_made;
+
+		CHECK_FOR_INTERRUPTS();
+		wallet_ids[i] = 0;
+		statuses[i][0] = '\0';
+		if (cached)
+			cached[i] = false;
+		if (WalletFind(customers[i], 0, snap, ticket, &acct, use_cache, &kept, &holds_made))
+		{
+			if (cached)
+				cached[i] = kept;
+			wallet_ids[i] = acct.wallet_id;
+			strlcpy(statuses[i], acct.status, sizeof(statuses[i]));
+		}
+	}
+	table_close(wrel, NoLock);
+	PopActiveSnapshot();
+	HotLeave();
+}
+
+/*
+ * Lock the balance rows (accts[i].wallet_id, assets[i]) for i from `from`,
+ * one after the other in the order given (wallet_ingest's global order), and
+ * read each into accts[i]; the caller has set wallet_id, customer and status
+ * (read before the lock, as HotAccountLock reads them).  Under READ
+ * COMMITTED each row is locked as HotAccountLock locks it (waiting for a
+ * concurrent writer, then locking its latest version); under REPEATABLE READ
+ * and SERIALIZABLE as SELECT ... FOR NO KEY UPDATE locks it there (a
+ * concurrent update since the snapshot is a serialization failure), which is
+ * what wallet_ingest's statement did.  Returns the index of the first pair
+ * that has no balance row (n when every pair is locked): the caller creates
+ * that one and goes on from the next, so that rows are created and locked in
+ * the one order.
+ */
+int
+HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *accts)
+{
+	Relation	arel;
+	Relation	aidx;
+	TupleTableSlot *slot;
+	Snapshot	snap;
+	CommandId	cid;
+	int			i;
+
+	if (from >= n)
+		return n;
+	HotEnter();
+	PreventCommandIfReadOnly("SELECT FOR NO KEY UPDATE");
+	PreventCommandIfParallelMode("SELECT FOR NO KEY UPDATE");
+	snap = PushFreshSnapshot();
+	arel = OpenTable(T_ACCOUNT, RowExclusiveLock);
+	aidx = OpenIndex(I_ACCOUNT_PKEY, AccessShareLock);
+	CheckPrivilege(T_WALLET, ACL_SELECT);
+	CheckPrivilege(T_ACCOUNT, ACL_SELECT | ACL_UPDATE);
+	slot = table_slot_create(arel, NULL);
+	cid = GetCurrentCommandId(true);
+	for (i = from; i < n; i++)
+	{
+		Account    *acct = &accts[i];
+		ScanKeyData keys[2];
+		bool		isnull;
+
+		CHECK_FOR_INTERRUPTS();
+		Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
+		Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(assets[i]->code));
+		if (!IndexFetch(arel, aidx, snap, keys, 2, slot))
+			break;
+		if (IsolationUsesXactSnapshot())
+		{
+			/* nodeLockRows.c under REPEATABLE READ: no following the update chain */
+			ItemPointerData tid = slot->tts_tid;
+			TM_FailureData tmfd;
+			TM_Result	tm;
+
+			tm = table_tuple_lock(arel, &tid, snap, slot, cid, LockTupleNoKeyExclusive,
+								  LockWaitBlock, TUPLE_LOCK_FLAG_LOCK_UPDATE_IN_PROGRESS, &tmfd);
+			if (tm == TM_Updated || tm == TM_Deleted)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update")));
+			if (tm != TM_Ok)
+				elog(ERROR, "wallet: unexpected result %d locking a balance row", tm);
+		}
+		else
+			AccountRowLock(arel, slot, snap, cid, acct);
+
+		strlcpy(acct->asset, assets[i]->code, sizeof(acct->asset));
+		acct->scale = assets[i]->scale;
+		acct->overdraft_limit = SlotInt64(slot, ATT(T_ACCOUNT, A_OVERDRAFT_LIMIT), &isnull);
+		acct->low_balance = SlotInt64(slot, ATT(T_ACCOUNT, A_LOW_BALANCE), &isnull);
+		acct->has_low_balance = !isnull;
+		acct->max_holds = DatumGetInt32(slot_getattr(slot, ATT(T_ACCOUNT, A_MAX_HOLDS), &isnull));
+		acct->has_max_holds = !isnull;
+		acct->overdraft = SlotInt64(slot, ATT(T_ACCOUNT, A_OVERDRAFT), &isnull);
+		acct->held = SlotInt64(slot, ATT(T_ACCOUNT, A_HELD), &isnull);
+		acct->holds_open = DatumGetInt32(slot_getattr(slot, ATT(T_ACCOUNT, A_HOLDS_OPEN), &isnull));
+		acct->caps = DatumGetInt32(slot_getattr(slot, ATT(T_ACCOUNT, A_CAPS), &isnull));
+		acct->locked = true;
+		acct->no_holds = 0;		/* HotKeyFind looks a key up among holds too */
+		ExecClearTuple(slot);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(aidx, NoLock);
+	table_close(arel, NoLock);
+	PopActiveSnapshot();
+	HotLeave();
+	return i;
+}
+
 /* ------------------------------------------------------- idempotency */
 
 /*
- * The event or hold the idempotency key names in acct's wallet, as one row
- * of (kind, id, meter, quantity, dimensions, asset, amount, balance_after,
- * hold_id) into *tup and *desc; false if the key is new.  Read under the
- * lock with a fresh snapshot, so a call that waited for another with the
- * same key finds what that one committed.  Holds are not searched when the
- * lock found the wallet without any (acct->no_holds).
+ * The event or hold of a wallet's key, as HotKeyFind returns it, with the
+ * relations and indexes open and the snapshot taken (hrel NULL: holds are
+ * not searched)
  */
-bool
-HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc)
+static bool
+KeyProbe(Relation erel, Relation hrel, Relation eidx, Relation hidx, Snapshot snap,
+		 int64 wallet_id, const char *key, HeapTuple *tup)
 {
-	int64		wallet_id = acct->wallet_id;
-	Relation	erel;
-	Relation	hrel = NULL;
-	Relation	eidx;
-	Relation	hidx = NULL;
 	TupleTableSlot *slot;
 	ScanKeyData keys[2];
-	Snapshot	snap = PushFreshSnapshot();
 	Datum		values[9];
 	bool		nulls[9];
 	bool		found;
-	bool		holds;
-
-	HotEnter();
-
-	/*
-	 * Every caller holds a balance lock, and a debit writes an event when the
-	 * key is new: taking the write's lock now makes one trip to the lock
-	 * manager instead of two (a hold takes that lock without writing an event:
-	 * it only makes a CREATE INDEX on the table wait, as the hold's own write
-	 * to wallet.hold does there).
-	 */
-	erel = OpenTable(T_EVENT, RowExclusiveLock);
-	eidx = OpenIndex(I_EVENT_KEY, RowExclusiveLock);
-	CheckPrivilege(T_EVENT, ACL_SELECT);
-	/* a wallet that never had a hold (its balance lock said so): no key of a hold */
-	holds = !(acct->no_holds != 0 && acct->no_holds == no_holds.stamp &&
-			  no_holds.wallet_id == wallet_id && no_holds.lxid == MyProc->lxid &&
-			  no_holds.generation == wallet_coherence.generation);
-	if (holds)
-	{
-		hrel = OpenTable(T_HOLD, AccessShareLock);
-		hidx = OpenIndex(I_HOLD_KEY, AccessShareLock);
-		CheckPrivilege(T_HOLD, ACL_SELECT);
-	}
 
 	slot = table_slot_create(erel, NULL);
 	Key(&keys[0], eidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
@@ -1461,7 +1546,7 @@ HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc
 		*tup = heap_form_tuple(key_desc, values, nulls);
 	}
 	ExecDropSingleTupleTableSlot(slot);
-	if (!found && holds)
+	if (!found && hrel != NULL)
 	{
 		slot = table_slot_create(hrel, NULL);
 		Key(&keys[0], hidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
@@ -1484,11 +1569,56 @@ HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc
 		}
 		ExecDropSingleTupleTableSlot(slot);
 	}
+	return found;
+}
+
+/*
+ * The event or hold the idempotency key names in acct's wallet, as one row
+ * of (kind, id, meter, quantity, dimensions, asset, amount, balance_after,
+ * hold_id) into *tup and *desc; false if the key is new.  Read under the
+ * lock with a fresh snapshot, so a call that waited for another with the
+ * same key finds what that one committed.  Holds are not searched when the
+ * lock found the wallet without any (acct->no_holds).
+ */
+bool
+HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc)
+{
+	int64		wallet_id = acct->wallet_id;
+	Relation	erel;
+	Relation	hrel = NULL;
+	Relation	eidx;
+	Relation	hidx = NULL;
+	Snapshot	snap = PushFreshSnapshot();
+	bool		found;
+
+	HotEnter();
+
+	/*
+	 * Every caller holds a balance lock, and a debit writes an event when the
+	 * key is new: taking the write's lock now makes one trip to the lock
+	 * manager instead of two (a hold takes that lock without writing an event:
+	 * it only makes a CREATE INDEX on the table wait, as the hold's own write
+	 * to wallet.hold does there).
+	 */
+	erel = OpenTable(T_EVENT, RowExclusiveLock);
+	eidx = OpenIndex(I_EVENT_KEY, RowExclusiveLock);
+	CheckPrivilege(T_EVENT, ACL_SELECT);
+	/* a wallet that never had a hold (its balance lock said so): no key of a hold */
+	if (!(acct->no_holds != 0 && acct->no_holds == no_holds.stamp &&
+		  no_holds.wallet_id == wallet_id && no_holds.lxid == MyProc->lxid &&
+		  no_holds.generation == wallet_coherence.generation))
+	{
+		hrel = OpenTable(T_HOLD, AccessShareLock);
+		hidx = OpenIndex(I_HOLD_KEY, AccessShareLock);
+		CheckPrivilege(T_HOLD, ACL_SELECT);
+	}
+
+	found = KeyProbe(erel, hrel, eidx, hidx, snap, wallet_id, key, tup);
 	*desc = key_desc;
 
 	index_close(eidx, NoLock);
 	table_close(erel, NoLock);
-	if (holds)
+	if (hrel != NULL)
 	{
 		index_close(hidx, NoLock);
 		table_close(hrel, NoLock);
@@ -1496,6 +1626,44 @@ HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc
 	PopActiveSnapshot();
 	HotLeave();
 	return found;
+}
+
+/*
+ * HotKeyFind for n keys (wallet_ids[i], keys[i]) at once (wallet_ingest, which
+ * holds the balance locks of every wallet): tups[i] is the row or NULL.  An
+ * index probe per key, whatever the planner would think of the tables.
+ */
+void
+HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys, HeapTuple *tups,
+			   TupleDesc *desc)
+{
+	Relation	erel;
+	Relation	hrel;
+	Relation	eidx;
+	Relation	hidx;
+	Snapshot	snap = PushFreshSnapshot();
+
+	HotEnter();
+	erel = OpenTable(T_EVENT, RowExclusiveLock);
+	hrel = OpenTable(T_HOLD, AccessShareLock);
+	eidx = OpenIndex(I_EVENT_KEY, RowExclusiveLock);
+	hidx = OpenIndex(I_HOLD_KEY, AccessShareLock);
+	CheckPrivilege(T_EVENT, ACL_SELECT);
+	CheckPrivilege(T_HOLD, ACL_SELECT);
+	for (int i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		tups[i] = NULL;
+		if (!KeyProbe(erel, hrel, eidx, hidx, snap, wallet_ids[i], keys[i], &tups[i]))
+			tups[i] = NULL;
+	}
+	*desc = key_desc;
+	index_close(eidx, NoLock);
+	index_close(hidx, NoLock);
+	table_close(erel, NoLock);
+	table_close(hrel, NoLock);
+	PopActiveSnapshot();
+	HotLeave();
 }
 
 /* ------------------------------------------------------------- grants */
@@ -1771,7 +1939,7 @@ DebitWriteSql(const HotDebit *w, bool carried)
 	{
 		Datum		g[2] = {Int64GetDatum(w->grant_ids[i]), Int64GetDatum(w->takes[i])};
 
-		if (w->grant_ids[i] == 0)
+		if (w->grant_ids[i] == 0 || w->grants_later)
 			continue;
 		WalletExec(PLAN_HOT_GRANT_TAKE,
 				   "UPDATE wallet.grant_block SET remaining = remaining OPERATOR(pg_catalog.-) $2 "
@@ -1916,7 +2084,7 @@ HotDebitWrite(const HotDebit *w)
 		LockTupleMode lockmode;
 		bool		update_indexes;
 
-		if (w->grant_ids[i] == 0)
+		if (w->grant_ids[i] == 0 || w->grants_later)
 			continue;
 		if (grri == NULL)
 		{
@@ -2690,4 +2858,106 @@ wallet_hold_marks_wallet(PG_FUNCTION_ARGS)
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 	return PointerGetDatum(td->tg_trigtuple);
+}
+
+/*
+ * What many debits drew from grants, each grant updated once: remaining -
+ * takes[i] for grant_ids[i], found where it was read (tids[i]) if that is
+ * still its current version, else by primary key (wallet_ingest, whose
+ * debits were written by HotDebitWrite with grants_later).  The caller holds
+ * the balance locks of every grant's wallet.  Returns false, writing
+ * nothing, when an UPDATE trigger on grants needs the SQL statement.
+ */
+bool
+HotGrantsTake(int n, const int64 *grant_ids, const ItemPointerData *tids, const int64 *takes)
+{
+	Relation	grel;
+	Relation	gpk;
+	EState	   *estate;
+	ResultRelInfo *grri;
+	TupleTableSlot *gslot;
+	TupleTableSlot *gnew;
+	Snapshot	snap;
+	CommandId	cid;
+	int			rem_col;
+
+	if (n == 0)
+		return true;
+	HotEnter();
+	snap = PushFreshSnapshot();
+	grel = OpenTable(T_GRANT, RowExclusiveLock);
+	if (cache.tables[T_GRANT].by_sql)
+	{
+		table_close(grel, NoLock);
+		PopActiveSnapshot();
+		HotLeave();
+		return false;
+	}
+	CheckPrivilege(T_GRANT, ACL_SELECT | ACL_UPDATE);
+	gpk = OpenIndex(I_GRANT_PKEY, AccessShareLock);
+	cid = GetCurrentCommandId(true);
+	estate = CreateExecutorState();
+	estate->es_output_cid = cid;
+	/* what the executor checks before an UPDATE: replica identity, publications' row filters */
+	CheckCmdReplicaIdentity(grel, CMD_UPDATE);
+	/* the constraints the update can break (CacheBuildGeneration) */
+	grri = WriteTarget(estate, grel, T_GRANT, false);
+	grri->ri_ConstraintExprs = cache.tables[T_GRANT].update_checks;
+	rem_col = ATT(T_GRANT, G_REMAINING);
+	gslot = table_slot_create(grel, NULL);
+	gnew = MakeSingleTupleTableSlot(RelationGetDescr(grel), &TTSOpsHeapTuple);
+	for (int i = 0; i < n; i++)
+	{
+		ScanKeyData key;
+		ItemPointerData tid;
+		int64		r;
+		bool		isnull;
+		TM_Result	tm;
+		TM_FailureData tmfd;
+		LockTupleMode lockmode;
+		bool		update_indexes;
+
+		CHECK_FOR_INTERRUPTS();
+		tid = tids[i];
+		/* the version read, unless written since (a reset, an earlier flush of this batch) */
+		if (!ItemPointerIsValid(&tid) ||
+			!table_tuple_fetch_row_version(grel, &tid, snap, gslot) ||
+			SlotInt64(gslot, ATT(T_GRANT, G_ID), &isnull) != grant_ids[i])
+		{
+			Key(&key, gpk, 0, F_INT8EQ, Int64GetDatum(grant_ids[i]));
+			if (!IndexFetch(grel, gpk, snap, &key, 1, gslot))
+				elog(ERROR, "wallet: grant " INT64_FORMAT " vanished", grant_ids[i]);
+		}
+		if (pg_sub_s64_overflow(SlotInt64(gslot, rem_col, &isnull), takes[i], &r))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("bigint out of range")));
+		ExecStoreHeapTuple(WithInt64(ExecFetchSlotHeapTuple(gslot, false, NULL),
+									 RelationGetDescr(grel), rem_col, r),
+						   gnew, true);
+		if (RelationGetDescr(grel)->constr)
+			ExecConstraints(grri, gnew, estate);
+		tm = table_tuple_update(grel, &gslot->tts_tid, gnew, cid, snap, InvalidSnapshot, true,
+								&tmfd, &lockmode, &update_indexes);
+		if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update")));
+		if (tm != TM_Ok)
+			elog(ERROR, "wallet: grant " INT64_FORMAT " changed under the balance lock (%d)",
+				 grant_ids[i], tm);
+		if (update_indexes)
+			IndexNewVersion(grel, T_GRANT, gnew, estate);
+		ExecClearTuple(gnew);
+		ResetPerTupleExprContext(estate);
+	}
+	ExecDropSingleTupleTableSlot(gnew);
+	ExecDropSingleTupleTableSlot(gslot);
+	FreeExecutorState(estate);
+	index_close(gpk, NoLock);
+	table_close(grel, NoLock);
+	PopActiveSnapshot();
+	CommandCounterIncrement();
+	HotLeave();
+	return true;
 }

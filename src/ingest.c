@@ -3,34 +3,39 @@
  *	  wallet_ingest: many usage events in one call, each exactly as
  *	  wallet_authorize_debit would process it.
  *
- * The single call spends most of its time not on deciding but on statements:
- * a lock, a key lookup, a grant read and a write, each with its executor
- * start-up.  A batch does each of those once for all its events:
+ * The single call spends much of its time on what a batch does once: a
+ * statement's start-up, opening relations, a snapshot per step.  A batch:
  *	 1. resolve: parse each element and check it as the single call checks its
  *		arguments, and find its price version (which says the asset); then the
- *		wallets of all customers in one lookup.  An element failing here gets
- *		its SQLSTATE and is skipped.  This writes nothing, so one
- *		subtransaction spans the pass and is begun again only after an element
- *		fails.
+ *		wallets of all customers, with their statuses (HotWalletIds).  An
+ *		element failing here gets its SQLSTATE and is skipped.  This writes
+ *		nothing, so one subtransaction spans the pass and is begun again only
+ *		after an element fails.
  *	 2. lock every distinct balance row (wallet, asset) of the valid elements,
- *		once, in one global order (wallet id, then asset code), in one
- *		statement (AccountLockMany).  Two batches that share wallets wait for
- *		each other at most; they cannot deadlock.  Then, under the locks, one
- *		snapshot, and in one statement each: the stored requests of all
- *		idempotency keys, and the live grants of every balance row (with the
- *		resets time has made written down, as the single call does).
+ *		once, one after the other in one global order (wallet id, then asset
+ *		code), directly (HotAccountLockMany); a balance row that does not exist
+ *		yet is created and locked in its place in that order.  A batch only
+ *		ever waits for a row that comes after every row it holds, so two
+ *		batches that share wallets wait for each other at most; they cannot
+ *		deadlock.  Then, under the locks: the live grants of every balance row,
+ *		as the single call reads them (GrantsLoad: an index scan each, the
+ *		resets time has made written down), and what every idempotency key
+ *		holds, an index probe each (HotKeyFindMany).  (Statements joining the
+ *		batch's arrays to the tables were planned as hash joins over whole
+ *		tables once the batches were large.)
  *	 3. apply, in array order: replay (WL004), price (tiers read the usage
  *		counter), decide (status, spend caps, holds, funds) with DebitJudge on
  *		the grants kept in memory, in a subtransaction that writes nothing (it
  *		takes no xid and costs well under a microsecond); an error rolls it back
  *		and the element gets its SQLSTATE.  Then, outside it, DebitFinish as the
- *		single call: a decline writes its outbox row; an approved debit is
- *		queued (DebitBuffer: its event id is taken now), takes what it draws
- *		off the grants in memory, and writes the rest of what the single call
- *		writes (low-balance outbox row, usage counter) at once, where later
- *		elements read it.  A later element with the same key replays it.
- *	 4. write the queued events, ledger lines and grant updates, a few
- *		thousand per statement (also during pass 3, every INGEST_FLUSH_EVENTS).
+ *		single call: a decline writes its outbox row; an approved debit writes
+ *		its event and ledger lines at once, through the single call's
+ *		HotDebitWrite, takes what it draws off the grants in memory, and writes
+ *		the rest of what the single call writes (low-balance outbox row, usage
+ *		counter), where later elements read it.  A later element with the same
+ *		key replays it.
+ *	 4. write the grant updates, summed per grant: one update per grant
+ *		(HotGrantsTake), also during pass 3 every INGEST_FLUSH_EVENTS debits.
  *
  * Only data errors become an element's error (SQLSTATE class 22 and the
  * contract's WLxxx); anything else (a cancel, a serialization failure, out of
@@ -41,6 +46,7 @@
 #include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -50,7 +56,7 @@
 PG_FUNCTION_INFO_V1(wallet_ingest);
 
 #define CUSTOMER_KEY_LENGTH 257	/* wallet_create allows 256 characters */
-#define INGEST_FLUSH_EVENTS 4096	/* queued debits written per statement */
+#define INGEST_FLUSH_EVENTS 4096	/* debits whose grant updates are written together */
 #define INGEST_MAX_EVENTS 100000	/* elements per call: memory about 1 kB each (#17) */
 
 /* a balance row the batch touches: locked once, its grants kept in memory */
@@ -59,6 +65,10 @@ typedef struct Pair
 	int64		wallet_id;		/* hash key, with asset */
 	const AssetInfo *asset;
 	int			index;			/* in the lock order */
+	const char *customer;		/* the wallet's, and its status before the lock */
+	char		status[16];
+	bool		cached;			/* wallet id and status from the backend's cache */
+	bool		gone;			/* the wallet was not there any more (WL001) */
 } Pair;
 
 /* an idempotency key of the batch and what it holds so far */
@@ -359,6 +369,8 @@ ResolveWallets(Batch *b)
 	HTAB	   *customers;
 	const char **names = MemoryContextAllocHuge(b->cxt, sizeof(char *) * Max(b->n, 1));
 	int64	   *ids;
+	char		(*statuses)[16];
+	bool	   *cached;
 	int			n = 0;
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -383,9 +395,9 @@ ResolveWallets(Batch *b)
 		}
 	}
 	ids = MemoryContextAllocHuge(b->cxt, sizeof(int64) * Max(n, 1));
-	SPI_connect();
-	WalletIdsOf(n, names, ids);
-	SPI_finish();
+	statuses = MemoryContextAllocHuge(b->cxt, sizeof(*statuses) * Max(n, 1));
+	cached = MemoryContextAllocHuge(b->cxt, sizeof(bool) * Max(n, 1));
+	HotWalletIds(n, names, true, ids, statuses, cached);
 
 	for (int i = 0; i < b->n; i++)
 	{
@@ -411,7 +423,13 @@ ResolveWallets(Batch *b)
 		key.asset = item->asset;
 		item->pair = hash_search(b->pairs, &key, HASH_ENTER, &found);
 		if (!found)
+		{
+			item->pair->customer = item->req.customer;
+			strlcpy(item->pair->status, statuses[e->index], sizeof(item->pair->status));
+			item->pair->cached = cached[e->index];
+			item->pair->gone = false;
 			b->npairs++;
+		}
 	}
 }
 
@@ -429,7 +447,12 @@ PairCmp(const void *a, const void *b)
 	return strcmp(x->asset->code, y->asset->code);
 }
 
-/* lock every balance row of the batch once, in the global order */
+/*
+ * Lock every balance row of the batch once, in the global order, directly
+ * (HotAccountLockMany); a pair without a balance row yet is created and
+ * locked in its place in that order (AccountLockMany), so that a batch only
+ * ever waits for a row that comes after every row it holds.
+ */
 static void
 LockAll(Batch *b)
 {
@@ -453,11 +476,54 @@ LockAll(Batch *b)
 	b->accts = MemoryContextAllocHuge(b->cxt, sizeof(Account) * Max(n, 1));
 	b->sets = MemoryContextAllocHuge(b->cxt, sizeof(GrantSet) * Max(n, 1));
 
-	SPI_connect();
-	AccountLockMany(n, wallet_ids, assets, b->accts);
 	for (int i = 0; i < n; i++)
+	{
+		memset(&b->accts[i], 0, sizeof(Account));
+		b->accts[i].wallet_id = wallet_ids[i];
+		b->accts[i].customer = (char *) order[i]->customer;
+		strlcpy(b->accts[i].status, order[i]->status, sizeof(b->accts[i].status));
+	}
+	SPI_connect();
+	for (int i = 0; (i = HotAccountLockMany(i, n, assets, b->accts)) < n; i++)
+	{
+		if (order[i]->cached)
+		{
+			/*
+			 * No balance row for a wallet id this backend kept: the wallet may
+			 * be gone (a shard's prune runs without triggers).  Look again.
+			 */
+			int64		id;
+			char		status[1][16];
+
+			HotWalletIds(1, &order[i]->customer, false, &id, status, NULL);
+			if (id == 0)
+			{
+				order[i]->gone = true;
+				continue;
+			}
+			if (id != wallet_ids[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("the wallet of customer \"%.100s\" changed during the batch",
+								order[i]->customer),
+						 errhint("Retry the transaction.")));
+		}
+		AccountLockMany(1, &wallet_ids[i], &assets[i], &b->accts[i]);
 		b->accts[i].customer = MemoryContextStrdup(b->cxt, b->accts[i].customer);
+	}
 	SPI_finish();
+	for (int i = 0; i < b->n; i++)
+	{
+		Event	   *item = &b->items[i];
+
+		if (item->sqlerrcode == 0 && item->pair->gone)
+		{
+			ereport(DEBUG1,
+					(errmsg_internal("wallet_ingest: event refused: no wallet for customer \"%s\"",
+									 item->req.customer)));
+			item->sqlerrcode = ERRCODE_WALLET_NO_WALLET;
+		}
+	}
 }
 
 /*
@@ -473,6 +539,8 @@ ReadAll(Batch *b)
 	const char **keys = MemoryContextAllocHuge(b->cxt, sizeof(char *) * Max(b->n, 1));
 	KeyEntry  **entries = MemoryContextAllocHuge(b->cxt, sizeof(KeyEntry *) * Max(b->n, 1));
 	StoredRequest **found = MemoryContextAllocHuge(b->cxt, sizeof(StoredRequest *) * Max(b->n, 1));
+	TimestampTz now = WalletNow();
+	MemoryContext old;
 	int			n = 0;
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -502,7 +570,14 @@ ReadAll(Batch *b)
 	}
 
 	SPI_connect();
-	GrantsLoadMany(b->npairs, b->accts, WalletNow(), b->sets, b->cxt);
+	old = MemoryContextSwitchTo(b->cxt);
+	for (int p = 0; p < b->npairs; p++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (b->accts[p].locked)
+			GrantsLoad(&b->accts[p], now, true, &b->sets[p]);
+	}
+	MemoryContextSwitchTo(old);
 	StoredFetchMany(n, wallet_ids, keys, found, b->cxt);
 	SPI_finish();
 	for (int i = 0; i < n; i++)

@@ -366,7 +366,7 @@ extern void CheckOccurredAt(TimestampTz occurred_at);
 
 /* ---- debit.c ---- */
 
-/* events and ledger lines queued by wallet_ingest, written in bulk */
+/* what wallet_ingest's debits drew from each grant, written in bulk */
 typedef struct DebitBuffer DebitBuffer;
 
 typedef struct DebitRequest
@@ -381,7 +381,7 @@ typedef struct DebitRequest
 	int64		hold_id;		/* 0 unless a capture */
 	int64		price_id;		/* 0 = none */
 	int64		amount;
-	DebitBuffer *defer;			/* set: DebitWrite queues the writes here */
+	DebitBuffer *defer;			/* set: DebitWrite queues the grant updates here */
 } DebitRequest;
 
 /* what an idempotency key holds: the event or hold of the first request */
@@ -515,15 +515,22 @@ typedef struct HotDebit
 	const ItemPointerData *tids;
 	const int64 *takes;
 	const Numeric *unit_revenues;
+	bool		grants_later;	/* the caller updates the drawn grants (wallet_ingest) */
 } HotDebit;
 
 extern HotLockResult HotAccountLock(const char *customer, int64 wallet_id,
 									const AssetInfo *asset, Account *acct);
-extern bool HotEventIdsShared(void);
 extern bool HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc);
+extern void HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys,
+						   HeapTuple *tups, TupleDesc *desc);
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);
+extern bool HotGrantsTake(int n, const int64 *grant_ids, const ItemPointerData *tids,
+						  const int64 *takes);
+extern void HotWalletIds(int n, const char *const *customers, bool use_cache,
+						 int64 *wallet_ids, char (*statuses)[16], bool *cached);
+extern int	HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *accts);
 
 /* a hold as read (1.1 schema) */
 typedef struct HotHold

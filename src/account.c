@@ -142,34 +142,6 @@ AccountLockById(int64 wallet_id, const AssetInfo *asset, Account *acct)
 				 errmsg("no wallet with id " INT64_FORMAT, wallet_id)));
 }
 
-/* the wallet ids of n customers in one statement (0 where there is no wallet) */
-void
-WalletIdsOf(int n, const char *const *customers, int64 *wallet_ids)
-{
-	static const Oid argtypes[1] = {TEXTARRAYOID};
-	Datum		values[1];
-	SPITupleTable *tt;
-
-	for (int i = 0; i < n; i++)
-		wallet_ids[i] = 0;
-	values[0] = TextArrayDatum(customers, n);
-	WalletExec(PLAN_FIND_WALLETS,
-			   "SELECT k.i, w.id FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS k(c, i) "
-			   "  JOIN wallet.wallet w ON w.customer OPERATOR(pg_catalog.=) k.c",
-			   1, argtypes, values, NULL, true, SPI_OK_SELECT);
-	tt = SPI_tuptable;
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		bool		isnull;
-		int64		i = SpiGetInt64(tt->vals[r], tt->tupdesc, 1, &isnull) - 1;
-
-		if (i < 0 || i >= n)
-			elog(ERROR, "wallet: wallet lookup returned customer %lld of %d", (long long) i, n);
-		wallet_ids[i] = SpiGetInt64(tt->vals[r], tt->tupdesc, 2, &isnull);
-	}
-	SPI_freetuptable(tt);
-}
-
 /*
  * Lock the balance rows (wallet_ids[i], assets[i]) one after the other, in
  * the order given, creating those that do not exist first (in the same order,

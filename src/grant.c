@@ -414,8 +414,6 @@ DrawdownCmp(const void *a, const void *b)
 
 /* the columns of GRANT_COLUMNS where a result row of SPI has them (no scope) */
 static const int spi_grant_columns[HOT_GRANT_COLUMNS + 1] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0};
-/* the same, with the scope next (1.1 schema) */
-static const int spi_grant_columns11[HOT_GRANT_COLUMNS + 1] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14};
 /* wallet._pending's 1.1 statement: voided_at and reserved, then the scope */
 static const int spi_pending_columns11[HOT_GRANT_COLUMNS + 1] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16};
 
@@ -534,34 +532,6 @@ GrantKeepIfLive(const Account *acct, TimestampTz now, bool write_resets, GrantSe
 	set->n++;
 }
 
-/*
- * The live grants of a balance at now, in drawdown order, built from rows of
- * GRANT_COLUMNS, with the resets time has made applied (and written down when
- * write_resets: the caller holds the lock).  set->rows is allocated in the
- * current memory context; each row's unit_revenue is copied there when copy.
- */
-static void
-GrantsBuild(const Account *acct, TimestampTz now, bool write_resets, HeapTuple *tuples,
-			uint64 n, TupleDesc desc, const int *cols, bool copy, GrantSet *set)
-{
-	memset(set, 0, sizeof(*set));
-	set->rows = palloc(sizeof(GrantRow) * Max(n, 1));
-	for (uint64 i = 0; i < n; i++)
-	{
-		GrantRow   *g = &set->rows[i];
-
-		ReadGrant(tuples[i], desc, cols, g);
-		if (copy)
-			g->unit_revenue = DatumGetNumericCopy(NumericGetDatum(g->unit_revenue));
-	}
-	HoldsLoad(acct, now, set, (int) n);
-	ResetsRepay(acct, now, write_resets, set, (int) n);
-	for (uint64 i = 0; i < n; i++)
-		GrantKeepIfLive(acct, now, write_resets, set, (int) i);
-	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
-	HoldsTakeOff(set);
-}
-
 /* what HoldsLoad applies the open holds to: the grant rows read (not yet counted) */
 typedef struct HoldsLoadArg
 {
@@ -633,71 +603,6 @@ GrantsLoadHeld(const Account *acct, TimestampTz now, bool write_resets, const He
 		GrantKeepIfLive(acct, now, write_resets, set, i);
 	qsort(set->rows, set->n, sizeof(GrantRow), DrawdownCmp);
 	HoldsTakeOff(set);
-}
-
-/*
- * GrantsLoad (writing resets down) for n locked balance rows in one
- * statement: sets[i] for accts[i], allocated in cxt (wallet_ingest keeps them
- * for the whole batch).
- */
-void
-GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets, MemoryContext cxt)
-{
-	static const Oid argtypes[2] = {INT8ARRAYOID, TEXTARRAYOID};
-	int64	   *w = palloc(sizeof(int64) * Max(n, 1));
-	const char **a = palloc(sizeof(char *) * Max(n, 1));
-	Datum		values[2];
-	SPITupleTable *tt;
-	uint64		nrows;
-	uint64		r = 0;
-	int			icol;
-	bool		scoped = WalletSchemaVersion() >= 11;
-	const int  *cols = scoped ? spi_grant_columns11 : spi_grant_columns;
-
-	for (int i = 0; i < n; i++)
-	{
-		w[i] = accts[i].wallet_id;
-		a[i] = accts[i].asset;
-	}
-	values[0] = Int8ArrayDatum(w, n);
-	values[1] = TextArrayDatum(a, n);
-	if (scoped)
-		WalletExec(PLAN_GRANTS_MANY11,
-				   "SELECT " GRANT_COLUMNS ", scope, k.i "
-				   "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
-				   "       WITH ORDINALITY AS k(w, a, i) "
-				   "  JOIN wallet.grant_block g ON g.wallet_id OPERATOR(pg_catalog.=) k.w "
-				   "   AND g.asset OPERATOR(pg_catalog.=) k.a AND g.closed_at IS NULL AND g.voided_at IS NULL "
-				   " ORDER BY k.i",
-				   2, argtypes, values, NULL, false, SPI_OK_SELECT);
-	else
-		WalletExec(PLAN_GRANTS_MANY,
-				   "SELECT " GRANT_COLUMNS ", k.i "
-				   "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
-				   "       WITH ORDINALITY AS k(w, a, i) "
-				   "  JOIN wallet.grant_block g ON g.wallet_id OPERATOR(pg_catalog.=) k.w "
-				   "   AND g.asset OPERATOR(pg_catalog.=) k.a AND g.closed_at IS NULL AND g.voided_at IS NULL "
-				   " ORDER BY k.i",
-				   2, argtypes, values, NULL, false, SPI_OK_SELECT);
-	tt = SPI_tuptable;
-	nrows = SPI_processed;
-	icol = tt->tupdesc->natts;
-	for (int i = 0; i < n; i++)
-	{
-		uint64		from = r;
-		MemoryContext old;
-		bool		isnull;
-
-		while (r < nrows && SpiGetInt64(tt->vals[r], tt->tupdesc, icol, &isnull) == i + 1)
-			r++;
-		old = MemoryContextSwitchTo(cxt);
-		GrantsBuild(&accts[i], now, true, tt->vals + from, r - from, tt->tupdesc, cols, true,
-					&sets[i]);
-		MemoryContextSwitchTo(old);
-	}
-	if (r != nrows)
-		elog(ERROR, "wallet: grants of %d balances returned out of order", n);
-	SPI_freetuptable(tt);
 }
 
 /* the next reset of a grant after those applied, or DT_NOEND (none before its expiry) */

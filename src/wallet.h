@@ -154,11 +154,8 @@ typedef enum PlanId
 	PLAN_CAP_RECORD,
 	PLAN_CAP_OUTBOX,
 	PLAN_READ_ACCOUNT,
-	PLAN_FIND_WALLETS,
 	PLAN_CREATE_ACCOUNTS,
 	PLAN_LOCK_MANY,
-	PLAN_IDEMPOTENCY_MANY,
-	PLAN_GRANTS_MANY,
 	PLAN_WRITE_DEBITS,
 	PLAN_ROUTE_CUSTOMER,
 	PLAN_UNIT_VALUE,
@@ -171,7 +168,6 @@ typedef enum PlanId
 	PLAN_HOLD_MARKS_WALLET,
 	PLAN_HOT_GRANT_TAKE,
 	PLAN_HOT_LINE_INSERT,
-	PLAN_GRANTS_MANY11,
 	PLAN_SCOPE_ACCOUNTS,
 	PLAN_HOLD_RESERVED,
 	PLAN_PENDING_GRANTS11,
@@ -256,7 +252,6 @@ typedef struct Account
 extern void AccountLockByCustomer(const char *customer, const AssetInfo *asset, Account *acct);
 extern void AccountLockById(int64 wallet_id, const AssetInfo *asset, Account *acct);
 extern void AccountRead(const char *customer, const AssetInfo *asset, Account *acct);
-extern void WalletIdsOf(int n, const char *const *customers, int64 *wallet_ids);
 extern void AccountLockMany(int n, const int64 *wallet_ids, const AssetInfo *const *assets,
 							Account *accts);
 extern int64 WalletIdOf(const char *customer, bool missing_ok, char *status_out);
@@ -308,8 +303,6 @@ typedef struct GrantSet
 } GrantSet;
 
 extern void GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set);
-extern void GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets,
-						   MemoryContext cxt);
 extern int64 LiveHeld(const Account *acct, TimestampTz now, int32 *count);
 extern TimestampTz GrantNextReset(const GrantRow *g);
 extern void HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows);

@@ -1014,12 +1014,22 @@ WithInt64(HeapTuple tup, TupleDesc desc, int attnum, int64 value)
  * An executor state for writing to rel: its indexes open, its CHECK
  * constraints compiled already.
  */
+static ResultRelInfo *Target(EState *estate, Relation rel, HotTable t, bool inserts,
+							  bool indexes);
+
 static ResultRelInfo *
 WriteTarget(EState *estate, Relation rel, HotTable t, bool indexes)
 {
+	return Target(estate, rel, t, true, indexes);
+}
+
+/* WriteTarget's work; inserts: BEFORE ROW INSERT triggers may fire */
+static ResultRelInfo *
+Target(EState *estate, Relation rel, HotTable t, bool inserts, bool indexes)
+{
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
 
-	if (rel->trigdesc && rel->trigdesc->trig_insert_before_row && INSERTED(t))
+	if (inserts && rel->trigdesc && rel->trigdesc->trig_insert_before_row && INSERTED(t))
 	{
 		InitResultRelInfo(rri, rel, 0, NULL, 0);
 		if (cache.tables[t].trigger_whens != NULL)
@@ -2554,22 +2564,7 @@ HotHoldInsert(const HotHoldNew *n, int64 *hold_id)
 static ResultRelInfo *
 UpdateTarget(EState *estate, Relation rel, HotTable t, bool indexes)
 {
-	ResultRelInfo *rri = makeNode(ResultRelInfo);
-	TableCache *tc = &cache.tables[t];
-
-	rri->ri_RelationDesc = rel;
-	if (tc->ncheck > 0)
-		rri->ri_ConstraintExprs = tc->checks;
-	if (indexes)
-	{
-		rri->ri_NumIndices = tc->nindexes;
-		rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * Max(tc->nindexes, 1));
-		rri->ri_IndexRelationInfo = tc->index_infos;
-		for (int i = 0; i < tc->nindexes; i++)
-			rri->ri_IndexRelationDescs[i] = OpenRelation(tc->index_oids[i], RowExclusiveLock,
-														 &tc->index_held[i]);
-	}
-	return rri;
+	return Target(estate, rel, t, false, indexes);
 }
 
 /*

@@ -1982,6 +1982,52 @@ DebitWriteSql(const HotDebit *w, bool carried)
 }
 
 /*
+ * The grant row in gslot, updated as UPDATE ... SET remaining = remaining -
+ * take would update it under the balance lock (grri: the constraints the
+ * update can break), through gnew; a change by a concurrent READ COMMITTED
+ * debit is a serialization failure under REPEATABLE READ.
+ */
+static void
+GrantTake(Relation grel, ResultRelInfo *grri, EState *estate, TupleTableSlot *gslot,
+		  TupleTableSlot *gnew, Snapshot snap, CommandId cid, int64 grant_id, int64 take)
+{
+	int			rem_col = ATT(T_GRANT, G_REMAINING);
+	int64		r;
+	bool		isnull;
+	TM_Result	tm;
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+	bool		update_indexes;
+
+	if (pg_sub_s64_overflow(SlotInt64(gslot, rem_col, &isnull), take, &r))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("bigint out of range")));
+	ExecStoreHeapTuple(WithInt64(ExecFetchSlotHeapTuple(gslot, false, NULL),
+								 RelationGetDescr(grel), rem_col, r),
+					   gnew, true);
+	if (RelationGetDescr(grel)->constr)
+		ExecConstraints(grri, gnew, estate);
+	tm = table_tuple_update(grel, &gslot->tts_tid, gnew, cid, snap, InvalidSnapshot, true,
+							&tmfd, &lockmode, &update_indexes);
+	if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
+	{
+		/*
+		 * A READ COMMITTED debit (which only locks the balance row) drew from
+		 * this grant after our snapshot was taken.
+		 */
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update")));
+	}
+	if (tm != TM_Ok)
+		elog(ERROR, "wallet: grant " INT64_FORMAT " changed under the balance lock (%d)",
+			 grant_id, tm);
+	if (update_indexes)
+		IndexNewVersion(grel, T_GRANT, gnew, estate);
+}
+
+/*
  * Write an approved debit: the event, each drawn grant's new remaining and
  * one ledger line per draw (grant_id 0: the overdraft part), as the write
  * statement of debit.c did.  A debit drawn from one source has one line,
@@ -2087,12 +2133,6 @@ HotDebitWrite(const HotDebit *w)
 	for (int i = 0; i < w->nlines; i++)
 	{
 		ItemPointerData tid = w->tids[i];
-		int			rem_col = ATT(T_GRANT, G_REMAINING);
-		int64		r;
-		TM_Result	tm;
-		TM_FailureData tmfd;
-		LockTupleMode lockmode;
-		bool		update_indexes;
 
 		if (w->grant_ids[i] == 0 || w->grants_later)
 			continue;
@@ -2118,32 +2158,7 @@ HotDebitWrite(const HotDebit *w)
 		else if (!table_tuple_fetch_row_version(grel, &tid, snap, gslot))
 			elog(ERROR, "wallet: grant " INT64_FORMAT " changed under the balance lock",
 				 w->grant_ids[i]);
-		if (pg_sub_s64_overflow(SlotInt64(gslot, rem_col, &isnull), w->takes[i], &r))
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("bigint out of range")));
-		ExecStoreHeapTuple(WithInt64(ExecFetchSlotHeapTuple(gslot, false, NULL),
-									 RelationGetDescr(grel), rem_col, r),
-						   gnew, true);
-		if (RelationGetDescr(grel)->constr)
-			ExecConstraints(grri, gnew, estate);
-		tm = table_tuple_update(grel, &gslot->tts_tid, gnew, cid, snap, InvalidSnapshot, true,
-								&tmfd, &lockmode, &update_indexes);
-		if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
-		{
-			/*
-			 * A READ COMMITTED debit (which only locks the balance row)
-			 * drew from this grant after our snapshot was taken.
-			 */
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize access due to concurrent update")));
-		}
-		if (tm != TM_Ok)
-			elog(ERROR, "wallet: grant " INT64_FORMAT " changed under the balance lock (%d)",
-				 w->grant_ids[i], tm);
-		if (update_indexes)
-			IndexNewVersion(grel, T_GRANT, gnew, estate);
+		GrantTake(grel, grri, estate, gslot, gnew, snap, cid, w->grant_ids[i], w->takes[i]);
 	}
 	ExecDropSingleTupleTableSlot(gnew);
 	ExecDropSingleTupleTableSlot(gslot);
@@ -2874,7 +2889,6 @@ HotGrantsTake(int n, const int64 *grant_ids, const ItemPointerData *tids, const 
 	TupleTableSlot *gnew;
 	Snapshot	snap;
 	CommandId	cid;
-	int			rem_col;
 
 	if (n == 0)
 		return true;
@@ -2898,19 +2912,13 @@ HotGrantsTake(int n, const int64 *grant_ids, const ItemPointerData *tids, const 
 	/* the constraints the update can break (CacheBuildGeneration) */
 	grri = WriteTarget(estate, grel, T_GRANT, false);
 	grri->ri_ConstraintExprs = cache.tables[T_GRANT].update_checks;
-	rem_col = ATT(T_GRANT, G_REMAINING);
 	gslot = table_slot_create(grel, NULL);
 	gnew = MakeSingleTupleTableSlot(RelationGetDescr(grel), &TTSOpsHeapTuple);
 	for (int i = 0; i < n; i++)
 	{
 		ScanKeyData key;
 		ItemPointerData tid;
-		int64		r;
 		bool		isnull;
-		TM_Result	tm;
-		TM_FailureData tmfd;
-		LockTupleMode lockmode;
-		bool		update_indexes;
 
 		CHECK_FOR_INTERRUPTS();
 		tid = tids[i];
@@ -2923,26 +2931,7 @@ HotGrantsTake(int n, const int64 *grant_ids, const ItemPointerData *tids, const 
 			if (!IndexFetch(grel, gpk, snap, &key, 1, gslot))
 				elog(ERROR, "wallet: grant " INT64_FORMAT " vanished", grant_ids[i]);
 		}
-		if (pg_sub_s64_overflow(SlotInt64(gslot, rem_col, &isnull), takes[i], &r))
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("bigint out of range")));
-		ExecStoreHeapTuple(WithInt64(ExecFetchSlotHeapTuple(gslot, false, NULL),
-									 RelationGetDescr(grel), rem_col, r),
-						   gnew, true);
-		if (RelationGetDescr(grel)->constr)
-			ExecConstraints(grri, gnew, estate);
-		tm = table_tuple_update(grel, &gslot->tts_tid, gnew, cid, snap, InvalidSnapshot, true,
-								&tmfd, &lockmode, &update_indexes);
-		if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize access due to concurrent update")));
-		if (tm != TM_Ok)
-			elog(ERROR, "wallet: grant " INT64_FORMAT " changed under the balance lock (%d)",
-				 grant_ids[i], tm);
-		if (update_indexes)
-			IndexNewVersion(grel, T_GRANT, gnew, estate);
+		GrantTake(grel, grri, estate, gslot, gnew, snap, cid, grant_ids[i], takes[i]);
 		ExecClearTuple(gnew);
 		ResetPerTupleExprContext(estate);
 	}

@@ -1011,19 +1011,10 @@ WithInt64(HeapTuple tup, TupleDesc desc, int attnum, int64 value)
 /* --------------------------------------------- write targets, the lock */
 
 /*
- * An executor state for writing to rel: its indexes open, its CHECK
- * constraints compiled already.
+ * An executor state for writing to rel: its indexes open when indexes, its
+ * CHECK constraints compiled already, and its BEFORE ROW INSERT triggers
+ * ready to fire when inserts (an update fires none).
  */
-static ResultRelInfo *Target(EState *estate, Relation rel, HotTable t, bool inserts,
-							  bool indexes);
-
-static ResultRelInfo *
-WriteTarget(EState *estate, Relation rel, HotTable t, bool indexes)
-{
-	return Target(estate, rel, t, true, indexes);
-}
-
-/* WriteTarget's work; inserts: BEFORE ROW INSERT triggers may fire */
 static ResultRelInfo *
 Target(EState *estate, Relation rel, HotTable t, bool inserts, bool indexes)
 {
@@ -1058,7 +1049,14 @@ Target(EState *estate, Relation rel, HotTable t, bool inserts, bool indexes)
 	return rri;
 }
 
-/* close what WriteTarget opened (keeping the locks, which held records) */
+/* Target for an insert into rel, or for the constraints of an update (indexes false) */
+static ResultRelInfo *
+WriteTarget(EState *estate, Relation rel, HotTable t, bool indexes)
+{
+	return Target(estate, rel, t, true, indexes);
+}
+
+/* close what Target opened (keeping the locks, which held records) */
 static void
 CloseTarget(ResultRelInfo *rri)
 {
@@ -1067,12 +1065,15 @@ CloseTarget(ResultRelInfo *rri)
 	rri->ri_NumIndices = 0;
 }
 
-/* the index entries of an updated row that did not stay on its HOT chain */
+/*
+ * the index entries of an updated row that did not stay on its HOT chain (an
+ * update: no INSERT trigger state)
+ */
 static void
 IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
 {
 	EState	   *own = estate ? NULL : CreateExecutorState();
-	ResultRelInfo *rri = WriteTarget(estate ? estate : own, rel, t, true);
+	ResultRelInfo *rri = Target(estate ? estate : own, rel, t, false, true);
 
 	ExecInsertIndexTuples(rri, slot, estate ? estate : own, false, false, NULL, NIL);
 	CloseTarget(rri);
@@ -2573,16 +2574,6 @@ HotHoldInsert(const HotHoldNew *n, int64 *hold_id)
 }
 
 /*
- * WriteTarget for an update of rel: no INSERT trigger to fire, the
- * constraints compiled already, its indexes open when indexes
- */
-static ResultRelInfo *
-UpdateTarget(EState *estate, Relation rel, HotTable t, bool indexes)
-{
-	return Target(estate, rel, t, false, indexes);
-}
-
-/*
  * Update the row of rel at *tid (read with snap) as UPDATE would: the
  * columns atts[0..n-1] set to values/nulls, replica identity and every CHECK
  * constraint checked, index entries when the new version is not HOT.  The
@@ -2606,7 +2597,7 @@ UpdateRow(EState *estate, Relation rel, HotTable t, ItemPointer tid, Snapshot sn
 					   newslot, true);
 	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
 	if (RelationGetDescr(rel)->constr)
-		ExecConstraints(UpdateTarget(estate, rel, t, false), newslot, estate);
+		ExecConstraints(Target(estate, rel, t, false, false), newslot, estate);
 	tm = table_tuple_update(rel, &oldslot->tts_tid, newslot, cid, snap, InvalidSnapshot, true,
 							&tmfd, &lockmode, &update_indexes);
 	if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
@@ -2617,13 +2608,7 @@ UpdateRow(EState *estate, Relation rel, HotTable t, ItemPointer tid, Snapshot sn
 		elog(ERROR, "wallet: a row of wallet.%s changed under the balance lock (%d)",
 			 table_defs[t].name, tm);
 	if (update_indexes)
-	{
-		/* the new version's index entries (IndexNewVersion, without the INSERT triggers) */
-		ResultRelInfo *rri = UpdateTarget(estate, rel, t, true);
-
-		ExecInsertIndexTuples(rri, newslot, estate, false, false, NULL, NIL);
-		CloseTarget(rri);
-	}
+		IndexNewVersion(rel, t, newslot, estate);
 	if (newtid)
 		*newtid = newslot->tts_tid;
 	ExecDropSingleTupleTableSlot(newslot);
@@ -2852,20 +2837,11 @@ wallet_hold_marks_wallet(PG_FUNCTION_ARGS)
 	if (!made)
 	{
 		Datum		values[1] = {wallet_id};
-		Oid			save_userid;
-		int			save_sec;
 
-		GetUserIdAndSecContext(&save_userid, &save_sec);
-		SetUserIdAndSecContext(RelationGetForm(td->tg_relation)->relowner,
-							   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "wallet: SPI_connect failed");
-		WalletExec(PLAN_HOLD_MARKS_WALLET,
-				   "UPDATE wallet.wallet SET holds_made = true "
-				   " WHERE id OPERATOR(pg_catalog.=) $1 AND NOT holds_made",
-				   1, argtypes, values, NULL, false, SPI_OK_UPDATE);
-		SPI_finish();
-		SetUserIdAndSecContext(save_userid, save_sec);
+		WalletExecAsOwner(td->tg_relation, PLAN_HOLD_MARKS_WALLET,
+						  "UPDATE wallet.wallet SET holds_made = true "
+						  " WHERE id OPERATOR(pg_catalog.=) $1 AND NOT holds_made",
+						  1, argtypes, values, SPI_OK_UPDATE);
 	}
 	return PointerGetDatum(td->tg_trigtuple);
 }

@@ -1023,8 +1023,6 @@ wallet_price_in_force(PG_FUNCTION_ARGS)
 	bool		isnull;
 	TimestampTz effective_at;
 	Datum		values[1];
-	Oid			save_userid;
-	int			save_sec;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
@@ -1036,17 +1034,11 @@ wallet_price_in_force(PG_FUNCTION_ARGS)
 		effective_at >= GetCurrentTimestamp())
 		return PointerGetDatum(NULL);
 	values[0] = heap_getattr(tup, SPI_fnumber(desc, "id"), desc, &isnull);
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(RelationGetForm(trigdata->tg_relation)->relowner,
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	SPI_connect();
-	WalletExec(PLAN_PRICE_IN_FORCE,
-			   "UPDATE wallet.price SET effective_at = pg_catalog.clock_timestamp() "
-			   " WHERE id OPERATOR(pg_catalog.=) $1 "
-			   "   AND effective_at OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp()",
-			   1, argtypes, values, NULL, false, SPI_OK_UPDATE);
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	WalletExecAsOwner(trigdata->tg_relation, PLAN_PRICE_IN_FORCE,
+					  "UPDATE wallet.price SET effective_at = pg_catalog.clock_timestamp() "
+					  " WHERE id OPERATOR(pg_catalog.=) $1 "
+					  "   AND effective_at OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp()",
+					  1, argtypes, values, SPI_OK_UPDATE);
 	return PointerGetDatum(NULL);
 }
 

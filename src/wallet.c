@@ -8,6 +8,7 @@
 #include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -186,6 +187,28 @@ WalletExec(PlanId id, const char *sql, int nargs, const Oid *argtypes,
 	if (rc < 0 || (expect >= 0 && rc != expect))
 		elog(ERROR, "wallet: SPI_execute_plan (plan %d) returned %s", id,
 			 SPI_result_code_string(rc));
+}
+
+/*
+ * WalletExec in a connection of its own, as the owner of rel: for a trigger
+ * that writes what the caller's role may not (as PostgreSQL's RI triggers
+ * do).  Arguments are never null.
+ */
+void
+WalletExecAsOwner(Relation rel, PlanId id, const char *sql, int nargs, const Oid *argtypes,
+				  Datum *values, int expect)
+{
+	Oid			save_userid;
+	int			save_sec;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(RelationGetForm(rel)->relowner,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "wallet: SPI_connect failed");
+	WalletExec(id, sql, nargs, argtypes, values, NULL, false, expect);
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
 }
 
 /*

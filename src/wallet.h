@@ -192,6 +192,8 @@ extern int	WalletSchemaVersion(void);
 extern void WalletRequireSchema(int version, const char *what);
 extern void WalletExec(PlanId id, const char *sql, int nargs, const Oid *argtypes,
 					   Datum *values, const char *nulls, bool read_only, int expect);
+extern void WalletExecAsOwner(Relation rel, PlanId id, const char *sql, int nargs,
+							  const Oid *argtypes, Datum *values, int expect);
 extern pg_attribute_noreturn() void WalletRowSkipped(const char *table);
 extern void WalletExpectRows(uint64 want, const char *table);
 extern Datum Int8ArrayDatum(const int64 *values, int n);

@@ -41,6 +41,7 @@
 #include "wallet.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/stratnum.h"
@@ -62,6 +63,7 @@
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
 #include "rewrite/rewriteManip.h"
+#include "storage/bufmgr.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -947,6 +949,59 @@ IndexFetch(Relation rel, Relation idx, Snapshot snap, ScanKey keys, int nkeys,
 	return found;
 }
 
+/*
+ * index_getnext_slot for a table whose rows the hot path updates in place
+ * (HOT) on every call: the grants.  The heap's own fetch prunes the page
+ * whenever its free space is below the fillfactor's reserve, which a page
+ * filled to its fillfactor is again after one update: so every read pruned
+ * the one dead version the update before it left (about 15k instructions,
+ * and a WAL record, per debit).  Here the page is pruned (by the same
+ * heap_page_prune_opt) only once its free space is below LAZY_PRUNE_FREE,
+ * still room for a few new versions: one prune then clears the dead
+ * versions of several updates.  Pruning is physical upkeep only; when it
+ * happens changes no result.  *buf is the pin the scan holds (InvalidBuffer
+ * at first; the caller releases it).
+ */
+#define LAZY_PRUNE_FREE (BLCKSZ / 8)
+
+static bool
+IndexNextLazyPrune(IndexScanDesc scan, TupleTableSlot *slot, Buffer *buf)
+{
+	BufferHeapTupleTableSlot *bslot = (BufferHeapTupleTableSlot *) slot;
+	Relation	rel = scan->heapRelation;
+
+	Assert(TTS_IS_BUFFERTUPLE(slot));
+	for (;;)
+	{
+		ItemPointer tid = index_getnext_tid(scan, ForwardScanDirection);
+		BlockNumber blk;
+		bool		found;
+		bool		all_dead = false;
+
+		if (tid == NULL)
+			return false;
+		blk = ItemPointerGetBlockNumber(tid);
+		if (!BufferIsValid(*buf) || BufferGetBlockNumber(*buf) != blk)
+		{
+			*buf = ReleaseAndReadBuffer(*buf, rel, blk);
+			if (PageGetHeapFreeSpace(BufferGetPage(*buf)) < LAZY_PRUNE_FREE)
+				heap_page_prune_opt(rel, *buf);
+		}
+		LockBuffer(*buf, BUFFER_LOCK_SHARE);
+		found = heap_hot_search_buffer(tid, rel, *buf, scan->xs_snapshot, &bslot->base.tupdata,
+									   &all_dead, true);
+		LockBuffer(*buf, BUFFER_LOCK_UNLOCK);
+		if (found)
+		{
+			ExecStoreBufferHeapTuple(&bslot->base.tupdata, slot, *buf);
+			return true;
+		}
+		/* as index_fetch_heap: a chain dead to everyone lets the index mark its entry */
+		if (!scan->xactStartedInRecovery)
+			scan->kill_prior_tuple = all_dead;
+	}
+}
+
 /* a bigint column of a slot (0 when null) */
 static int64
 SlotInt64(TupleTableSlot *slot, AttrNumber att, bool *isnull)
@@ -1697,6 +1752,7 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 	IndexScanDesc scan;
 	Snapshot	snap = locked ? PushFreshSnapshot() : GetActiveSnapshot();
 	int			cols[HOT_GRANT_COLUMNS + 1];
+	Buffer		buf = InvalidBuffer;
 
 	HotEnter();
 	/* under the balance lock, the grants read are then written: take that lock now */
@@ -1712,7 +1768,7 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 	Key(&keys[1], gidx, 1, F_TEXTEQ, CStringGetTextDatum(asset));
 	scan = index_beginscan(grel, gidx, snap, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (IndexNextLazyPrune(scan, slot, &buf))
 	{
 		bool		not_closed;
 		bool		not_voided;
@@ -1726,6 +1782,8 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
+	if (BufferIsValid(buf))
+		ReleaseBuffer(buf);
 	index_close(gidx, NoLock);
 	table_close(grel, NoLock);
 	if (locked)

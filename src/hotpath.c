@@ -935,32 +935,19 @@ Key(ScanKey key, Relation idx, int col, RegProcedure eqproc, Datum value)
 						   idx->rd_indcollation[col], eqproc, value);
 }
 
-/* the first row an index finds for the keys, into slot; false if none */
-static bool
-IndexFetch(Relation rel, Relation idx, Snapshot snap, ScanKey keys, int nkeys,
-		   TupleTableSlot *slot)
-{
-	IndexScanDesc scan = index_beginscan(rel, idx, snap, nkeys, 0);
-	bool		found;
-
-	index_rescan(scan, keys, nkeys, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-	return found;
-}
-
 /*
- * index_getnext_slot for a table whose rows the hot path updates in place
- * (HOT) on every call: the grants.  The heap's own fetch prunes the page
- * whenever its free space is below the fillfactor's reserve, which a page
- * filled to its fillfactor is again after one update: so every read pruned
- * the one dead version the update before it left (about 15k instructions,
- * and a WAL record, per debit).  Here the page is pruned (by the same
- * heap_page_prune_opt) only once its free space is below LAZY_PRUNE_FREE,
- * still room for a few new versions: one prune then clears the dead
- * versions of several updates.  Pruning is physical upkeep only; when it
- * happens changes no result.  *buf is the pin the scan holds (InvalidBuffer
- * at first; the caller releases it).
+ * index_getnext_slot for the tables whose rows the hot path updates in place
+ * (HOT): grants on every debit, balance rows and holds on holds.  The heap's
+ * own fetch prunes a page whenever its free space is below the fillfactor's
+ * reserve, which a page filled to its fillfactor is again after one update:
+ * so every read pruned the one dead version the update before it left (about
+ * 15k instructions and a WAL record per debit).  Here the page is pruned (by
+ * the same heap_page_prune_opt) only once its free space is below
+ * LAZY_PRUNE_FREE, still room for a few new versions: one prune then clears
+ * the dead versions of several updates.  Pruning is physical upkeep only;
+ * when it happens changes no result.  *buf is the pin the scan holds
+ * (InvalidBuffer at first; the caller releases it).  A table moved to
+ * another access method is read by index_getnext_slot.
  */
 #define LAZY_PRUNE_FREE (BLCKSZ / 8)
 
@@ -970,7 +957,8 @@ IndexNextLazyPrune(IndexScanDesc scan, TupleTableSlot *slot, Buffer *buf)
 	BufferHeapTupleTableSlot *bslot = (BufferHeapTupleTableSlot *) slot;
 	Relation	rel = scan->heapRelation;
 
-	Assert(TTS_IS_BUFFERTUPLE(slot));
+	if (!TTS_IS_BUFFERTUPLE(slot) || rel->rd_tableam != GetHeapamTableAmRoutine())
+		return index_getnext_slot(scan, ForwardScanDirection, slot);
 	for (;;)
 	{
 		ItemPointer tid = index_getnext_tid(scan, ForwardScanDirection);
@@ -1000,6 +988,20 @@ IndexNextLazyPrune(IndexScanDesc scan, TupleTableSlot *slot, Buffer *buf)
 		if (!scan->xactStartedInRecovery)
 			scan->kill_prior_tuple = all_dead;
 	}
+}
+
+/* the first row an index finds for the keys, into slot; false if none */
+static bool
+IndexFetch(Relation rel, Relation idx, Snapshot snap, ScanKey keys, int nkeys,
+		   TupleTableSlot *slot)
+{
+	IndexScanDesc scan = index_beginscan(rel, idx, snap, nkeys, 0);
+	bool		found;
+
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	return found;
 }
 
 /* a bigint column of a slot (0 when null) */

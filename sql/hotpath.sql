@@ -261,4 +261,23 @@ COMMIT;
 SELECT relname, reloptions FROM pg_class
  WHERE oid IN ('wallet.account'::regclass, 'wallet.grant_block'::regclass) ORDER BY 1;
 
+-- a partial index gets the rows its predicate holds for, and only those (the
+-- hot path opens and locks a partial index only for a row in it): an index
+-- the owner adds, read back through that index
+CREATE INDEX event_big ON wallet.event (amount) WHERE amount >= 9;
+SELECT approved, amount FROM wallet_authorize_debit('alice', 'call', 1, 'pi1');
+SELECT approved, amount FROM wallet_authorize_debit('alice', 'call', 3, 'pi2');
+BEGIN;
+SET LOCAL enable_seqscan = off;
+SET LOCAL enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT idempotency_key FROM wallet.event WHERE amount >= 9 AND idempotency_key LIKE 'pi%';
+SELECT idempotency_key, amount FROM wallet.event WHERE amount >= 9 AND idempotency_key LIKE 'pi%';
+ROLLBACK;
+BEGIN;
+SELECT approved FROM wallet_authorize_debit('alice', 'call', 1, 'pi3');
+SELECT count(*) AS locked_event_big FROM pg_locks
+ WHERE pid = pg_backend_pid() AND relation = 'wallet.event_big'::regclass;
+COMMIT;
+DROP INDEX wallet.event_big;
+
 SELECT * FROM wallet_verify();

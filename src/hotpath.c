@@ -1097,13 +1097,45 @@ Target(EState *estate, Relation rel, HotTable t, bool inserts, bool indexes)
 		TableCache *tc = &cache.tables[t];
 
 		rri->ri_NumIndices = tc->nindexes;
-		rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * Max(tc->nindexes, 1));
+		rri->ri_IndexRelationDescs = palloc0(sizeof(Relation) * Max(tc->nindexes, 1));
 		rri->ri_IndexRelationInfo = tc->index_infos;
+		/* a partial index is opened by IndexesFor, if the row is in it */
 		for (int i = 0; i < tc->nindexes; i++)
+			if (tc->index_infos[i]->ii_Predicate == NIL)
+				rri->ri_IndexRelationDescs[i] = OpenRelation(tc->index_oids[i], RowExclusiveLock,
+															 &tc->index_held[i]);
+	}
+	return rri;
+}
+
+/*
+ * Before ExecInsertIndexTuples (which skips an index left NULL): open the
+ * partial indexes of rri whose predicate the row in slot satisfies.  A row
+ * outside a partial index (a debit's event is outside event_line) then
+ * neither opens nor locks it; nothing can change the predicate of an index
+ * but a new index, which the table's lock and invalidation cover.
+ */
+static void
+IndexesFor(ResultRelInfo *rri, HotTable t, TupleTableSlot *slot, EState *estate)
+{
+	TableCache *tc = &cache.tables[t];
+	ExprContext *econtext = NULL;
+
+	for (int i = 0; i < rri->ri_NumIndices; i++)
+	{
+		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
+
+		if (rri->ri_IndexRelationDescs[i] != NULL || ii->ii_Predicate == NIL)
+			continue;
+		if (econtext == NULL)
+		{
+			econtext = GetPerTupleExprContext(estate);
+			econtext->ecxt_scantuple = slot;
+		}
+		if (ExecQual(ii->ii_PredicateState, econtext))
 			rri->ri_IndexRelationDescs[i] = OpenRelation(tc->index_oids[i], RowExclusiveLock,
 														 &tc->index_held[i]);
 	}
-	return rri;
 }
 
 /* Target for an insert into rel, or for the constraints of an update (indexes false) */
@@ -1118,7 +1150,8 @@ static void
 CloseTarget(ResultRelInfo *rri)
 {
 	for (int i = 0; i < rri->ri_NumIndices; i++)
-		index_close(rri->ri_IndexRelationDescs[i], NoLock);
+		if (rri->ri_IndexRelationDescs[i] != NULL)
+			index_close(rri->ri_IndexRelationDescs[i], NoLock);
 	rri->ri_NumIndices = 0;
 }
 
@@ -1132,6 +1165,7 @@ IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
 	EState	   *own = estate ? NULL : CreateExecutorState();
 	ResultRelInfo *rri = Target(estate ? estate : own, rel, t, false, true);
 
+	IndexesFor(rri, t, slot, estate ? estate : own);
 	ExecInsertIndexTuples(rri, slot, estate ? estate : own, false, false, NULL, NIL);
 	CloseTarget(rri);
 	if (own)
@@ -1871,7 +1905,10 @@ InsertRow(EState *estate, ResultRelInfo *rri, HotTable t, TupleTableSlot *slot,
 	}
 	table_tuple_insert(rel, stored, cid, 0, NULL);
 	if (rri->ri_NumIndices > 0)
+	{
+		IndexesFor(rri, t, stored, estate);
 		ExecInsertIndexTuples(rri, stored, estate, false, false, NULL, NIL);
+	}
 	if (stored != slot)
 		ExecDropSingleTupleTableSlot(stored);
 }

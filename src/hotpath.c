@@ -996,11 +996,14 @@ IndexFetch(Relation rel, Relation idx, Snapshot snap, ScanKey keys, int nkeys,
 		   TupleTableSlot *slot)
 {
 	IndexScanDesc scan = index_beginscan(rel, idx, snap, nkeys, 0);
+	Buffer		buf = InvalidBuffer;
 	bool		found;
 
 	index_rescan(scan, keys, nkeys, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	found = IndexNextLazyPrune(scan, slot, &buf);
 	index_endscan(scan);
+	if (BufferIsValid(buf))
+		ReleaseBuffer(buf);
 	return found;
 }
 

@@ -1473,7 +1473,7 @@ DECLARE
 	eff timestamptz := coalesce(effective_at, now());
 BEGIN
 	IF category IS NULL OR category NOT IN ('paid', 'bundled', 'promotional') THEN
-		RAISE EXCEPTION 'unknown grant category "%"', category USING ERRCODE = 'invalid_parameter_value',
+		RAISE EXCEPTION 'unknown grant category "%"', left(category, 64) USING ERRCODE = 'invalid_parameter_value',
 			HINT = 'The categories are paid, bundled and promotional.';
 	END IF;
 	IF priority IS NULL THEN

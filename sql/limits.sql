@@ -103,4 +103,12 @@ SELECT count(*) FROM wallet_outbox_claim(10, ARRAY[repeat('k', 65)]);
 SELECT count(*) >= 0 AS claimed FROM wallet_outbox_claim(10, ARRAY[repeat('k', 64)]);
 \set VERBOSITY default
 
+---------------------------------------------------------------- an unknown grant category is named in at most 64 characters
+DO $$
+BEGIN
+	PERFORM wallet_grant('lim-a', 'lim', 1, category => repeat('c', 100000));
+EXCEPTION WHEN OTHERS THEN
+	RAISE WARNING '%: message of % characters: %', SQLSTATE, length(SQLERRM), left(SQLERRM, 40);
+END $$;
+
 SELECT * FROM wallet_verify();

@@ -59,6 +59,7 @@
 #include "common/int.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
@@ -982,6 +983,7 @@ IndexNextLazyPrune(IndexScanDesc scan, TupleTableSlot *slot, Buffer *buf)
 		if (found)
 		{
 			ExecStoreBufferHeapTuple(&bslot->base.tupdata, slot, *buf);
+			pgstat_count_heap_fetch(scan->indexRelation);
 			return true;
 		}
 		/* as index_fetch_heap: a chain dead to everyone lets the index mark its entry */

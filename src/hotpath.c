@@ -944,8 +944,9 @@ Key(ScanKey key, Relation idx, int col, RegProcedure eqproc, Datum value)
  * so every read pruned the one dead version the update before it left (about
  * 15k instructions and a WAL record per debit).  Here the page is pruned (by
  * the same heap_page_prune_opt) only once its free space is below
- * LAZY_PRUNE_FREE, still room for a few new versions: one prune then clears
- * the dead versions of several updates.  Pruning is physical upkeep only;
+ * LAZY_PRUNE_FREE, still room for a few new versions, or when the row found
+ * is too wide for its next version to fit: one prune then clears the dead
+ * versions of several updates.  Pruning is physical upkeep only;
  * when it happens changes no result.  *buf is the pin the scan holds
  * (InvalidBuffer at first; the caller releases it).  A table moved to
  * another access method is read by index_getnext_slot.
@@ -963,6 +964,7 @@ IndexNextLazyPrune(IndexScanDesc scan, TupleTableSlot *slot, Buffer *buf)
 	for (;;)
 	{
 		ItemPointer tid = index_getnext_tid(scan, ForwardScanDirection);
+		ItemPointerData root;
 		BlockNumber blk;
 		bool		found;
 		bool		all_dead = false;
@@ -976,9 +978,24 @@ IndexNextLazyPrune(IndexScanDesc scan, TupleTableSlot *slot, Buffer *buf)
 			if (PageGetHeapFreeSpace(BufferGetPage(*buf)) < LAZY_PRUNE_FREE)
 				heap_page_prune_opt(rel, *buf);
 		}
+		root = *tid;
 		LockBuffer(*buf, BUFFER_LOCK_SHARE);
 		found = heap_hot_search_buffer(tid, rel, *buf, scan->xs_snapshot, &bslot->base.tupdata,
 									   &all_dead, true);
+		if (found && PageGetHeapFreeSpace(BufferGetPage(*buf)) < MAXALIGN(bslot->base.tupdata.t_len))
+		{
+			/*
+			 * A wide row whose next version would not fit: prune now, then
+			 * find it again from the root of its chain (the search moved
+			 * *tid to the version found, where no search may start).
+			 */
+			LockBuffer(*buf, BUFFER_LOCK_UNLOCK);
+			heap_page_prune_opt(rel, *buf);
+			*tid = root;
+			LockBuffer(*buf, BUFFER_LOCK_SHARE);
+			found = heap_hot_search_buffer(tid, rel, *buf, scan->xs_snapshot,
+										   &bslot->base.tupdata, &all_dead, true);
+		}
 		LockBuffer(*buf, BUFFER_LOCK_UNLOCK);
 		if (found)
 		{

@@ -949,7 +949,8 @@ Key(ScanKey key, Relation idx, int col, RegProcedure eqproc, Datum value)
  * versions of several updates.  Pruning is physical upkeep only;
  * when it happens changes no result.  *buf is the pin the scan holds
  * (InvalidBuffer at first; the caller releases it).  A table moved to
- * another access method is read by index_getnext_slot.
+ * another access method, or a snapshot that may see several versions of a
+ * row (not MVCC), is read by index_getnext_slot.
  */
 #define LAZY_PRUNE_FREE (BLCKSZ / 8)
 
@@ -959,7 +960,8 @@ IndexNextLazyPrune(IndexScanDesc scan, TupleTableSlot *slot, Buffer *buf)
 	BufferHeapTupleTableSlot *bslot = (BufferHeapTupleTableSlot *) slot;
 	Relation	rel = scan->heapRelation;
 
-	if (!TTS_IS_BUFFERTUPLE(slot) || rel->rd_tableam != GetHeapamTableAmRoutine())
+	if (!TTS_IS_BUFFERTUPLE(slot) || rel->rd_tableam != GetHeapamTableAmRoutine() ||
+		!IsMVCCSnapshot(scan->xs_snapshot))
 		return index_getnext_slot(scan, ForwardScanDirection, slot);
 	for (;;)
 	{

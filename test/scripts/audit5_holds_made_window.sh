@@ -39,7 +39,8 @@ gdb -p "$bpid" -batch -ex 'break AtEOXact_Inval' -ex 'continue' \
 	-ex "shell touch '$work/hit'; while [ ! -f '$work/go' ]; do sleep 0.1; done" \
 	-ex 'detach' >"$work/gdb.log" 2>&1 &
 gdb_pid=$!
-for _ in $(seq 100); do grep -q '^Breakpoint 1 at' "$work/gdb.log" 2>/dev/null && break; sleep 0.2; done
+for _ in $(seq 300); do grep -q '^Breakpoint 1 at' "$work/gdb.log" 2>/dev/null && break; sleep 0.2; done
+grep -q '^Breakpoint 1 at' "$work/gdb.log" || { echo "gdb did not attach" >&2; cat "$work/gdb.log" >&2; exit 1; }
 
 coproc A { q; }
 # A keeps the wallet, with holds_made false

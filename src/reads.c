@@ -61,9 +61,11 @@ wallet_settled(PG_FUNCTION_ARGS)
 		 * A transaction's start is its first statement's, reported as the
 		 * statement's start before the transaction starts and reports its
 		 * own (postgres.c, xact.c: StartTransaction): a running statement may
-		 * begin a transaction dated then.
+		 * begin a transaction dated then.  Only a session's or a background
+		 * worker's: a walsender's START_REPLICATION runs for days.
 		 */
-		if ((be->st_state == STATE_RUNNING || be->st_state == STATE_FASTPATH) &&
+		if ((be->st_backendType == B_BACKEND || be->st_backendType == B_BG_WORKER) &&
+			(be->st_state == STATE_RUNNING || be->st_state == STATE_FASTPATH) &&
 			be->st_activity_start_timestamp != 0 && be->st_activity_start_timestamp < settled)
 			settled = be->st_activity_start_timestamp;
 	}

@@ -1796,11 +1796,14 @@ CREATE INDEX event_wallet_recorded ON wallet.event (wallet_id, recorded_at);
 CREATE INDEX event_line ON wallet.event (line_id) WHERE line_id IS NOT NULL AND line_id <> id;
 /*
  * Every line id and event id so far came from one of the two sequences (a
- * fresh install has used neither: its first id stays 1).
+ * fresh install has used neither: its first id stays 1).  On a shard an
+ * event id also carries its customer's routing bits (48..62, src/shard.c),
+ * which the sequence must not take: its next value would carry one
+ * customer's bits, and the routing trigger keeps bits it finds.
  */
 SELECT pg_catalog.setval('wallet.line_id_seq', greatest(
 	(SELECT last_value FROM wallet.line_id_seq), (SELECT last_value FROM wallet.event_id_seq),
-	(SELECT max(id) FROM wallet.event)),
+	(SELECT max(id OPERATOR(pg_catalog.&) 281474976710655) FROM wallet.event)),
 	(SELECT is_called FROM wallet.line_id_seq) OR (SELECT is_called FROM wallet.event_id_seq)
 	OR EXISTS (SELECT FROM wallet.event));
 ALTER TABLE wallet.event ALTER COLUMN id SET DEFAULT pg_catalog.nextval('wallet.line_id_seq'::regclass);

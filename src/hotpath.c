@@ -1467,10 +1467,16 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	 * before the lock, which may have waited for a session that placed the
 	 * wallet's first hold: that session's invalidation was sent before it
 	 * released the lock, so it is here now.  If one came, read the wallet
-	 * again, under a snapshot taken after the lock.
+	 * again, under a snapshot taken after the lock.  The lock need not have
+	 * waited: a commit no longer makes anyone wait a moment before its
+	 * invalidation is sent (xact.c: ProcArrayEndTransaction, then
+	 * AtEOXact_Inval), so a hold committed in that moment is seen on the
+	 * locked row alone: an open hold in the asset is a hold.
 	 */
 	no_holds.stamp++;
 	acct->no_holds = 0;
+	if (acct->holds_open > 0)
+		holds_made = true;
 	if (!holds_made && CoherenceAccept(&wallet_coherence) != ticket)
 	{
 		Account		again;

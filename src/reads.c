@@ -10,7 +10,11 @@
  * (expiries, resets: the reads compute them from the grants whether written
  * down or not) and hold and release lines (which move no balance).  So
  * nothing can still appear before the start of the oldest transaction
- * running, which wallet._settled() returns.
+ * running, which wallet._settled() returns.  What is left: a backend reports
+ * a statement's start a few instructions after it took that time, when the
+ * statement arrived (postgres.c: SetCurrentStatementStartTimestamp, then
+ * pgstat_report_activity); a transaction its statement begins in those
+ * instructions is not seen.
  */
 #include "wallet.h"
 
@@ -53,6 +57,17 @@ wallet_settled(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		if (be->st_xact_start_timestamp != 0 && be->st_xact_start_timestamp < settled)
 			settled = be->st_xact_start_timestamp;
+		/*
+		 * A transaction's start is its first statement's, reported as the
+		 * statement's start before the transaction starts and reports its
+		 * own (postgres.c, xact.c: StartTransaction): a running statement may
+		 * begin a transaction dated then.  Only a session's or a background
+		 * worker's: a walsender's START_REPLICATION runs for days.
+		 */
+		if ((be->st_backendType == B_BACKEND || be->st_backendType == B_BG_WORKER) &&
+			(be->st_state == STATE_RUNNING || be->st_state == STATE_FASTPATH) &&
+			be->st_activity_start_timestamp != 0 && be->st_activity_start_timestamp < settled)
+			settled = be->st_activity_start_timestamp;
 	}
 	PG_RETURN_TIMESTAMPTZ(settled);
 }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# audit5: a debit must see a hold committed before it locked the balance row.
+# A debit skips looking its key up among holds when its wallet had none
+# (wallet.holds_made, kept with the wallet's copy, dropped by the invalidation
+# the first hold's commit sends).  A commit is visible to new snapshots, and
+# its row locks no longer make anyone wait, a moment before that invalidation
+# is sent (xact.c: ProcArrayEndTransaction, then AtEOXact_Inval).  A debit in
+# that moment, with the hold's key, was approved and charged: a second request
+# under one key, where the API says WL004.  gdb holds the hold's session in
+# that moment (a breakpoint at AtEOXact_Inval).
+set -euo pipefail
+source "$WALLET_ROOT/test/lib.sh"
+if ! command -v gdb >/dev/null; then
+	echo "audit5_holds_made_window: gdb is not installed; nothing checked"
+	exit 0
+fi
+start_cluster hmw
+export PGHOST=$hmw_HOST PGPORT=$hmw_PORT PGDATABASE=postgres
+work=$(mktemp -d)
+chmod 755 "$work"
+at_exit "touch '$work/go'; rm -rf '$work'"
+
+psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+CREATE EXTENSION wallet;
+SELECT wallet_create_asset('hw', 0);
+SELECT wallet_create('hw-a');
+SELECT wallet_grant('hw-a', 'hw', 100);
+SQL
+
+q() { psql -X -At -v VERBOSITY=sqlstate 2>&1; }
+# read one line from a session, or fail after 30 seconds
+line() { local l; read -r -t 30 -u "$1" l || { echo "no answer from a session" >&2; exit 1; }; echo "$l"; }
+
+coproc B { q; }
+echo "SELECT pg_backend_pid();" >&"${B[1]}"
+bpid=$(line "${B[0]}")
+# stop B at its next commit, after the commit is visible and before its invalidations go
+gdb -p "$bpid" -batch -ex 'break AtEOXact_Inval' -ex 'continue' \
+	-ex "shell touch '$work/hit'; while [ ! -f '$work/go' ]; do sleep 0.1; done" \
+	-ex 'detach' >"$work/gdb.log" 2>&1 &
+gdb_pid=$!
+for _ in $(seq 300); do grep -q '^Breakpoint 1 at' "$work/gdb.log" 2>/dev/null && break; sleep 0.2; done
+grep -q '^Breakpoint 1 at' "$work/gdb.log" || { echo "gdb did not attach" >&2; cat "$work/gdb.log" >&2; exit 1; }
+
+coproc A { q; }
+# A keeps the wallet, with holds_made false
+echo "SELECT approved FROM wallet_debit('hw-a', 'hw', 1, 'hw-d1');" >&"${A[1]}"
+[[ $(line "${A[0]}") == t ]] || { echo "the first debit was not approved" >&2; exit 1; }
+
+# B places the wallet's first hold, under key hw-k, and stops in its commit
+echo "BEGIN; SELECT approved FROM wallet_hold('hw-a', 'hw', 5, 'hw-k'); COMMIT;" >&"${B[1]}"
+for _ in $(seq 150); do [[ -f $work/hit ]] && break; sleep 0.2; done
+[[ -f $work/hit ]] || { echo "the hold's commit did not reach AtEOXact_Inval" >&2; cat "$work/gdb.log" >&2; exit 1; }
+
+# A debits under the hold's key: WL004, not a charge
+echo "SELECT approved FROM wallet_debit('hw-a', 'hw', 1, 'hw-k');" >&"${A[1]}"
+got=$(line "${A[0]}")
+touch "$work/go"
+wait "$gdb_pid" || true
+echo '\q' >&"${A[1]}"
+echo '\q' >&"${B[1]}"
+wait || true
+
+held=$(psql -X -At -c "SELECT count(*) FROM wallet.hold WHERE idempotency_key = 'hw-k'")
+charged=$(psql -X -At -c "SELECT count(*) FROM wallet.event WHERE idempotency_key = 'hw-k'")
+echo "debit under the hold's key: $got; holds with the key: $held; events with the key: $charged"
+[[ $held == 1 ]] || { echo "the hold did not commit" >&2; exit 1; }
+[[ $got == "ERROR:  WL004" && $charged == 0 ]] || {
+	echo "a debit under a committed hold's key was not refused (WL004)" >&2
+	exit 1
+}

@@ -318,6 +318,21 @@ static struct
 	uint64		generation;
 }			no_holds;
 
+/*
+ * The last balance lock that found its wallet with wallet.holds_made set, in
+ * this subtransaction and generation of the wallets kept: the hold it places
+ * need not read the wallet again to know it is marked (wallet_hold_marks_wallet).
+ * The flag is never cleared; only an abort of this (sub)transaction could undo
+ * a mark it read, and an abort moves the generation or the subtransaction.
+ */
+static struct
+{
+	int64		wallet_id;
+	LocalTransactionId lxid;
+	SubTransactionId subxid;
+	uint64		generation;
+}			holds_seen;
+
 static bool callback_registered = false;
 static List *retired = NIL;		/* older generations of the cache, not yet freed */
 static int	calls = 0;			/* hot path calls under way (HotEnter) */
@@ -1356,6 +1371,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	 */
 	no_holds.stamp++;
 	acct->no_holds = 0;
+	holds_seen.lxid = InvalidLocalTransactionId;
 	if (!holds_made && CoherenceAccept(&wallet_coherence) != ticket)
 	{
 		Account		again;
@@ -1372,6 +1388,13 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 		no_holds.wallet_id = acct->wallet_id;
 		no_holds.lxid = MyProc->lxid;
 		no_holds.generation = wallet_coherence.generation;
+	}
+	else if (cache.wallet_holds_made != 0)
+	{
+		holds_seen.wallet_id = acct->wallet_id;
+		holds_seen.lxid = MyProc->lxid;
+		holds_seen.subxid = GetCurrentSubTransactionId();
+		holds_seen.generation = wallet_coherence.generation;
 	}
 
 	if (newslot != NULL)
@@ -2814,7 +2837,13 @@ wallet_hold_marks_wallet(PG_FUNCTION_ARGS)
 	HotEnter();
 	if (!cache.valid)
 		CacheBuild();
-	if (cache.wallet_holds_made != 0)
+	/* the balance lock of this call found it marked (holds_seen) */
+	if (cache.wallet_holds_made != 0 && holds_seen.lxid == MyProc->lxid &&
+		holds_seen.subxid == GetCurrentSubTransactionId() &&
+		holds_seen.wallet_id == DatumGetInt64(wallet_id) &&
+		holds_seen.generation == wallet_coherence.generation)
+		made = true;
+	else if (cache.wallet_holds_made != 0)
 	{
 		Relation	wrel = OpenTable(T_WALLET, AccessShareLock);
 		Relation	widx = OpenIndex(I_WALLET_PKEY, AccessShareLock);

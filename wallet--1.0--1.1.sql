@@ -77,7 +77,11 @@ COMMENT ON TABLE wallet.hold_grant IS
 	'value an open hold reserves on a grant (minor units); deleted when the hold is resolved';
 COMMENT ON COLUMN wallet.hold_grant.resets IS
 	'the grant''s resets when the value was reserved: a recurring grant reset since lets it go at the release';
-CREATE INDEX hold_grant_grant ON wallet.hold_grant (grant_id);
+/*
+ * No index on grant_id: what is reserved on a grant is found through the open
+ * holds of its balance (hold_open, then the primary key), which saves a hold
+ * an index entry (docs/holds.md, "What a hold costs").
+ */
 SELECT pg_catalog.pg_extension_config_dump('wallet.hold_grant', '');
 REVOKE ALL ON wallet.hold_grant FROM PUBLIC;
 GRANT SELECT ON wallet.hold_grant TO wallet_finance;
@@ -86,8 +90,10 @@ GRANT SELECT ON wallet.hold_grant TO wallet_finance;
 CREATE FUNCTION wallet._reserved(grant_id bigint, as_of timestamptz DEFAULT now())
 RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT coalesce(sum(r.amount), 0)::bigint
-	  FROM wallet.hold_grant r JOIN wallet.hold h ON h.id = r.hold_id
-	 WHERE r.grant_id = _reserved.grant_id AND h.status = 'open' AND h.expires_at > _reserved.as_of
+	  FROM wallet.grant_block g
+	  JOIN wallet.hold h ON h.wallet_id = g.wallet_id AND h.asset = g.asset
+	  JOIN wallet.hold_grant r ON r.hold_id = h.id AND r.grant_id = g.id
+	 WHERE g.id = _reserved.grant_id AND h.status = 'open' AND h.expires_at > _reserved.as_of
 $$;
 COMMENT ON FUNCTION wallet._reserved(bigint, timestamptz) IS
 	'value reserved on a grant by the holds open at as_of (minor units)';
@@ -159,8 +165,13 @@ BEGIN
 		END IF;
 		want := h.amount;
 		FOR g IN SELECT gb.id, gb.resets, (gb.remaining OPERATOR(pg_catalog.-)
-								coalesce((SELECT pg_catalog.sum(r.amount) FROM wallet.hold_grant r
-										   WHERE r.grant_id OPERATOR(pg_catalog.=) gb.id), 0))::pg_catalog.int8 AS free
+								coalesce((SELECT pg_catalog.sum(r.amount)
+											FROM wallet.hold ho2 JOIN wallet.hold_grant r
+											  ON r.hold_id OPERATOR(pg_catalog.=) ho2.id
+										   WHERE ho2.wallet_id OPERATOR(pg_catalog.=) h.wallet_id
+											 AND ho2.asset OPERATOR(pg_catalog.=) h.asset
+											 AND ho2.status OPERATOR(pg_catalog.=) 'open'
+											 AND r.grant_id OPERATOR(pg_catalog.=) gb.id), 0))::pg_catalog.int8 AS free
 				   FROM wallet.grant_block gb
 				  WHERE gb.wallet_id OPERATOR(pg_catalog.=) h.wallet_id
 					AND gb.asset OPERATOR(pg_catalog.=) h.asset
@@ -356,7 +367,9 @@ BEGIN
 		UPDATE wallet.grant_block gb SET closed_at = now()
 		 WHERE gb.wallet_id = r.wallet_id AND gb.asset = r.asset AND gb.closed_at IS NULL
 		   AND gb.remaining = 0 AND gb.recurrence IS NULL
-		   AND NOT EXISTS (SELECT 1 FROM wallet.hold_grant hg WHERE hg.grant_id = gb.id);
+		   AND NOT EXISTS (SELECT 1 FROM wallet.hold h JOIN wallet.hold_grant hg ON hg.hold_id = h.id
+							WHERE h.wallet_id = gb.wallet_id AND h.asset = gb.asset
+							  AND h.status = 'open' AND hg.grant_id = gb.id);
 		GET DIAGNOSTICS n = ROW_COUNT;
 		n_closed := n_closed + n;
 	END LOOP;

@@ -875,9 +875,11 @@ wallet_pending(PG_FUNCTION_ARGS)
 		 */
 		WalletExec(PLAN_PENDING_GRANTS11,
 				   "SELECT " GRANT_COLUMNS ", voided_at, "
-				   "       COALESCE((SELECT pg_catalog.sum(r.amount) FROM wallet.hold_grant r "
-				   "                   JOIN wallet.hold h ON h.id OPERATOR(pg_catalog.=) r.hold_id "
-				   "                  WHERE r.grant_id OPERATOR(pg_catalog.=) g.id "
+				   "       COALESCE((SELECT pg_catalog.sum(r.amount) FROM wallet.hold h "
+				   "                   JOIN wallet.hold_grant r ON r.hold_id OPERATOR(pg_catalog.=) h.id "
+				   "                  WHERE h.wallet_id OPERATOR(pg_catalog.=) g.wallet_id "
+				   "                    AND h.asset OPERATOR(pg_catalog.=) g.asset "
+				   "                    AND r.grant_id OPERATOR(pg_catalog.=) g.id "
 				   "                    AND h.status OPERATOR(pg_catalog.=) 'open' "
 				   "                    AND h.expires_at OPERATOR(pg_catalog.>) $2), 0)::pg_catalog.int8, "
 				   "       g.scope "

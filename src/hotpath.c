@@ -279,6 +279,7 @@ static struct
 	AttrNumber	hold11[HX__COUNT];	/* wallet.hold's 1.1 columns, or 0 */
 	bool		hold_grant_deletes; /* a DELETE trigger on wallet.hold_grant */
 	HTAB	   *wallets;		/* WalletEntry by customer, or NULL */
+	HTAB	   *wallet_ids;		/* WalletIdEntry by wallet id, or NULL (with wallets) */
 	uint64		wallets_stamp;	/* wallet_coherence.generation they were read at */
 	bool		wallet_recheck; /* wallet.wallet changed: check its columns again */
 }			cache;
@@ -304,6 +305,13 @@ typedef struct WalletEntry
 	bool		holds_made;		/* wallet.holds_made (true on a 1.0 schema) */
 } WalletEntry;
 
+/* the customer of a wallet kept, by its id (a capture finds its wallet by id) */
+typedef struct WalletIdEntry
+{
+	int64		wallet_id;		/* hash key */
+	char		customer[WALLET_KEY_SIZE];
+} WalletIdEntry;
+
 /*
  * The last balance lock that found its wallet without holds (wallet.holds_made
  * false, as of the lock: HotAccountLock), so that HotKeyFind need not look a
@@ -320,6 +328,21 @@ static struct
 	LocalTransactionId lxid;
 	uint64		generation;
 }			no_holds;
+
+/*
+ * The last balance lock that found its wallet with wallet.holds_made set, in
+ * this subtransaction and generation of the wallets kept: the hold it places
+ * need not read the wallet again to know it is marked (wallet_hold_marks_wallet).
+ * The flag is never cleared; only an abort of this (sub)transaction could undo
+ * a mark it read, and an abort moves the generation or the subtransaction.
+ */
+static struct
+{
+	int64		wallet_id;
+	LocalTransactionId lxid;
+	SubTransactionId subxid;
+	uint64		generation;
+}			holds_seen;
 
 static bool callback_registered = false;
 static List *retired = NIL;		/* older generations of the cache, not yet freed */
@@ -491,6 +514,11 @@ ForgetWallets(void)
 		hash_destroy(cache.wallets);
 		cache.wallets = NULL;
 	}
+	if (cache.wallet_ids != NULL)
+	{
+		hash_destroy(cache.wallet_ids);
+		cache.wallet_ids = NULL;
+	}
 }
 
 /* free the generations of the cache that were replaced */
@@ -604,6 +632,7 @@ CacheBuildGeneration(void)
 	 * call is under way (HotEnter).
 	 */
 	cache.wallets = NULL;
+	cache.wallet_ids = NULL;
 	cache.wallet_recheck = false;
 	if (cache.cxt != NULL)
 	{
@@ -1200,7 +1229,9 @@ IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
  * The wallet of a customer (when not NULL) or with an id: its id, customer
  * and status into acct, whether a hold was ever placed on it into
  * *holds_made.  False if there is none.  *cached: it came from what this
- * backend kept (the caller may ask again with use_cache false).
+ * backend kept (the caller may ask again with use_cache false).  A wallet
+ * read by id is kept as one read by its customer, and found by id again
+ * through wallet_ids (a capture, a release).
  */
 static bool
 WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, Account *acct,
@@ -1234,6 +1265,26 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, 
 			return true;
 		}
 	}
+	else if (customer == NULL && cache.wallet_ids != NULL)
+	{
+		/* by id: the customer kept for it, then its entry (dropped too when !use_cache) */
+		WalletIdEntry *wi = hash_search(cache.wallet_ids, &wallet_id, HASH_FIND, NULL);
+
+		if (wi != NULL)
+		{
+			we = hash_search(cache.wallets, wi->customer, use_cache ? HASH_FIND : HASH_REMOVE, NULL);
+			if (we != NULL && use_cache && we->wallet_id == wallet_id)
+			{
+				*cached = true;
+				acct->wallet_id = wallet_id;
+				acct->customer = pstrdup(wi->customer);
+				strlcpy(acct->status, we->status, sizeof(acct->status));
+				*holds_made = we->holds_made;
+				return true;
+			}
+			hash_search(cache.wallet_ids, &wallet_id, HASH_REMOVE, NULL);
+		}
+	}
 
 	wrel = OpenTable(T_WALLET, AccessShareLock);
 	widx = OpenIndex(customer ? I_WALLET_CUSTOMER : I_WALLET_PKEY, AccessShareLock);
@@ -1258,9 +1309,19 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, 
 	index_close(widx, NoLock);
 	table_close(wrel, NoLock);
 
+	/* one read by id is kept as one read by its customer would be */
+	if (customer == NULL && strlen(acct->customer) < WALLET_KEY_SIZE)
+	{
+		memset(ckey, 0, sizeof(ckey));
+		strlcpy(ckey, acct->customer, sizeof(ckey));
+		cacheable = true;
+	}
+
 	/* kept only if no invalidation came since the one read before snap was taken */
 	if (cacheable && cache.valid && ticket == wallet_coherence.generation)
 	{
+		WalletIdEntry *wi;
+
 		if (cache.wallets != NULL && hash_get_num_entries(cache.wallets) >= MAX_WALLETS)
 			ForgetWallets();
 		if (cache.wallets == NULL)
@@ -1272,12 +1333,18 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, 
 			ctl.hcxt = cache.cxt;
 			cache.wallets = hash_create("wallet hot path wallets", 1024, &ctl,
 										HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+			ctl.keysize = sizeof(int64);
+			ctl.entrysize = sizeof(WalletIdEntry);
+			cache.wallet_ids = hash_create("wallet hot path wallet ids", 1024, &ctl,
+										   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 			cache.wallets_stamp = ticket;
 		}
 		we = hash_search(cache.wallets, ckey, HASH_ENTER, NULL);
 		we->wallet_id = acct->wallet_id;
 		strlcpy(we->status, acct->status, sizeof(we->status));
 		we->holds_made = *holds_made;
+		wi = hash_search(cache.wallet_ids, &acct->wallet_id, HASH_ENTER, NULL);
+		memcpy(wi->customer, ckey, sizeof(wi->customer));
 		CoherenceFilled(&wallet_coherence);
 	}
 	return true;
@@ -1395,6 +1462,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	bool		use_cache = true;
 	bool		cached;
 	bool		holds_made = true;
+	bool		marked;
 	CommandId	cid;
 	uint64		ticket;
 
@@ -1475,6 +1543,8 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	 */
 	no_holds.stamp++;
 	acct->no_holds = 0;
+	holds_seen.lxid = InvalidLocalTransactionId;
+	marked = holds_made;
 	if (acct->holds_open > 0)
 		holds_made = true;
 	if (!holds_made && CoherenceAccept(&wallet_coherence) != ticket)
@@ -1485,6 +1555,8 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 
 		if (!WalletFind(NULL, acct->wallet_id, fresh, t, &again, false, &cached, &holds_made))
 			holds_made = true;
+		else
+			marked = holds_made;
 		PopActiveSnapshot();
 	}
 	if (!holds_made)
@@ -1493,6 +1565,14 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 		no_holds.wallet_id = acct->wallet_id;
 		no_holds.lxid = MyProc->lxid;
 		no_holds.generation = wallet_coherence.generation;
+	}
+	else if (marked && cache.wallet_holds_made != 0)
+	{
+		/* the wallet's row says so (an open hold alone is no mark: HotHoldInsert's trigger reads it) */
+		holds_seen.wallet_id = acct->wallet_id;
+		holds_seen.lxid = MyProc->lxid;
+		holds_seen.subxid = GetCurrentSubTransactionId();
+		holds_seen.generation = wallet_coherence.generation;
 	}
 
 	if (newslot != NULL)
@@ -2941,7 +3021,13 @@ wallet_hold_marks_wallet(PG_FUNCTION_ARGS)
 	HotEnter();
 	if (!cache.valid)
 		CacheBuild();
-	if (cache.wallet_holds_made != 0)
+	/* the balance lock of this call found it marked (holds_seen) */
+	if (cache.wallet_holds_made != 0 && holds_seen.lxid == MyProc->lxid &&
+		holds_seen.subxid == GetCurrentSubTransactionId() &&
+		holds_seen.wallet_id == DatumGetInt64(wallet_id) &&
+		holds_seen.generation == wallet_coherence.generation)
+		made = true;
+	else if (cache.wallet_holds_made != 0)
 	{
 		Relation	wrel = OpenTable(T_WALLET, AccessShareLock);
 		Relation	widx = OpenIndex(I_WALLET_PKEY, AccessShareLock);

@@ -2530,6 +2530,7 @@ HotHoldGrantsRead(int64 hold_id, bool locked, HotHoldGrant **rows)
 	Snapshot	snap = locked ? PushFreshSnapshot() : GetActiveSnapshot();
 	int			n = 0;
 	int			cap = 4;
+	Buffer		buf = InvalidBuffer;
 
 	HotEnter();
 	if (!HoldObjects())
@@ -2542,7 +2543,7 @@ HotHoldGrantsRead(int64 hold_id, bool locked, HotHoldGrant **rows)
 	Key(&key, idx, 0, F_INT8EQ, Int64GetDatum(hold_id));
 	scan = index_beginscan(rel, idx, snap, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (IndexNextLazyPrune(scan, slot, &buf))
 	{
 		bool		isnull;
 		HotHoldGrant *r;
@@ -2560,6 +2561,8 @@ HotHoldGrantsRead(int64 hold_id, bool locked, HotHoldGrant **rows)
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
+	if (BufferIsValid(buf))
+		ReleaseBuffer(buf);
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);
 	if (locked)
@@ -2586,6 +2589,7 @@ HotOpenHoldsRead(int64 wallet_id, const char *asset, TimestampTz now, bool locke
 	HotHold    *holds = NULL;
 	int			n = 0;
 	int			cap = 0;
+	Buffer		buf = InvalidBuffer;
 
 	HotEnter();
 	if (!HoldObjects())
@@ -2598,7 +2602,7 @@ HotOpenHoldsRead(int64 wallet_id, const char *asset, TimestampTz now, bool locke
 	Key(&keys[1], hidx, 1, F_TEXTEQ, CStringGetTextDatum(asset));
 	scan = index_beginscan(hrel, hidx, snap, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (IndexNextLazyPrune(scan, slot, &buf))
 	{
 		HotHold		h;
 
@@ -2615,6 +2619,8 @@ HotOpenHoldsRead(int64 wallet_id, const char *asset, TimestampTz now, bool locke
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
+	if (BufferIsValid(buf))
+		ReleaseBuffer(buf);
 	index_close(hidx, NoLock);
 	table_close(hrel, NoLock);
 	if (locked)

@@ -211,17 +211,18 @@ ReplayMatch(const Account *acct, const char *key, const DebitRequest *req,
 
 /*
  * The stored requests of n keys (wallet_ids[i], keys[i]), an index probe each
- * (HotKeyFindMany): found[i] is NULL or the request, allocated in cxt.
+ * (HotKeyFindMany; among holds only where holds[i], or everywhere when holds
+ * is NULL): found[i] is NULL or the request, allocated in cxt.
  */
 void
-StoredFetchMany(int n, const int64 *wallet_ids, const char *const *keys,
+StoredFetchMany(int n, const int64 *wallet_ids, const char *const *keys, const bool *holds,
 				StoredRequest **found, MemoryContext cxt)
 {
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	HeapTuple  *tups = palloc(sizeof(HeapTuple) * Max(n, 1));
 	TupleDesc	desc;
 
-	HotKeyFindMany(n, wallet_ids, keys, tups, &desc);
+	HotKeyFindMany(n, wallet_ids, keys, holds, tups, &desc);
 	for (int i = 0; i < n; i++)
 	{
 		found[i] = NULL;

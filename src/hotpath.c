@@ -1389,12 +1389,14 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
  * read as HotAccountLock reads a wallet before its lock (wallet_ingest, before
  * it locks any): from the wallets this backend keeps when use_cache (then
  * cached[i] says which came from there: such a wallet may be gone, see
- * HotAccountLock), else an index probe each.  A statement joining the
- * customers to wallet.wallet was planned as a hash join over the whole table.
+ * HotAccountLock), else an index probe each.  holds_made[i] (when not NULL):
+ * whether the wallet may have holds, as of this read.  A statement joining
+ * the customers to wallet.wallet was planned as a hash join over the whole
+ * table.  Returns the ticket HotWalletsSame takes after the locks.
  */
-void
+uint64
 HotWalletIds(int n, const char *const *customers, bool use_cache, int64 *wallet_ids,
-			 char (*statuses)[16], bool *cached)
+			 char (*statuses)[16], bool *cached, bool *holds_made)
 {
 	Relation	wrel;
 	Snapshot	snap;
@@ -1409,24 +1411,38 @@ HotWalletIds(int n, const char *const *customers, bool use_cache, int64 *wallet_
 	{
 		Account		acct;
 		bool		kept;
-		bool		holds_made;
+		bool		made = true;
 
 		CHECK_FOR_INTERRUPTS();
 		wallet_ids[i] = 0;
 		statuses[i][0] = '\0';
 		if (cached)
 			cached[i] = false;
-		if (WalletFind(customers[i], 0, snap, ticket, &acct, use_cache, &kept, &holds_made))
+		if (WalletFind(customers[i], 0, snap, ticket, &acct, use_cache, &kept, &made))
 		{
 			if (cached)
 				cached[i] = kept;
 			wallet_ids[i] = acct.wallet_id;
 			strlcpy(statuses[i], acct.status, sizeof(statuses[i]));
 		}
+		if (holds_made)
+			holds_made[i] = made;
 	}
 	table_close(wrel, NoLock);
 	PopActiveSnapshot();
 	HotLeave();
+	return ticket;
+}
+
+/*
+ * After the balance locks: whether no change of a wallet (its first hold
+ * among them) came since HotWalletIds returned ticket, so that what it said
+ * of holds_made still holds, as HotAccountLock checks after its lock.
+ */
+bool
+HotWalletsSame(uint64 ticket)
+{
+	return CoherenceAccept(&wallet_coherence) == ticket;
 }
 
 /*
@@ -1642,37 +1658,51 @@ HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc
 /*
  * HotKeyFind for n keys (wallet_ids[i], keys[i]) at once (wallet_ingest, which
  * holds the balance locks of every wallet): tups[i] is the row or NULL.  An
- * index probe per key, whatever the planner would think of the tables.
+ * index probe per key, whatever the planner would think of the tables; among
+ * holds only where holds[i] (holds NULL: everywhere), false for a wallet that
+ * had none (HotWalletIds, HotWalletsSame).
  */
 void
-HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys, HeapTuple *tups,
-			   TupleDesc *desc)
+HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys, const bool *holds,
+			   HeapTuple *tups, TupleDesc *desc)
 {
 	Relation	erel;
-	Relation	hrel;
+	Relation	hrel = NULL;
 	Relation	eidx;
-	Relation	hidx;
+	Relation	hidx = NULL;
 	Snapshot	snap = PushFreshSnapshot();
+	bool		any_holds = holds == NULL;
 
+	for (int i = 0; i < n && !any_holds; i++)
+		any_holds = holds[i];
 	HotEnter();
 	erel = OpenTable(T_EVENT, RowExclusiveLock);
-	hrel = OpenTable(T_HOLD, AccessShareLock);
 	eidx = OpenIndex(I_EVENT_KEY, RowExclusiveLock);
-	hidx = OpenIndex(I_HOLD_KEY, AccessShareLock);
 	CheckPrivilege(T_EVENT, ACL_SELECT);
-	CheckPrivilege(T_HOLD, ACL_SELECT);
+	if (any_holds)
+	{
+		hrel = OpenTable(T_HOLD, AccessShareLock);
+		hidx = OpenIndex(I_HOLD_KEY, AccessShareLock);
+		CheckPrivilege(T_HOLD, ACL_SELECT);
+	}
 	for (int i = 0; i < n; i++)
 	{
+		bool		h = holds == NULL || holds[i];
+
 		CHECK_FOR_INTERRUPTS();
 		tups[i] = NULL;
-		if (!KeyProbe(erel, hrel, eidx, hidx, snap, wallet_ids[i], keys[i], &tups[i]))
+		if (!KeyProbe(erel, h ? hrel : NULL, eidx, h ? hidx : NULL, snap, wallet_ids[i],
+					  keys[i], &tups[i]))
 			tups[i] = NULL;
 	}
 	*desc = key_desc;
 	index_close(eidx, NoLock);
-	index_close(hidx, NoLock);
 	table_close(erel, NoLock);
-	table_close(hrel, NoLock);
+	if (hrel != NULL)
+	{
+		index_close(hidx, NoLock);
+		table_close(hrel, NoLock);
+	}
 	PopActiveSnapshot();
 	HotLeave();
 }

@@ -68,6 +68,7 @@ typedef struct Pair
 	const char *customer;		/* the wallet's, and its status before the lock */
 	char		status[16];
 	bool		cached;			/* wallet id and status from the backend's cache */
+	bool		holds_made;		/* the wallet may have holds (HotWalletIds) */
 	bool		gone;			/* the wallet was not there any more (WL001) */
 } Pair;
 
@@ -112,6 +113,7 @@ typedef struct Batch
 	GrantSet   *sets;			/* by Pair.index */
 	HTAB	   *keys;			/* (wallet id, key) -> KeyEntry */
 	DebitBuffer *buf;
+	uint64		wallets_ticket; /* of HotWalletIds, for HotWalletsSame */
 } Batch;
 
 /* ------------------------------------------------------------- parsing */
@@ -371,6 +373,7 @@ ResolveWallets(Batch *b)
 	int64	   *ids;
 	char		(*statuses)[16];
 	bool	   *cached;
+	bool	   *holds_made;
 	int			n = 0;
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -397,7 +400,8 @@ ResolveWallets(Batch *b)
 	ids = MemoryContextAllocHuge(b->cxt, sizeof(int64) * Max(n, 1));
 	statuses = MemoryContextAllocHuge(b->cxt, sizeof(*statuses) * Max(n, 1));
 	cached = MemoryContextAllocHuge(b->cxt, sizeof(bool) * Max(n, 1));
-	HotWalletIds(n, names, true, ids, statuses, cached);
+	holds_made = MemoryContextAllocHuge(b->cxt, sizeof(bool) * Max(n, 1));
+	b->wallets_ticket = HotWalletIds(n, names, true, ids, statuses, cached, holds_made);
 
 	for (int i = 0; i < b->n; i++)
 	{
@@ -427,6 +431,7 @@ ResolveWallets(Batch *b)
 			item->pair->customer = item->req.customer;
 			strlcpy(item->pair->status, statuses[e->index], sizeof(item->pair->status));
 			item->pair->cached = cached[e->index];
+			item->pair->holds_made = holds_made[e->index];
 			item->pair->gone = false;
 			b->npairs++;
 		}
@@ -495,7 +500,8 @@ LockAll(Batch *b)
 			int64		id;
 			char		status[1][16];
 
-			HotWalletIds(1, &order[i]->customer, false, &id, status, NULL);
+			HotWalletIds(1, &order[i]->customer, false, &id, status, NULL, NULL);
+			order[i]->holds_made = true;
 			if (id == 0)
 			{
 				order[i]->gone = true;
@@ -529,7 +535,9 @@ LockAll(Batch *b)
 /*
  * Under the locks: the live grants of every balance row, and what every key
  * of the batch holds (the first element with a key looks it up; the others
- * share its entry).
+ * share its entry).  A key is looked up among holds only if its wallet had
+ * any when HotWalletIds read it and no wallet changed since (HotWalletsSame,
+ * after the locks, as the single call checks after its lock).
  */
 static void
 ReadAll(Batch *b)
@@ -539,6 +547,8 @@ ReadAll(Batch *b)
 	const char **keys = MemoryContextAllocHuge(b->cxt, sizeof(char *) * Max(b->n, 1));
 	KeyEntry  **entries = MemoryContextAllocHuge(b->cxt, sizeof(KeyEntry *) * Max(b->n, 1));
 	StoredRequest **found = MemoryContextAllocHuge(b->cxt, sizeof(StoredRequest *) * Max(b->n, 1));
+	bool	   *holds = MemoryContextAllocHuge(b->cxt, sizeof(bool) * Max(b->n, 1));
+	bool		same = HotWalletsSame(b->wallets_ticket);
 	TimestampTz now = WalletNow();
 	MemoryContext old;
 	int			n = 0;
@@ -565,6 +575,7 @@ ReadAll(Batch *b)
 			item->key->st = NULL;
 			wallet_ids[n] = probe.wallet_id;
 			keys[n] = item->req.key;
+			holds[n] = !same || item->pair->holds_made;
 			entries[n++] = item->key;
 		}
 	}
@@ -578,7 +589,7 @@ ReadAll(Batch *b)
 			GrantsLoad(&b->accts[p], now, true, &b->sets[p]);
 	}
 	MemoryContextSwitchTo(old);
-	StoredFetchMany(n, wallet_ids, keys, found, b->cxt);
+	StoredFetchMany(n, wallet_ids, keys, holds, found, b->cxt);
 	SPI_finish();
 	for (int i = 0; i < n; i++)
 		entries[i]->st = found[i];

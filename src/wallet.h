@@ -448,7 +448,7 @@ extern bool Replayed(Account *acct, const char *key, const DebitRequest *req,
 extern void ReplayMatch(const Account *acct, const char *key, const DebitRequest *req,
 						int64 hold_amount, const StoredRequest *st, WalletResult *res);
 extern void StoredFetchMany(int n, const int64 *wallet_ids, const char *const *keys,
-							StoredRequest **found, MemoryContext cxt);
+							const bool *holds, StoredRequest **found, MemoryContext cxt);
 extern void DebitJudge(Account *acct, const DebitRequest *req, TimestampTz now,
 					   int64 release_first, Decision *d);
 extern int64 DebitWriteNow(const Account *acct, const DebitRequest *req, TimestampTz now,
@@ -517,14 +517,16 @@ extern HotLockResult HotAccountLock(const char *customer, int64 wallet_id,
 									const AssetInfo *asset, Account *acct);
 extern bool HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc);
 extern void HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys,
-						   HeapTuple *tups, TupleDesc *desc);
+						   const bool *holds, HeapTuple *tups, TupleDesc *desc);
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);
 extern bool HotGrantsTake(int n, const int64 *grant_ids, const ItemPointerData *tids,
 						  const int64 *takes);
-extern void HotWalletIds(int n, const char *const *customers, bool use_cache,
-						 int64 *wallet_ids, char (*statuses)[16], bool *cached);
+extern uint64 HotWalletIds(int n, const char *const *customers, bool use_cache,
+						   int64 *wallet_ids, char (*statuses)[16], bool *cached,
+						   bool *holds_made);
+extern bool HotWalletsSame(uint64 ticket);
 extern int	HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *accts);
 
 /* a hold as read (1.1 schema) */

@@ -2059,68 +2059,19 @@ GrantTake(Relation grel, ResultRelInfo *grri, EState *estate, TupleTableSlot *gs
 }
 
 /*
- * Write an approved debit: the event, each drawn grant's new remaining and
- * one ledger line per draw (grant_id 0: the overdraft part), as the write
- * statement of debit.c did.  A debit drawn from one source has one line,
- * carried on the event row (line_id, line_grant_id; wallet.line shows it):
- * no row of wallet.line_stored.  Returns the event id.
+ * The event row of a debit, into slot, with the line it carries (carried):
+ * its BEFORE ROW triggers, constraints, index entries.  Returns its id.
  */
-int64
-HotDebitWrite(const HotDebit *w)
+static int64
+EventInsert(EState *estate, ResultRelInfo *erri, TupleTableSlot *slot, const HotDebit *w,
+			bool carried, CommandId cid)
 {
-	Relation	erel;
-	Relation	grel;
-	Relation	lrel = NULL;
-	Relation	gpk = NULL;
-	EState	   *estate;
-	ResultRelInfo *erri;
-	ResultRelInfo *lrri = NULL;
-	ResultRelInfo *grri = NULL;
-	TupleTableSlot *slot;
-	TupleTableSlot *gslot;
-	TupleTableSlot *gnew;
-	TupleDesc	desc;
-	Snapshot	snap;
-	CommandId	cid;
+	TupleDesc	desc = RelationGetDescr(erri->ri_RelationDesc);
 	bool		set[MaxHeapAttributeNumber];
-	Numeric		revenue;
+	Numeric		revenue = DebitRevenue(w);
 	int64		event_id;
 	bool		isnull;
-	bool		carried = w->nlines == 1 && w->takes[0] == w->amount;
 
-	HotEnter();
-	snap = PushFreshSnapshot();
-	erel = OpenTable(T_EVENT, RowExclusiveLock);
-	grel = OpenTable(T_GRANT, RowExclusiveLock);
-	if (cache.tables[T_EVENT].by_sql || cache.tables[T_GRANT].by_sql ||
-		(cache.tables[T_LINE].by_sql && w->nlines > 0 && !carried))
-	{
-		table_close(erel, NoLock);
-		table_close(grel, NoLock);
-		PopActiveSnapshot();
-		event_id = DebitWriteSql(w, carried);
-		HotLeave();
-		return event_id;
-	}
-	CheckPrivilege(T_EVENT, ACL_INSERT);
-	if (w->nlines > 0)
-		CheckPrivilege(T_GRANT, ACL_SELECT | ACL_UPDATE);
-	cid = GetCurrentCommandId(true);
-	estate = CreateExecutorState();
-	estate->es_output_cid = cid;
-	erri = WriteTarget(estate, erel, T_EVENT, true);
-	if (w->nlines > 0 && !carried)
-	{
-		lrel = OpenTable(T_LINE, RowExclusiveLock);
-		CheckPrivilege(T_LINE, ACL_INSERT);
-		lrri = WriteTarget(estate, lrel, T_LINE, true);
-	}
-
-	revenue = DebitRevenue(w);
-
-	/* the event */
-	desc = RelationGetDescr(erel);
-	slot = table_slot_create(erel, NULL);
 	ExecClearTuple(slot);
 	memset(set, 0, sizeof(bool) * desc->natts);
 	SET_COLUMN(T_EVENT, E_WALLET_ID, Int64GetDatum(w->wallet_id), false);
@@ -2156,6 +2107,206 @@ HotDebitWrite(const HotDebit *w)
 	event_id = DatumGetInt64(slot_getattr(slot, ATT(T_EVENT, E_ID), &isnull));
 	if (isnull)
 		elog(ERROR, "wallet: event inserted without an id");
+	return event_id;
+}
+
+/*
+ * The event writer of a batch (wallet_ingest): what HotDebitWrite opens and
+ * builds for each debit (the event table and its indexes, the executor
+ * state, the insert target with its triggers, the privilege checks), done
+ * once and kept while the hot path's cache is the one it was built from.
+ * Only for debits whose grants the caller updates (grants_later).
+ */
+struct HotDebitBatch
+{
+	MemoryContext cxt;			/* where the executor state lives */
+	MemoryContext gen;			/* cache.cxt when opened; NULL: not open */
+	Relation	erel;
+	Relation	lrel;			/* wallet.line_stored, once a debit needs it */
+	EState	   *estate;
+	ResultRelInfo *erri;
+	ResultRelInfo *lrri;
+	TupleTableSlot *slot;
+	bool		grants_checked; /* the privileges on grants a draw needs */
+};
+
+/* a writer, not open yet, in cxt */
+HotDebitBatch *
+HotDebitBatchCreate(MemoryContext cxt)
+{
+	HotDebitBatch *b = MemoryContextAllocZero(cxt, sizeof(HotDebitBatch));
+
+	b->cxt = cxt;
+	return b;
+}
+
+/* close what BatchOpen opened (the locks stay) */
+static void
+BatchClose(HotDebitBatch *b)
+{
+	if (b->gen == NULL)
+		return;
+	ExecDropSingleTupleTableSlot(b->slot);
+	CloseTarget(b->erri);
+	if (b->lrri != NULL)
+	{
+		CloseTarget(b->lrri);
+		table_close(b->lrel, NoLock);
+	}
+	FreeExecutorState(b->estate);
+	table_close(b->erel, NoLock);
+	b->gen = NULL;
+	b->erel = b->lrel = NULL;
+	b->estate = NULL;
+	b->erri = b->lrri = NULL;
+	b->slot = NULL;
+	HotLeave();
+}
+
+/*
+ * Open the writer as HotDebitWrite opens for one debit; false (nothing open)
+ * when a table needs the SQL statements (CheckTable): then HotDebitWrite
+ * writes each debit as for a single call.
+ */
+static bool
+BatchOpen(HotDebitBatch *b)
+{
+	MemoryContext cxt = b->cxt;
+	MemoryContext old;
+	Relation	erel;
+	Relation	grel;
+
+	HotEnter();
+	erel = OpenTable(T_EVENT, RowExclusiveLock);
+	grel = OpenTable(T_GRANT, RowExclusiveLock);
+	table_close(grel, NoLock);
+	if (cache.tables[T_EVENT].by_sql || cache.tables[T_GRANT].by_sql ||
+		cache.tables[T_LINE].by_sql)
+	{
+		table_close(erel, NoLock);
+		HotLeave();
+		return false;
+	}
+	CheckPrivilege(T_EVENT, ACL_INSERT);
+	old = MemoryContextSwitchTo(cxt);
+	b->estate = CreateExecutorState();
+	MemoryContextSwitchTo(b->estate->es_query_cxt);
+	b->erel = erel;
+	b->erri = WriteTarget(b->estate, erel, T_EVENT, true);
+	b->slot = table_slot_create(erel, NULL);
+	MemoryContextSwitchTo(old);
+	b->gen = cache.cxt;
+	return true;
+}
+
+/*
+ * HotDebitWrite of a debit of a batch through its writer: the same rows.
+ * False when the writer cannot (BatchOpen): the caller writes it alone.
+ */
+static bool
+BatchWrite(HotDebitBatch *b, const HotDebit *w, int64 *event_id)
+{
+	bool		carried = w->nlines == 1 && w->takes[0] == w->amount;
+	CommandId	cid;
+
+	/* a new generation of the cache (an invalidation): open again from it */
+	if (b->gen != NULL && (!cache.valid || cache.cxt != b->gen))
+		BatchClose(b);
+	if (b->gen == NULL && !BatchOpen(b))
+		return false;
+	if (w->nlines > 0 && !b->grants_checked)
+	{
+		CheckPrivilege(T_GRANT, ACL_SELECT | ACL_UPDATE);
+		b->grants_checked = true;
+	}
+	if (w->nlines > 0 && !carried && b->lrri == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(b->estate->es_query_cxt);
+
+		b->lrel = OpenTable(T_LINE, RowExclusiveLock);
+		CheckPrivilege(T_LINE, ACL_INSERT);
+		b->lrri = WriteTarget(b->estate, b->lrel, T_LINE, true);
+		MemoryContextSwitchTo(old);
+	}
+	PushFreshSnapshot();
+	cid = GetCurrentCommandId(true);
+	b->estate->es_output_cid = cid;
+	*event_id = EventInsert(b->estate, b->erri, b->slot, w, carried, cid);
+	ResetPerTupleExprContext(b->estate);
+	if (w->nlines > 0 && !carried)
+		StoreLines(b->estate, b->lrri, w, *event_id, cid);
+	ExecClearTuple(b->slot);
+	PopActiveSnapshot();
+	CommandCounterIncrement();
+	return true;
+}
+
+/* the batch is written: close its writer */
+void
+HotDebitBatchEnd(HotDebitBatch *b)
+{
+	BatchClose(b);
+}
+
+/*
+ * Write an approved debit: the event, each drawn grant's new remaining and
+ * one ledger line per draw (grant_id 0: the overdraft part), as the write
+ * statement of debit.c did.  A debit drawn from one source has one line,
+ * carried on the event row (line_id, line_grant_id; wallet.line shows it):
+ * no row of wallet.line_stored.  Returns the event id.
+ */
+int64
+HotDebitWrite(const HotDebit *w)
+{
+	Relation	erel;
+	Relation	grel;
+	Relation	lrel = NULL;
+	Relation	gpk = NULL;
+	EState	   *estate;
+	ResultRelInfo *erri;
+	ResultRelInfo *lrri = NULL;
+	ResultRelInfo *grri = NULL;
+	TupleTableSlot *slot;
+	TupleTableSlot *gslot;
+	TupleTableSlot *gnew;
+	Snapshot	snap;
+	CommandId	cid;
+	int64		event_id;
+	bool		carried = w->nlines == 1 && w->takes[0] == w->amount;
+
+	if (w->batch != NULL && w->grants_later && BatchWrite(w->batch, w, &event_id))
+		return event_id;
+	HotEnter();
+	snap = PushFreshSnapshot();
+	erel = OpenTable(T_EVENT, RowExclusiveLock);
+	grel = OpenTable(T_GRANT, RowExclusiveLock);
+	if (cache.tables[T_EVENT].by_sql || cache.tables[T_GRANT].by_sql ||
+		(cache.tables[T_LINE].by_sql && w->nlines > 0 && !carried))
+	{
+		table_close(erel, NoLock);
+		table_close(grel, NoLock);
+		PopActiveSnapshot();
+		event_id = DebitWriteSql(w, carried);
+		HotLeave();
+		return event_id;
+	}
+	CheckPrivilege(T_EVENT, ACL_INSERT);
+	if (w->nlines > 0)
+		CheckPrivilege(T_GRANT, ACL_SELECT | ACL_UPDATE);
+	cid = GetCurrentCommandId(true);
+	estate = CreateExecutorState();
+	estate->es_output_cid = cid;
+	erri = WriteTarget(estate, erel, T_EVENT, true);
+	if (w->nlines > 0 && !carried)
+	{
+		lrel = OpenTable(T_LINE, RowExclusiveLock);
+		CheckPrivilege(T_LINE, ACL_INSERT);
+		lrri = WriteTarget(estate, lrel, T_LINE, true);
+	}
+
+	/* the event */
+	slot = table_slot_create(erel, NULL);
+	event_id = EventInsert(estate, erri, slot, w, carried, cid);
 	ExecDropSingleTupleTableSlot(slot);
 
 	/* the grants drawn: remaining - take */

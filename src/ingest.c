@@ -705,6 +705,7 @@ ApplyAll(Batch *b)
 	SPI_connect();
 	DebitBufferFlush(b->buf, now);
 	SPI_finish();
+	DebitBufferClose(b->buf);
 }
 
 /* ----------------------------------------------------------------- entry */

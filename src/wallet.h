@@ -457,6 +457,7 @@ extern int64 DebitWriteNow(const Account *acct, const DebitRequest *req, Timesta
 extern DebitBuffer *DebitBufferCreate(MemoryContext cxt);
 extern int	DebitBufferCount(const DebitBuffer *buf);
 extern void DebitBufferFlush(DebitBuffer *buf, TimestampTz now);
+extern void DebitBufferClose(DebitBuffer *buf);
 
 /* ---- outbox.c ---- */
 
@@ -489,6 +490,8 @@ typedef void (*HotGrantFn) (HeapTuple tup, TupleDesc desc, const int *cols,
 							ItemPointer tid, void *arg);
 
 /* an approved debit to write */
+typedef struct HotDebitBatch HotDebitBatch;	/* a batch's event writer (hotpath.c) */
+
 typedef struct HotDebit
 {
 	int64		wallet_id;
@@ -511,6 +514,7 @@ typedef struct HotDebit
 	const int64 *takes;
 	const Numeric *unit_revenues;
 	bool		grants_later;	/* the caller updates the drawn grants (wallet_ingest) */
+	HotDebitBatch *batch;		/* with grants_later: the batch's writer, or NULL */
 } HotDebit;
 
 extern HotLockResult HotAccountLock(const char *customer, int64 wallet_id,
@@ -521,6 +525,8 @@ extern void HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *ke
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);
+extern HotDebitBatch *HotDebitBatchCreate(MemoryContext cxt);
+extern void HotDebitBatchEnd(HotDebitBatch *b);
 extern bool HotGrantsTake(int n, const int64 *grant_ids, const ItemPointerData *tids,
 						  const int64 *takes);
 extern uint64 HotWalletIds(int n, const char *const *customers, bool use_cache,

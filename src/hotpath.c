@@ -1465,6 +1465,7 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 	Relation	arel;
 	Relation	aidx;
 	TupleTableSlot *slot;
+	IndexScanDesc scan;
 	Snapshot	snap;
 	CommandId	cid;
 	int			i;
@@ -1481,6 +1482,8 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 	CheckPrivilege(T_ACCOUNT, ACL_SELECT | ACL_UPDATE);
 	slot = table_slot_create(arel, NULL);
 	cid = GetCurrentCommandId(true);
+	/* one index scan for all, started again per balance row */
+	scan = index_beginscan(arel, aidx, snap, 2, 0);
 	for (i = from; i < n; i++)
 	{
 		Account    *acct = &accts[i];
@@ -1490,7 +1493,8 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 		CHECK_FOR_INTERRUPTS();
 		Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
 		Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(assets[i]->code));
-		if (!IndexFetch(arel, aidx, snap, keys, 2, slot))
+		index_rescan(scan, keys, 2, NULL, 0);
+		if (!index_getnext_slot(scan, ForwardScanDirection, slot))
 			break;
 		if (IsolationUsesXactSnapshot())
 		{
@@ -1526,6 +1530,7 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 		acct->no_holds = 0;		/* HotKeyFind looks a key up among holds too */
 		ExecClearTuple(slot);
 	}
+	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(aidx, NoLock);
 	table_close(arel, NoLock);
@@ -1537,13 +1542,28 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 /* ------------------------------------------------------- idempotency */
 
 /*
- * The event or hold of a wallet's key, as HotKeyFind returns it, with the
- * relations and indexes open and the snapshot taken (hrel NULL: holds are
- * not searched)
+ * The relations and index scans of key lookups (KeyProbeScans): a scan is
+ * begun at its first lookup and started again for each next one.
+ */
+typedef struct KeyScans
+{
+	Relation	erel;
+	Relation	hrel;			/* NULL: holds are not searched */
+	Relation	eidx;
+	Relation	hidx;
+	Snapshot	snap;
+	IndexScanDesc escan;
+	IndexScanDesc hscan;
+	TupleTableSlot *eslot;
+	TupleTableSlot *hslot;
+} KeyScans;
+
+/*
+ * The event or hold of a wallet's key, as HotKeyFind returns it, through the
+ * scans of ks (holds searched when holds and ks->hrel)
  */
 static bool
-KeyProbe(Relation erel, Relation hrel, Relation eidx, Relation hidx, Snapshot snap,
-		 int64 wallet_id, const char *key, HeapTuple *tup)
+KeyProbeScans(KeyScans *ks, bool holds, int64 wallet_id, const char *key, HeapTuple *tup)
 {
 	TupleTableSlot *slot;
 	ScanKeyData keys[2];
@@ -1551,10 +1571,16 @@ KeyProbe(Relation erel, Relation hrel, Relation eidx, Relation hidx, Snapshot sn
 	bool		nulls[9];
 	bool		found;
 
-	slot = table_slot_create(erel, NULL);
-	Key(&keys[0], eidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
-	Key(&keys[1], eidx, 1, F_TEXTEQ, CStringGetTextDatum(key));
-	found = IndexFetch(erel, eidx, snap, keys, 2, slot);
+	if (ks->escan == NULL)
+	{
+		ks->eslot = table_slot_create(ks->erel, NULL);
+		ks->escan = index_beginscan(ks->erel, ks->eidx, ks->snap, 2, 0);
+	}
+	slot = ks->eslot;
+	Key(&keys[0], ks->eidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
+	Key(&keys[1], ks->eidx, 1, F_TEXTEQ, CStringGetTextDatum(key));
+	index_rescan(ks->escan, keys, 2, NULL, 0);
+	found = index_getnext_slot(ks->escan, ForwardScanDirection, slot);
 	if (found)
 	{
 		static const int cols[8] = {E_ID, E_METER, E_QUANTITY, E_DIMENSIONS, E_ASSET, E_AMOUNT,
@@ -1572,13 +1598,19 @@ KeyProbe(Relation erel, Relation hrel, Relation eidx, Relation hidx, Snapshot sn
 		}
 		*tup = heap_form_tuple(key_desc, values, nulls);
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	if (!found && hrel != NULL)
+	ExecClearTuple(slot);
+	if (!found && holds && ks->hrel != NULL)
 	{
-		slot = table_slot_create(hrel, NULL);
-		Key(&keys[0], hidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
-		Key(&keys[1], hidx, 1, F_TEXTEQ, CStringGetTextDatum(key));
-		found = IndexFetch(hrel, hidx, snap, keys, 2, slot);
+		if (ks->hscan == NULL)
+		{
+			ks->hslot = table_slot_create(ks->hrel, NULL);
+			ks->hscan = index_beginscan(ks->hrel, ks->hidx, ks->snap, 2, 0);
+		}
+		slot = ks->hslot;
+		Key(&keys[0], ks->hidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
+		Key(&keys[1], ks->hidx, 1, F_TEXTEQ, CStringGetTextDatum(key));
+		index_rescan(ks->hscan, keys, 2, NULL, 0);
+		found = index_getnext_slot(ks->hscan, ForwardScanDirection, slot);
 		if (found)
 		{
 			bool		isnull;
@@ -1594,8 +1626,40 @@ KeyProbe(Relation erel, Relation hrel, Relation eidx, Relation hidx, Snapshot sn
 			nulls[8] = isnull;
 			*tup = heap_form_tuple(key_desc, values, nulls);
 		}
-		ExecDropSingleTupleTableSlot(slot);
+		ExecClearTuple(slot);
 	}
+	return found;
+}
+
+/* end the scans of ks (not the relations) */
+static void
+KeyScansEnd(KeyScans *ks)
+{
+	if (ks->escan != NULL)
+	{
+		index_endscan(ks->escan);
+		ExecDropSingleTupleTableSlot(ks->eslot);
+	}
+	if (ks->hscan != NULL)
+	{
+		index_endscan(ks->hscan);
+		ExecDropSingleTupleTableSlot(ks->hslot);
+	}
+}
+
+/*
+ * The event or hold of a wallet's key, as HotKeyFind returns it, with the
+ * relations and indexes open and the snapshot taken (hrel NULL: holds are
+ * not searched)
+ */
+static bool
+KeyProbe(Relation erel, Relation hrel, Relation eidx, Relation hidx, Snapshot snap,
+		 int64 wallet_id, const char *key, HeapTuple *tup)
+{
+	KeyScans	ks = {erel, hrel, eidx, hidx, snap, NULL, NULL, NULL, NULL};
+	bool		found = KeyProbeScans(&ks, true, wallet_id, key, tup);
+
+	KeyScansEnd(&ks);
 	return found;
 }
 
@@ -1672,6 +1736,7 @@ HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys, const bo
 	Relation	hidx = NULL;
 	Snapshot	snap = PushFreshSnapshot();
 	bool		any_holds = holds == NULL;
+	KeyScans	ks = {0};
 
 	for (int i = 0; i < n && !any_holds; i++)
 		any_holds = holds[i];
@@ -1685,16 +1750,19 @@ HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys, const bo
 		hidx = OpenIndex(I_HOLD_KEY, AccessShareLock);
 		CheckPrivilege(T_HOLD, ACL_SELECT);
 	}
+	ks.erel = erel;
+	ks.hrel = hrel;
+	ks.eidx = eidx;
+	ks.hidx = hidx;
+	ks.snap = snap;
 	for (int i = 0; i < n; i++)
 	{
-		bool		h = holds == NULL || holds[i];
-
 		CHECK_FOR_INTERRUPTS();
 		tups[i] = NULL;
-		if (!KeyProbe(erel, h ? hrel : NULL, eidx, h ? hidx : NULL, snap, wallet_ids[i],
-					  keys[i], &tups[i]))
+		if (!KeyProbeScans(&ks, holds == NULL || holds[i], wallet_ids[i], keys[i], &tups[i]))
 			tups[i] = NULL;
 	}
+	KeyScansEnd(&ks);
 	*desc = key_desc;
 	index_close(eidx, NoLock);
 	table_close(erel, NoLock);
@@ -1760,6 +1828,66 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 	table_close(grel, NoLock);
 	if (locked)
 		PopActiveSnapshot();
+	HotLeave();
+}
+
+/*
+ * HotGrantsRead under the balance locks for n balance rows (wallet_ids[i],
+ * assets[i]) at once (wallet_ingest, which holds them all): fn(..., args[i])
+ * for each open grant of row i.  One fresh snapshot, taken after the locks,
+ * and one index scan, started again per balance row.
+ */
+void
+HotGrantsReadMany(int n, const int64 *wallet_ids, const char *const *assets, HotGrantFn fn,
+				  void *const *args)
+{
+	Relation	grel;
+	Relation	gidx;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	Snapshot	snap;
+	int			cols[HOT_GRANT_COLUMNS + 1];
+
+	if (n == 0)
+		return;
+	snap = PushFreshSnapshot();
+	HotEnter();
+	/* the grants read are then written: take that lock now */
+	grel = OpenTable(T_GRANT, RowExclusiveLock);
+	gidx = OpenIndex(I_GRANT_OPEN, AccessShareLock);
+	CheckPrivilege(T_GRANT, ACL_SELECT);
+	for (int c = 0; c < HOT_GRANT_COLUMNS; c++)
+		cols[c] = ATT(T_GRANT, c);
+	cols[GRANT_SCOPE_COLUMN] = cache.grant_scope;
+
+	slot = table_slot_create(grel, NULL);
+	scan = index_beginscan(grel, gidx, snap, 2, 0);
+	for (int i = 0; i < n; i++)
+	{
+		ScanKeyData keys[2];
+
+		CHECK_FOR_INTERRUPTS();
+		Key(&keys[0], gidx, 0, F_INT8EQ, Int64GetDatum(wallet_ids[i]));
+		Key(&keys[1], gidx, 1, F_TEXTEQ, CStringGetTextDatum(assets[i]));
+		index_rescan(scan, keys, 2, NULL, 0);
+		while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		not_closed;
+			bool		not_voided;
+
+			slot_getattr(slot, ATT(T_GRANT, G_CLOSED_AT), &not_closed);
+			slot_getattr(slot, ATT(T_GRANT, G_VOIDED_AT), &not_voided);
+			if (!not_closed || !not_voided)
+				continue;
+			fn(ExecFetchSlotHeapTuple(slot, false, NULL), RelationGetDescr(grel), cols,
+			   &slot->tts_tid, args[i]);
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(gidx, NoLock);
+	table_close(grel, NoLock);
+	PopActiveSnapshot();
 	HotLeave();
 }
 

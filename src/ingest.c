@@ -18,9 +18,9 @@
  *		ever waits for a row that comes after every row it holds, so two
  *		batches that share wallets wait for each other at most; they cannot
  *		deadlock.  Then, under the locks: the live grants of every balance row,
- *		as the single call reads them (GrantsLoad: an index scan each, the
- *		resets time has made written down), and what every idempotency key
- *		holds, an index probe each (HotKeyFindMany).  (Statements joining the
+ *		as the single call reads them (GrantsLoadMany: an index probe each,
+ *		through one scan, the resets time has made written down), and what
+ *		every idempotency key holds, an index probe each (HotKeyFindMany).  (Statements joining the
  *		batch's arrays to the tables were planned as hash joins over whole
  *		tables once the batches were large.)
  *	 3. apply, in array order: replay (WL004), price (tiers read the usage
@@ -582,12 +582,7 @@ ReadAll(Batch *b)
 
 	SPI_connect();
 	old = MemoryContextSwitchTo(b->cxt);
-	for (int p = 0; p < b->npairs; p++)
-	{
-		CHECK_FOR_INTERRUPTS();
-		if (b->accts[p].locked)
-			GrantsLoad(&b->accts[p], now, true, &b->sets[p]);
-	}
+	GrantsLoadMany(b->npairs, b->accts, now, b->sets);
 	MemoryContextSwitchTo(old);
 	StoredFetchMany(n, wallet_ids, keys, holds, found, b->cxt);
 	SPI_finish();

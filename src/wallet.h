@@ -305,6 +305,7 @@ typedef struct GrantSet
 } GrantSet;
 
 extern void GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set);
+extern void GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets);
 extern int64 LiveHeld(const Account *acct, TimestampTz now, int32 *count);
 extern TimestampTz GrantNextReset(const GrantRow *g);
 extern void HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows);
@@ -522,6 +523,8 @@ extern HotLockResult HotAccountLock(const char *customer, int64 wallet_id,
 extern bool HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc);
 extern void HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys,
 						   const bool *holds, HeapTuple *tups, TupleDesc *desc);
+extern void HotGrantsReadMany(int n, const int64 *wallet_ids, const char *const *assets,
+							  HotGrantFn fn, void *const *args);
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);

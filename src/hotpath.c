@@ -2018,13 +2018,20 @@ StoreLines(EState *estate, ResultRelInfo *lrri, const HotDebit *w, int64 event_i
 static Numeric
 DebitRevenue(const HotDebit *w)
 {
-	Numeric		revenue = int64_to_numeric(0);
+	Numeric		revenue = NULL;
 
 	for (int i = 0; i < w->nlines; i++)
-		revenue = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(revenue),
-													  DirectFunctionCall2(numeric_mul,
-																		  NumericGetDatum(int64_to_numeric(w->takes[i])),
-																		  NumericGetDatum(w->unit_revenues[i]))));
+	{
+		Datum		term = DirectFunctionCall2(numeric_mul,
+											   NumericGetDatum(int64_to_numeric(w->takes[i])),
+											   NumericGetDatum(w->unit_revenues[i]));
+
+		/* 0 + term is term, to the digit and the scale: the first needs no add */
+		revenue = revenue == NULL ? DatumGetNumeric(term) :
+			DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(revenue), term));
+	}
+	if (revenue == NULL)
+		revenue = int64_to_numeric(0);
 	return DatumGetNumeric(DirectFunctionCall2(numeric_mul, NumericGetDatum(revenue),
 											   NumericGetDatum(w->minor_unit)));
 }

@@ -44,6 +44,7 @@
 #include "wallet.h"
 
 #include "access/xact.h"
+#include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -308,7 +309,7 @@ SubxactFailed(MemoryContext cxt, ResourceOwner owner)
 
 /* ---------------------------------------------------------- pass 1: resolve */
 
-/* parse element i and find its price version */
+/* parse element i and find its price version (the caller is connected to SPI) */
 static void
 Resolve(Batch *b, Jsonb *events, int i)
 {
@@ -316,11 +317,9 @@ Resolve(Batch *b, Jsonb *events, int i)
 	MemoryContext old = MemoryContextSwitchTo(b->cxt);
 
 	ParseElement(events, i, item);
-	SPI_connect();
 	item->pv = PriceFind(item->req.customer, item->req.meter, item->req.occurred_at);
 	item->generation = PriceCacheGeneration;
 	item->asset = AssetLookup(item->pv->asset.code);
-	SPI_finish();
 	MemoryContextSwitchTo(old);
 }
 
@@ -343,8 +342,11 @@ ResolveAll(Batch *b, Jsonb *events)
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
+			/* one SPI connection for the pass; an error's rollback ends it */
+			SPI_connect();
 			for (; cur < b->n; cur++)
 				Resolve(b, events, cur);
+			SPI_finish();
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
@@ -532,6 +534,26 @@ LockAll(Batch *b)
 	}
 }
 
+/* hash of a KeyEntry's key: the wallet and the key's bytes, not the whole buffer */
+static uint32
+KeyHash(const void *key, Size keysize)
+{
+	const KeyEntry *k = key;
+
+	return hash_combine(hash_bytes_uint32((uint32) k->wallet_id ^ (uint32) (k->wallet_id >> 32)),
+						hash_bytes((const unsigned char *) k->key, strlen(k->key)));
+}
+
+/* KeyEntry keys equal: 0 */
+static int
+KeyMatch(const void *a, const void *b, Size keysize)
+{
+	const KeyEntry *x = a;
+	const KeyEntry *y = b;
+
+	return x->wallet_id == y->wallet_id ? strcmp(x->key, y->key) : 1;
+}
+
 /*
  * Under the locks: the live grants of every balance row, and what every key
  * of the batch holds (the first element with a key looks it up; the others
@@ -556,8 +578,11 @@ ReadAll(Batch *b)
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = offsetof(KeyEntry, st);
 	ctl.entrysize = sizeof(KeyEntry);
+	ctl.hash = KeyHash;
+	ctl.match = KeyMatch;
 	ctl.hcxt = b->cxt;
-	b->keys = hash_create("wallet_ingest keys", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	b->keys = hash_create("wallet_ingest keys", 1024, &ctl,
+						  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	for (int i = 0; i < b->n; i++)
 	{
 		Event	   *item = &b->items[i];
@@ -566,7 +591,6 @@ ReadAll(Batch *b)
 
 		if (item->sqlerrcode != 0)
 			continue;
-		memset(&probe, 0, sizeof(probe));
 		probe.wallet_id = item->pair->wallet_id;
 		strlcpy(probe.key, item->req.key, sizeof(probe.key));
 		item->key = hash_search(b->keys, &probe, HASH_ENTER, &seen);

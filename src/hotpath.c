@@ -1082,6 +1082,23 @@ IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
 }
 
 /*
+ * HotWalletIds' index scan of the wallets by customer, begun once and
+ * started again for each customer it looks up (NULL outside HotWalletIds)
+ */
+static IndexScanDesc wallet_scan = NULL;
+
+/* IndexFetch of a wallet, through wallet_scan when it is one of that index and snapshot */
+static bool
+WalletIndexFetch(Relation wrel, Relation widx, Snapshot snap, ScanKey key, TupleTableSlot *slot)
+{
+	if (wallet_scan == NULL || wallet_scan->indexRelation != widx ||
+		wallet_scan->xs_snapshot != snap)
+		return IndexFetch(wrel, widx, snap, key, 1, slot);
+	index_rescan(wallet_scan, key, 1, NULL, 0);
+	return index_getnext_slot(wallet_scan, ForwardScanDirection, slot);
+}
+
+/*
  * The wallet of a customer (when not NULL) or with an id: its id, customer
  * and status into acct, whether a hold was ever placed on it into
  * *holds_made.  False if there is none.  *cached: it came from what this
@@ -1127,7 +1144,7 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, 
 		Key(&key, widx, 0, F_TEXTEQ, CStringGetTextDatum(customer));
 	else
 		Key(&key, widx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
-	if (!IndexFetch(wrel, widx, snap, &key, 1, wslot))
+	if (!WalletIndexFetch(wrel, widx, snap, &key, wslot))
 	{
 		ExecDropSingleTupleTableSlot(wslot);
 		index_close(widx, NoLock);
@@ -1399,6 +1416,7 @@ HotWalletIds(int n, const char *const *customers, bool use_cache, int64 *wallet_
 			 char (*statuses)[16], bool *cached, bool *holds_made)
 {
 	Relation	wrel;
+	Relation	widx;
 	Snapshot	snap;
 	uint64		ticket;
 
@@ -1406,28 +1424,46 @@ HotWalletIds(int n, const char *const *customers, bool use_cache, int64 *wallet_
 	ticket = CoherenceAccept(&wallet_coherence);
 	snap = PushFreshSnapshot();
 	wrel = OpenTable(T_WALLET, AccessShareLock);
+	widx = OpenIndex(I_WALLET_CUSTOMER, AccessShareLock);
 	CheckPrivilege(T_WALLET, ACL_SELECT);
-	for (int i = 0; i < n; i++)
+	/* one index scan for the customers not among the wallets kept */
+	if (n > 1)
+		wallet_scan = index_beginscan(wrel, widx, snap, 1, 0);
+	PG_TRY();
 	{
-		Account		acct;
-		bool		kept;
-		bool		made = true;
-
-		CHECK_FOR_INTERRUPTS();
-		wallet_ids[i] = 0;
-		statuses[i][0] = '\0';
-		if (cached)
-			cached[i] = false;
-		if (WalletFind(customers[i], 0, snap, ticket, &acct, use_cache, &kept, &made))
+		for (int i = 0; i < n; i++)
 		{
+			Account		acct;
+			bool		kept;
+			bool		made = true;
+
+			CHECK_FOR_INTERRUPTS();
+			wallet_ids[i] = 0;
+			statuses[i][0] = '\0';
 			if (cached)
-				cached[i] = kept;
-			wallet_ids[i] = acct.wallet_id;
-			strlcpy(statuses[i], acct.status, sizeof(statuses[i]));
+				cached[i] = false;
+			if (WalletFind(customers[i], 0, snap, ticket, &acct, use_cache, &kept, &made))
+			{
+				if (cached)
+					cached[i] = kept;
+				wallet_ids[i] = acct.wallet_id;
+				strlcpy(statuses[i], acct.status, sizeof(statuses[i]));
+			}
+			if (holds_made)
+				holds_made[i] = made;
 		}
-		if (holds_made)
-			holds_made[i] = made;
 	}
+	PG_CATCH();
+	{
+		/* the abort releases what the scan holds */
+		wallet_scan = NULL;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (wallet_scan != NULL)
+		index_endscan(wallet_scan);
+	wallet_scan = NULL;
+	index_close(widx, NoLock);
 	table_close(wrel, NoLock);
 	PopActiveSnapshot();
 	HotLeave();
@@ -2148,6 +2184,29 @@ DebitWriteSql(const HotDebit *w, bool carried)
 }
 
 /*
+ * Whether the new version of a row that an update of the hot path changed
+ * only in columns set not null passes the CHECK constraints the update can
+ * break (rri->ri_ConstraintExprs, the others NULL): the NOT NULL ones hold,
+ * the other columns being the old version's.  When it does not,
+ * ExecConstraints says so, with its error.
+ */
+static bool
+UpdateChecksPass(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
+{
+	TupleConstr *constr = RelationGetDescr(rri->ri_RelationDesc)->constr;
+	ExprContext *econtext;
+
+	if (constr->num_check == 0 || rri->ri_ConstraintExprs == NULL)
+		return constr->num_check == 0;
+	econtext = GetPerTupleExprContext(estate);
+	econtext->ecxt_scantuple = slot;
+	for (int i = 0; i < constr->num_check; i++)
+		if (!ExecCheck(rri->ri_ConstraintExprs[i], econtext))
+			return false;
+	return true;
+}
+
+/*
  * The grant row in gslot, updated as UPDATE ... SET remaining = remaining -
  * take would update it under the balance lock (grri: the constraints the
  * update can break), through gnew; a change by a concurrent READ COMMITTED
@@ -2172,7 +2231,7 @@ GrantTake(Relation grel, ResultRelInfo *grri, EState *estate, TupleTableSlot *gs
 	ExecStoreHeapTuple(WithInt64(ExecFetchSlotHeapTuple(gslot, false, NULL),
 								 RelationGetDescr(grel), rem_col, r),
 					   gnew, true);
-	if (RelationGetDescr(grel)->constr)
+	if (RelationGetDescr(grel)->constr && !UpdateChecksPass(grri, gnew, estate))
 		ExecConstraints(grri, gnew, estate);
 	tm = table_tuple_update(grel, &gslot->tts_tid, gnew, cid, snap, InvalidSnapshot, true,
 							&tmfd, &lockmode, &update_indexes);

@@ -62,6 +62,7 @@
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
 #include "rewrite/rewriteManip.h"
+#include "storage/bufmgr.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -1482,6 +1483,83 @@ HotWalletsSame(uint64 ticket)
 }
 
 /*
+ * Where this backend last locked each balance row in a batch
+ * (HotAccountLockMany): a consumer names the same customers batch after
+ * batch.  Only a hint: the row there is used when it is the version the
+ * snapshot sees and has the key (the primary key lets one version of a key be
+ * visible), else the index finds it.  Emptied when full.
+ */
+typedef struct AccountTid
+{
+	int64		wallet_id;		/* hash key, with asset */
+	char		asset[NAMEDATALEN];
+	ItemPointerData tid;
+} AccountTid;
+
+#define MAX_ACCOUNT_TIDS 65536
+
+static HTAB *account_tids = NULL;
+
+/* the hint's entry of a balance row (a zeroed key) */
+static AccountTid *
+AccountTidEntry(int64 wallet_id, const char *asset, bool enter)
+{
+	AccountTid	key;
+
+	if (account_tids == NULL || (enter && hash_get_num_entries(account_tids) >= MAX_ACCOUNT_TIDS))
+	{
+		HASHCTL		ctl;
+
+		if (account_tids != NULL)
+			hash_destroy(account_tids);
+		account_tids = NULL;
+		if (!enter)
+			return NULL;
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = offsetof(AccountTid, tid);
+		ctl.entrysize = sizeof(AccountTid);
+		ctl.hcxt = TopMemoryContext;
+		account_tids = hash_create("wallet balance row hints", 1024, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.wallet_id = wallet_id;
+	strlcpy(key.asset, asset, sizeof(key.asset));
+	return hash_search(account_tids, &key, enter ? HASH_ENTER : HASH_FIND, NULL);
+}
+
+/*
+ * The balance row (wallet_id, asset) where the hint says, into slot, if it is
+ * there: the version snap sees, with that key.  nblocks: the table's length
+ * (it cannot shrink while the caller holds its lock).
+ */
+static bool
+AccountAtHint(Relation arel, Snapshot snap, BlockNumber nblocks, int64 wallet_id,
+			  const char *asset, TupleTableSlot *slot)
+{
+	AccountTid *h = AccountTidEntry(wallet_id, asset, false);
+	ItemPointerData tid;
+	bool		isnull;
+	char	   *code;
+	bool		same;
+
+	if (h == NULL || ItemPointerGetBlockNumber(&h->tid) >= nblocks)
+		return false;
+	tid = h->tid;
+	if (!table_tuple_fetch_row_version(arel, &tid, snap, slot))
+		return false;
+	same = SlotInt64(slot, ATT(T_ACCOUNT, A_WALLET_ID), &isnull) == wallet_id && !isnull;
+	if (same)
+	{
+		code = SlotText(slot, ATT(T_ACCOUNT, A_ASSET));
+		same = code != NULL && strcmp(code, asset) == 0;
+	}
+	if (!same)
+		ExecClearTuple(slot);
+	return same;
+}
+
+/*
  * Lock the balance rows (accts[i].wallet_id, assets[i]) for i from `from`,
  * one after the other in the order given (wallet_ingest's global order), and
  * read each into accts[i]; the caller has set wallet_id, customer and status
@@ -1504,6 +1582,7 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 	IndexScanDesc scan;
 	Snapshot	snap;
 	CommandId	cid;
+	BlockNumber nblocks;
 	int			i;
 
 	if (from >= n)
@@ -1520,6 +1599,8 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 	cid = GetCurrentCommandId(true);
 	/* one index scan for all, started again per balance row */
 	scan = index_beginscan(arel, aidx, snap, 2, 0);
+	/* under READ COMMITTED, where each row was last locked (REPEATABLE READ: the index) */
+	nblocks = IsolationUsesXactSnapshot() ? 0 : RelationGetNumberOfBlocks(arel);
 	for (i = from; i < n; i++)
 	{
 		Account    *acct = &accts[i];
@@ -1527,11 +1608,14 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 		bool		isnull;
 
 		CHECK_FOR_INTERRUPTS();
-		Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
-		Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(assets[i]->code));
-		index_rescan(scan, keys, 2, NULL, 0);
-		if (!index_getnext_slot(scan, ForwardScanDirection, slot))
-			break;
+		if (!AccountAtHint(arel, snap, nblocks, acct->wallet_id, assets[i]->code, slot))
+		{
+			Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
+			Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(assets[i]->code));
+			index_rescan(scan, keys, 2, NULL, 0);
+			if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+				break;
+		}
 		if (IsolationUsesXactSnapshot())
 		{
 			/* nodeLockRows.c under REPEATABLE READ: no following the update chain */
@@ -1549,7 +1633,10 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 				elog(ERROR, "wallet: unexpected result %d locking a balance row", tm);
 		}
 		else
+		{
 			AccountRowLock(arel, slot, snap, cid, acct);
+			AccountTidEntry(acct->wallet_id, assets[i]->code, true)->tid = slot->tts_tid;
+		}
 
 		strlcpy(acct->asset, assets[i]->code, sizeof(acct->asset));
 		acct->scale = assets[i]->scale;

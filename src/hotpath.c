@@ -1531,18 +1531,20 @@ AccountTidEntry(int64 wallet_id, const char *asset, bool enter)
 /*
  * The balance row (wallet_id, asset) where the hint says, into slot, if it is
  * there: the version snap sees, with that key.  nblocks: the table's length
- * (it cannot shrink while the caller holds its lock).
+ * (it cannot shrink while the caller holds its lock; 0: no hint).  *hint: the
+ * hint's entry, NULL if none.
  */
 static bool
 AccountAtHint(Relation arel, Snapshot snap, BlockNumber nblocks, int64 wallet_id,
-			  const char *asset, TupleTableSlot *slot)
+			  const char *asset, TupleTableSlot *slot, AccountTid **hint)
 {
-	AccountTid *h = AccountTidEntry(wallet_id, asset, false);
+	AccountTid *h = nblocks > 0 ? AccountTidEntry(wallet_id, asset, false) : NULL;
 	ItemPointerData tid;
 	bool		isnull;
 	char	   *code;
 	bool		same;
 
+	*hint = h;
 	if (h == NULL || ItemPointerGetBlockNumber(&h->tid) >= nblocks)
 		return false;
 	tid = h->tid;
@@ -1605,10 +1607,11 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 	{
 		Account    *acct = &accts[i];
 		ScanKeyData keys[2];
+		AccountTid *hint;
 		bool		isnull;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!AccountAtHint(arel, snap, nblocks, acct->wallet_id, assets[i]->code, slot))
+		if (!AccountAtHint(arel, snap, nblocks, acct->wallet_id, assets[i]->code, slot, &hint))
 		{
 			Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
 			Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(assets[i]->code));
@@ -1635,7 +1638,9 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 		else
 		{
 			AccountRowLock(arel, slot, snap, cid, acct);
-			AccountTidEntry(acct->wallet_id, assets[i]->code, true)->tid = slot->tts_tid;
+			if (hint == NULL)
+				hint = AccountTidEntry(acct->wallet_id, assets[i]->code, true);
+			hint->tid = slot->tts_tid;
 		}
 
 		strlcpy(acct->asset, assets[i]->code, sizeof(acct->asset));

@@ -20,7 +20,8 @@
  *		deadlock.  Then, under the locks: the live grants of every balance row,
  *		as the single call reads them (GrantsLoadMany: an index probe each,
  *		through one scan, the resets time has made written down), and what
- *		every idempotency key holds, an index probe each (HotKeyFindMany).  (Statements joining the
+ *		every idempotency key holds, an index probe each (HotKeyFindMany;
+ *		among holds only in wallets that had one).  (Statements joining the
  *		batch's arrays to the tables were planned as hash joins over whole
  *		tables once the batches were large.)
  *	 3. apply, in array order: replay (WL004), price (tiers read the usage
@@ -30,10 +31,11 @@
  *		and the element gets its SQLSTATE.  Then, outside it, DebitFinish as the
  *		single call: a decline writes its outbox row; an approved debit writes
  *		its event and ledger lines at once, through the single call's
- *		HotDebitWrite, takes what it draws off the grants in memory, and writes
- *		the rest of what the single call writes (low-balance outbox row, usage
- *		counter), where later elements read it.  A later element with the same
- *		key replays it.
+ *		HotDebitWrite (with one writer for the batch, HotDebitBatch: the
+ *		tables and executor state opened once), takes what it draws off the
+ *		grants in memory, and writes the rest of what the single call writes
+ *		(low-balance outbox row, usage counter), where later elements read it.
+ *		A later element with the same key replays it.
  *	 4. write the grant updates, summed per grant: one update per grant
  *		(HotGrantsTake), also during pass 3 every INGEST_FLUSH_EVENTS debits.
  *

@@ -211,17 +211,18 @@ ReplayMatch(const Account *acct, const char *key, const DebitRequest *req,
 
 /*
  * The stored requests of n keys (wallet_ids[i], keys[i]), an index probe each
- * (HotKeyFindMany): found[i] is NULL or the request, allocated in cxt.
+ * (HotKeyFindMany; among holds only where holds[i], or everywhere when holds
+ * is NULL): found[i] is NULL or the request, allocated in cxt.
  */
 void
-StoredFetchMany(int n, const int64 *wallet_ids, const char *const *keys,
+StoredFetchMany(int n, const int64 *wallet_ids, const char *const *keys, const bool *holds,
 				StoredRequest **found, MemoryContext cxt)
 {
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	HeapTuple  *tups = palloc(sizeof(HeapTuple) * Max(n, 1));
 	TupleDesc	desc;
 
-	HotKeyFindMany(n, wallet_ids, keys, tups, &desc);
+	HotKeyFindMany(n, wallet_ids, keys, holds, tups, &desc);
 	for (int i = 0; i < n; i++)
 	{
 		found[i] = NULL;
@@ -327,13 +328,14 @@ DebitJudge(Account *acct, const DebitRequest *req, TimestampTz now,
 static int64 DebitWriteHot(const Account *acct, const DebitRequest *req, TimestampTz now,
 						   int64 balance_after, int nlines, Datum *ids, bool *idnulls,
 						   Datum *takes, Datum *revs, const ItemPointerData *tids,
-						   bool grants_later);
+						   HotDebitBatch *batch, bool grants_later);
 
 struct DebitBuffer
 {
 	MemoryContext cxt;
 	int			n;				/* debits since the last flush */
 	HTAB	   *grants;			/* grant id -> what they drew */
+	HotDebitBatch *writer;		/* writes the events (HotDebitWrite) */
 };
 
 typedef struct GrantTake
@@ -365,7 +367,15 @@ DebitBufferCreate(MemoryContext cxt)
 
 	buf->cxt = AllocSetContextCreate(cxt, "wallet debit buffer", ALLOCSET_DEFAULT_SIZES);
 	BufferGrantsCreate(buf);
+	buf->writer = HotDebitBatchCreate(cxt);
 	return buf;
+}
+
+/* after the last debit and flush: close the event writer */
+void
+DebitBufferClose(DebitBuffer *buf)
+{
+	HotDebitBatchEnd(buf->writer);
 }
 
 /* how many debits drew since the last flush */
@@ -462,14 +472,17 @@ DebitWriteNow(const Account *acct, const DebitRequest *req, TimestampTz now, int
 			  const ItemPointerData *tids)
 {
 	return DebitWriteHot(acct, req, now, balance_after, nlines, ids, idnulls, takes, revs, tids,
-						 false);
+						 NULL, false);
 }
 
-/* DebitWriteNow; grants_later: without the grant updates (the caller queued them) */
+/*
+ * DebitWriteNow; grants_later: without the grant updates (the caller queued
+ * them), through batch's writer when not NULL
+ */
 static int64
 DebitWriteHot(const Account *acct, const DebitRequest *req, TimestampTz now, int64 balance_after,
 			  int nlines, Datum *ids, bool *idnulls, Datum *takes, Datum *revs,
-			  const ItemPointerData *tids, bool grants_later)
+			  const ItemPointerData *tids, HotDebitBatch *batch, bool grants_later)
 {
 	HotDebit	w;
 	int64	   *gids = palloc(sizeof(int64) * Max(nlines, 1));
@@ -503,6 +516,7 @@ DebitWriteHot(const Account *acct, const DebitRequest *req, TimestampTz now, int
 	w.takes = gtakes;
 	w.unit_revenues = grevs;
 	w.grants_later = grants_later;
+	w.batch = batch;
 	return HotDebitWrite(&w);
 }
 
@@ -559,7 +573,7 @@ DebitWrite(Account *acct, const DebitRequest *req, TimestampTz now, Decision *d,
 	if (req->defer != NULL)
 	{
 		event_id = DebitWriteHot(acct, req, now, d->after, nlines, ids, idnulls, takes, revs, tids,
-								 true);
+								 req->defer->writer, true);
 		DebitBufferTake(req->defer, nlines, ids, idnulls, takes, tids);
 	}
 	else

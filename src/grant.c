@@ -557,6 +557,9 @@ GrantRead(HeapTuple tup, TupleDesc desc, const int *cols, ItemPointer tid, void 
 	g->tid = *tid;
 }
 
+static void GrantsLoadRead(const Account *acct, TimestampTz now, bool write_resets,
+						   const HeldOnly *only, GrantSet *set);
+
 /*
  * The live grants of a balance at now, in drawdown order, with the resets
  * time has made applied (and written down when write_resets: the caller holds
@@ -566,6 +569,44 @@ void
 GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set)
 {
 	GrantsLoadHeld(acct, now, write_resets, NULL, set);
+}
+
+/*
+ * GrantsLoad with write_resets for the n balance rows of accts the caller has
+ * locked (wallet_ingest; sets[i] for accts[i], left alone where not
+ * accts[i].locked): the grants of all read at once (HotGrantsReadMany), then
+ * each balance's holds and resets as GrantsLoad applies them.  The balance
+ * rows' grants are distinct rows: writing the resets of one after reading
+ * all reads what reading each in turn would.
+ */
+void
+GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
+	const char **assets = palloc(sizeof(char *) * Max(n, 1));
+	void	  **args = palloc(sizeof(void *) * Max(n, 1));
+	int			m = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (!accts[i].locked)
+			continue;
+		memset(&sets[i], 0, sizeof(GrantSet));
+		sets[i].rows = palloc(sizeof(GrantRow) * 4);
+		ids[m] = accts[i].wallet_id;
+		assets[m] = accts[i].asset;
+		args[m++] = &sets[i];
+	}
+	HotGrantsReadMany(m, ids, assets, GrantRead, args);
+	for (int i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (accts[i].locked)
+			GrantsLoadRead(&accts[i], now, true, NULL, &sets[i]);
+	}
+	pfree(ids);
+	pfree(assets);
+	pfree(args);
 }
 
 /*
@@ -579,12 +620,19 @@ void
 GrantsLoadHeld(const Account *acct, TimestampTz now, bool write_resets, const HeldOnly *only,
 			   GrantSet *set)
 {
-	int			n;
-
 	memset(set, 0, sizeof(*set));
 	set->rows = palloc(sizeof(GrantRow) * 4);
 	HotGrantsRead(acct->wallet_id, acct->asset, write_resets, GrantRead, set);
-	n = set->n;
+	GrantsLoadRead(acct, now, write_resets, only, set);
+}
+
+/* GrantsLoadHeld after the grants were read into set */
+static void
+GrantsLoadRead(const Account *acct, TimestampTz now, bool write_resets, const HeldOnly *only,
+			   GrantSet *set)
+{
+	int			n = set->n;
+
 	set->n = 0;
 	if (only != NULL && acct->holds_open == 1 && WalletSchemaVersion() >= 11)
 	{

@@ -1226,6 +1226,23 @@ IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
 }
 
 /*
+ * HotWalletIds' index scan of the wallets by customer, begun once and
+ * started again for each customer it looks up (NULL outside HotWalletIds)
+ */
+static IndexScanDesc wallet_scan = NULL;
+
+/* IndexFetch of a wallet, through wallet_scan when it is one of that index and snapshot */
+static bool
+WalletIndexFetch(Relation wrel, Relation widx, Snapshot snap, ScanKey key, TupleTableSlot *slot)
+{
+	if (wallet_scan == NULL || wallet_scan->indexRelation != widx ||
+		wallet_scan->xs_snapshot != snap)
+		return IndexFetch(wrel, widx, snap, key, 1, slot);
+	index_rescan(wallet_scan, key, 1, NULL, 0);
+	return index_getnext_slot(wallet_scan, ForwardScanDirection, slot);
+}
+
+/*
  * The wallet of a customer (when not NULL) or with an id: its id, customer
  * and status into acct, whether a hold was ever placed on it into
  * *holds_made.  False if there is none.  *cached: it came from what this
@@ -1293,7 +1310,7 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, 
 		Key(&key, widx, 0, F_TEXTEQ, CStringGetTextDatum(customer));
 	else
 		Key(&key, widx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
-	if (!IndexFetch(wrel, widx, snap, &key, 1, wslot))
+	if (!WalletIndexFetch(wrel, widx, snap, &key, wslot))
 	{
 		ExecDropSingleTupleTableSlot(wslot);
 		index_close(widx, NoLock);
@@ -1590,14 +1607,17 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
  * read as HotAccountLock reads a wallet before its lock (wallet_ingest, before
  * it locks any): from the wallets this backend keeps when use_cache (then
  * cached[i] says which came from there: such a wallet may be gone, see
- * HotAccountLock), else an index probe each.  A statement joining the
- * customers to wallet.wallet was planned as a hash join over the whole table.
+ * HotAccountLock), else an index probe each.  holds_made[i] (when not NULL):
+ * whether the wallet may have holds, as of this read.  A statement joining
+ * the customers to wallet.wallet was planned as a hash join over the whole
+ * table.  Returns the ticket HotWalletsSame takes after the locks.
  */
-void
+uint64
 HotWalletIds(int n, const char *const *customers, bool use_cache, int64 *wallet_ids,
-			 char (*statuses)[16], bool *cached)
+			 char (*statuses)[16], bool *cached, bool *holds_made)
 {
 	Relation	wrel;
+	Relation	widx;
 	Snapshot	snap;
 	uint64		ticket;
 
@@ -1605,29 +1625,140 @@ HotWalletIds(int n, const char *const *customers, bool use_cache, int64 *wallet_
 	ticket = CoherenceAccept(&wallet_coherence);
 	snap = PushFreshSnapshot();
 	wrel = OpenTable(T_WALLET, AccessShareLock);
+	widx = OpenIndex(I_WALLET_CUSTOMER, AccessShareLock);
 	CheckPrivilege(T_WALLET, ACL_SELECT);
-	for (int i = 0; i < n; i++)
+	/* one index scan for the customers not among the wallets kept */
+	if (n > 1)
+		wallet_scan = index_beginscan(wrel, widx, snap, 1, 0);
+	PG_TRY();
 	{
-		Account		acct;
-		bool		kept;
-		bool		holds_made;
-
-		CHECK_FOR_INTERRUPTS();
-		wallet_ids[i] = 0;
-		statuses[i][0] = '\0';
-		if (cached)
-			cached[i] = false;
-		if (WalletFind(customers[i], 0, snap, ticket, &acct, use_cache, &kept, &holds_made))
+		for (int i = 0; i < n; i++)
 		{
+			Account		acct;
+			bool		kept;
+			bool		made = true;
+
+			CHECK_FOR_INTERRUPTS();
+			wallet_ids[i] = 0;
+			statuses[i][0] = '\0';
 			if (cached)
-				cached[i] = kept;
-			wallet_ids[i] = acct.wallet_id;
-			strlcpy(statuses[i], acct.status, sizeof(statuses[i]));
+				cached[i] = false;
+			if (WalletFind(customers[i], 0, snap, ticket, &acct, use_cache, &kept, &made))
+			{
+				if (cached)
+					cached[i] = kept;
+				wallet_ids[i] = acct.wallet_id;
+				strlcpy(statuses[i], acct.status, sizeof(statuses[i]));
+			}
+			if (holds_made)
+				holds_made[i] = made;
 		}
 	}
+	PG_CATCH();
+	{
+		/* the abort releases what the scan holds */
+		wallet_scan = NULL;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (wallet_scan != NULL)
+		index_endscan(wallet_scan);
+	wallet_scan = NULL;
+	index_close(widx, NoLock);
 	table_close(wrel, NoLock);
 	PopActiveSnapshot();
 	HotLeave();
+	return ticket;
+}
+
+/*
+ * After the balance locks: whether no change of a wallet (its first hold
+ * among them) came since HotWalletIds returned ticket, so that what it said
+ * of holds_made still holds, as HotAccountLock checks after its lock.
+ */
+bool
+HotWalletsSame(uint64 ticket)
+{
+	return CoherenceAccept(&wallet_coherence) == ticket;
+}
+
+/*
+ * Where this backend last locked each balance row in a batch
+ * (HotAccountLockMany): a consumer names the same customers batch after
+ * batch.  Only a hint: the row there is used when it is the version the
+ * snapshot sees and has the key (the primary key lets one version of a key be
+ * visible), else the index finds it.  Emptied when full.
+ */
+typedef struct AccountTid
+{
+	int64		wallet_id;		/* hash key, with asset */
+	char		asset[NAMEDATALEN];
+	ItemPointerData tid;
+} AccountTid;
+
+#define MAX_ACCOUNT_TIDS 65536
+
+static HTAB *account_tids = NULL;
+
+/* the hint's entry of a balance row (a zeroed key) */
+static AccountTid *
+AccountTidEntry(int64 wallet_id, const char *asset, bool enter)
+{
+	AccountTid	key;
+
+	if (account_tids == NULL || (enter && hash_get_num_entries(account_tids) >= MAX_ACCOUNT_TIDS))
+	{
+		HASHCTL		ctl;
+
+		if (account_tids != NULL)
+			hash_destroy(account_tids);
+		account_tids = NULL;
+		if (!enter)
+			return NULL;
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = offsetof(AccountTid, tid);
+		ctl.entrysize = sizeof(AccountTid);
+		ctl.hcxt = TopMemoryContext;
+		account_tids = hash_create("wallet balance row hints", 1024, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.wallet_id = wallet_id;
+	strlcpy(key.asset, asset, sizeof(key.asset));
+	return hash_search(account_tids, &key, enter ? HASH_ENTER : HASH_FIND, NULL);
+}
+
+/*
+ * The balance row (wallet_id, asset) where the hint says, into slot, if it is
+ * there: the version snap sees, with that key.  nblocks: the table's length
+ * (it cannot shrink while the caller holds its lock; 0: no hint).  *hint: the
+ * hint's entry, NULL if none.
+ */
+static bool
+AccountAtHint(Relation arel, Snapshot snap, BlockNumber nblocks, int64 wallet_id,
+			  const char *asset, TupleTableSlot *slot, AccountTid **hint)
+{
+	AccountTid *h = nblocks > 0 ? AccountTidEntry(wallet_id, asset, false) : NULL;
+	ItemPointerData tid;
+	bool		isnull;
+	char	   *code;
+	bool		same;
+
+	*hint = h;
+	if (h == NULL || ItemPointerGetBlockNumber(&h->tid) >= nblocks)
+		return false;
+	tid = h->tid;
+	if (!table_tuple_fetch_row_version(arel, &tid, snap, slot))
+		return false;
+	same = SlotInt64(slot, ATT(T_ACCOUNT, A_WALLET_ID), &isnull) == wallet_id && !isnull;
+	if (same)
+	{
+		code = SlotText(slot, ATT(T_ACCOUNT, A_ASSET));
+		same = code != NULL && strcmp(code, asset) == 0;
+	}
+	if (!same)
+		ExecClearTuple(slot);
+	return same;
 }
 
 /*
@@ -1650,8 +1781,10 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 	Relation	arel;
 	Relation	aidx;
 	TupleTableSlot *slot;
+	IndexScanDesc scan;
 	Snapshot	snap;
 	CommandId	cid;
+	BlockNumber nblocks;
 	int			i;
 
 	if (from >= n)
@@ -1666,17 +1799,26 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 	CheckPrivilege(T_ACCOUNT, ACL_SELECT | ACL_UPDATE);
 	slot = table_slot_create(arel, NULL);
 	cid = GetCurrentCommandId(true);
+	/* one index scan for all, started again per balance row */
+	scan = index_beginscan(arel, aidx, snap, 2, 0);
+	/* under READ COMMITTED, where each row was last locked (REPEATABLE READ: the index) */
+	nblocks = IsolationUsesXactSnapshot() ? 0 : RelationGetNumberOfBlocks(arel);
 	for (i = from; i < n; i++)
 	{
 		Account    *acct = &accts[i];
 		ScanKeyData keys[2];
+		AccountTid *hint;
 		bool		isnull;
 
 		CHECK_FOR_INTERRUPTS();
-		Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
-		Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(assets[i]->code));
-		if (!IndexFetch(arel, aidx, snap, keys, 2, slot))
-			break;
+		if (!AccountAtHint(arel, snap, nblocks, acct->wallet_id, assets[i]->code, slot, &hint))
+		{
+			Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
+			Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(assets[i]->code));
+			index_rescan(scan, keys, 2, NULL, 0);
+			if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+				break;
+		}
 		if (IsolationUsesXactSnapshot())
 		{
 			/* nodeLockRows.c under REPEATABLE READ: no following the update chain */
@@ -1694,7 +1836,12 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 				elog(ERROR, "wallet: unexpected result %d locking a balance row", tm);
 		}
 		else
+		{
 			AccountRowLock(arel, slot, snap, cid, acct);
+			if (hint == NULL)
+				hint = AccountTidEntry(acct->wallet_id, assets[i]->code, true);
+			hint->tid = slot->tts_tid;
+		}
 
 		strlcpy(acct->asset, assets[i]->code, sizeof(acct->asset));
 		acct->scale = assets[i]->scale;
@@ -1711,6 +1858,7 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 		acct->no_holds = 0;		/* HotKeyFind looks a key up among holds too */
 		ExecClearTuple(slot);
 	}
+	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(aidx, NoLock);
 	table_close(arel, NoLock);
@@ -1722,13 +1870,28 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 /* ------------------------------------------------------- idempotency */
 
 /*
- * The event or hold of a wallet's key, as HotKeyFind returns it, with the
- * relations and indexes open and the snapshot taken (hrel NULL: holds are
- * not searched)
+ * The relations and index scans of key lookups (KeyProbeScans): a scan is
+ * begun at its first lookup and started again for each next one.
+ */
+typedef struct KeyScans
+{
+	Relation	erel;
+	Relation	hrel;			/* NULL: holds are not searched */
+	Relation	eidx;
+	Relation	hidx;
+	Snapshot	snap;
+	IndexScanDesc escan;
+	IndexScanDesc hscan;
+	TupleTableSlot *eslot;
+	TupleTableSlot *hslot;
+} KeyScans;
+
+/*
+ * The event or hold of a wallet's key, as HotKeyFind returns it, through the
+ * scans of ks (holds searched when holds and ks->hrel)
  */
 static bool
-KeyProbe(Relation erel, Relation hrel, Relation eidx, Relation hidx, Snapshot snap,
-		 int64 wallet_id, const char *key, HeapTuple *tup)
+KeyProbeScans(KeyScans *ks, bool holds, int64 wallet_id, const char *key, HeapTuple *tup)
 {
 	TupleTableSlot *slot;
 	ScanKeyData keys[2];
@@ -1736,10 +1899,16 @@ KeyProbe(Relation erel, Relation hrel, Relation eidx, Relation hidx, Snapshot sn
 	bool		nulls[9];
 	bool		found;
 
-	slot = table_slot_create(erel, NULL);
-	Key(&keys[0], eidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
-	Key(&keys[1], eidx, 1, F_TEXTEQ, CStringGetTextDatum(key));
-	found = IndexFetch(erel, eidx, snap, keys, 2, slot);
+	if (ks->escan == NULL)
+	{
+		ks->eslot = table_slot_create(ks->erel, NULL);
+		ks->escan = index_beginscan(ks->erel, ks->eidx, ks->snap, 2, 0);
+	}
+	slot = ks->eslot;
+	Key(&keys[0], ks->eidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
+	Key(&keys[1], ks->eidx, 1, F_TEXTEQ, CStringGetTextDatum(key));
+	index_rescan(ks->escan, keys, 2, NULL, 0);
+	found = index_getnext_slot(ks->escan, ForwardScanDirection, slot);
 	if (found)
 	{
 		static const int cols[8] = {E_ID, E_METER, E_QUANTITY, E_DIMENSIONS, E_ASSET, E_AMOUNT,
@@ -1757,13 +1926,19 @@ KeyProbe(Relation erel, Relation hrel, Relation eidx, Relation hidx, Snapshot sn
 		}
 		*tup = heap_form_tuple(key_desc, values, nulls);
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	if (!found && hrel != NULL)
+	ExecClearTuple(slot);
+	if (!found && holds && ks->hrel != NULL)
 	{
-		slot = table_slot_create(hrel, NULL);
-		Key(&keys[0], hidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
-		Key(&keys[1], hidx, 1, F_TEXTEQ, CStringGetTextDatum(key));
-		found = IndexFetch(hrel, hidx, snap, keys, 2, slot);
+		if (ks->hscan == NULL)
+		{
+			ks->hslot = table_slot_create(ks->hrel, NULL);
+			ks->hscan = index_beginscan(ks->hrel, ks->hidx, ks->snap, 2, 0);
+		}
+		slot = ks->hslot;
+		Key(&keys[0], ks->hidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
+		Key(&keys[1], ks->hidx, 1, F_TEXTEQ, CStringGetTextDatum(key));
+		index_rescan(ks->hscan, keys, 2, NULL, 0);
+		found = index_getnext_slot(ks->hscan, ForwardScanDirection, slot);
 		if (found)
 		{
 			bool		isnull;
@@ -1779,8 +1954,40 @@ KeyProbe(Relation erel, Relation hrel, Relation eidx, Relation hidx, Snapshot sn
 			nulls[8] = isnull;
 			*tup = heap_form_tuple(key_desc, values, nulls);
 		}
-		ExecDropSingleTupleTableSlot(slot);
+		ExecClearTuple(slot);
 	}
+	return found;
+}
+
+/* end the scans of ks (not the relations) */
+static void
+KeyScansEnd(KeyScans *ks)
+{
+	if (ks->escan != NULL)
+	{
+		index_endscan(ks->escan);
+		ExecDropSingleTupleTableSlot(ks->eslot);
+	}
+	if (ks->hscan != NULL)
+	{
+		index_endscan(ks->hscan);
+		ExecDropSingleTupleTableSlot(ks->hslot);
+	}
+}
+
+/*
+ * The event or hold of a wallet's key, as HotKeyFind returns it, with the
+ * relations and indexes open and the snapshot taken (hrel NULL: holds are
+ * not searched)
+ */
+static bool
+KeyProbe(Relation erel, Relation hrel, Relation eidx, Relation hidx, Snapshot snap,
+		 int64 wallet_id, const char *key, HeapTuple *tup)
+{
+	KeyScans	ks = {erel, hrel, eidx, hidx, snap, NULL, NULL, NULL, NULL};
+	bool		found = KeyProbeScans(&ks, true, wallet_id, key, tup);
+
+	KeyScansEnd(&ks);
 	return found;
 }
 
@@ -1843,37 +2050,55 @@ HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc
 /*
  * HotKeyFind for n keys (wallet_ids[i], keys[i]) at once (wallet_ingest, which
  * holds the balance locks of every wallet): tups[i] is the row or NULL.  An
- * index probe per key, whatever the planner would think of the tables.
+ * index probe per key, whatever the planner would think of the tables; among
+ * holds only where holds[i] (holds NULL: everywhere), false for a wallet that
+ * had none (HotWalletIds, HotWalletsSame).
  */
 void
-HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys, HeapTuple *tups,
-			   TupleDesc *desc)
+HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys, const bool *holds,
+			   HeapTuple *tups, TupleDesc *desc)
 {
 	Relation	erel;
-	Relation	hrel;
+	Relation	hrel = NULL;
 	Relation	eidx;
-	Relation	hidx;
+	Relation	hidx = NULL;
 	Snapshot	snap = PushFreshSnapshot();
+	bool		any_holds = holds == NULL;
+	KeyScans	ks = {0};
 
+	for (int i = 0; i < n && !any_holds; i++)
+		any_holds = holds[i];
 	HotEnter();
 	erel = OpenTable(T_EVENT, RowExclusiveLock);
-	hrel = OpenTable(T_HOLD, AccessShareLock);
 	eidx = OpenIndex(I_EVENT_KEY, RowExclusiveLock);
-	hidx = OpenIndex(I_HOLD_KEY, AccessShareLock);
 	CheckPrivilege(T_EVENT, ACL_SELECT);
-	CheckPrivilege(T_HOLD, ACL_SELECT);
+	if (any_holds)
+	{
+		hrel = OpenTable(T_HOLD, AccessShareLock);
+		hidx = OpenIndex(I_HOLD_KEY, AccessShareLock);
+		CheckPrivilege(T_HOLD, ACL_SELECT);
+	}
+	ks.erel = erel;
+	ks.hrel = hrel;
+	ks.eidx = eidx;
+	ks.hidx = hidx;
+	ks.snap = snap;
 	for (int i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
 		tups[i] = NULL;
-		if (!KeyProbe(erel, hrel, eidx, hidx, snap, wallet_ids[i], keys[i], &tups[i]))
+		if (!KeyProbeScans(&ks, holds == NULL || holds[i], wallet_ids[i], keys[i], &tups[i]))
 			tups[i] = NULL;
 	}
+	KeyScansEnd(&ks);
 	*desc = key_desc;
 	index_close(eidx, NoLock);
-	index_close(hidx, NoLock);
 	table_close(erel, NoLock);
-	table_close(hrel, NoLock);
+	if (hrel != NULL)
+	{
+		index_close(hidx, NoLock);
+		table_close(hrel, NoLock);
+	}
 	PopActiveSnapshot();
 	HotLeave();
 }
@@ -1934,6 +2159,66 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 	table_close(grel, NoLock);
 	if (locked)
 		PopActiveSnapshot();
+	HotLeave();
+}
+
+/*
+ * HotGrantsRead under the balance locks for n balance rows (wallet_ids[i],
+ * assets[i]) at once (wallet_ingest, which holds them all): fn(..., args[i])
+ * for each open grant of row i.  One fresh snapshot, taken after the locks,
+ * and one index scan, started again per balance row.
+ */
+void
+HotGrantsReadMany(int n, const int64 *wallet_ids, const char *const *assets, HotGrantFn fn,
+				  void *const *args)
+{
+	Relation	grel;
+	Relation	gidx;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	Snapshot	snap;
+	int			cols[HOT_GRANT_COLUMNS + 1];
+
+	if (n == 0)
+		return;
+	snap = PushFreshSnapshot();
+	HotEnter();
+	/* the grants read are then written: take that lock now */
+	grel = OpenTable(T_GRANT, RowExclusiveLock);
+	gidx = OpenIndex(I_GRANT_OPEN, AccessShareLock);
+	CheckPrivilege(T_GRANT, ACL_SELECT);
+	for (int c = 0; c < HOT_GRANT_COLUMNS; c++)
+		cols[c] = ATT(T_GRANT, c);
+	cols[GRANT_SCOPE_COLUMN] = cache.grant_scope;
+
+	slot = table_slot_create(grel, NULL);
+	scan = index_beginscan(grel, gidx, snap, 2, 0);
+	for (int i = 0; i < n; i++)
+	{
+		ScanKeyData keys[2];
+
+		CHECK_FOR_INTERRUPTS();
+		Key(&keys[0], gidx, 0, F_INT8EQ, Int64GetDatum(wallet_ids[i]));
+		Key(&keys[1], gidx, 1, F_TEXTEQ, CStringGetTextDatum(assets[i]));
+		index_rescan(scan, keys, 2, NULL, 0);
+		while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		not_closed;
+			bool		not_voided;
+
+			slot_getattr(slot, ATT(T_GRANT, G_CLOSED_AT), &not_closed);
+			slot_getattr(slot, ATT(T_GRANT, G_VOIDED_AT), &not_voided);
+			if (!not_closed || !not_voided)
+				continue;
+			fn(ExecFetchSlotHeapTuple(slot, false, NULL), RelationGetDescr(grel), cols,
+			   &slot->tts_tid, args[i]);
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(gidx, NoLock);
+	table_close(grel, NoLock);
+	PopActiveSnapshot();
 	HotLeave();
 }
 
@@ -2067,13 +2352,20 @@ StoreLines(EState *estate, ResultRelInfo *lrri, const HotDebit *w, int64 event_i
 static Numeric
 DebitRevenue(const HotDebit *w)
 {
-	Numeric		revenue = int64_to_numeric(0);
+	Numeric		revenue = NULL;
 
 	for (int i = 0; i < w->nlines; i++)
-		revenue = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(revenue),
-													  DirectFunctionCall2(numeric_mul,
-																		  NumericGetDatum(int64_to_numeric(w->takes[i])),
-																		  NumericGetDatum(w->unit_revenues[i]))));
+	{
+		Datum		term = DirectFunctionCall2(numeric_mul,
+											   NumericGetDatum(int64_to_numeric(w->takes[i])),
+											   NumericGetDatum(w->unit_revenues[i]));
+
+		/* 0 + term is term, to the digit and the scale: the first needs no add */
+		revenue = revenue == NULL ? DatumGetNumeric(term) :
+			DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(revenue), term));
+	}
+	if (revenue == NULL)
+		revenue = int64_to_numeric(0);
 	return DatumGetNumeric(DirectFunctionCall2(numeric_mul, NumericGetDatum(revenue),
 											   NumericGetDatum(w->minor_unit)));
 }
@@ -2190,6 +2482,29 @@ DebitWriteSql(const HotDebit *w, bool carried)
 }
 
 /*
+ * Whether the new version of a row that an update of the hot path changed
+ * only in columns set not null passes the CHECK constraints the update can
+ * break (rri->ri_ConstraintExprs, the others NULL): the NOT NULL ones hold,
+ * the other columns being the old version's.  When it does not,
+ * ExecConstraints says so, with its error.
+ */
+static bool
+UpdateChecksPass(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
+{
+	TupleConstr *constr = RelationGetDescr(rri->ri_RelationDesc)->constr;
+	ExprContext *econtext;
+
+	if (constr->num_check == 0 || rri->ri_ConstraintExprs == NULL)
+		return constr->num_check == 0;
+	econtext = GetPerTupleExprContext(estate);
+	econtext->ecxt_scantuple = slot;
+	for (int i = 0; i < constr->num_check; i++)
+		if (!ExecCheck(rri->ri_ConstraintExprs[i], econtext))
+			return false;
+	return true;
+}
+
+/*
  * The grant row in gslot, updated as UPDATE ... SET remaining = remaining -
  * take would update it under the balance lock (grri: the constraints the
  * update can break), through gnew; a change by a concurrent READ COMMITTED
@@ -2214,7 +2529,7 @@ GrantTake(Relation grel, ResultRelInfo *grri, EState *estate, TupleTableSlot *gs
 	ExecStoreHeapTuple(WithInt64(ExecFetchSlotHeapTuple(gslot, false, NULL),
 								 RelationGetDescr(grel), rem_col, r),
 					   gnew, true);
-	if (RelationGetDescr(grel)->constr)
+	if (RelationGetDescr(grel)->constr && !UpdateChecksPass(grri, gnew, estate))
 		ExecConstraints(grri, gnew, estate);
 	tm = table_tuple_update(grel, &gslot->tts_tid, gnew, cid, snap, InvalidSnapshot, true,
 							&tmfd, &lockmode, &update_indexes);
@@ -2236,68 +2551,19 @@ GrantTake(Relation grel, ResultRelInfo *grri, EState *estate, TupleTableSlot *gs
 }
 
 /*
- * Write an approved debit: the event, each drawn grant's new remaining and
- * one ledger line per draw (grant_id 0: the overdraft part), as the write
- * statement of debit.c did.  A debit drawn from one source has one line,
- * carried on the event row (line_id, line_grant_id; wallet.line shows it):
- * no row of wallet.line_stored.  Returns the event id.
+ * The event row of a debit, into slot, with the line it carries (carried):
+ * its BEFORE ROW triggers, constraints, index entries.  Returns its id.
  */
-int64
-HotDebitWrite(const HotDebit *w)
+static int64
+EventInsert(EState *estate, ResultRelInfo *erri, TupleTableSlot *slot, const HotDebit *w,
+			bool carried, CommandId cid)
 {
-	Relation	erel;
-	Relation	grel;
-	Relation	lrel = NULL;
-	Relation	gpk = NULL;
-	EState	   *estate;
-	ResultRelInfo *erri;
-	ResultRelInfo *lrri = NULL;
-	ResultRelInfo *grri = NULL;
-	TupleTableSlot *slot;
-	TupleTableSlot *gslot;
-	TupleTableSlot *gnew;
-	TupleDesc	desc;
-	Snapshot	snap;
-	CommandId	cid;
+	TupleDesc	desc = RelationGetDescr(erri->ri_RelationDesc);
 	bool		set[MaxHeapAttributeNumber];
-	Numeric		revenue;
+	Numeric		revenue = DebitRevenue(w);
 	int64		event_id;
 	bool		isnull;
-	bool		carried = w->nlines == 1 && w->takes[0] == w->amount;
 
-	HotEnter();
-	snap = PushFreshSnapshot();
-	erel = OpenTable(T_EVENT, RowExclusiveLock);
-	grel = OpenTable(T_GRANT, RowExclusiveLock);
-	if (cache.tables[T_EVENT].by_sql || cache.tables[T_GRANT].by_sql ||
-		(cache.tables[T_LINE].by_sql && w->nlines > 0 && !carried))
-	{
-		table_close(erel, NoLock);
-		table_close(grel, NoLock);
-		PopActiveSnapshot();
-		event_id = DebitWriteSql(w, carried);
-		HotLeave();
-		return event_id;
-	}
-	CheckPrivilege(T_EVENT, ACL_INSERT);
-	if (w->nlines > 0)
-		CheckPrivilege(T_GRANT, ACL_SELECT | ACL_UPDATE);
-	cid = GetCurrentCommandId(true);
-	estate = CreateExecutorState();
-	estate->es_output_cid = cid;
-	erri = WriteTarget(estate, erel, T_EVENT, true);
-	if (w->nlines > 0 && !carried)
-	{
-		lrel = OpenTable(T_LINE, RowExclusiveLock);
-		CheckPrivilege(T_LINE, ACL_INSERT);
-		lrri = WriteTarget(estate, lrel, T_LINE, true);
-	}
-
-	revenue = DebitRevenue(w);
-
-	/* the event */
-	desc = RelationGetDescr(erel);
-	slot = table_slot_create(erel, NULL);
 	ExecClearTuple(slot);
 	memset(set, 0, sizeof(bool) * desc->natts);
 	SET_COLUMN(T_EVENT, E_WALLET_ID, Int64GetDatum(w->wallet_id), false);
@@ -2333,6 +2599,206 @@ HotDebitWrite(const HotDebit *w)
 	event_id = DatumGetInt64(slot_getattr(slot, ATT(T_EVENT, E_ID), &isnull));
 	if (isnull)
 		elog(ERROR, "wallet: event inserted without an id");
+	return event_id;
+}
+
+/*
+ * The event writer of a batch (wallet_ingest): what HotDebitWrite opens and
+ * builds for each debit (the event table and its indexes, the executor
+ * state, the insert target with its triggers, the privilege checks), done
+ * once and kept while the hot path's cache is the one it was built from.
+ * Only for debits whose grants the caller updates (grants_later).
+ */
+struct HotDebitBatch
+{
+	MemoryContext cxt;			/* where the executor state lives */
+	MemoryContext gen;			/* cache.cxt when opened; NULL: not open */
+	Relation	erel;
+	Relation	lrel;			/* wallet.line_stored, once a debit needs it */
+	EState	   *estate;
+	ResultRelInfo *erri;
+	ResultRelInfo *lrri;
+	TupleTableSlot *slot;
+	bool		grants_checked; /* the privileges on grants a draw needs */
+};
+
+/* a writer, not open yet, in cxt */
+HotDebitBatch *
+HotDebitBatchCreate(MemoryContext cxt)
+{
+	HotDebitBatch *b = MemoryContextAllocZero(cxt, sizeof(HotDebitBatch));
+
+	b->cxt = cxt;
+	return b;
+}
+
+/* close what BatchOpen opened (the locks stay) */
+static void
+BatchClose(HotDebitBatch *b)
+{
+	if (b->gen == NULL)
+		return;
+	ExecDropSingleTupleTableSlot(b->slot);
+	CloseTarget(b->erri);
+	if (b->lrri != NULL)
+	{
+		CloseTarget(b->lrri);
+		table_close(b->lrel, NoLock);
+	}
+	FreeExecutorState(b->estate);
+	table_close(b->erel, NoLock);
+	b->gen = NULL;
+	b->erel = b->lrel = NULL;
+	b->estate = NULL;
+	b->erri = b->lrri = NULL;
+	b->slot = NULL;
+	HotLeave();
+}
+
+/*
+ * Open the writer as HotDebitWrite opens for one debit; false (nothing open)
+ * when a table needs the SQL statements (CheckTable): then HotDebitWrite
+ * writes each debit as for a single call.
+ */
+static bool
+BatchOpen(HotDebitBatch *b)
+{
+	MemoryContext cxt = b->cxt;
+	MemoryContext old;
+	Relation	erel;
+	Relation	grel;
+
+	HotEnter();
+	erel = OpenTable(T_EVENT, RowExclusiveLock);
+	grel = OpenTable(T_GRANT, RowExclusiveLock);
+	table_close(grel, NoLock);
+	if (cache.tables[T_EVENT].by_sql || cache.tables[T_GRANT].by_sql ||
+		cache.tables[T_LINE].by_sql)
+	{
+		table_close(erel, NoLock);
+		HotLeave();
+		return false;
+	}
+	CheckPrivilege(T_EVENT, ACL_INSERT);
+	old = MemoryContextSwitchTo(cxt);
+	b->estate = CreateExecutorState();
+	MemoryContextSwitchTo(b->estate->es_query_cxt);
+	b->erel = erel;
+	b->erri = WriteTarget(b->estate, erel, T_EVENT, true);
+	b->slot = table_slot_create(erel, NULL);
+	MemoryContextSwitchTo(old);
+	b->gen = cache.cxt;
+	return true;
+}
+
+/*
+ * HotDebitWrite of a debit of a batch through its writer: the same rows.
+ * False when the writer cannot (BatchOpen): the caller writes it alone.
+ */
+static bool
+BatchWrite(HotDebitBatch *b, const HotDebit *w, int64 *event_id)
+{
+	bool		carried = w->nlines == 1 && w->takes[0] == w->amount;
+	CommandId	cid;
+
+	/* a new generation of the cache (an invalidation): open again from it */
+	if (b->gen != NULL && (!cache.valid || cache.cxt != b->gen))
+		BatchClose(b);
+	if (b->gen == NULL && !BatchOpen(b))
+		return false;
+	if (w->nlines > 0 && !b->grants_checked)
+	{
+		CheckPrivilege(T_GRANT, ACL_SELECT | ACL_UPDATE);
+		b->grants_checked = true;
+	}
+	if (w->nlines > 0 && !carried && b->lrri == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(b->estate->es_query_cxt);
+
+		b->lrel = OpenTable(T_LINE, RowExclusiveLock);
+		CheckPrivilege(T_LINE, ACL_INSERT);
+		b->lrri = WriteTarget(b->estate, b->lrel, T_LINE, true);
+		MemoryContextSwitchTo(old);
+	}
+	PushFreshSnapshot();
+	cid = GetCurrentCommandId(true);
+	b->estate->es_output_cid = cid;
+	*event_id = EventInsert(b->estate, b->erri, b->slot, w, carried, cid);
+	ResetPerTupleExprContext(b->estate);
+	if (w->nlines > 0 && !carried)
+		StoreLines(b->estate, b->lrri, w, *event_id, cid);
+	ExecClearTuple(b->slot);
+	PopActiveSnapshot();
+	CommandCounterIncrement();
+	return true;
+}
+
+/* the batch is written: close its writer */
+void
+HotDebitBatchEnd(HotDebitBatch *b)
+{
+	BatchClose(b);
+}
+
+/*
+ * Write an approved debit: the event, each drawn grant's new remaining and
+ * one ledger line per draw (grant_id 0: the overdraft part), as the write
+ * statement of debit.c did.  A debit drawn from one source has one line,
+ * carried on the event row (line_id, line_grant_id; wallet.line shows it):
+ * no row of wallet.line_stored.  Returns the event id.
+ */
+int64
+HotDebitWrite(const HotDebit *w)
+{
+	Relation	erel;
+	Relation	grel;
+	Relation	lrel = NULL;
+	Relation	gpk = NULL;
+	EState	   *estate;
+	ResultRelInfo *erri;
+	ResultRelInfo *lrri = NULL;
+	ResultRelInfo *grri = NULL;
+	TupleTableSlot *slot;
+	TupleTableSlot *gslot;
+	TupleTableSlot *gnew;
+	Snapshot	snap;
+	CommandId	cid;
+	int64		event_id;
+	bool		carried = w->nlines == 1 && w->takes[0] == w->amount;
+
+	if (w->batch != NULL && w->grants_later && BatchWrite(w->batch, w, &event_id))
+		return event_id;
+	HotEnter();
+	snap = PushFreshSnapshot();
+	erel = OpenTable(T_EVENT, RowExclusiveLock);
+	grel = OpenTable(T_GRANT, RowExclusiveLock);
+	if (cache.tables[T_EVENT].by_sql || cache.tables[T_GRANT].by_sql ||
+		(cache.tables[T_LINE].by_sql && w->nlines > 0 && !carried))
+	{
+		table_close(erel, NoLock);
+		table_close(grel, NoLock);
+		PopActiveSnapshot();
+		event_id = DebitWriteSql(w, carried);
+		HotLeave();
+		return event_id;
+	}
+	CheckPrivilege(T_EVENT, ACL_INSERT);
+	if (w->nlines > 0)
+		CheckPrivilege(T_GRANT, ACL_SELECT | ACL_UPDATE);
+	cid = GetCurrentCommandId(true);
+	estate = CreateExecutorState();
+	estate->es_output_cid = cid;
+	erri = WriteTarget(estate, erel, T_EVENT, true);
+	if (w->nlines > 0 && !carried)
+	{
+		lrel = OpenTable(T_LINE, RowExclusiveLock);
+		CheckPrivilege(T_LINE, ACL_INSERT);
+		lrri = WriteTarget(estate, lrel, T_LINE, true);
+	}
+
+	/* the event */
+	slot = table_slot_create(erel, NULL);
+	event_id = EventInsert(estate, erri, slot, w, carried, cid);
 	ExecDropSingleTupleTableSlot(slot);
 
 	/* the grants drawn: remaining - take */

@@ -18,9 +18,10 @@
  *		ever waits for a row that comes after every row it holds, so two
  *		batches that share wallets wait for each other at most; they cannot
  *		deadlock.  Then, under the locks: the live grants of every balance row,
- *		as the single call reads them (GrantsLoad: an index scan each, the
- *		resets time has made written down), and what every idempotency key
- *		holds, an index probe each (HotKeyFindMany).  (Statements joining the
+ *		as the single call reads them (GrantsLoadMany: an index probe each,
+ *		through one scan, the resets time has made written down), and what
+ *		every idempotency key holds, an index probe each (HotKeyFindMany;
+ *		among holds only in wallets that had one).  (Statements joining the
  *		batch's arrays to the tables were planned as hash joins over whole
  *		tables once the batches were large.)
  *	 3. apply, in array order: replay (WL004), price (tiers read the usage
@@ -30,10 +31,11 @@
  *		and the element gets its SQLSTATE.  Then, outside it, DebitFinish as the
  *		single call: a decline writes its outbox row; an approved debit writes
  *		its event and ledger lines at once, through the single call's
- *		HotDebitWrite, takes what it draws off the grants in memory, and writes
- *		the rest of what the single call writes (low-balance outbox row, usage
- *		counter), where later elements read it.  A later element with the same
- *		key replays it.
+ *		HotDebitWrite (with one writer for the batch, HotDebitBatch: the
+ *		tables and executor state opened once), takes what it draws off the
+ *		grants in memory, and writes the rest of what the single call writes
+ *		(low-balance outbox row, usage counter), where later elements read it.
+ *		A later element with the same key replays it.
  *	 4. write the grant updates, summed per grant: one update per grant
  *		(HotGrantsTake), also during pass 3 every INGEST_FLUSH_EVENTS debits.
  *
@@ -44,6 +46,7 @@
 #include "wallet.h"
 
 #include "access/xact.h"
+#include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -68,6 +71,7 @@ typedef struct Pair
 	const char *customer;		/* the wallet's, and its status before the lock */
 	char		status[16];
 	bool		cached;			/* wallet id and status from the backend's cache */
+	bool		holds_made;		/* the wallet may have holds (HotWalletIds) */
 	bool		gone;			/* the wallet was not there any more (WL001) */
 } Pair;
 
@@ -112,6 +116,7 @@ typedef struct Batch
 	GrantSet   *sets;			/* by Pair.index */
 	HTAB	   *keys;			/* (wallet id, key) -> KeyEntry */
 	DebitBuffer *buf;
+	uint64		wallets_ticket; /* of HotWalletIds, for HotWalletsSame */
 } Batch;
 
 /* ------------------------------------------------------------- parsing */
@@ -306,7 +311,7 @@ SubxactFailed(MemoryContext cxt, ResourceOwner owner)
 
 /* ---------------------------------------------------------- pass 1: resolve */
 
-/* parse element i and find its price version */
+/* parse element i and find its price version (the caller is connected to SPI) */
 static void
 Resolve(Batch *b, Jsonb *events, int i)
 {
@@ -314,11 +319,9 @@ Resolve(Batch *b, Jsonb *events, int i)
 	MemoryContext old = MemoryContextSwitchTo(b->cxt);
 
 	ParseElement(events, i, item);
-	SPI_connect();
 	item->pv = PriceFind(item->req.customer, item->req.meter, item->req.occurred_at);
 	item->generation = PriceCacheGeneration;
 	item->asset = AssetLookup(item->pv->asset.code);
-	SPI_finish();
 	MemoryContextSwitchTo(old);
 }
 
@@ -341,8 +344,11 @@ ResolveAll(Batch *b, Jsonb *events)
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
+			/* one SPI connection for the pass; an error's rollback ends it */
+			SPI_connect();
 			for (; cur < b->n; cur++)
 				Resolve(b, events, cur);
+			SPI_finish();
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
@@ -371,6 +377,7 @@ ResolveWallets(Batch *b)
 	int64	   *ids;
 	char		(*statuses)[16];
 	bool	   *cached;
+	bool	   *holds_made;
 	int			n = 0;
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -397,7 +404,8 @@ ResolveWallets(Batch *b)
 	ids = MemoryContextAllocHuge(b->cxt, sizeof(int64) * Max(n, 1));
 	statuses = MemoryContextAllocHuge(b->cxt, sizeof(*statuses) * Max(n, 1));
 	cached = MemoryContextAllocHuge(b->cxt, sizeof(bool) * Max(n, 1));
-	HotWalletIds(n, names, true, ids, statuses, cached);
+	holds_made = MemoryContextAllocHuge(b->cxt, sizeof(bool) * Max(n, 1));
+	b->wallets_ticket = HotWalletIds(n, names, true, ids, statuses, cached, holds_made);
 
 	for (int i = 0; i < b->n; i++)
 	{
@@ -427,6 +435,7 @@ ResolveWallets(Batch *b)
 			item->pair->customer = item->req.customer;
 			strlcpy(item->pair->status, statuses[e->index], sizeof(item->pair->status));
 			item->pair->cached = cached[e->index];
+			item->pair->holds_made = holds_made[e->index];
 			item->pair->gone = false;
 			b->npairs++;
 		}
@@ -495,7 +504,8 @@ LockAll(Batch *b)
 			int64		id;
 			char		status[1][16];
 
-			HotWalletIds(1, &order[i]->customer, false, &id, status, NULL);
+			HotWalletIds(1, &order[i]->customer, false, &id, status, NULL, NULL);
+			order[i]->holds_made = true;
 			if (id == 0)
 			{
 				order[i]->gone = true;
@@ -526,10 +536,32 @@ LockAll(Batch *b)
 	}
 }
 
+/* hash of a KeyEntry's key: the wallet and the key's bytes, not the whole buffer */
+static uint32
+KeyHash(const void *key, Size keysize)
+{
+	const KeyEntry *k = key;
+
+	return hash_combine(hash_bytes_uint32((uint32) k->wallet_id ^ (uint32) (k->wallet_id >> 32)),
+						hash_bytes((const unsigned char *) k->key, strlen(k->key)));
+}
+
+/* KeyEntry keys equal: 0 */
+static int
+KeyMatch(const void *a, const void *b, Size keysize)
+{
+	const KeyEntry *x = a;
+	const KeyEntry *y = b;
+
+	return x->wallet_id == y->wallet_id ? strcmp(x->key, y->key) : 1;
+}
+
 /*
  * Under the locks: the live grants of every balance row, and what every key
  * of the batch holds (the first element with a key looks it up; the others
- * share its entry).
+ * share its entry).  A key is looked up among holds only if its wallet had
+ * any when HotWalletIds read it and no wallet changed since (HotWalletsSame,
+ * after the locks, as the single call checks after its lock).
  */
 static void
 ReadAll(Batch *b)
@@ -539,6 +571,8 @@ ReadAll(Batch *b)
 	const char **keys = MemoryContextAllocHuge(b->cxt, sizeof(char *) * Max(b->n, 1));
 	KeyEntry  **entries = MemoryContextAllocHuge(b->cxt, sizeof(KeyEntry *) * Max(b->n, 1));
 	StoredRequest **found = MemoryContextAllocHuge(b->cxt, sizeof(StoredRequest *) * Max(b->n, 1));
+	bool	   *holds = MemoryContextAllocHuge(b->cxt, sizeof(bool) * Max(b->n, 1));
+	bool		same = HotWalletsSame(b->wallets_ticket);
 	TimestampTz now = WalletNow();
 	MemoryContext old;
 	int			n = 0;
@@ -546,8 +580,11 @@ ReadAll(Batch *b)
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = offsetof(KeyEntry, st);
 	ctl.entrysize = sizeof(KeyEntry);
+	ctl.hash = KeyHash;
+	ctl.match = KeyMatch;
 	ctl.hcxt = b->cxt;
-	b->keys = hash_create("wallet_ingest keys", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	b->keys = hash_create("wallet_ingest keys", 1024, &ctl,
+						  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	for (int i = 0; i < b->n; i++)
 	{
 		Event	   *item = &b->items[i];
@@ -556,7 +593,6 @@ ReadAll(Batch *b)
 
 		if (item->sqlerrcode != 0)
 			continue;
-		memset(&probe, 0, sizeof(probe));
 		probe.wallet_id = item->pair->wallet_id;
 		strlcpy(probe.key, item->req.key, sizeof(probe.key));
 		item->key = hash_search(b->keys, &probe, HASH_ENTER, &seen);
@@ -565,20 +601,16 @@ ReadAll(Batch *b)
 			item->key->st = NULL;
 			wallet_ids[n] = probe.wallet_id;
 			keys[n] = item->req.key;
+			holds[n] = !same || item->pair->holds_made;
 			entries[n++] = item->key;
 		}
 	}
 
 	SPI_connect();
 	old = MemoryContextSwitchTo(b->cxt);
-	for (int p = 0; p < b->npairs; p++)
-	{
-		CHECK_FOR_INTERRUPTS();
-		if (b->accts[p].locked)
-			GrantsLoad(&b->accts[p], now, true, &b->sets[p]);
-	}
+	GrantsLoadMany(b->npairs, b->accts, now, b->sets);
 	MemoryContextSwitchTo(old);
-	StoredFetchMany(n, wallet_ids, keys, found, b->cxt);
+	StoredFetchMany(n, wallet_ids, keys, holds, found, b->cxt);
 	SPI_finish();
 	for (int i = 0; i < n; i++)
 		entries[i]->st = found[i];
@@ -694,6 +726,7 @@ ApplyAll(Batch *b)
 	SPI_connect();
 	DebitBufferFlush(b->buf, now);
 	SPI_finish();
+	DebitBufferClose(b->buf);
 }
 
 /* ----------------------------------------------------------------- entry */

@@ -305,6 +305,7 @@ typedef struct GrantSet
 } GrantSet;
 
 extern void GrantsLoad(const Account *acct, TimestampTz now, bool write_resets, GrantSet *set);
+extern void GrantsLoadMany(int n, const Account *accts, TimestampTz now, GrantSet *sets);
 extern int64 LiveHeld(const Account *acct, TimestampTz now, int32 *count);
 extern TimestampTz GrantNextReset(const GrantRow *g);
 extern void HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows);
@@ -448,7 +449,7 @@ extern bool Replayed(Account *acct, const char *key, const DebitRequest *req,
 extern void ReplayMatch(const Account *acct, const char *key, const DebitRequest *req,
 						int64 hold_amount, const StoredRequest *st, WalletResult *res);
 extern void StoredFetchMany(int n, const int64 *wallet_ids, const char *const *keys,
-							StoredRequest **found, MemoryContext cxt);
+							const bool *holds, StoredRequest **found, MemoryContext cxt);
 extern void DebitJudge(Account *acct, const DebitRequest *req, TimestampTz now,
 					   int64 release_first, Decision *d);
 extern int64 DebitWriteNow(const Account *acct, const DebitRequest *req, TimestampTz now,
@@ -457,6 +458,7 @@ extern int64 DebitWriteNow(const Account *acct, const DebitRequest *req, Timesta
 extern DebitBuffer *DebitBufferCreate(MemoryContext cxt);
 extern int	DebitBufferCount(const DebitBuffer *buf);
 extern void DebitBufferFlush(DebitBuffer *buf, TimestampTz now);
+extern void DebitBufferClose(DebitBuffer *buf);
 
 /* ---- outbox.c ---- */
 
@@ -489,6 +491,8 @@ typedef void (*HotGrantFn) (HeapTuple tup, TupleDesc desc, const int *cols,
 							ItemPointer tid, void *arg);
 
 /* an approved debit to write */
+typedef struct HotDebitBatch HotDebitBatch;	/* a batch's event writer (hotpath.c) */
+
 typedef struct HotDebit
 {
 	int64		wallet_id;
@@ -511,20 +515,27 @@ typedef struct HotDebit
 	const int64 *takes;
 	const Numeric *unit_revenues;
 	bool		grants_later;	/* the caller updates the drawn grants (wallet_ingest) */
+	HotDebitBatch *batch;		/* with grants_later: the batch's writer, or NULL */
 } HotDebit;
 
 extern HotLockResult HotAccountLock(const char *customer, int64 wallet_id,
 									const AssetInfo *asset, Account *acct);
 extern bool HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc);
 extern void HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys,
-						   HeapTuple *tups, TupleDesc *desc);
+						   const bool *holds, HeapTuple *tups, TupleDesc *desc);
+extern void HotGrantsReadMany(int n, const int64 *wallet_ids, const char *const *assets,
+							  HotGrantFn fn, void *const *args);
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
 extern int64 HotDebitWrite(const HotDebit *w);
+extern HotDebitBatch *HotDebitBatchCreate(MemoryContext cxt);
+extern void HotDebitBatchEnd(HotDebitBatch *b);
 extern bool HotGrantsTake(int n, const int64 *grant_ids, const ItemPointerData *tids,
 						  const int64 *takes);
-extern void HotWalletIds(int n, const char *const *customers, bool use_cache,
-						 int64 *wallet_ids, char (*statuses)[16], bool *cached);
+extern uint64 HotWalletIds(int n, const char *const *customers, bool use_cache,
+						   int64 *wallet_ids, char (*statuses)[16], bool *cached,
+						   bool *holds_made);
+extern bool HotWalletsSame(uint64 ticket);
 extern int	HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *accts);
 
 /* a hold as read (1.1 schema) */

@@ -1451,6 +1451,85 @@ AccountTouch(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
 }
 
 /*
+ * Where this backend last locked each balance row under READ COMMITTED (a
+ * debit, HotAccountLock; a batch, HotAccountLockMany): a backend names the
+ * same customers again and again.  Only a hint: the row there is used when it is the version the
+ * snapshot sees and has the key (the primary key lets one version of a key be
+ * visible), else the index finds it.  Emptied when full.
+ */
+typedef struct AccountTid
+{
+	int64		wallet_id;		/* hash key, with asset */
+	char		asset[NAMEDATALEN];
+	ItemPointerData tid;
+} AccountTid;
+
+#define MAX_ACCOUNT_TIDS 65536
+
+static HTAB *account_tids = NULL;
+
+/* the hint's entry of a balance row (a zeroed key) */
+static AccountTid *
+AccountTidEntry(int64 wallet_id, const char *asset, bool enter)
+{
+	AccountTid	key;
+
+	if (account_tids == NULL || (enter && hash_get_num_entries(account_tids) >= MAX_ACCOUNT_TIDS))
+	{
+		HASHCTL		ctl;
+
+		if (account_tids != NULL)
+			hash_destroy(account_tids);
+		account_tids = NULL;
+		if (!enter)
+			return NULL;
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = offsetof(AccountTid, tid);
+		ctl.entrysize = sizeof(AccountTid);
+		ctl.hcxt = TopMemoryContext;
+		account_tids = hash_create("wallet balance row hints", 1024, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.wallet_id = wallet_id;
+	strlcpy(key.asset, asset, sizeof(key.asset));
+	return hash_search(account_tids, &key, enter ? HASH_ENTER : HASH_FIND, NULL);
+}
+
+/*
+ * The balance row (wallet_id, asset) where the hint says, into slot, if it is
+ * there: the version snap sees, with that key.  nblocks: the table's length
+ * (it cannot shrink while the caller holds its lock; 0: no hint).  *hint: the
+ * hint's entry, NULL if none.
+ */
+static bool
+AccountAtHint(Relation arel, Snapshot snap, BlockNumber nblocks, int64 wallet_id,
+			  const char *asset, TupleTableSlot *slot, AccountTid **hint)
+{
+	AccountTid *h = nblocks > 0 ? AccountTidEntry(wallet_id, asset, false) : NULL;
+	ItemPointerData tid;
+	bool		isnull;
+	char	   *code;
+	bool		same;
+
+	*hint = h;
+	if (h == NULL || ItemPointerGetBlockNumber(&h->tid) >= nblocks)
+		return false;
+	tid = h->tid;
+	if (!table_tuple_fetch_row_version(arel, &tid, snap, slot))
+		return false;
+	same = SlotInt64(slot, ATT(T_ACCOUNT, A_WALLET_ID), &isnull) == wallet_id && !isnull;
+	if (same)
+	{
+		code = SlotText(slot, ATT(T_ACCOUNT, A_ASSET));
+		same = code != NULL && strcmp(code, asset) == 0;
+	}
+	if (!same)
+		ExecClearTuple(slot);
+	return same;
+}
+
+/*
  * Lock the balance row of a wallet in an asset, found by customer (when not
  * NULL) or by wallet id, and read it into acct.  Under READ COMMITTED the row
  * is locked as `SELECT ... FOR NO KEY UPDATE` locks it (waiting for a
@@ -1469,9 +1548,11 @@ HotLockResult
 HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Account *acct)
 {
 	Relation	arel;
-	Relation	aidx;
+	Relation	aidx = NULL;
 	TupleTableSlot *slot;
 	TupleTableSlot *newslot = NULL;
+	AccountTid *hint = NULL;
+	BlockNumber nblocks;
 	TupleTableSlot *row;
 	ScanKeyData keys[2];
 	Snapshot	snap;
@@ -1490,10 +1571,11 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	ticket = CoherenceAccept(&wallet_coherence);
 	snap = PushFreshSnapshot();
 	arel = OpenTable(T_ACCOUNT, RowExclusiveLock);
-	aidx = OpenIndex(I_ACCOUNT_PKEY, AccessShareLock);
 	CheckPrivilege(T_WALLET, ACL_SELECT);
 	CheckPrivilege(T_ACCOUNT, ACL_SELECT | ACL_UPDATE);
 	slot = table_slot_create(arel, NULL);
+	/* under READ COMMITTED, where this backend last locked the row (REPEATABLE READ: the index) */
+	nblocks = IsolationUsesXactSnapshot() ? 0 : RelationGetNumberOfBlocks(arel);
 	for (;;)
 	{
 		HotLockResult none = HOT_NO_WALLET;
@@ -1501,6 +1583,10 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 		/* the wallet, then its balance row in the asset */
 		if (WalletFind(customer, wallet_id, snap, ticket, acct, use_cache, &cached, &holds_made))
 		{
+			if (AccountAtHint(arel, snap, nblocks, acct->wallet_id, asset->code, slot, &hint))
+				break;
+			if (aidx == NULL)
+				aidx = OpenIndex(I_ACCOUNT_PKEY, AccessShareLock);
 			Key(&keys[0], aidx, 0, F_INT8EQ, Int64GetDatum(acct->wallet_id));
 			Key(&keys[1], aidx, 1, F_TEXTEQ, CStringGetTextDatum(asset->code));
 			if (IndexFetch(arel, aidx, snap, keys, 2, slot))
@@ -1510,7 +1596,8 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 		if (!cached)
 		{
 			ExecDropSingleTupleTableSlot(slot);
-			index_close(aidx, NoLock);
+			if (aidx != NULL)
+				index_close(aidx, NoLock);
 			table_close(arel, NoLock);
 			PopActiveSnapshot();
 			HotLeave();
@@ -1531,7 +1618,12 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	if (IsolationUsesXactSnapshot())
 		row = newslot = AccountTouch(arel, slot, snap, cid);
 	else
+	{
 		row = AccountRowLock(arel, slot, snap, cid, acct);
+		if (hint == NULL)
+			hint = AccountTidEntry(acct->wallet_id, asset->code, true);
+		hint->tid = row->tts_tid;
+	}
 
 	strlcpy(acct->asset, asset->code, sizeof(acct->asset));
 	acct->scale = asset->scale;
@@ -1595,7 +1687,8 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	if (newslot != NULL)
 		ExecDropSingleTupleTableSlot(newslot);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(aidx, NoLock);
+	if (aidx != NULL)
+		index_close(aidx, NoLock);
 	table_close(arel, NoLock);
 	PopActiveSnapshot();
 	HotLeave();
@@ -1680,85 +1773,6 @@ bool
 HotWalletsSame(uint64 ticket)
 {
 	return CoherenceAccept(&wallet_coherence) == ticket;
-}
-
-/*
- * Where this backend last locked each balance row in a batch
- * (HotAccountLockMany): a consumer names the same customers batch after
- * batch.  Only a hint: the row there is used when it is the version the
- * snapshot sees and has the key (the primary key lets one version of a key be
- * visible), else the index finds it.  Emptied when full.
- */
-typedef struct AccountTid
-{
-	int64		wallet_id;		/* hash key, with asset */
-	char		asset[NAMEDATALEN];
-	ItemPointerData tid;
-} AccountTid;
-
-#define MAX_ACCOUNT_TIDS 65536
-
-static HTAB *account_tids = NULL;
-
-/* the hint's entry of a balance row (a zeroed key) */
-static AccountTid *
-AccountTidEntry(int64 wallet_id, const char *asset, bool enter)
-{
-	AccountTid	key;
-
-	if (account_tids == NULL || (enter && hash_get_num_entries(account_tids) >= MAX_ACCOUNT_TIDS))
-	{
-		HASHCTL		ctl;
-
-		if (account_tids != NULL)
-			hash_destroy(account_tids);
-		account_tids = NULL;
-		if (!enter)
-			return NULL;
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = offsetof(AccountTid, tid);
-		ctl.entrysize = sizeof(AccountTid);
-		ctl.hcxt = TopMemoryContext;
-		account_tids = hash_create("wallet balance row hints", 1024, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	memset(&key, 0, sizeof(key));
-	key.wallet_id = wallet_id;
-	strlcpy(key.asset, asset, sizeof(key.asset));
-	return hash_search(account_tids, &key, enter ? HASH_ENTER : HASH_FIND, NULL);
-}
-
-/*
- * The balance row (wallet_id, asset) where the hint says, into slot, if it is
- * there: the version snap sees, with that key.  nblocks: the table's length
- * (it cannot shrink while the caller holds its lock; 0: no hint).  *hint: the
- * hint's entry, NULL if none.
- */
-static bool
-AccountAtHint(Relation arel, Snapshot snap, BlockNumber nblocks, int64 wallet_id,
-			  const char *asset, TupleTableSlot *slot, AccountTid **hint)
-{
-	AccountTid *h = nblocks > 0 ? AccountTidEntry(wallet_id, asset, false) : NULL;
-	ItemPointerData tid;
-	bool		isnull;
-	char	   *code;
-	bool		same;
-
-	*hint = h;
-	if (h == NULL || ItemPointerGetBlockNumber(&h->tid) >= nblocks)
-		return false;
-	tid = h->tid;
-	if (!table_tuple_fetch_row_version(arel, &tid, snap, slot))
-		return false;
-	same = SlotInt64(slot, ATT(T_ACCOUNT, A_WALLET_ID), &isnull) == wallet_id && !isnull;
-	if (same)
-	{
-		code = SlotText(slot, ATT(T_ACCOUNT, A_ASSET));
-		same = code != NULL && strcmp(code, asset) == 0;
-	}
-	if (!same)
-		ExecClearTuple(slot);
-	return same;
 }
 
 /*

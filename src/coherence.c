@@ -44,6 +44,11 @@
  * calling wallet._relation_changed), CoherenceAccept before every lookup,
  * CoherencePushSnapshot to read what it fills, CoherenceFilled after.
  *
+ * Not a copy, so outside the rule: where a row was last found (the balance
+ * rows' hints, hotpath.c AccountAtHint).  A hint is only a place to look
+ * first; what is found there is used only when it is the version the call's
+ * snapshot sees and has the key sought, and the index is read otherwise.
+ *
  * The SPI plans wallet.c keeps are PostgreSQL's plan cache's: checked against
  * the catalogs at every execution, they follow the same rule already.  What
  * this leaves open: a commit is visible to new snapshots a moment before its

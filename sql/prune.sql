@@ -7,58 +7,44 @@
 -- which a prune between two searches of one chain once lost a grant from
 -- its index (the second search started from the version the first found).
 SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS wallet CASCADE;
-CREATE EXTENSION wallet;
-SELECT wallet_create_asset('pr', 0) \g /dev/null
-SELECT wallet_set_price('pr.call', 'pr', '{"model": "per_unit", "unit_price": "1"}') > 0 AS priced;
 
-
--- three wallets whose grants share a page, each row about 1 kB wide
-SELECT wallet_create('a' || w) > 0 AS created FROM generate_series(1, 3) w;
-SELECT wallet_grant('a' || w, 'pr', 100000,
-					metadata => jsonb_build_object('note', repeat(md5(w::text), 1024 / 32))) > 0 AS granted
-  FROM generate_series(1, 3) w;
-SELECT pg_stat_force_next_flush();
-SELECT n_tup_upd - n_tup_hot_upd AS non_hot_before
-  FROM pg_stat_user_tables WHERE relid = 'wallet.grant_block'::regclass \gset
-DO $$
+-- from a fresh extension: three wallets whose grants share a page, each row
+-- about `width` bytes wide, then 300 debits, each in its own transaction
+CREATE PROCEDURE pg_temp.debits(width int)
+LANGUAGE plpgsql AS $$
 BEGIN
+	DROP EXTENSION IF EXISTS wallet CASCADE;
+	CREATE EXTENSION wallet;
+	PERFORM wallet_create_asset('pr', 0);
+	PERFORM wallet_set_price('pr.call', 'pr', '{"model": "per_unit", "unit_price": "1"}');
+	PERFORM wallet_create('w' || w) FROM generate_series(1, 3) w;
+	PERFORM wallet_grant('w' || w, 'pr', 100000,
+						 metadata => jsonb_build_object('note', repeat(md5(w::text), width / 32)))
+	   FROM generate_series(1, 3) w;
+	COMMIT;
 	FOR i IN 1..300 LOOP
-		PERFORM wallet_authorize_debit('a' || (i % 3 + 1), 'pr.call', 1, 'a-k' || i);
+		PERFORM wallet_authorize_debit('w' || (i % 3 + 1), 'pr.call', 1, 'k' || i);
 		COMMIT;
 	END LOOP;
 END $$;
-SELECT pg_stat_force_next_flush();
-SELECT n_tup_upd - n_tup_hot_upd - :non_hot_before AS not_hot,
-	   pg_relation_size('wallet.grant_block') / 8192 AS pages
-  FROM pg_stat_user_tables WHERE relid = 'wallet.grant_block'::regclass;
-SELECT customer, available, granted FROM wallet.balances ORDER BY customer;
-SELECT count(*) AS events FROM wallet.event;
 
--- the same with rows of about 1.5 kB, from a fresh table
-DROP EXTENSION wallet CASCADE;
-CREATE EXTENSION wallet;
-SELECT wallet_create_asset('pr', 0) \g /dev/null
-SELECT wallet_set_price('pr.call', 'pr', '{"model": "per_unit", "unit_price": "1"}') > 0 AS priced;
-SELECT wallet_create('b' || w) > 0 AS created FROM generate_series(1, 3) w;
-SELECT wallet_grant('b' || w, 'pr', 100000,
-					metadata => jsonb_build_object('note', repeat(md5(w::text), 1536 / 32))) > 0 AS granted
-  FROM generate_series(1, 3) w;
+-- what the debits did: updates not HOT, the table's pages, balances, events
+CREATE FUNCTION pg_temp.outcome()
+RETURNS TABLE (not_hot bigint, pages bigint, balances text, events bigint)
+LANGUAGE sql AS $$
+	SELECT n_tup_upd - n_tup_hot_upd, pg_relation_size('wallet.grant_block') / 8192,
+		   (SELECT string_agg(customer || ' ' || available || '/' || granted, ', ' ORDER BY customer)
+			  FROM wallet.balances),
+		   (SELECT count(*) FROM wallet.event)
+	  FROM pg_stat_user_tables WHERE relid = 'wallet.grant_block'::regclass
+$$;
+
+CALL pg_temp.debits(1024);
 SELECT pg_stat_force_next_flush();
-SELECT coalesce(n_tup_upd - n_tup_hot_upd, 0) AS non_hot_before
-  FROM pg_stat_user_tables WHERE relid = 'wallet.grant_block'::regclass \gset
-DO $$
-BEGIN
-	FOR i IN 1..300 LOOP
-		PERFORM wallet_authorize_debit('b' || (i % 3 + 1), 'pr.call', 1, 'b-k' || i);
-		COMMIT;
-	END LOOP;
-END $$;
+SELECT * FROM pg_temp.outcome();
+
+CALL pg_temp.debits(1536);
 SELECT pg_stat_force_next_flush();
-SELECT n_tup_upd - n_tup_hot_upd - :non_hot_before AS not_hot,
-	   pg_relation_size('wallet.grant_block') / 8192 AS pages
-  FROM pg_stat_user_tables WHERE relid = 'wallet.grant_block'::regclass;
-SELECT customer, available, granted FROM wallet.balances ORDER BY customer;
-SELECT count(*) AS events FROM wallet.event;
+SELECT * FROM pg_temp.outcome();
 
 SELECT * FROM wallet_verify();

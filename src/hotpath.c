@@ -1901,6 +1901,28 @@ typedef struct KeyScans
 } KeyScans;
 
 /*
+ * The row of (wallet_id, key) in the index of a KeyScans pair (the events',
+ * or the holds'), into *slot: its scan and slot made at the first use, the
+ * scan started again for each key.
+ */
+static bool
+KeyScanOne(IndexScanDesc *scan, TupleTableSlot **slot, Relation rel, Relation idx,
+		   Snapshot snap, int64 wallet_id, const char *key)
+{
+	ScanKeyData keys[2];
+
+	if (*scan == NULL)
+	{
+		*slot = table_slot_create(rel, NULL);
+		*scan = index_beginscan(rel, idx, snap, 2, 0);
+	}
+	Key(&keys[0], idx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
+	Key(&keys[1], idx, 1, F_TEXTEQ, CStringGetTextDatum(key));
+	index_rescan(*scan, keys, 2, NULL, 0);
+	return index_getnext_slot(*scan, ForwardScanDirection, *slot);
+}
+
+/*
  * The event or hold of a wallet's key, as HotKeyFind returns it, through the
  * scans of ks (holds searched when holds and ks->hrel)
  */
@@ -1908,21 +1930,12 @@ static bool
 KeyProbeScans(KeyScans *ks, bool holds, int64 wallet_id, const char *key, HeapTuple *tup)
 {
 	TupleTableSlot *slot;
-	ScanKeyData keys[2];
 	Datum		values[9];
 	bool		nulls[9];
 	bool		found;
 
-	if (ks->escan == NULL)
-	{
-		ks->eslot = table_slot_create(ks->erel, NULL);
-		ks->escan = index_beginscan(ks->erel, ks->eidx, ks->snap, 2, 0);
-	}
+	found = KeyScanOne(&ks->escan, &ks->eslot, ks->erel, ks->eidx, ks->snap, wallet_id, key);
 	slot = ks->eslot;
-	Key(&keys[0], ks->eidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
-	Key(&keys[1], ks->eidx, 1, F_TEXTEQ, CStringGetTextDatum(key));
-	index_rescan(ks->escan, keys, 2, NULL, 0);
-	found = index_getnext_slot(ks->escan, ForwardScanDirection, slot);
 	if (found)
 	{
 		static const int cols[8] = {E_ID, E_METER, E_QUANTITY, E_DIMENSIONS, E_ASSET, E_AMOUNT,
@@ -1943,16 +1956,8 @@ KeyProbeScans(KeyScans *ks, bool holds, int64 wallet_id, const char *key, HeapTu
 	ExecClearTuple(slot);
 	if (!found && holds && ks->hrel != NULL)
 	{
-		if (ks->hscan == NULL)
-		{
-			ks->hslot = table_slot_create(ks->hrel, NULL);
-			ks->hscan = index_beginscan(ks->hrel, ks->hidx, ks->snap, 2, 0);
-		}
+		found = KeyScanOne(&ks->hscan, &ks->hslot, ks->hrel, ks->hidx, ks->snap, wallet_id, key);
 		slot = ks->hslot;
-		Key(&keys[0], ks->hidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
-		Key(&keys[1], ks->hidx, 1, F_TEXTEQ, CStringGetTextDatum(key));
-		index_rescan(ks->hscan, keys, 2, NULL, 0);
-		found = index_getnext_slot(ks->hscan, ForwardScanDirection, slot);
 		if (found)
 		{
 			bool		isnull;

@@ -15,6 +15,9 @@
 #   stop_cluster NAME [MODE] pg_ctl stop (MODE fast|immediate|smart, default fast)
 #   restart_cluster NAME [MODE]  stop (if running) and start again, same options
 #   at_exit 'CMD'            run CMD at exit, before the clusters are stopped
+#   gdb_hold PID BREAK DIR   stop backend PID at gdb breakpoint BREAK until DIR/go
+#                            exists (DIR/hit appears when it stops; gdb installed
+#                            when missing); sets gdb_pid
 #   as_pg CMD...             run CMD as the postgres OS user (when root)
 #   make_router ROUTER DB SHARD...  in database DB of cluster ROUTER: wallet_proxy
 #                            and its PL/Proxy server wallet_cluster, whose
@@ -129,6 +132,17 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 at_exit() { _wl_hooks+=("$1"); }
+
+gdb_hold() {
+  local pid=$1 brk=$2 dir=$3
+  command -v gdb >/dev/null || _wl_apt_install gdb
+  gdb -p "$pid" -batch -ex "break $brk" -ex 'continue' \
+    -ex "shell touch '$dir/hit'; while [ ! -f '$dir/go' ]; do sleep 0.1; done" \
+    -ex 'detach' >"$dir/gdb.log" 2>&1 &
+  gdb_pid=$!
+  for _ in $(seq 300); do grep -q '^Breakpoint 1 at' "$dir/gdb.log" 2>/dev/null && break; sleep 0.2; done
+  grep -q '^Breakpoint 1 at' "$dir/gdb.log" || { echo "gdb did not attach" >&2; cat "$dir/gdb.log" >&2; return 1; }
+}
 
 make_router() {
   local router=$1 db=$2 opts= k=0 s h p

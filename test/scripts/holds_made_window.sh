@@ -10,8 +10,6 @@
 # that moment (a breakpoint at AtEOXact_Inval).
 set -euo pipefail
 source "$WALLET_ROOT/test/lib.sh"
-# gdb holds a backend in the moment under test: installed when missing (root)
-command -v gdb >/dev/null || _wl_apt_install gdb
 start_cluster hmw
 export PGHOST=$hmw_HOST PGPORT=$hmw_PORT PGDATABASE=postgres
 work=$(mktemp -d)
@@ -33,12 +31,7 @@ coproc B { q; }
 echo "SELECT pg_backend_pid();" >&"${B[1]}"
 bpid=$(line "${B[0]}")
 # stop B at its next commit, after the commit is visible and before its invalidations go
-gdb -p "$bpid" -batch -ex 'break AtEOXact_Inval' -ex 'continue' \
-	-ex "shell touch '$work/hit'; while [ ! -f '$work/go' ]; do sleep 0.1; done" \
-	-ex 'detach' >"$work/gdb.log" 2>&1 &
-gdb_pid=$!
-for _ in $(seq 300); do grep -q '^Breakpoint 1 at' "$work/gdb.log" 2>/dev/null && break; sleep 0.2; done
-grep -q '^Breakpoint 1 at' "$work/gdb.log" || { echo "gdb did not attach" >&2; cat "$work/gdb.log" >&2; exit 1; }
+gdb_hold "$bpid" 'AtEOXact_Inval' "$work"
 
 coproc A { q; }
 # A keeps the wallet, with holds_made false

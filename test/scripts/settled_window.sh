@@ -10,8 +10,6 @@
 # with a time, in StartTransaction).
 set -euo pipefail
 source "$WALLET_ROOT/test/lib.sh"
-# gdb holds a backend in the moment under test: installed when missing (root)
-command -v gdb >/dev/null || _wl_apt_install gdb
 start_cluster stw
 export PGHOST=$stw_HOST PGPORT=$stw_PORT PGDATABASE=postgres
 work=$(mktemp -d)
@@ -32,12 +30,7 @@ coproc X { q; }
 echo "SELECT pg_backend_pid();" >&"${X[1]}"
 xpid=$(line "${X[0]}")
 # stop X when it starts its next transaction, before it reports the start (first argument, rdi)
-gdb -p "$xpid" -batch -ex 'break pgstat_report_xact_timestamp if $rdi != 0' -ex 'continue' \
-	-ex "shell touch '$work/hit'; while [ ! -f '$work/go' ]; do sleep 0.1; done" \
-	-ex 'detach' >"$work/gdb.log" 2>&1 &
-gdb_pid=$!
-for _ in $(seq 300); do grep -q '^Breakpoint 1 at' "$work/gdb.log" 2>/dev/null && break; sleep 0.2; done
-grep -q '^Breakpoint 1 at' "$work/gdb.log" || { echo "gdb did not attach" >&2; cat "$work/gdb.log" >&2; exit 1; }
+gdb_hold "$xpid" 'pgstat_report_xact_timestamp if $rdi != 0' "$work"
 
 # X's debit: its transaction's time is now, its line is written later
 echo "SELECT approved FROM wallet_debit('sw-a', 'sw', 7, 'sw-x');" >&"${X[1]}"

@@ -3469,6 +3469,8 @@ HotAccountSave(const Account *acct)
 	values[2] = Int32GetDatum(acct->holds_open);
 	UpdateRow(estate, arel, T_ACCOUNT, &slot->tts_tid, snap, cid, 3, atts, values, nulls, &newtid);
 	AccountRowSeen(acct, &newtid);
+	/* the hint follows the row it moved (a hold's capture finds it there) */
+	AccountTidEntry(acct->wallet_id, acct->asset, true)->tid = newtid;
 	FreeExecutorState(estate);
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(arel, NoLock);

@@ -2125,20 +2125,19 @@ HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys, const bo
 /* ------------------------------------------------------------- grants */
 
 /*
- * The open grants of a wallet in an asset (closed_at and voided_at null):
- * fn(tuple, descriptor, cols, tid, arg) for each, while the row is in the
- * buffer (fn copies what it keeps).  cols maps the positions of
- * GRANT_COLUMNS to the table's attribute numbers.  locked: the caller holds
- * the balance lock, so read with a fresh snapshot; otherwise with the
- * statement's.
+ * The open grants of n balance rows (wallet_ids[i], assets[i]): fn(...,
+ * args[i]) for each, through one index scan started again per row (the
+ * rows' pages pruned only when short of room, IndexNextLazyPrune).  locked:
+ * the caller holds the balance locks, so read with a fresh snapshot and take
+ * the lock the grants' update needs; otherwise the statement's snapshot.
  */
-void
-HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, void *arg)
+static void
+GrantsRead(int n, const int64 *wallet_ids, const char *const *assets, bool locked,
+		   HotGrantFn fn, void *const *args)
 {
 	Relation	grel;
 	Relation	gidx;
 	TupleTableSlot *slot;
-	ScanKeyData keys[2];
 	IndexScanDesc scan;
 	Snapshot	snap = locked ? PushFreshSnapshot() : GetActiveSnapshot();
 	int			cols[HOT_GRANT_COLUMNS + 1];
@@ -2147,63 +2146,6 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 	HotEnter();
 	/* under the balance lock, the grants read are then written: take that lock now */
 	grel = OpenTable(T_GRANT, locked ? RowExclusiveLock : AccessShareLock);
-	gidx = OpenIndex(I_GRANT_OPEN, AccessShareLock);
-	CheckPrivilege(T_GRANT, ACL_SELECT);
-	for (int c = 0; c < HOT_GRANT_COLUMNS; c++)
-		cols[c] = ATT(T_GRANT, c);
-	cols[GRANT_SCOPE_COLUMN] = cache.grant_scope;
-
-	slot = table_slot_create(grel, NULL);
-	Key(&keys[0], gidx, 0, F_INT8EQ, Int64GetDatum(wallet_id));
-	Key(&keys[1], gidx, 1, F_TEXTEQ, CStringGetTextDatum(asset));
-	scan = index_beginscan(grel, gidx, snap, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	while (IndexNextLazyPrune(scan, slot, &buf))
-	{
-		bool		not_closed;
-		bool		not_voided;
-
-		slot_getattr(slot, ATT(T_GRANT, G_CLOSED_AT), &not_closed);
-		slot_getattr(slot, ATT(T_GRANT, G_VOIDED_AT), &not_voided);
-		if (!not_closed || !not_voided)
-			continue;
-		fn(ExecFetchSlotHeapTuple(slot, false, NULL), RelationGetDescr(grel), cols,
-		   &slot->tts_tid, arg);
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	if (BufferIsValid(buf))
-		ReleaseBuffer(buf);
-	index_close(gidx, NoLock);
-	table_close(grel, NoLock);
-	if (locked)
-		PopActiveSnapshot();
-	HotLeave();
-}
-
-/*
- * HotGrantsRead under the balance locks for n balance rows (wallet_ids[i],
- * assets[i]) at once (wallet_ingest, which holds them all): fn(..., args[i])
- * for each open grant of row i.  One fresh snapshot, taken after the locks,
- * and one index scan, started again per balance row.
- */
-void
-HotGrantsReadMany(int n, const int64 *wallet_ids, const char *const *assets, HotGrantFn fn,
-				  void *const *args)
-{
-	Relation	grel;
-	Relation	gidx;
-	TupleTableSlot *slot;
-	IndexScanDesc scan;
-	Snapshot	snap;
-	int			cols[HOT_GRANT_COLUMNS + 1];
-
-	if (n == 0)
-		return;
-	snap = PushFreshSnapshot();
-	HotEnter();
-	/* the grants read are then written: take that lock now */
-	grel = OpenTable(T_GRANT, RowExclusiveLock);
 	gidx = OpenIndex(I_GRANT_OPEN, AccessShareLock);
 	CheckPrivilege(T_GRANT, ACL_SELECT);
 	for (int c = 0; c < HOT_GRANT_COLUMNS; c++)
@@ -2220,7 +2162,7 @@ HotGrantsReadMany(int n, const int64 *wallet_ids, const char *const *assets, Hot
 		Key(&keys[0], gidx, 0, F_INT8EQ, Int64GetDatum(wallet_ids[i]));
 		Key(&keys[1], gidx, 1, F_TEXTEQ, CStringGetTextDatum(assets[i]));
 		index_rescan(scan, keys, 2, NULL, 0);
-		while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		while (IndexNextLazyPrune(scan, slot, &buf))
 		{
 			bool		not_closed;
 			bool		not_voided;
@@ -2235,10 +2177,41 @@ HotGrantsReadMany(int n, const int64 *wallet_ids, const char *const *assets, Hot
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
+	if (BufferIsValid(buf))
+		ReleaseBuffer(buf);
 	index_close(gidx, NoLock);
 	table_close(grel, NoLock);
-	PopActiveSnapshot();
+	if (locked)
+		PopActiveSnapshot();
 	HotLeave();
+}
+
+/*
+ * The open grants of a wallet in an asset (closed_at and voided_at null):
+ * fn(tuple, descriptor, cols, tid, arg) for each, while the row is in the
+ * buffer (fn copies what it keeps).  cols maps the positions of
+ * GRANT_COLUMNS to the table's attribute numbers.  locked: the caller holds
+ * the balance lock, so read with a fresh snapshot; otherwise with the
+ * statement's.
+ */
+void
+HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, void *arg)
+{
+	GrantsRead(1, &wallet_id, &asset, locked, fn, &arg);
+}
+
+/*
+ * HotGrantsRead under the balance locks for n balance rows (wallet_ids[i],
+ * assets[i]) at once (wallet_ingest, which holds them all): fn(..., args[i])
+ * for each open grant of row i.  One fresh snapshot, taken after the locks,
+ * and one index scan, started again per balance row.
+ */
+void
+HotGrantsReadMany(int n, const int64 *wallet_ids, const char *const *assets, HotGrantFn fn,
+				  void *const *args)
+{
+	if (n > 0)
+		GrantsRead(n, wallet_ids, assets, true, fn, args);
 }
 
 /* ------------------------------------------------------------- writes */

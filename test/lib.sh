@@ -18,6 +18,9 @@
 #   gdb_hold PID BREAK DIR   stop backend PID at gdb breakpoint BREAK until DIR/go
 #                            exists (DIR/hit appears when it stops; gdb installed
 #                            when missing); sets gdb_pid
+#   psql_session             psql reading statements from stdin (for coproc), one
+#                            unaligned line per answer, errors as SQLSTATEs
+#   read_answer FD           one line a coproc session wrote on FD, or fail after 60 s
 #   as_pg CMD...             run CMD as the postgres OS user (when root)
 #   make_router ROUTER DB SHARD...  in database DB of cluster ROUTER: wallet_proxy
 #                            and its PL/Proxy server wallet_cluster, whose
@@ -132,6 +135,14 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 at_exit() { _wl_hooks+=("$1"); }
+
+psql_session() { psql -X -At -v VERBOSITY=sqlstate 2>&1; }
+
+read_answer() {
+  local l
+  read -r -t 60 -u "$1" l || { echo "no answer from a session" >&2; return 1; }
+  echo "$l"
+}
 
 gdb_hold() {
   local pid=$1 brk=$2 dir=$3

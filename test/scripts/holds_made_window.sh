@@ -23,20 +23,17 @@ SELECT wallet_create('hw-a');
 SELECT wallet_grant('hw-a', 'hw', 100);
 SQL
 
-q() { psql -X -At -v VERBOSITY=sqlstate 2>&1; }
-# read one line from a session, or fail after 30 seconds
-line() { local l; read -r -t 30 -u "$1" l || { echo "no answer from a session" >&2; exit 1; }; echo "$l"; }
 
-coproc B { q; }
+coproc B { psql_session; }
 echo "SELECT pg_backend_pid();" >&"${B[1]}"
-bpid=$(line "${B[0]}")
+bpid=$(read_answer "${B[0]}")
 # stop B at its next commit, after the commit is visible and before its invalidations go
 gdb_hold "$bpid" 'AtEOXact_Inval' "$work"
 
-coproc A { q; }
+coproc A { psql_session; }
 # A keeps the wallet, with holds_made false
 echo "SELECT approved FROM wallet_debit('hw-a', 'hw', 1, 'hw-d1');" >&"${A[1]}"
-[[ $(line "${A[0]}") == t ]] || { echo "the first debit was not approved" >&2; exit 1; }
+[[ $(read_answer "${A[0]}") == t ]] || { echo "the first debit was not approved" >&2; exit 1; }
 
 # B places the wallet's first hold, under key hw-k, and stops in its commit
 echo "BEGIN; SELECT approved FROM wallet_hold('hw-a', 'hw', 5, 'hw-k'); COMMIT;" >&"${B[1]}"
@@ -45,7 +42,7 @@ for _ in $(seq 150); do [[ -f $work/hit ]] && break; sleep 0.2; done
 
 # A debits under the hold's key: WL004, not a charge
 echo "SELECT approved FROM wallet_debit('hw-a', 'hw', 1, 'hw-k');" >&"${A[1]}"
-got=$(line "${A[0]}")
+got=$(read_answer "${A[0]}")
 touch "$work/go"
 wait "$gdb_pid" || true
 echo '\q' >&"${A[1]}"

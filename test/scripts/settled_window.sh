@@ -23,12 +23,10 @@ SELECT wallet_create('sw-a');
 SELECT wallet_grant('sw-a', 'sw', 100000);
 SQL
 
-q() { psql -X -At -v VERBOSITY=sqlstate 2>&1; }
-line() { local l; read -r -t 60 -u "$1" l || { echo "no answer from a session" >&2; exit 1; }; echo "$l"; }
 
-coproc X { q; }
+coproc X { psql_session; }
 echo "SELECT pg_backend_pid();" >&"${X[1]}"
-xpid=$(line "${X[0]}")
+xpid=$(read_answer "${X[0]}")
 # stop X when it starts its next transaction, before it reports the start (first argument, rdi)
 gdb_hold "$xpid" 'pgstat_report_xact_timestamp if $rdi != 0' "$work"
 
@@ -46,7 +44,7 @@ marks=$(psql -X -At -c "SELECT count(*) FROM wallet.statement_mark")
 # X goes on and commits its debit
 touch "$work/go"
 wait "$gdb_pid" || true
-got=$(line "${X[0]}")
+got=$(read_answer "${X[0]}")
 echo '\q' >&"${X[1]}"
 wait || true
 [[ $got == t ]] || { echo "X's debit: $got" >&2; exit 1; }

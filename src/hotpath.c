@@ -1226,6 +1226,36 @@ IndexNewVersion(Relation rel, HotTable t, TupleTableSlot *slot, EState *estate)
 }
 
 /*
+ * Replace the row version at *tid (of table t) by newslot's tuple, as
+ * ExecUpdate does after its checks: under REPEATABLE READ and SERIALIZABLE a
+ * change committed since the snapshot is a serialization failure (under READ
+ * COMMITTED the caller holds the balance lock, so a concurrent change is a
+ * broken invariant); the new version gets index entries unless it stayed on
+ * its HOT chain.
+ */
+static void
+UpdateVersion(Relation rel, HotTable t, ItemPointer tid, TupleTableSlot *newslot,
+			  Snapshot snap, CommandId cid, EState *estate)
+{
+	TM_FailureData tmfd;
+	TM_Result	tm;
+	LockTupleMode lockmode;
+	bool		update_indexes;
+
+	tm = table_tuple_update(rel, tid, newslot, cid, snap, InvalidSnapshot, true,
+							&tmfd, &lockmode, &update_indexes);
+	if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update")));
+	if (tm != TM_Ok)
+		elog(ERROR, "wallet: a row of wallet.%s changed under the balance lock (%d)",
+			 table_defs[t].name, tm);
+	if (update_indexes)
+		IndexNewVersion(rel, t, newslot, estate);
+}
+
+/*
  * HotWalletIds' index scan of the wallets by customer, begun once and
  * started again for each customer it looks up (NULL outside HotWalletIds)
  */
@@ -1412,10 +1442,6 @@ AccountTouch(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
 	ItemPointerData tid = slot->tts_tid;
 	int			touches_col = ATT(T_ACCOUNT, A_TOUCHES);
 	TupleTableSlot *newslot = MakeSingleTupleTableSlot(RelationGetDescr(arel), &TTSOpsHeapTuple);
-	TM_FailureData tmfd;
-	TM_Result	tm;
-	LockTupleMode lockmode;
-	bool		update_indexes;
 	bool		isnull;
 	int64		t;
 
@@ -1437,16 +1463,8 @@ AccountTouch(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
 		ExecConstraints(rri, newslot, estate);
 		FreeExecutorState(estate);
 	}
-	tm = table_tuple_update(arel, &tid, newslot, cid, snap, InvalidSnapshot, true,
-							&tmfd, &lockmode, &update_indexes);
-	if (tm == TM_Updated || tm == TM_Deleted)
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("could not serialize access due to concurrent update")));
-	if (tm != TM_Ok)
-		elog(ERROR, "wallet: unexpected result %d updating a balance row", tm);
-	if (update_indexes)
-		IndexNewVersion(arel, T_ACCOUNT, newslot, NULL);
+	/* only under REPEATABLE READ and SERIALIZABLE: a concurrent change fails */
+	UpdateVersion(arel, T_ACCOUNT, &tid, newslot, snap, cid, NULL);
 	return newslot;
 }
 
@@ -2504,15 +2522,11 @@ UpdateChecksPass(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
  */
 static void
 GrantTake(Relation grel, ResultRelInfo *grri, EState *estate, TupleTableSlot *gslot,
-		  TupleTableSlot *gnew, Snapshot snap, CommandId cid, int64 grant_id, int64 take)
+		  TupleTableSlot *gnew, Snapshot snap, CommandId cid, int64 take)
 {
 	int			rem_col = ATT(T_GRANT, G_REMAINING);
 	int64		r;
 	bool		isnull;
-	TM_Result	tm;
-	TM_FailureData tmfd;
-	LockTupleMode lockmode;
-	bool		update_indexes;
 
 	if (pg_sub_s64_overflow(SlotInt64(gslot, rem_col, &isnull), take, &r))
 		ereport(ERROR,
@@ -2523,23 +2537,7 @@ GrantTake(Relation grel, ResultRelInfo *grri, EState *estate, TupleTableSlot *gs
 					   gnew, true);
 	if (RelationGetDescr(grel)->constr && !UpdateChecksPass(grri, gnew, estate))
 		ExecConstraints(grri, gnew, estate);
-	tm = table_tuple_update(grel, &gslot->tts_tid, gnew, cid, snap, InvalidSnapshot, true,
-							&tmfd, &lockmode, &update_indexes);
-	if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
-	{
-		/*
-		 * A READ COMMITTED debit (which only locks the balance row) drew from
-		 * this grant after our snapshot was taken.
-		 */
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("could not serialize access due to concurrent update")));
-	}
-	if (tm != TM_Ok)
-		elog(ERROR, "wallet: grant " INT64_FORMAT " changed under the balance lock (%d)",
-			 grant_id, tm);
-	if (update_indexes)
-		IndexNewVersion(grel, T_GRANT, gnew, estate);
+	UpdateVersion(grel, T_GRANT, &gslot->tts_tid, gnew, snap, cid, estate);
 }
 
 /*
@@ -2824,7 +2822,7 @@ HotDebitWrite(const HotDebit *w)
 		else if (!table_tuple_fetch_row_version(grel, &tid, snap, gslot))
 			elog(ERROR, "wallet: grant " INT64_FORMAT " changed under the balance lock",
 				 w->grant_ids[i]);
-		GrantTake(grel, grri, estate, gslot, gnew, snap, cid, w->grant_ids[i], w->takes[i]);
+		GrantTake(grel, grri, estate, gslot, gnew, snap, cid, w->takes[i]);
 	}
 	ExecDropSingleTupleTableSlot(gnew);
 	ExecDropSingleTupleTableSlot(gslot);
@@ -3256,10 +3254,6 @@ UpdateRow(EState *estate, Relation rel, HotTable t, ItemPointer tid, Snapshot sn
 {
 	TupleTableSlot *oldslot = table_slot_create(rel, NULL);
 	TupleTableSlot *newslot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-	TM_FailureData tmfd;
-	TM_Result	tm;
-	LockTupleMode lockmode;
-	bool		update_indexes;
 
 	if (!table_tuple_fetch_row_version(rel, tid, snap, oldslot))
 		elog(ERROR, "wallet: a row of wallet.%s changed under the balance lock", table_defs[t].name);
@@ -3269,17 +3263,7 @@ UpdateRow(EState *estate, Relation rel, HotTable t, ItemPointer tid, Snapshot sn
 	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
 	if (RelationGetDescr(rel)->constr)
 		ExecConstraints(Target(estate, rel, t, false, false), newslot, estate);
-	tm = table_tuple_update(rel, &oldslot->tts_tid, newslot, cid, snap, InvalidSnapshot, true,
-							&tmfd, &lockmode, &update_indexes);
-	if ((tm == TM_Updated || tm == TM_Deleted) && IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("could not serialize access due to concurrent update")));
-	if (tm != TM_Ok)
-		elog(ERROR, "wallet: a row of wallet.%s changed under the balance lock (%d)",
-			 table_defs[t].name, tm);
-	if (update_indexes)
-		IndexNewVersion(rel, t, newslot, estate);
+	UpdateVersion(rel, t, &oldslot->tts_tid, newslot, snap, cid, estate);
 	if (newtid)
 		*newtid = newslot->tts_tid;
 	ExecDropSingleTupleTableSlot(newslot);
@@ -3586,7 +3570,7 @@ HotGrantsTake(int n, const int64 *grant_ids, const ItemPointerData *tids, const 
 			if (!IndexFetch(grel, gpk, snap, &key, 1, gslot))
 				elog(ERROR, "wallet: grant " INT64_FORMAT " vanished", grant_ids[i]);
 		}
-		GrantTake(grel, grri, estate, gslot, gnew, snap, cid, grant_ids[i], takes[i]);
+		GrantTake(grel, grri, estate, gslot, gnew, snap, cid, takes[i]);
 		ExecClearTuple(gnew);
 		ResetPerTupleExprContext(estate);
 	}

@@ -58,21 +58,8 @@ PG_FUNCTION_INFO_V1(wallet_capture_lines);
 PG_FUNCTION_INFO_V1(wallet_release);
 PG_FUNCTION_INFO_V1(wallet_extend_hold);
 
-typedef struct HoldRow
-{
-	int64		id;
-	int64		wallet_id;
-	const AssetInfo *asset;
-	int64		amount;
-	char		status[16];
-	TimestampTz expires_at;
-	/* 1.1 */
-	int64		overdraft;
-	Jsonb	   *dims;
-	bool		has_release_balance;
-	int64		release_balance;
-	ItemPointerData tid;		/* where it was read (invalid: read through SQL) */
-} HoldRow;
+/* a hold as this file reads it: directly (hotpath.c) or through SQL, its asset looked up */
+typedef HotHold HoldRow;
 
 /*
  * How a resolved hold's reservations go back (1.1): in the common case none
@@ -153,18 +140,9 @@ HoldGet(int64 hold_id, bool binding, HoldRow *h)
 			ereport(ERROR,
 					(errcode(ERRCODE_WALLET_NOT_FOUND),
 					 errmsg("no hold with id " INT64_FORMAT, hold_id)));
-		memset(h, 0, sizeof(*h));
+		*h = hh;
 		h->id = hold_id;
-		h->wallet_id = hh.wallet_id;
-		h->asset = AssetLookup(hh.asset);
-		h->amount = hh.amount;
-		strlcpy(h->status, hh.status, sizeof(h->status));
-		h->expires_at = hh.expires_at;
-		h->overdraft = hh.overdraft;
-		h->dims = hh.dims;
-		h->has_release_balance = hh.has_release_balance;
-		h->release_balance = hh.release_balance;
-		h->tid = hh.tid;
+		h->info = AssetLookup(hh.asset);
 		return;
 	}
 	if (binding)
@@ -187,7 +165,8 @@ HoldGet(int64 hold_id, bool binding, HoldRow *h)
 	h->id = hold_id;
 	ItemPointerSetInvalid(&h->tid);
 	h->wallet_id = SpiGetInt64(tup, desc, 1, &isnull);
-	h->asset = AssetLookup(SpiGetText(tup, desc, 2, &isnull));
+	h->info = AssetLookup(SpiGetText(tup, desc, 2, &isnull));
+	h->asset = (char *) h->info->code;
 	h->amount = SpiGetInt64(tup, desc, 3, &isnull);
 	strlcpy(h->status, SpiGetText(tup, desc, 4, &isnull), sizeof(h->status));
 	h->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
@@ -207,7 +186,7 @@ HoldLock(int64 hold_id, bool binding, HoldRow *h, Account *acct)
 {
 	ItemPointerSetInvalid(&h->tid);
 	HoldGet(hold_id, binding, h);
-	AccountLockById(h->wallet_id, h->asset, acct);
+	AccountLockById(h->wallet_id, h->info, acct);
 	HoldGet(hold_id, binding, h);
 }
 
@@ -257,14 +236,7 @@ HoldClose(Account *acct, const HoldRow *h, const char *status, int64 event_id, T
 
 	if (binding && st != NULL && st->direct && ItemPointerIsValid(&h->tid))
 	{
-		HotHold		hh = {0};
-
-		hh.id = h->id;
-		hh.wallet_id = h->wallet_id;
-		hh.asset = (char *) h->asset->code;
-		hh.amount = h->amount;
-		hh.tid = h->tid;
-		if (HotHoldClose(&hh, status, now, event_id, has_balance, balance, st->nrows, st->tids))
+		if (HotHoldClose(h, status, now, event_id, has_balance, balance, st->nrows, st->tids))
 		{
 			acct->held = SubMinor(acct->held, h->amount);
 			acct->holds_open--;
@@ -950,8 +922,8 @@ CaptureReplay(const HoldRow *h, const CaptureLine *cl, int n, WalletResult *res)
 		res[i].replayed = true;
 		res[i].event_id = SpiGetInt64(tt->vals[i], tt->tupdesc, 1, &isnull);
 		res[i].hold_id = h->id;
-		res[i].asset = h->asset->code;
-		res[i].scale = h->asset->scale;
+		res[i].asset = h->info->code;
+		res[i].scale = h->info->scale;
 		res[i].has_amount = true;
 		res[i].amount = SpiGetInt64(tt->vals[i], tt->tupdesc, 5, &isnull);
 		res[i].has_balance = true;
@@ -996,7 +968,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 	if (strcmp(h.status, "open") != 0)
 		HoldResolvedOtherwise(&h, "capture");
 	HoldMustBeOpen(&h, now);
-	asset = h.asset;
+	asset = h.info;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -1186,11 +1158,11 @@ CaptureLegacy(int64 hold_id, CaptureLine *cl, TimestampTz now, WalletResult *res
 	HoldLockOpen(hold_id, now, &h, &acct);
 	req.customer = acct.customer;
 	pv = PriceFind(acct.customer, cl->meter, now);
-	if (strcmp(pv->asset.code, h.asset->code) != 0)
+	if (strcmp(pv->asset.code, h.info->code) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("meter \"%.100s\" is priced in \"%s\", hold " INT64_FORMAT " is in \"%s\"",
-						cl->meter, pv->asset.code, hold_id, h.asset->code)));
+						cl->meter, pv->asset.code, hold_id, h.info->code)));
 	req.price_id = pv->id;
 	req.amount = PriceEvaluateCost(pv, acct.wallet_id, cl->meter, cl->q, req.dims, now, cl->cost,
 								   &cl->usage);
@@ -1329,8 +1301,8 @@ wallet_release(PG_FUNCTION_ARGS)
 	/* value released raises the balance: alerts it crosses back recover */
 	if (!res.replayed)
 		AlertRaised(&acct, res.balance);
-	res.asset = h.asset->code;
-	res.scale = h.asset->scale;
+	res.asset = h.info->code;
+	res.scale = h.info->scale;
 	res.has_amount = true;
 	res.amount = h.amount;
 	SPI_finish();
@@ -1363,8 +1335,8 @@ wallet_extend_hold(PG_FUNCTION_ARGS)
 	GrantsLoad(&acct, now, true, &set);
 	res.approved = true;
 	res.hold_id = hold_id;
-	res.asset = h.asset->code;
-	res.scale = h.asset->scale;
+	res.asset = h.info->code;
+	res.scale = h.info->scale;
 	res.has_amount = true;
 	res.amount = h.amount;
 	res.has_balance = true;

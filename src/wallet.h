@@ -551,7 +551,8 @@ typedef struct HotHold
 	Jsonb	   *dims;
 	bool		has_release_balance;
 	int64		release_balance;
-	ItemPointerData tid;		/* where it was read */
+	ItemPointerData tid;		/* where it was read (invalid: read through SQL, hold.c) */
+	const AssetInfo *info;		/* hold.c: the asset looked up (hotpath.c leaves it) */
 } HotHold;
 
 /* a hold to place (1.1 schema) */

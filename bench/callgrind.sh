@@ -8,17 +8,18 @@
 # show what a change to the hot path saves where tps on a shared machine
 # cannot.  Loads bench/load.sql (WALLETS wallets, default 1,000), stops the
 # server and runs a single-user backend (postgres --single) under callgrind
-# twice per contender: WARM warm-up calls (default 300) then 200, and WARM then
-# 1,200, of a prepared statement (customers spread over the wallets); the
-# difference of the two totals over 1,000 calls is the cost of one call, with
-# start-up and warm-up cancelled out.  Single-user mode reads each EXECUTE as a
+# twice per contender, each time on a fresh copy of that database: WARM
+# warm-up calls (default 300) then 200, and the same calls then 1,000 more, of
+# a prepared statement (customers spread over the wallets); the difference of
+# the two totals over 1,000 calls is the cost of one call, with start-up and
+# warm-up cancelled out.  Single-user mode reads each EXECUTE as a
 # statement, so both counts include that parse (about the same for both); what
 # it spends printing result rows to its stdout (debugStartup, debugtup: about
 # 36,000 instructions per row of wallet_result), which a client's backend does
 # not, is left out.  Prints both and the ratio.
-# WALLETS=10000 WARM=10000 counts what bench/run's spread load pays: as many
-# wallets, each already seen by the backend, and indexes of that size (about
-# 90 s for floor and ext).  The default, smaller and quicker, is the one the
+# WALLETS=10000 WARM=10000 counts at bench/run's scale: as many wallets, each
+# already seen by the backend, and indexes of that size (about 90 s for floor
+# and ext).  The default, smaller and quicker, is the one the
 # figures in docs/performance.md follow from change to change.
 # The hold contender is bench/run's pair of calls, wallet_authorize_hold then
 # wallet_capture of that hold (found by currval of the hold sequence): one
@@ -67,9 +68,9 @@ statements() {
   for ((i = 1; i <= warm + n; i++)); do
     c=$(( (i * 7919) % wallets + 1 ))
     if [[ $name == ext ]]; then
-      echo "EXECUTE s('$c', 'cg-$n-$i')"
+      echo "EXECUTE s('$c', 'cg-$i')"
     elif [[ $name == hold* ]]; then
-      echo "EXECUTE s('$c', 'cg$name-$n-$i')"
+      echo "EXECUTE s('$c', 'cg$name-$i')"
       echo "EXECUTE t"
     else
       echo "EXECUTE s($c)"
@@ -96,8 +97,12 @@ for name in "${contenders[@]}"; do
   for n in 200 1200; do
     statements "$name" "$n" >"$out/callgrind-$name-$n.sql"
     chmod 644 "$out/callgrind-$name-$n.sql"
+    # both runs start from the same copy of the database, so that the second
+    # is the first and 1,000 calls more
+    as_pg rm -rf "$cg_DIR/run"
+    as_pg cp -a "$data" "$cg_DIR/run"
     as_pg valgrind --tool=callgrind --callgrind-out-file="$out/callgrind-$name-$n.out" \
-      "$PGBIN/postgres" --single -D "$data" -c fsync=off cg \
+      "$PGBIN/postgres" --single -D "$cg_DIR/run" -c fsync=off cg \
       <"$out/callgrind-$name-$n.sql" >"$out/callgrind-$name-$n.log" 2>"$out/callgrind-$name-$n.err"
     if grep -q ' ERROR: ' "$out/callgrind-$name-$n.err"; then
       echo "bench/callgrind.sh: $name failed: see $out/callgrind-$name-$n.err" >&2

@@ -19,8 +19,8 @@
 # not, is left out.  Prints both and the ratio.
 # WALLETS=10000 WARM=10000 counts at bench/run's scale: as many wallets, each
 # already seen by the backend, and indexes of that size (about 90 s for floor
-# and ext).  The default, smaller and quicker, is the one the
-# figures in docs/performance.md follow from change to change.
+# and ext).  The default, smaller and quicker, is the one the figures in
+# docs/performance.md follow from change to change.
 # The hold contender is bench/run's pair of calls, wallet_authorize_hold then
 # wallet_capture of that hold (found by currval of the hold sequence): one
 # "call" there is the pair, two statements, compared with one debit; a pair
@@ -34,8 +34,10 @@ source test/lib.sh
 
 keep=0
 wallets=${WALLETS:-1000} warm=${WARM:-300}
-[[ $wallets =~ ^[1-9][0-9]*$ && $warm =~ ^[0-9]+$ ]] ||
-  { echo "bench/callgrind.sh: WALLETS must be a positive integer, WARM a count" >&2; exit 2; }
+# call i goes to customer (i * 7919) % WALLETS + 1: every wallet in turn unless
+# WALLETS is a multiple of the prime 7919
+[[ $wallets =~ ^[1-9][0-9]*$ && $warm =~ ^[0-9]+$ ]] && ((wallets % 7919)) ||
+  { echo "bench/callgrind.sh: WALLETS must be a positive integer not a multiple of 7919, WARM a count" >&2; exit 2; }
 [[ ${1:-} == --keep ]] && { keep=1; shift; }
 contenders=("$@")
 ((${#contenders[@]})) || contenders=(floor ext hold)

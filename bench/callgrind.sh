@@ -36,8 +36,10 @@ keep=0
 wallets=${WALLETS:-1000} warm=${WARM:-300}
 # call i goes to customer (i * 7919) % WALLETS + 1: every wallet in turn unless
 # WALLETS is a multiple of the prime 7919
-[[ $wallets =~ ^[1-9][0-9]*$ && $warm =~ ^[0-9]+$ ]] && ((wallets % 7919)) ||
-  { echo "bench/callgrind.sh: WALLETS must be a positive integer not a multiple of 7919, WARM a count" >&2; exit 2; }
+if ! [[ $wallets =~ ^[1-9][0-9]*$ && $warm =~ ^[0-9]+$ ]] || ((wallets % 7919 == 0)); then
+  echo "bench/callgrind.sh: WALLETS must be a positive integer not a multiple of 7919, WARM a count" >&2
+  exit 2
+fi
 [[ ${1:-} == --keep ]] && { keep=1; shift; }
 contenders=("$@")
 ((${#contenders[@]})) || contenders=(floor ext hold)
@@ -51,7 +53,7 @@ echo "== build and install into $PGBIN"
 build_install
 start_cluster cg
 createdb cg
-psql -X -q -At -v ON_ERROR_STOP=1 -v wallets=$wallets -d cg -f bench/load.sql
+psql -X -q -At -v ON_ERROR_STOP=1 -v wallets="$wallets" -d cg -f bench/load.sql
 stop_cluster cg
 data=$cg_DIR/data
 
@@ -87,7 +89,7 @@ for name in "${contenders[@]}"; do
     # A wallet's first hold sets wallet.holds_made (an update of wallet.wallet
     # that makes the backend drop the wallets it keeps), once per wallet: a
     # pair on each wallet first, not counted, so that neither run has one.
-    statements hold-first $wallets >"$out/callgrind-hold-first.sql"
+    statements hold-first "$wallets" >"$out/callgrind-hold-first.sql"
     chmod 644 "$out/callgrind-hold-first.sql"
     as_pg "$PGBIN/postgres" --single -D "$data" -c fsync=off cg \
       <"$out/callgrind-hold-first.sql" >/dev/null 2>"$out/callgrind-hold-first.err"
@@ -99,23 +101,13 @@ for name in "${contenders[@]}"; do
   for n in 200 1200; do
     statements "$name" "$n" >"$out/callgrind-$name-$n.sql"
     chmod 644 "$out/callgrind-$name-$n.sql"
-    # both runs start from the same copy of the database, so that the second
-    # is the first and 1,000 calls more
-    as_pg rm -rf "$cg_DIR/run"
-    as_pg cp -a "$data" "$cg_DIR/run"
-    as_pg valgrind --tool=callgrind --callgrind-out-file="$out/callgrind-$name-$n.out" \
-      "$PGBIN/postgres" --single -D "$cg_DIR/run" -c fsync=off cg \
-      <"$out/callgrind-$name-$n.sql" >"$out/callgrind-$name-$n.log" 2>"$out/callgrind-$name-$n.err"
+    # both runs start from the same state, so that the second is the first
+    # and 1,000 calls more
+    total[$n]=$(callgrind_count "$data" cg "$out/callgrind-$name-$n.sql" "$out/callgrind-$name-$n")
     if grep -q ' ERROR: ' "$out/callgrind-$name-$n.err"; then
       echo "bench/callgrind.sh: $name failed: see $out/callgrind-$name-$n.err" >&2
       exit 1
     fi
-    # less what single-user mode spends printing result rows to its stdout
-    # (debugStartup, debugtup), which a client's backend does not
-    total[$n]=$(awk '/^(summary|totals):/ { print $2; exit }' "$out/callgrind-$name-$n.out")
-    printing=$(callgrind_annotate --inclusive=yes --threshold=100 "$out/callgrind-$name-$n.out" |
-      awk '/:(debugtup|debugStartup) / { gsub(",", "", $1); s += $1 } END { print s + 0 }')
-    total[$n]=$(( total[$n] - printing ))
   done
   per_call[$name]=$(( (total[1200] - total[200]) / 1000 ))
   unset total

@@ -22,8 +22,11 @@
 #   floor   the batch floor of bench/ingest.sh on the spread arrays: one
 #           statement that parses the array, locks the balance rows in id
 #           order, updates each once and inserts one log row per element
-# The difference of the two totals over 3,000 events is the cost of one event,
-# with start-up and warm-up cancelled out.  Prints each and the ratios.
+# Both runs of a contender start from one copy of the database
+# (callgrind_count in test/lib.sh), and what single-user mode spends printing
+# result rows (single prints one per call) is left out.  The difference of the
+# two totals over 3,000 events is the cost of one event, with start-up and
+# warm-up cancelled out.  Prints each and the ratios.
 # --keep leaves the callgrind files in bench/out/ for callgrind_annotate
 # (bench/out/cgi-NAME-4.out is the run with 4 measured batches).
 set -euo pipefail
@@ -96,15 +99,12 @@ for name in $only; do
   for n in 1 4; do
     statements "$name" "$n" >"$out/cgi-$name-$n.sql"
     chmod 644 "$out/cgi-$name-$n.sql"
-    as_pg valgrind --tool=callgrind --callgrind-out-file="$out/cgi-$name-$n.out" \
-      "$PGBIN/postgres" --single -D "$data" -c fsync=off cg \
-      <"$out/cgi-$name-$n.sql" >"$out/cgi-$name-$n.log" 2>"$out/cgi-$name-$n.err"
+    total[$n]=$(callgrind_count "$data" cg "$out/cgi-$name-$n.sql" "$out/cgi-$name-$n")
     if grep -q ERROR "$out/cgi-$name-$n.log"; then
       echo "bench/callgrind_ingest.sh: $name failed:" >&2
       grep -m3 ERROR "$out/cgi-$name-$n.log" >&2
       exit 1
     fi
-    total[$n]=$(awk '/^(summary|totals):/ { print $2; exit }' "$out/cgi-$name-$n.out")
   done
   per_event[$name]=$(( (total[4] - total[1]) / (3 * size) ))
   unset total

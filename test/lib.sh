@@ -232,3 +232,23 @@ restart_cluster() {
   fi
   _wl_pg_start "$name" "${!d}" "${!p}"
 }
+
+# callgrind_count DATA DB SQL OUT: the instructions a single-user backend
+# (postgres --single, database DB) spends on the statements of the file SQL,
+# under valgrind's callgrind, on a fresh copy of the stopped cluster's data
+# directory DATA (DATA.run), so that runs of one bench start from one state.
+# Less what single-user mode spends printing result rows to its stdout
+# (debugStartup, debugtup), which a client's backend does not.  Leaves OUT.out
+# (the profile), OUT.log and OUT.err; the caller looks there for errors.
+callgrind_count() {
+  local data=$1 db=$2 sql=$3 out=$4 total printing
+  as_pg rm -rf "$data.run"
+  as_pg cp -a "$data" "$data.run"
+  as_pg valgrind --tool=callgrind --callgrind-out-file="$out.out" \
+    "$PGBIN/postgres" --single -D "$data.run" -c fsync=off "$db" \
+    <"$sql" >"$out.log" 2>"$out.err" || return
+  total=$(awk '/^(summary|totals):/ { print $2; exit }' "$out.out")
+  printing=$(callgrind_annotate --inclusive=yes --threshold=100 "$out.out" |
+    awk '/:(debugtup|debugStartup) / { gsub(",", "", $1); s += $1 } END { print s + 0 }')
+  echo $((total - printing))
+}

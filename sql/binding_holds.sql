@@ -250,4 +250,62 @@ SELECT kind, amount, hold_id = :rec_hold AS at_release FROM wallet.ledger
 SELECT * FROM wallet_balances('bh-rec');
 SELECT * FROM wallet_verify();
 
+-------------------------------------------- capture lines: each line's part above the hold checked as its own debit
+-- bob is at his monthly cap; ann's hold of 10 is captured with a line of ann's and one of bob's:
+-- bob's 50, all above the hold, would pass his cap (whichever line comes first)
+SELECT wallet_create('bh-lines') > 0 AS created;
+SELECT wallet_grant('bh-lines', 'bh', 1000) > 0 AS granted;
+SELECT wallet_set_cap('bh-lines', 'bh', 100, 'month', 'user');
+SELECT approved FROM wallet_authorize_debit('bh-lines', 'bh.call', 100, 'bob-1', '{"user": "bob"}');
+SELECT hold_id AS ann_h FROM wallet_hold('bh-lines', 'bh', 10, 'ann-h', '15 minutes', '{"user": "ann"}') \gset
+SELECT approved, reason FROM wallet_capture_lines(:ann_h,
+  '[{"meter": "bh.call", "quantity": 10, "dimensions": {"user": "ann"}},
+    {"meter": "bh.call", "quantity": 50, "dimensions": {"user": "bob"}}]');
+SELECT approved, reason FROM wallet_capture_lines(:ann_h,
+  '[{"meter": "bh.call", "quantity": 50, "dimensions": {"user": "bob"}},
+    {"meter": "bh.call", "quantity": 10, "dimensions": {"user": "ann"}}]');
+-- two lines of ann's above her hold count together under her cap: 10 + 45 + 50 passes 100
+SELECT approved, reason FROM wallet_capture_lines(:ann_h,
+  '[{"meter": "bh.call", "quantity": 55, "dimensions": {"user": "ann"}},
+    {"meter": "bh.call", "quantity": 50, "dimensions": {"user": "ann"}}]');
+SELECT approved, amount FROM wallet_capture_lines(:ann_h,
+  '[{"meter": "bh.call", "quantity": 55, "dimensions": {"user": "ann"}},
+    {"meter": "bh.call", "quantity": 45, "dimensions": {"user": "ann"}}]');
+SELECT dim_value, cap, spent FROM wallet_caps('bh-lines') ORDER BY dim_value;
+
+-------------------------------------------- capture lines are priced in order, as debits one after another
+-- the second line of a graduated meter reaches the tier the first did not; a per-period
+-- maximum counts what the first line charged
+SELECT wallet_set_price('bh.tier', 'bh', '{"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "0"}, {"unit_price": "1", "flat_price": "5"}]}',
+						now() - interval '1 minute') > 0 AS priced;
+SELECT wallet_set_price('bh.max', 'bh', '{"model": "per_unit", "unit_price": "1", "max_per_period": "10"}',
+						now() - interval '1 minute') > 0 AS priced;
+SELECT wallet_create('bh-order') > 0 AS created, wallet_create('bh-order-d') > 0 AS created;
+SELECT wallet_grant('bh-order', 'bh', 1000) > 0 AS granted, wallet_grant('bh-order-d', 'bh', 1000) > 0 AS granted;
+SELECT hold_id AS ord_h FROM wallet_hold('bh-order', 'bh', 100, 'ord-1') \gset
+SELECT amount FROM wallet_capture_lines(:ord_h, '[{"meter": "bh.tier", "quantity": 8}, {"meter": "bh.tier", "quantity": 8}]');
+SELECT hold_id AS ord_h2 FROM wallet_hold('bh-order', 'bh', 100, 'ord-2') \gset
+SELECT amount FROM wallet_capture_lines(:ord_h2, '[{"meter": "bh.max", "quantity": 8}, {"meter": "bh.max", "quantity": 8}]');
+-- the same usage as four debits
+SELECT amount FROM wallet_authorize_debit('bh-order-d', 'bh.tier', 8, 'ord-d1');
+SELECT amount FROM wallet_authorize_debit('bh-order-d', 'bh.tier', 8, 'ord-d2');
+SELECT amount FROM wallet_authorize_debit('bh-order-d', 'bh.max', 8, 'ord-d3');
+SELECT amount FROM wallet_authorize_debit('bh-order-d', 'bh.max', 8, 'ord-d4');
+-- a declined capture counts nothing: the next capture is priced as if it had not been asked
+SELECT hold_id AS ord_h3 FROM wallet_hold('bh-order', 'bh', 1, 'ord-3') \gset
+SELECT approved, reason FROM wallet_capture_lines(:ord_h3, '[{"meter": "bh.tier", "quantity": 1}, {"meter": "bh.call", "quantity": 5000}]');
+SELECT approved, amount FROM wallet_capture(:ord_h3, 'bh.tier', 1);
+
+-------------------------------------------- a hold near the overdraft limit of a fine-grained asset
+-- 5,000,000 of an asset of scale 12 is 5e18 minor units: the capture within the hold is approved
+SELECT wallet_create_asset('bh_fine', 12, 0.000001);
+SELECT wallet_set_price('bh.fine', 'bh_fine', '{"model": "per_unit", "unit_price": "1"}',
+						now() - interval '1 minute') > 0 AS priced;
+SELECT wallet_create('bh-fine') > 0 AS created;
+SELECT wallet_set_overdraft('bh-fine', 'bh_fine', 5000000);
+SELECT hold_id AS fine_h, balance FROM wallet_hold('bh-fine', 'bh_fine', 5000000, 'fine-1') \gset
+SELECT :'balance' AS balance;
+SELECT approved, amount, balance FROM wallet_capture(:fine_h, 'bh.fine', 5000000);
+SELECT * FROM wallet_verify();
+
 SELECT count(*) AS unbalanced FROM wallet.conservation WHERE difference <> 0;

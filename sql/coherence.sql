@@ -148,6 +148,20 @@ SELECT approved, amount, balance FROM wallet_authorize_debit('coh-t', 'coht.call
 ALTER TABLE wallet.event DISABLE ROW LEVEL SECURITY;
 ALTER TABLE wallet.grant_block DISABLE ROW LEVEL SECURITY;
 SELECT approved, amount, balance FROM wallet_authorize_debit('coh-t', 'coht.call', 1, 'coh-t-6');
+-- a stored generated column on a table the debit updates is computed, as UPDATE computes it:
+-- the grant's through SQL statements; under REPEATABLE READ, where the balance row is updated,
+-- a generated column there is refused (0A000), not left stale
+BEGIN;
+ALTER TABLE wallet.grant_block ADD COLUMN coh_used bigint GENERATED ALWAYS AS (amount - remaining) STORED;
+SELECT approved, amount FROM wallet_authorize_debit('coh-t', 'coht.call', 1, 'coh-t-7');
+SELECT approved, amount FROM wallet_debit('coh-t', 'coht', 2, 'coh-t-8');
+SELECT approved FROM wallet_ingest('[{"customer": "coh-t", "meter": "coht.call", "quantity": 1, "idempotency_key": "coh-t-9"}]');
+SELECT count(*) AS stale FROM wallet.grant_block WHERE coh_used <> amount - remaining;
+ROLLBACK;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+ALTER TABLE wallet.account ADD COLUMN coh_touches2 bigint GENERATED ALWAYS AS (touches * 2) STORED;
+SELECT approved FROM wallet_debit('coh-t', 'coht', 1, 'coh-t-10');
+ROLLBACK;
 
 -- replica identity: where a publication makes UPDATE refuse a table, the
 -- debit that would update it refuses too (55000)

@@ -178,6 +178,31 @@ SELECT approved, reason, amount, balance
   FROM wallet_capture_lines(:j_h, '[{"meter": "image.generate", "quantity": 1}, {"meter": "chat.response", "quantity": 7}]');
 SELECT asset, available FROM wallet_available('sc_j', 'chat.response');
 
+-- a reservation serves only the lines its grant serves: an image hold's image credit does not
+-- pay a chat capture, nor a research-only credit a capture for sales; what no reservation
+-- serves is checked as the part above the hold (here nothing else pays it: declined)
+SELECT count(wallet_create(c)) FROM unnest(ARRAY['sc_k', 'sc_l', 'sc_m']) c;
+SELECT wallet_grant('sc_k', 'sc', 100, scope => '{"meters": ["image.generate"]}') > 0 AS granted;
+SELECT hold_id AS k_h FROM wallet_authorize_hold('sc_k', 'image.generate', 5, 'sc-k-1') \gset
+SELECT approved, reason, amount FROM wallet_capture(:k_h, 'chat.response', 50);
+SELECT kind, amount FROM wallet.ledger WHERE customer = 'sc_k' AND kind = 'debit';
+SELECT approved, amount, balance FROM wallet_capture(:k_h, 'image.generate', 5);
+SELECT wallet_grant('sc_l', 'sc', 100, scope => '{"dimensions": {"team": "research"}}') > 0 AS granted;
+SELECT hold_id AS l_h FROM wallet_hold('sc_l', 'sc', 40, 'sc-l-1', dimensions => '{"team": "research"}') \gset
+SELECT approved, reason FROM wallet_capture(:l_h, 'chat.response', 40, '{"team": "sales"}');
+SELECT approved, amount, balance FROM wallet_capture(:l_h, 'chat.response', 40, '{"team": "research"}');
+-- each line draws the grants that serve it, as two debits would: the image credit the image
+-- line, the unscoped credit the chat line
+SELECT wallet_grant('sc_m', 'sc', 60, scope => '{"meters": ["image.generate"]}') > 0 AS granted,
+	   wallet_grant('sc_m', 'sc', 6) > 0 AS granted;
+SELECT hold_id AS m_h FROM wallet_hold('sc_m', 'sc', 1, 'sc-m-1') \gset
+SELECT approved, reason, amount, balance
+  FROM wallet_capture_lines(:m_h, '[{"meter": "image.generate", "quantity": 6}, {"meter": "chat.response", "quantity": 5}]');
+SELECT CASE WHEN g.scope IS NULL THEN 'unscoped' ELSE 'image' END AS grant, e.meter, l.amount
+  FROM wallet.ledger l JOIN wallet.grant_block g ON g.id = l.grant_id JOIN wallet.event e ON e.id = l.event_id
+ WHERE l.customer = 'sc_m' AND l.kind = 'debit' ORDER BY l.event_id, l.id;
+SELECT problem, detail FROM wallet_verify();
+
 ---------------------------------------------------------------- refunds, voids, overdraft
 -- refunds go back to the grant drawn
 SELECT amount, balance FROM wallet_refund(:f_e, 10);

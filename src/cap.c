@@ -160,6 +160,61 @@ CapCheck(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now, CapSet
 	return caps->blocked < 0;
 }
 
+/* the same bucket of the same cap: a's and b's debits add up under it */
+static bool
+CapSameBucket(const CapUse *a, const CapUse *b)
+{
+	return strcmp(a->period, b->period) == 0 && a->period_start == b->period_start &&
+		(a->dimension == NULL) == (b->dimension == NULL) &&
+		(a->dimension == NULL ||
+		 (strcmp(a->dimension, b->dimension) == 0 && strcmp(a->dim_value, b->dim_value) == 0));
+}
+
+/*
+ * CapCheck for n debits at once, each of amounts[i] with dims[i] (the parts
+ * above its hold of a capture's lines): each is checked with what the ones
+ * before it add to the buckets it shares with them.  A debit of nothing is
+ * not checked.  False, with caps as CapCheck sets them for the first debit
+ * that would pass a cap.
+ */
+bool
+CapCheckMany(const Account *acct, int n, Jsonb *const *dims, const int64 *amounts, TimestampTz now,
+			 CapSet *caps)
+{
+	CapSet	   *sets = palloc0(sizeof(CapSet) * Max(n, 1));
+
+	caps->n = 0;
+	caps->rows = NULL;
+	caps->blocked = -1;
+	for (int i = 0; i < n; i++)
+	{
+		if (amounts[i] <= 0)
+			continue;
+		CapCheck(acct, dims[i], amounts[i], now, &sets[i]);
+		sets[i].blocked = -1;
+		for (int k = 0; k < sets[i].n && sets[i].blocked < 0; k++)
+		{
+			const CapUse *c = &sets[i].rows[k];
+			int64		after = amounts[i];
+
+			for (int j = 0; j < i; j++)
+				for (int m = 0; m < sets[j].n; m++)
+					if (CapSameBucket(c, &sets[j].rows[m]) &&
+						pg_add_s64_overflow(after, amounts[j], &after))
+						after = PG_INT64_MAX;
+			if (pg_add_s64_overflow(after, c->spent, &after) ||
+				pg_add_s64_overflow(after, c->held, &after) || after > c->cap)
+				sets[i].blocked = k;
+		}
+		if (sets[i].blocked >= 0)
+		{
+			*caps = sets[i];
+			return false;
+		}
+	}
+	return true;
+}
+
 /*
  * Count an approved debit in the current period's bucket of every cap of the
  * balance row (the caller holds the lock and has checked with CapCheck).

@@ -31,8 +31,10 @@
  *		ticket, so what was filled is stale at once.
  *	 4. Under REPEATABLE READ and SERIALIZABLE a call reads the transaction's
  *		snapshot, which may be older than a change whose invalidation this
- *		transaction read: what is filled then (CoherenceFilled) is this
- *		transaction's view only, and is dropped when it ends.
+ *		transaction read, or, imported with SET TRANSACTION SNAPSHOT, older
+ *		than one an earlier transaction read: what is filled then
+ *		(CoherenceFilled) is this transaction's view only, and is dropped
+ *		when it ends.
  *	 5. What a transaction read may be its own uncommitted writes: every
  *		cache is dropped when a transaction aborts, and when one prepares (a
  *		prepared transaction rolled back later sends nothing), and when a
@@ -58,6 +60,7 @@
  */
 #include "wallet.h"
 
+#include "access/transam.h"
 #include "access/xact.h"
 #include "storage/proc.h"
 #include "utils/inval.h"
@@ -127,6 +130,8 @@ CoherenceRegister(Coherence *cc)
 	cc->next = caches;
 	caches = cc;
 	cc->registered = true;
+	/* it has heard of every commit before now, whose invalidations it never reads (rule 4) */
+	cc->inval_xid = ReadNextTransactionId();
 	if (cc->generation == 0)
 		cc->generation = 1;		/* 0 stamps nothing valid */
 }
@@ -137,6 +142,8 @@ CoherenceInvalidate(Coherence *cc)
 {
 	cc->generation++;
 	cc->inval_lxid = MyProc->lxid;
+	/* the commit it announces has an xid below this (rule 4) */
+	cc->inval_xid = ReadNextTransactionId();
 }
 
 /*
@@ -168,12 +175,21 @@ CoherencePushSnapshot(void)
 
 /*
  * Rule 4: the cache was filled from a snapshot taken after CoherenceAccept.
- * Under a transaction snapshot that may miss a change this transaction heard
- * of, what it holds is dropped at the transaction's end.
+ * Under a transaction snapshot that may miss a change this backend heard of,
+ * what it holds is dropped at the transaction's end: when the invalidation
+ * was read in this transaction, or when the snapshot is not newer than the
+ * last one read or than the cache itself (its xmax not past the next xid as
+ * it was then: a snapshot imported with SET TRANSACTION SNAPSHOT can be older
+ * than invalidations an earlier transaction read, or than commits made
+ * before the cache was first used, whose invalidations it never reads).
  */
 void
 CoherenceFilled(Coherence *cc)
 {
-	if (IsolationUsesXactSnapshot() && cc->inval_lxid == MyProc->lxid)
+	if (!IsolationUsesXactSnapshot())
+		return;
+	if (cc->inval_lxid == MyProc->lxid ||
+		(TransactionIdIsValid(cc->inval_xid) &&
+		 !TransactionIdFollows(GetTransactionSnapshot()->xmax, cc->inval_xid)))
 		cc->xact_only = true;
 }

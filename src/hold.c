@@ -93,10 +93,12 @@ typedef struct Reservation
 	int64		grant_id;
 	int64		amount;			/* reserved */
 	int64		avail;			/* of it, what the grant still holds */
-	int64		consumed;		/* drawn by this capture */
+	int64		covered;		/* of amount, what this capture's lines took (CaptureCover) */
+	int64		consumed;		/* drawn by this capture: covered, as far as avail goes */
 	bool		gone;			/* the grant was voided, has expired or was reset since */
 	bool		paid;
 	Numeric		unit_revenue;
+	const Scope *scope;			/* the grant's: the lines it serves */
 } Reservation;
 
 /* the debit lines of one event, merged by grant (0: overdraft) */
@@ -742,6 +744,7 @@ HoldReservationsDirect(const HoldRow *h, const GrantSet *set, const HeldOnly *on
 			rs[k].gone = false;
 			rs[k].paid = g->category_rank == 2;
 			rs[k].unit_revenue = g->unit_revenue;
+			rs[k].scope = g->scope;
 			k++;
 		}
 	}
@@ -780,7 +783,7 @@ HoldReservations(const HoldRow *h, const GrantSet *set, const HeldOnly *only, Ti
 			   "SELECT r.grant_id, r.amount, g.remaining, "
 			   "       (g.voided_at IS NOT NULL OR g.expires_at OPERATOR(pg_catalog.<=) $2 "
 			   "        OR (g.recurrence IS NOT NULL AND g.resets OPERATOR(pg_catalog.>) r.resets)), "
-			   "       g.category OPERATOR(pg_catalog.=) 'paid', g.unit_revenue "
+			   "       g.category OPERATOR(pg_catalog.=) 'paid', g.unit_revenue, g.scope "
 			   "  FROM wallet.hold_grant r JOIN wallet.grant_block g ON g.id OPERATOR(pg_catalog.=) r.grant_id "
 			   " WHERE r.hold_id OPERATOR(pg_catalog.=) $1 AND r.amount OPERATOR(pg_catalog.>) 0 "
 			   " ORDER BY g.priority, g.expires_at NULLS LAST, g.scope IS NULL, "
@@ -793,6 +796,7 @@ HoldReservations(const HoldRow *h, const GrantSet *set, const HeldOnly *only, Ti
 	for (int i = 0; i < *n; i++)
 	{
 		bool		isnull;
+		Datum		scope;
 
 		rs[i].grant_id = SpiGetInt64(tt->vals[i], tt->tupdesc, 1, &isnull);
 		rs[i].amount = SpiGetInt64(tt->vals[i], tt->tupdesc, 2, &isnull);
@@ -800,6 +804,8 @@ HoldReservations(const HoldRow *h, const GrantSet *set, const HeldOnly *only, Ti
 		rs[i].gone = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 4, &isnull));
 		rs[i].paid = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 5, &isnull));
 		rs[i].unit_revenue = DatumGetNumericCopy(SPI_getbinval(tt->vals[i], tt->tupdesc, 6, &isnull));
+		scope = SPI_getbinval(tt->vals[i], tt->tupdesc, 7, &isnull);
+		rs[i].scope = isnull ? NULL : ScopeParse(DatumGetJsonbPCopy(scope));
 	}
 	SPI_freetuptable(tt);
 	return rs;
@@ -932,6 +938,50 @@ CaptureReplay(const HoldRow *h, const CaptureLine *cl, int n, WalletResult *res)
 }
 
 /*
+ * What hold h covers of each of a capture's n lines, in line order: its
+ * reservations on grants that serve the line (a scoped grant serves only
+ * the meters and dimensions of its scope), in drawdown order, then its
+ * overdraft room, which serves any line.  Reserved value a line takes is
+ * drawn into dls[i] (rs[].consumed); what the hold covers beyond it (room,
+ * or what a grant reset since no longer holds) goes into room[i], and the
+ * rest of the line, above the hold, into above[i].
+ */
+static void
+CaptureCover(const HoldRow *h, Reservation *rs, int nres, const CaptureLine *cl, int n,
+			 DrawLines *dls, int64 *room, int64 *above)
+{
+	int64		room_left = h->overdraft;
+
+	for (int i = 0; i < n; i++)
+	{
+		int64		need = cl[i].amount;
+		int64		t;
+
+		for (int r = 0; r < nres && need > 0; r++)
+		{
+			int64		g;
+
+			t = Min(rs[r].amount - rs[r].covered, need);
+			if (t <= 0 || !ScopeApplies(rs[r].scope, cl[i].meter, cl[i].dims))
+				continue;
+			g = Min(rs[r].avail - rs[r].consumed, t);
+			if (g > 0)
+			{
+				DrawAdd(&dls[i], rs[r].grant_id, g, rs[r].paid ? rs[r].unit_revenue : NULL);
+				rs[r].consumed += g;
+			}
+			rs[r].covered += t;
+			room[i] += t - g;
+			need -= t;
+		}
+		t = Min(room_left, need);
+		room_left -= t;
+		room[i] += t;
+		above[i] = need - t;
+	}
+}
+
+/*
  * Capture a binding hold (1.1): n lines, one event each, all approved or all
  * declined; res gets one result per line.
  */
@@ -944,10 +994,15 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 	Reservation *rs;
 	int			nres;
 	int64		total = 0;
-	int64		within;
-	int64		excess;
-	int64		within_left;
+	int64		excess = 0;
 	int64		drawn_free = 0;
+	int64		overdraft_new = 0;
+	int64	   *room;
+	int64	   *above;
+	DrawLines  *dls;
+	CapSet		caps = {0};
+	const char *decline;
+	const UsageToRecord **earlier;
 	int64		available;
 	int64		after;
 	int64		first_event = 0;
@@ -969,6 +1024,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 		HoldResolvedOtherwise(&h, "capture");
 	HoldMustBeOpen(&h, now);
 	asset = h.info;
+	earlier = palloc(sizeof(UsageToRecord *) * n);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -980,135 +1036,112 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 					 errmsg("meter \"%.100s\" is priced in \"%s\", hold " INT64_FORMAT " is in \"%s\"",
 							cl[i].meter, pv->asset.code, hold_id, asset->code)));
 		cl[i].price_id = pv->id;
-		cl[i].amount = PriceEvaluateCost(pv, acct.wallet_id, cl[i].meter, cl[i].q, cl[i].dims, now,
-										 cl[i].cost, &cl[i].usage);
+		/* priced as if the lines before it were recorded: as debits one after another */
+		cl[i].amount = PriceEvaluateAfter(pv, acct.wallet_id, cl[i].meter, cl[i].q, cl[i].dims, now,
+										  cl[i].cost, earlier, i, &cl[i].usage);
+		earlier[i] = &cl[i].usage;
 		total = AddMinor(total, cl[i].amount);
 	}
-	within = Min(total, h.amount);
-	excess = total - within;
-
 	onlyp = HoldGrantsLoad(&acct, &h, now, &set, &only);
 	available = Available(&acct, &set, now, 0);
-	if (excess > 0)
+	rs = HoldReservations(&h, &set, onlyp, now, &nres, &st);
+	room = palloc0(sizeof(int64) * n);
+	above = palloc0(sizeof(int64) * n);
+	dls = palloc0(sizeof(DrawLines) * n);
+	CaptureCover(&h, rs, nres, cl, n, dls, room, above);
+	for (int i = 0; i < n; i++)
+		excess = AddMinor(excess, above[i]);
+
+	/* only the part above the hold is checked, as a debit is: status, caps, then funds */
+	decline = excess > 0 ? StatusDecline(&acct) : NULL;
+	caps.blocked = -1;
+	if (decline == NULL && excess > 0 && acct.caps > 0)
 	{
-		/* only the part above the hold is checked, as a debit is */
-		CapSet		caps = {0};
-		const char *decline = StatusDecline(&acct);
-		Jsonb	   *capdims = cl[0].dims ? cl[0].dims : h.dims;
+		Jsonb	  **capdims = palloc(sizeof(Jsonb *) * n);
 
-		caps.blocked = -1;
-		if (decline == NULL && acct.caps > 0 && !CapCheck(&acct, capdims, excess, now, &caps))
+		for (int i = 0; i < n; i++)
+			capdims[i] = cl[i].dims ? cl[i].dims : h.dims;
+		if (!CapCheckMany(&acct, n, capdims, above, now, &caps))
 			decline = "spend_cap";
-		if (decline == NULL && set.nscoped > 0)
-		{
-			/* free value that serves every line: each line can draw it */
-			const char **meters = palloc(sizeof(char *) * n);
-			Jsonb	  **ldims = palloc(sizeof(Jsonb *) * n);
-
-			for (int i = 0; i < n; i++)
-			{
-				meters[i] = cl[i].meter;
-				ldims[i] = cl[i].dims;
-			}
-			ScopeSelectEvery(&set, n, meters, ldims);
-			if (SubMinor(Available(&acct, &set, now, 0), excess) < -acct.overdraft_limit)
-				decline = "insufficient_funds";
-		}
-		if (decline == NULL && SubMinor(available, excess) < -acct.overdraft_limit)
-			decline = "insufficient_funds";
-		if (decline)
-		{
-			if (strcmp(decline, "insufficient_funds") == 0)
-				OutboxDeclined(&acct, decline, available, total);
-			else if (strcmp(decline, "spend_cap") == 0)
-				CapDeclined(&acct, &caps, available, total);
-			for (int i = 0; i < n; i++)
-			{
-				Decline(&acct, decline, available, &res[i]);
-				res[i].hold_id = hold_id;
-			}
-			return;
-		}
 	}
 
-	/* draw: the hold's reservations, then free value, then overdraft */
-	rs = HoldReservations(&h, &set, onlyp, now, &nres, &st);
-	within_left = within;
+	/*
+	 * Each line draws what the hold covers beyond reserved value (its overdraft
+	 * room, or what its grants no longer hold) from unreserved value that
+	 * serves it, if there is some now, then overdraft, whatever the limit says
+	 * now; then its part above the hold, as a debit would: unreserved value
+	 * that serves it, then overdraft within the limit.  The hold's own room
+	 * no longer counts off available once a line has taken it.
+	 */
+	for (int i = 0; i < n && decline == NULL; i++)
 	{
-		DrawLines  *dls = palloc0(sizeof(DrawLines) * n);
-		int64		overdraft_new = 0;
-		int			r = 0;
+		int64		t;
 
-		for (int i = 0; i < n; i++)
+		ScopeSelect(&set, cl[i].meter, cl[i].dims);
+		t = DrawFree(&set, &dls[i], room[i]);
+		DrawAdd(&dls[i], 0, t, NULL);
+		overdraft_new = AddMinor(overdraft_new, t);
+		if (above[i] > 0)
 		{
-			int64		want = cl[i].amount;
-			int64		w = Min(want, within_left);
-			int64		t;
+			int64		can = SubMinor(SubMinor(set.total, SubMinor(set.unbacked, h.overdraft)),
+									   AddMinor(acct.overdraft, overdraft_new));
 
-			within_left -= w;
-			want -= w;
-			while (w > 0 && r < nres)
-			{
-				t = Min(rs[r].avail - rs[r].consumed, w);
-				if (t > 0)
-				{
-					DrawAdd(&dls[i], rs[r].grant_id, t, rs[r].paid ? rs[r].unit_revenue : NULL);
-					rs[r].consumed += t;
-					w -= t;
-				}
-				if (rs[r].consumed == rs[r].avail)
-					r++;
-			}
-			/*
-			 * The rest of the part within the hold is its overdraft room (or
-			 * what its grants no longer hold): unreserved value first, if there
-			 * is some now, then overdraft, whatever the limit says now.  Then
-			 * the part above the hold, checked above.  Either way the hold's
-			 * room is given up (ReleasedBack counts it all back).
-			 */
-			w += want;
-			ScopeSelect(&set, cl[i].meter, cl[i].dims);
-			t = DrawFree(&set, &dls[i], w);
-			drawn_free += w - t;
+			if (SubMinor(can, above[i]) < -acct.overdraft_limit)
+				decline = "insufficient_funds";
+			t = DrawFree(&set, &dls[i], above[i]);
 			DrawAdd(&dls[i], 0, t, NULL);
-			overdraft_new += t;
-			drawn_free += t;
+			overdraft_new = AddMinor(overdraft_new, t);
 		}
-		after = AddMinor(SubMinor(available, drawn_free), ReleasedBack(rs, nres, h.overdraft));
-		acct.overdraft = AddMinor(acct.overdraft, overdraft_new);
-
+		drawn_free = AddMinor(drawn_free, AddMinor(room[i], above[i]));
+	}
+	if (decline)
+	{
+		if (strcmp(decline, "insufficient_funds") == 0)
+			OutboxDeclined(&acct, decline, available, total);
+		else if (strcmp(decline, "spend_cap") == 0)
+			CapDeclined(&acct, &caps, available, total);
 		for (int i = 0; i < n; i++)
 		{
-			DebitRequest req = {0};
-			int64		event_id;
-
-			req.customer = acct.customer;
-			req.meter = cl[i].meter;
-			req.quantity = cl[i].quantity;
-			req.dims = cl[i].dims;
-			req.occurred_at = now;
-			req.cost = cl[i].cost;
-			req.hold_id = hold_id;
-			req.price_id = cl[i].price_id;
-			req.amount = cl[i].amount;
-			event_id = DebitWriteNow(&acct, &req, now, after, dls[i].n, dls[i].ids, dls[i].idnulls,
-									 dls[i].takes, dls[i].revs, dls[i].tids);
-			if (first_event == 0)
-				first_event = event_id;
-			if (acct.caps > 0)
-				CapRecord(&acct, cl[i].dims, cl[i].amount, now);
-			UsageRecord(&cl[i].usage, acct.wallet_id, cl[i].q);
-			memset(&res[i], 0, sizeof(WalletResult));
-			res[i].approved = true;
-			res[i].event_id = event_id;
+			Decline(&acct, decline, available, &res[i]);
 			res[i].hold_id = hold_id;
-			res[i].asset = asset->code;
-			res[i].scale = asset->scale;
-			res[i].has_amount = true;
-			res[i].amount = cl[i].amount;
-			res[i].has_balance = true;
-			res[i].balance = after;
 		}
+		return;
+	}
+
+	/* both terms fit, where available less drawn_free alone may not (a hold near the limit) */
+	after = AddMinor(available, SubMinor(ReleasedBack(rs, nres, h.overdraft), drawn_free));
+	acct.overdraft = AddMinor(acct.overdraft, overdraft_new);
+	for (int i = 0; i < n; i++)
+	{
+		DebitRequest req = {0};
+		int64		event_id;
+
+		req.customer = acct.customer;
+		req.meter = cl[i].meter;
+		req.quantity = cl[i].quantity;
+		req.dims = cl[i].dims;
+		req.occurred_at = now;
+		req.cost = cl[i].cost;
+		req.hold_id = hold_id;
+		req.price_id = cl[i].price_id;
+		req.amount = cl[i].amount;
+		event_id = DebitWriteNow(&acct, &req, now, after, dls[i].n, dls[i].ids, dls[i].idnulls,
+								 dls[i].takes, dls[i].revs, dls[i].tids);
+		if (first_event == 0)
+			first_event = event_id;
+		if (acct.caps > 0)
+			CapRecord(&acct, cl[i].dims, cl[i].amount, now);
+		UsageRecord(&cl[i].usage, acct.wallet_id, cl[i].q);
+		memset(&res[i], 0, sizeof(WalletResult));
+		res[i].approved = true;
+		res[i].event_id = event_id;
+		res[i].hold_id = hold_id;
+		res[i].asset = asset->code;
+		res[i].scale = asset->scale;
+		res[i].has_amount = true;
+		res[i].amount = cl[i].amount;
+		res[i].has_balance = true;
+		res[i].balance = after;
 	}
 
 	/* what was drawn of each reservation no longer backs the hold */

@@ -1098,9 +1098,9 @@ PeriodStart(const char *period, TimestampTz t)
 												 TimestampGetDatum(t)));
 }
 
-/* cumulative usage of a counter in a period, before this event */
+/* cumulative usage of a counter in a period, as recorded */
 static Dec
-CounterGet(int64 wallet_id, const char *counter, const char *period, TimestampTz start)
+CounterRead(int64 wallet_id, const char *counter, const char *period, TimestampTz start)
 {
 	static const Oid argtypes[4] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
 	Datum		values[4];
@@ -1120,6 +1120,43 @@ CounterGet(int64 wallet_id, const char *counter, const char *period, TimestampTz
 	return DecFromTotal(DatumGetNumeric(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 													  1, &isnull)), "usage");
 }
+
+typedef struct EvalContext
+{
+	int64		wallet_id;
+	const char *meter;
+	Jsonb	   *dims;
+	TimestampTz occurred_at;
+	const char *asset;
+	int			scale;
+	Numeric		cost;			/* NULL: the call passed none */
+	UsageToRecord *usage;
+	const UsageToRecord *const *earlier;	/* not yet recorded, to count as recorded */
+	int			nearlier;
+} EvalContext;
+
+/*
+ * cumulative usage of a counter in a period, before this event: what is
+ * recorded, and what earlier events of the same call will record (the lines
+ * of one capture, priced one after the other before any is recorded)
+ */
+static Dec
+CounterGet(const EvalContext *ec, const char *counter, const char *period, TimestampTz start)
+{
+	Dec			before = CounterRead(ec->wallet_id, counter, period, start);
+
+	for (int i = 0; i < ec->nearlier; i++)
+		for (int k = 0; k < ec->earlier[i]->n; k++)
+		{
+			const CounterAdd *a = &ec->earlier[i]->adds[k];
+
+			if (a->period_start == start && strcmp(a->counter, counter) == 0 &&
+				strcmp(a->period, period) == 0)
+				before = DecAdd(before, a->add);
+		}
+	return before;
+}
+
 
 /* the counters a price read, added once the debit is approved (quantity: unused since 1.1) */
 void
@@ -1148,18 +1185,6 @@ UsageRecord(const UsageToRecord *u, int64 wallet_id, Dec quantity)
 		WalletExpectRows(1, "wallet.usage_counter");
 	}
 }
-
-typedef struct EvalContext
-{
-	int64		wallet_id;
-	const char *meter;
-	Jsonb	   *dims;
-	TimestampTz occurred_at;
-	const char *asset;
-	int			scale;
-	Numeric		cost;			/* NULL: the call passed none */
-	UsageToRecord *usage;
-} EvalContext;
 
 /* a counter to add to once the debit is approved */
 static void
@@ -1196,7 +1221,7 @@ UsageBefore(const Rule *r, EvalContext *ec, char **key, TimestampTz *start)
 			schema_version = WalletSchemaVersion();
 		legacy = schema_version < 11;
 		*key = psprintf("%s%s", ec->meter, legacy ? r->legacy : r->counter);
-		before = CounterGet(ec->wallet_id, *key, r->period, *start);
+		before = CounterGet(ec, *key, r->period, *start);
 		if (!legacy || stamp == coherence.generation || WalletSchemaVersion() < 11)
 			return before;
 		schema_version = 11;
@@ -1436,7 +1461,7 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 		/* what this rule charged in the period, in asset units: later events cost 0 */
 		char	   *counter = psprintf("%s%s#max:%s", ec->meter, r->maxkey, ec->asset);
 		TimestampTz start = PeriodStart(r->period, ec->occurred_at);
-		Dec			spent = CounterGet(ec->wallet_id, counter, r->period, start);
+		Dec			spent = CounterGet(ec, counter, r->period, start);
 		int64		room = SubMinor(r->max_per_period, DecToMinor(spent, 1, ec->scale, ROUND_UP));
 		Dec			charged;
 
@@ -1460,6 +1485,19 @@ PriceEvaluateCost(const PriceVersion *pv, int64 wallet_id, const char *meter,
 				  Dec quantity, Jsonb *dims, TimestampTz occurred_at, Numeric cost,
 				  UsageToRecord *usage)
 {
+	return PriceEvaluateAfter(pv, wallet_id, meter, quantity, dims, occurred_at, cost, NULL, 0, usage);
+}
+
+/*
+ * The same for an event that comes after nearlier others of the same call
+ * whose counters are not recorded yet (earlier[i]: what each will record):
+ * it is priced as if they were.
+ */
+int64
+PriceEvaluateAfter(const PriceVersion *pv, int64 wallet_id, const char *meter,
+				   Dec quantity, Jsonb *dims, TimestampTz occurred_at, Numeric cost,
+				   const UsageToRecord *const *earlier, int nearlier, UsageToRecord *usage)
+{
 	EvalContext ec;
 
 	usage->n = 0;
@@ -1471,6 +1509,8 @@ PriceEvaluateCost(const PriceVersion *pv, int64 wallet_id, const char *meter,
 	ec.scale = pv->asset.scale;
 	ec.cost = cost;
 	ec.usage = usage;
+	ec.earlier = earlier;
+	ec.nearlier = nearlier;
 	return Evaluate(pv->rule, quantity, &ec);
 }
 

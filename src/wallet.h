@@ -100,6 +100,7 @@ typedef struct Coherence
 {
 	uint64		generation;		/* moves at each invalidation; stamps equal to it are valid */
 	LocalTransactionId inval_lxid;	/* the transaction that read the last invalidation */
+	TransactionId inval_xid;	/* the next xid when it was read (or the cache registered) */
 	bool		xact_only;		/* filled under an old transaction snapshot: drop at its end */
 	bool		subabort_kept;	/* set by the cache: every change of its rows sends an
 								 * invalidation, which a subtransaction's abort replays */
@@ -356,6 +357,10 @@ extern int64 PriceEvaluate(const PriceVersion *pv, int64 wallet_id, const char *
 extern int64 PriceEvaluateCost(const PriceVersion *pv, int64 wallet_id, const char *meter,
 							   Dec quantity, Jsonb *dims, TimestampTz occurred_at, Numeric cost,
 							   UsageToRecord *usage);
+extern int64 PriceEvaluateAfter(const PriceVersion *pv, int64 wallet_id, const char *meter,
+								Dec quantity, Jsonb *dims, TimestampTz occurred_at, Numeric cost,
+								const UsageToRecord *const *earlier, int nearlier,
+								UsageToRecord *usage);
 extern void UsageRecord(const UsageToRecord *u, int64 wallet_id, Dec quantity);
 extern Dec	QuantityDec(Numeric quantity);
 extern void CheckOccurredAt(TimestampTz occurred_at);
@@ -425,6 +430,8 @@ typedef struct CapSet
 
 extern bool CapCheck(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now,
 					 CapSet *caps);
+extern bool CapCheckMany(const Account *acct, int n, Jsonb *const *dims, const int64 *amounts,
+						 TimestampTz now, CapSet *caps);
 extern void CapRecord(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now);
 extern void CapDeclined(const Account *acct, const CapSet *caps, int64 available, int64 amount);
 

@@ -99,13 +99,23 @@ COMMENT ON FUNCTION wallet._reserved(bigint, timestamptz) IS
 	'value reserved on a grant by the holds open at as_of (minor units)';
 REVOKE ALL ON FUNCTION wallet._reserved(bigint, timestamptz) FROM PUBLIC;
 
+/* the resets a recurring grant has had by at, as grant.c counts them (its boundaries before expiry) */
+CREATE FUNCTION wallet._boundaries_by(effective_at timestamptz, expires_at timestamptz,
+	recurrence interval, at timestamptz) RETURNS bigint
+AS 'MODULE_PATHNAME', 'wallet_boundaries_by' LANGUAGE C IMMUTABLE;
+COMMENT ON FUNCTION wallet._boundaries_by(timestamptz, timestamptz, interval, timestamptz) IS
+	'resets of a recurring grant by at: its boundaries in (effective_at, at] before expires_at';
+REVOKE ALL ON FUNCTION wallet._boundaries_by(timestamptz, timestamptz, interval, timestamptz) FROM PUBLIC;
+
 /*
  * A hold is resolved (captured, released, expired) at "at": what it still
  * reserves goes back to its grants, but the part on a grant voided or expired
  * meanwhile leaves now, with a 'void' or 'expiry' line dated at (breakage
- * for a paid grant), and so does the part on a recurring grant reset since
- * (a 'reset' line: the reset carried it for the hold).  The caller holds the
- * balance lock and has written the resets down.
+ * for a paid grant), and so does the part on a recurring grant reset between
+ * the reservation and "at" (a 'reset' line: the reset carried it for the
+ * hold, written or not: a reset written after a hold's expiry counts it
+ * carried too, grant.c HoldCarried).  The caller holds the balance lock and
+ * has written the resets down.
  */
 CREATE FUNCTION wallet._hold_settle(hold_id bigint, at timestamptz)
 RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -115,7 +125,8 @@ DECLARE
 	gone bigint := 0;
 BEGIN
 	FOR r IN SELECT hg.grant_id, hg.amount, g.remaining, g.voided_at, g.expires_at, g.wallet_id, g.asset,
-					g.recurrence IS NOT NULL AND g.resets > hg.resets AS reset
+					g.recurrence IS NOT NULL
+					AND wallet._boundaries_by(g.effective_at, g.expires_at, g.recurrence, at) > hg.resets AS reset
 			   FROM wallet.hold_grant hg JOIN wallet.grant_block g ON g.id = hg.grant_id
 			  WHERE hg.hold_id = _hold_settle.hold_id AND hg.amount > 0
 			  ORDER BY hg.grant_id

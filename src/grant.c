@@ -25,6 +25,7 @@ PG_FUNCTION_INFO_V1(wallet_touch);
 PG_FUNCTION_INFO_V1(wallet_pending);
 PG_FUNCTION_INFO_V1(wallet_advance);
 PG_FUNCTION_INFO_V1(wallet_grant_fold);
+PG_FUNCTION_INFO_V1(wallet_boundaries_by);
 
 #define GRANT_COLUMNS \
 	"id, category, priority, amount, remaining, effective_at, expires_at, recurrence, " \
@@ -134,8 +135,12 @@ GrantAdvance(GrantRow *g, TimestampTz t, ResetStep *steps)
 	 */
 	if (n <= k)
 		return 0;
-	/* what open holds reserve is carried through resets: the rule applies to the rest */
-	carried = Min(g->reserved, g->remaining);
+	/*
+	 * what open holds reserve is carried through resets: the rule applies to
+	 * the rest; so is what was carried for holds expired since (it left at
+	 * their expiry, and wallet._hold_settle writes it down)
+	 */
+	carried = Min(AddMinor(g->reserved, g->carried_gone), g->remaining);
 	g->remaining -= carried;
 	while (k < n)
 	{
@@ -194,7 +199,7 @@ typedef struct RepayStep
 static int64
 ResetAdds(const GrantRow *g)
 {
-	int64		cur = g->remaining - Min(g->reserved, g->remaining);
+	int64		cur = g->remaining - Min(AddMinor(g->reserved, g->carried_gone), g->remaining);
 
 	return SubMinor(AddMinor(g->amount, Min(cur, g->rollover_max)), cur);
 }
@@ -538,6 +543,8 @@ typedef struct HoldsLoadArg
 	GrantSet   *set;
 	int			nrows;
 	bool		locked;
+	TimestampTz now;			/* a hold whose ttl has passed by then reserves nothing */
+	bool		recurring;		/* the balance has a recurring grant (HoldCarried) */
 } HoldsLoadArg;
 
 static void HoldApply(const HotHold *h, int n, const HotHoldGrant *rows, HoldsLoadArg *a);
@@ -720,14 +727,50 @@ HoldApply(const HotHold *h, int n, const HotHoldGrant *rows, HoldsLoadArg *a)
 			}
 }
 
-/* HotOpenHoldsRead's callback (HoldsLoad): one open hold and what it reserves */
+/*
+ * A reservation of a hold that expired at expired_at, not swept yet, on the
+ * grant row g: a reset that came while the hold was open carried it (its
+ * boundary is after the reservation's resets and before the expiry, written
+ * or not), and what it carried left at the expiry; else it went back to the
+ * grant then.
+ */
+static void
+HoldCarried(TimestampTz expired_at, int64 grant_id, int64 amount, int64 resets, HoldsLoadArg *a)
+{
+	for (int j = 0; j < a->nrows; j++)
+	{
+		GrantRow   *g = &a->set->rows[j];
+
+		if (g->id != grant_id)
+			continue;
+		if (g->recurring && BoundariesBy(g, expired_at) > resets)
+			g->carried_gone = AddMinor(g->carried_gone, amount);
+		break;
+	}
+}
+
+/*
+ * HotOpenHoldsRead's callback (HoldsLoad): one open hold and what it
+ * reserves; for one whose ttl has passed, what resets carried for it
+ * (HoldCarried), read only when the balance has a recurring grant
+ */
 static void
 HoldLoaded(const HotHold *h, void *arg)
 {
 	HoldsLoadArg *a = arg;
 	HotHoldGrant *rows;
-	int			n = HotHoldGrantsRead(h->id, a->locked, &rows);
+	int			n;
 
+	if (h->expires_at <= a->now)
+	{
+		if (!a->recurring)
+			return;
+		n = HotHoldGrantsRead(h->id, a->locked, &rows);
+		for (int i = 0; i < n; i++)
+			HoldCarried(h->expires_at, rows[i].grant_id, rows[i].amount, rows[i].resets, a);
+		return;
+	}
+	n = HotHoldGrantsRead(h->id, a->locked, &rows);
 	HoldApply(h, n, rows, a);
 }
 
@@ -741,7 +784,9 @@ HoldLoaded(const HotHold *h, void *arg)
  * draws only what is not reserved; the overdraft room is what available
  * counts off besides.  Reservations on grants that are no longer live
  * (expired or voided under the hold) are backed by those grants and count
- * nowhere here.  A hold whose ttl has passed reserves nothing, at once.  With
+ * nowhere here.  A hold whose ttl has passed reserves nothing, at once, but
+ * what a reset carried for it while it was open left at its expiry
+ * (HoldCarried: carried_gone, taken off too until the sweep writes it).  With
  * the 1.0 schema a hold reserves a number: all of it counts off available.
  * No open holds (the balance row says so): no query.
  */
@@ -752,6 +797,7 @@ HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows)
 	Datum		values[3];
 	SPITupleTable *tt;
 	int64		last = 0;
+	HoldsLoadArg a;
 
 	set->held = 0;
 	set->holds_live = 0;
@@ -766,22 +812,28 @@ HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows)
 		return;
 	}
 	set->binding = true;
+	a.set = set;
+	a.nrows = nrows;
+	a.locked = acct->locked;
+	a.now = now;
+	a.recurring = false;
+	for (int j = 0; j < nrows; j++)
+		a.recurring |= set->rows[j].recurring;
 	if (HotHoldsReady())
 	{
 		/* directly (hotpath.c): the open holds, then what each reserves */
-		HoldsLoadArg a = {set, nrows, acct->locked};
-
-		HotOpenHoldsRead(acct->wallet_id, acct->asset, now, acct->locked, HoldLoaded, &a);
+		HotOpenHoldsRead(acct->wallet_id, acct->asset, acct->locked, HoldLoaded, &a);
 		return;
 	}
 	values[0] = Int64GetDatum(acct->wallet_id);
 	values[1] = CStringGetTextDatum(acct->asset);
 	values[2] = TimestampTzGetDatum(now);
 	WalletExec(PLAN_HOLD_RESERVED,
-			   "SELECT h.id, h.amount, h.overdraft, r.grant_id, r.amount FROM wallet.hold h "
+			   "SELECT h.id, h.amount, h.overdraft, r.grant_id, r.amount, "
+			   "       h.expires_at OPERATOR(pg_catalog.<=) $3, h.expires_at, r.resets FROM wallet.hold h "
 			   "  LEFT JOIN wallet.hold_grant r ON r.hold_id OPERATOR(pg_catalog.=) h.id "
 			   " WHERE h.wallet_id OPERATOR(pg_catalog.=) $1 AND h.asset OPERATOR(pg_catalog.=) $2 "
-			   "   AND h.status OPERATOR(pg_catalog.=) 'open' AND h.expires_at OPERATOR(pg_catalog.>) $3 "
+			   "   AND h.status OPERATOR(pg_catalog.=) 'open' "
 			   " ORDER BY h.id",
 			   3, argtypes, values, NULL, !acct->locked, SPI_OK_SELECT);
 	tt = SPI_tuptable;
@@ -792,6 +844,16 @@ HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows)
 		int64		grant_id;
 		int64		amount;
 
+		if (DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 6, &isnull)))
+		{
+			/* its ttl has passed (see HoldLoaded) */
+			grant_id = SpiGetInt64(tt->vals[i], tt->tupdesc, 4, &isnull);
+			if (!isnull && a.recurring)
+				HoldCarried(DatumGetTimestampTz(SPI_getbinval(tt->vals[i], tt->tupdesc, 7, &isnull)),
+							grant_id, SpiGetInt64(tt->vals[i], tt->tupdesc, 5, &isnull),
+							SpiGetInt64(tt->vals[i], tt->tupdesc, 8, &isnull), &a);
+			continue;
+		}
 		if (hold_id != last)
 		{
 			set->held = AddMinor(set->held, SpiGetInt64(tt->vals[i], tt->tupdesc, 2, &isnull));
@@ -825,12 +887,17 @@ HoldsTakeOff(GrantSet *set)
 		/* a grant holds at least what is reserved on it; if not, count the rest off too */
 		int64		t = Min(g->reserved, g->remaining);
 
-		if (g->reserved == 0)
-			continue;
+		if (g->reserved > 0)
+		{
+			g->remaining -= t;
+			set->total -= t;
+			set->reserved_live = AddMinor(set->reserved_live, t);
+			set->unbacked = AddMinor(set->unbacked, g->reserved - t);
+		}
+		/* what was carried for expired holds has left: no one may draw it */
+		t = Min(g->carried_gone, g->remaining);
 		g->remaining -= t;
 		set->total -= t;
-		set->reserved_live = AddMinor(set->reserved_live, t);
-		set->unbacked = AddMinor(set->unbacked, g->reserved - t);
 	}
 }
 
@@ -880,6 +947,56 @@ wallet_advance(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(set.resets_written);
 }
 
+/* what resets carried on a grant for holds whose ttl has passed, not swept yet (wallet._pending) */
+typedef struct Carried
+{
+	int			n;
+	int64	   *amounts;
+	TimestampTz *at;			/* the hold's expiry: it left then */
+} Carried;
+
+/*
+ * From wallet._pending's row of a recurring grant g: the reservations of
+ * open holds whose ttl had passed by as_of (columns 17 to 19: amounts,
+ * resets, expiries), those a reset carried (HoldCarried's rule) into c and
+ * g->carried_gone.
+ */
+static void
+PendingCarried(HeapTuple tup, TupleDesc desc, GrantRow *g, Carried *c)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, 17, &isnull);
+	Datum	   *amounts;
+	Datum	   *resets;
+	Datum	   *expiries;
+	int			n;
+	int			n2;
+	int			n3;
+
+	if (isnull || !g->recurring)
+		return;
+	deconstruct_array(DatumGetArrayTypeP(d), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &amounts, NULL, &n);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 18, &isnull)), INT8OID, 8,
+					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &resets, NULL, &n2);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 19, &isnull)), TIMESTAMPTZOID, 8,
+					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &expiries, NULL, &n3);
+	if (n2 != n || n3 != n)
+		elog(ERROR, "wallet: the reservations of expired holds came in arrays of %d, %d and %d", n, n2, n3);
+	c->amounts = palloc(sizeof(int64) * Max(n, 1));
+	c->at = palloc(sizeof(TimestampTz) * Max(n, 1));
+	for (int k = 0; k < n; k++)
+	{
+		TimestampTz at = DatumGetTimestampTz(expiries[k]);
+
+		if (BoundariesBy(g, at) <= DatumGetInt64(resets[k]))
+			continue;
+		c->amounts[c->n] = DatumGetInt64(amounts[k]);
+		c->at[c->n++] = at;
+		g->carried_gone = AddMinor(g->carried_gone, DatumGetInt64(amounts[k]));
+	}
+}
+
 /*
  * wallet._pending(as_of, only_wallet): the lines time has made by as_of that
  * are not written yet: resets of recurring grants and expiries.
@@ -899,6 +1016,7 @@ wallet_pending(PG_FUNCTION_ARGS)
 	uint64		o = 0;
 	bool		binding;
 	GrantRow   *rows;
+	Carried    *carried;
 	bool	   *voided;
 	TimestampTz *voided_at;
 	RepayStep  *steps;
@@ -930,8 +1048,20 @@ wallet_pending(PG_FUNCTION_ARGS)
 				   "                    AND r.grant_id OPERATOR(pg_catalog.=) g.id "
 				   "                    AND h.status OPERATOR(pg_catalog.=) 'open' "
 				   "                    AND h.expires_at OPERATOR(pg_catalog.>) $2), 0)::pg_catalog.int8, "
-				   "       g.scope "
+				   "       g.scope, x.c_amounts, x.c_resets, x.c_expiries "
 				   "  FROM wallet.grant_block g "
+				   "  LEFT JOIN LATERAL ("
+				   "       SELECT pg_catalog.array_agg(r.amount ORDER BY h.expires_at, h.id) AS c_amounts, "
+				   "              pg_catalog.array_agg(r.resets ORDER BY h.expires_at, h.id) AS c_resets, "
+				   "              pg_catalog.array_agg(h.expires_at ORDER BY h.expires_at, h.id) AS c_expiries "
+				   "         FROM wallet.hold h "
+				   "         JOIN wallet.hold_grant r ON r.hold_id OPERATOR(pg_catalog.=) h.id "
+				   "        WHERE g.recurrence IS NOT NULL "
+				   "          AND h.wallet_id OPERATOR(pg_catalog.=) g.wallet_id "
+				   "          AND h.asset OPERATOR(pg_catalog.=) g.asset "
+				   "          AND r.grant_id OPERATOR(pg_catalog.=) g.id "
+				   "          AND h.status OPERATOR(pg_catalog.=) 'open' "
+				   "          AND h.expires_at OPERATOR(pg_catalog.<=) $2) x ON true "
 				   " WHERE closed_at IS NULL "
 				   "   AND (recurrence IS NOT NULL OR expires_at IS NOT NULL OR voided_at IS NOT NULL) "
 				   "   AND ($1 IS NULL OR wallet_id OPERATOR(pg_catalog.=) $1) "
@@ -959,6 +1089,7 @@ wallet_pending(PG_FUNCTION_ARGS)
 	nod = SPI_processed;
 
 	rows = palloc(sizeof(GrantRow) * Max(n, 1));
+	carried = palloc0(sizeof(Carried) * Max(n, 1));
 	voided = palloc0(sizeof(bool) * Max(n, 1));
 	voided_at = palloc0(sizeof(TimestampTz) * Max(n, 1));
 	steps = palloc(sizeof(RepayStep) * Max(n, 1));
@@ -973,6 +1104,7 @@ wallet_pending(PG_FUNCTION_ARGS)
 			voided_at[i] = DatumGetTimestampTz(SPI_getbinval(tt->vals[i], tt->tupdesc, 14, &isnull));
 			voided[i] = !isnull;
 			rows[i].reserved = SpiGetInt64(tt->vals[i], tt->tupdesc, 15, &isnull);
+			PendingCarried(tt->vals[i], tt->tupdesc, &rows[i], &carried[i]);
 		}
 	}
 	for (uint64 i = 0; i < n;)
@@ -1080,6 +1212,19 @@ wallet_pending(PG_FUNCTION_ARGS)
 				values[5] = Int64GetDatum(rsteps[s].delta);
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
 			}
+			/* what resets carried for holds expired since left at their expiry (wallet._hold_settle) */
+			for (int k = 0; k < carried[r].n; k++)
+			{
+				int64		part = Min(carried[r].amounts[k], g->remaining);
+
+				if (part <= 0)
+					continue;
+				g->remaining -= part;
+				values[3] = CStringGetTextDatum("reset");
+				values[4] = TimestampTzGetDatum(carried[r].at[k]);
+				values[5] = Int64GetDatum(-part);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
+			}
 			if (g->has_expiry && g->expires_at <= as_of && g->remaining > reserved)
 			{
 				values[3] = CStringGetTextDatum("expiry");
@@ -1129,4 +1274,26 @@ wallet_grant_fold(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(g.resets);
 	values[1] = Int64GetDatum(g.remaining);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/*
+ * wallet._boundaries_by(effective_at, expires_at, recurrence, at): the resets
+ * a recurring grant has had by at (its boundaries in (effective_at, at],
+ * before expiry), as GrantAdvance counts them.  wallet._hold_settle asks it
+ * whether a reset came while a hold was open.
+ */
+Datum
+wallet_boundaries_by(PG_FUNCTION_ARGS)
+{
+	GrantRow	g;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_NULL();
+	memset(&g, 0, sizeof(g));
+	g.effective_at = PG_GETARG_TIMESTAMPTZ(0);
+	g.has_expiry = !PG_ARGISNULL(1);
+	g.expires_at = g.has_expiry ? PG_GETARG_TIMESTAMPTZ(1) : DT_NOEND;
+	g.recurring = true;
+	g.recurrence = *PG_GETARG_INTERVAL_P(2);
+	PG_RETURN_INT64(BoundariesBy(&g, PG_GETARG_TIMESTAMPTZ(3)));
 }

@@ -3028,12 +3028,13 @@ HotHoldGrantsRead(int64 hold_id, bool locked, HotHoldGrant **rows)
 }
 
 /*
- * The open holds of a balance (1.1 schema) whose ttl has not passed at now,
- * in id order: fn(hold, arg) for each.  locked: read with a fresh snapshot
- * (the caller holds the balance lock), else the active one.
+ * The open holds of a balance (1.1 schema), in id order, those whose ttl has
+ * passed too (fn tells them by expires_at): fn(hold, arg) for each.  locked:
+ * read with a fresh snapshot (the caller holds the balance lock), else the
+ * active one.
  */
 void
-HotOpenHoldsRead(int64 wallet_id, const char *asset, TimestampTz now, bool locked,
+HotOpenHoldsRead(int64 wallet_id, const char *asset, bool locked,
 				 HotHoldFn fn, void *arg)
 {
 	Relation	hrel;
@@ -3064,7 +3065,7 @@ HotOpenHoldsRead(int64 wallet_id, const char *asset, TimestampTz now, bool locke
 
 		HoldFromSlot(slot, &h);
 		/* the index is partial (status = 'open'): the row version read says */
-		if (strcmp(h.status, "open") != 0 || h.expires_at <= now)
+		if (strcmp(h.status, "open") != 0)
 			continue;
 		if (n == cap)
 		{

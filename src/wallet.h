@@ -285,6 +285,8 @@ typedef struct GrantRow
 	const Scope *scope;			/* NULL: serves every debit */
 	bool		excluded;		/* does not serve the debit at hand (ScopeSelect) */
 	int64		reserved;		/* what open holds reserve on it (1.1) */
+	int64		carried_gone;	/* what resets carried for holds expired since, not swept
+								 * yet: it left at their expiry (1.1) */
 	ItemPointerData tid;		/* where it was read (invalid: written since) */
 } GrantRow;
 
@@ -609,7 +611,7 @@ typedef void (*HotHoldFn) (const HotHold *h, void *arg);
 extern bool HotHoldsReady(void);
 extern bool HotHoldRead(int64 hold_id, const ItemPointerData *at, HotHold *h);
 extern int	HotHoldGrantsRead(int64 hold_id, bool locked, HotHoldGrant **rows);
-extern void HotOpenHoldsRead(int64 wallet_id, const char *asset, TimestampTz now, bool locked,
+extern void HotOpenHoldsRead(int64 wallet_id, const char *asset, bool locked,
 							 HotHoldFn fn, void *arg);
 extern bool HotHoldInsert(const HotHoldNew *n, int64 *hold_id);
 extern bool HotHoldClose(const HotHold *h, const char *status, TimestampTz at, int64 event_id,

@@ -185,6 +185,8 @@ SELECT approved FROM wallet_capture_lines(:llm_hold, '{}');						-- 22023
 SELECT approved FROM wallet_capture_lines(:llm_hold, '[]');						-- 22023
 SELECT approved FROM wallet_capture_lines(:llm_hold, '[{"quantity": 1}]');		-- 22023
 SELECT approved FROM wallet_capture_lines(:llm_hold, '[{"meter": "bh.call", "quantity": 0}]');	-- 22023
+-- a misspelt field is refused, as wallet_ingest refuses one: it must not bill without dimensions
+SELECT approved FROM wallet_capture_lines(:llm_hold, '[{"meter": "bh.call", "quantity": 1, "dimension": {"model": "m1"}}]');	-- 22023
 -- two meters above what the balance allows: both declined, nothing written, the hold open
 SELECT approved, reason, amount FROM wallet_capture_lines(:llm_hold,
 	'[{"meter": "bh.call", "quantity": 50}, {"meter": "bh.out", "quantity": 30}]');

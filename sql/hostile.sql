@@ -32,7 +32,8 @@ SELECT v AS amount, try(format('SELECT wallet_debit(%L, %L, %s, %L)', 'acme', a,
 			   ('nano', '9223372.036854775808'), ('nano', '0.000000000001'),
 			   ('nano', '0.0000000000001'), ('USD', '1.0000000'), ('USD', '1.00000000000000000000000000000000000001')) t(a, v);
 SELECT v AS quantity, try(format('SELECT wallet_authorize_debit(%L, %L, %s, %L)', 'acme', 'chat', v, 'q-' || v)) AS sqlstate
-  FROM unnest(ARRAY['''NaN''::numeric', '''Infinity''::numeric', '0', '-0.5', '1e400', '1e-400', '0.5']) v;
+  FROM unnest(ARRAY['''NaN''::numeric', '''Infinity''::numeric', '0', '-0.5', '1e400', '1e-400', '0.5',
+					 '1.0000000000000000000000000000000000000001']) v;
 -- a balance stays countable in 64 bits
 SELECT wallet_create('whale') > 0;
 SELECT try($$SELECT wallet_grant('whale', 'credits', 9223372036854775807)$$) AS max_grant,

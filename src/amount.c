@@ -105,6 +105,9 @@ DecFromString(const char *s, Dec *out)
 			}
 			if (end == point + 1)
 				end--;
+			/* more decimal places than kept: that, not out of range, whatever the digits */
+			if (end - point - 1 > DEC_MAX_SCALE)
+				return false;
 		}
 	}
 	for (; s < end; s++)

@@ -832,6 +832,7 @@ ReleasedBack(const Reservation *rs, int nres, int64 overdraft_room)
 static CaptureLine *
 LinesParse(Jsonb *lines, int *n)
 {
+	static const char *const fields[] = {"meter", "quantity", "dimensions", "cost"};
 	CaptureLine *cl;
 
 	if (!JB_ROOT_IS_ARRAY(lines) || JB_ROOT_IS_SCALAR(lines) || JB_ROOT_COUNT(lines) == 0)
@@ -845,12 +846,19 @@ LinesParse(Jsonb *lines, int *n)
 		JsonbValue *e = getIthJsonbValueFromContainer(&lines->root, i);
 		JsonbValue	v;
 		JsonbContainer *o;
+		char	   *unknown;
 
 		if (e == NULL || e->type != jbvBinary || !JsonContainerIsObject(e->val.binary.data))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("line %d of lines is not a json object", i)));
 		o = e->val.binary.data;
+		unknown = JsonUnknownField(o, fields, lengthof(fields));
+		if (unknown != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown field \"%s\" in line %d of lines", unknown, i),
+					 errhint("A line has the arguments of wallet_capture: meter, quantity, dimensions, cost.")));
 		if (!getKeyJsonValueFromContainer(o, "meter", 5, &v) || v.type != jbvString)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

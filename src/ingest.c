@@ -178,30 +178,17 @@ CheckFields(JsonbContainer *obj, int known)
 {
 	static const char *const fields[] = {"customer", "meter", "quantity", "idempotency_key",
 	"dimensions", "occurred_at", "cost"};
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
+	char	   *unknown;
 
 	if (JsonContainerSize(obj) == known)
 		return;
-	it = JsonbIteratorInit(obj);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		bool		ok = false;
-
-		if (tok != WJB_KEY)
-			continue;
-		for (int i = 0; i < lengthof(fields) && !ok; i++)
-			ok = strlen(fields[i]) == (size_t) v.val.string.len &&
-				memcmp(fields[i], v.val.string.val, v.val.string.len) == 0;
-		if (!ok)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown field \"%s\" in event",
-							pnstrdup(v.val.string.val, v.val.string.len)),
-					 errhint("An event has the arguments of wallet_authorize_debit: customer, meter, "
-							 "quantity, idempotency_key, dimensions, occurred_at, cost.")));
-	}
+	unknown = JsonUnknownField(obj, fields, lengthof(fields));
+	if (unknown != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown field \"%s\" in event", unknown),
+				 errhint("An event has the arguments of wallet_authorize_debit: customer, meter, "
+						 "quantity, idempotency_key, dimensions, occurred_at, cost.")));
 }
 
 /*

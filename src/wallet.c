@@ -343,6 +343,29 @@ ArgDimensions(FunctionCallInfo fcinfo, int n)
 
 static void DimensionsLimits(Jsonb *j);
 
+/* the first key of the json object obj that is not one of fields, or NULL */
+char *
+JsonUnknownField(JsonbContainer *obj, const char *const *fields, int nfields)
+{
+	JsonbIterator *it = JsonbIteratorInit(obj);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		bool		ok = false;
+
+		if (tok != WJB_KEY)
+			continue;
+		for (int i = 0; i < nfields && !ok; i++)
+			ok = strlen(fields[i]) == (size_t) v.val.string.len &&
+				memcmp(fields[i], v.val.string.val, v.val.string.len) == 0;
+		if (!ok)
+			return pnstrdup(v.val.string.val, v.val.string.len);
+	}
+	return NULL;
+}
+
 /* dimensions that are not null: a json object; {} is none (NULL) */
 Jsonb *
 DimensionsCheck(Jsonb *j)

@@ -225,6 +225,7 @@ extern Numeric ArgNumeric(FunctionCallInfo fcinfo, int n, const char *name);
 extern Jsonb *ArgDimensions(FunctionCallInfo fcinfo, int n);
 extern TimestampTz ArgOccurredAt(FunctionCallInfo fcinfo, int n);
 extern Jsonb *DimensionsCheck(Jsonb *j);
+extern char *JsonUnknownField(JsonbContainer *obj, const char *const *fields, int nfields);
 extern char *SpiGetText(HeapTuple tup, TupleDesc desc, int col, bool *isnull);
 extern int64 SpiGetInt64(HeapTuple tup, TupleDesc desc, int col, bool *isnull);
 

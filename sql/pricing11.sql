@@ -118,6 +118,14 @@ SELECT wallet_set_price('qt.up', 'USD', '{"model": "per_unit", "unit_price": "0.
 	   wallet_set_price('qt.mul', 'USD', '{"model": "per_unit", "unit_price": "0.01", "quantity_transform": {"multiply_by": 60}}') > 0;
 SELECT run11('debit', 'p2', 'qt.up', 1500) AS "2 blocks: 1.00", run11('capture', 'p2', 'qt.down', 1500) AS "1 block: 0.50",
 	   run11('ingest', 'p2', 'qt.none', 1500) AS "1.5 blocks: 0.75", run11('debit', 'p2', 'qt.mul', 1.5) AS "90 minutes: 0.90";
+-- round none keeps the fraction: a third of a unit is priced as "per": 3 prices it, rounded once
+SELECT wallet_create_asset('qt12', 12, 1) IS NOT NULL AS created;
+SELECT wallet_set_price('qt.third', 'qt12', '{"model": "per_unit", "unit_price": "10", "quantity_transform": {"divide_by": 3, "round": "none"}}') > 0,
+	   wallet_set_price('qt.per3', 'qt12', '{"model": "per_unit", "unit_price": "10", "per": 3}') > 0,
+	   wallet_set_price('qt.big', 'USD', '{"model": "per_unit", "unit_price": "300000000000", "quantity_transform": {"divide_by": 3, "round": "none"}}') > 0;
+SELECT (SELECT amount FROM wallet_quote('p2', 'qt.third', 1)) AS third,
+	   (SELECT amount FROM wallet_quote('p2', 'qt.per3', 1)) AS per3,
+	   (SELECT amount FROM wallet_quote('p2', 'qt.big', 1)) AS "100000000000.00";
 -- on a tiered rule the counter counts transformed units
 SELECT wallet_set_price('qt.grad', 'USD', '{"model": "graduated", "quantity_transform": {"divide_by": 1000, "round": "up"},
 	"tiers": [{"up_to": 2, "unit_price": "0"}, {"unit_price": "1"}]}') > 0 AS set;

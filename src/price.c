@@ -1402,12 +1402,20 @@ static int64
 Evaluate(const Rule *r, Dec q, EvalContext *ec)
 {
 	int64		amount = 0;
+	Dec			given = q;
 
 	if (r->transform != TRANSFORM_NONE)
 		q = TransformQuantity(r, q);
 	switch (r->model)
 	{
 		case MODEL_PER_UNIT:
+			if (r->transform == TRANSFORM_DIVIDE && r->transform_round < 0)
+			{
+				/* divide_by with round none: one division, rounded once (q / 3 has no end) */
+				amount = DecDivToMinor(DecMul(given, r->unit_price),
+									   DecMul(r->transform_by, DecFromInt(r->per)), ec->scale, r->rounding);
+				break;
+			}
 			amount = DecToMinor(DecMul(q, r->unit_price), r->per, ec->scale, r->rounding);
 			break;
 		case MODEL_FLAT:

@@ -311,17 +311,17 @@ SELECT approved, amount, balance FROM wallet_capture(:fine_h, 'bh.fine', 5000000
 SELECT * FROM wallet_verify();
 
 -------------------------------------------- a hold that a reset carried, then expired unused
--- 100 every 4 s, no rollover; a hold of 30 for 6 s: the reset at 4 s carries it whole (it is
--- reserved), and at 6 s, when the hold expires, what was carried for it leaves. The balance is
+-- 100 every 6 s, no rollover; a hold of 30 for 9 s: the reset at 6 s carries it whole (it is
+-- reserved), and at 9 s, when the hold expires, what was carried for it leaves. The balance is
 -- 100 whether or not the reset was written while the hold was open, before and after the sweep
 SELECT wallet_create('bh-quiet') > 0 AS created, wallet_create('bh-touched') > 0 AS created;
-SELECT wallet_grant(c, 'bh', 100, recurrence => '4 seconds') > 0 AS granted
+SELECT wallet_grant(c, 'bh', 100, recurrence => '6 seconds') > 0 AS granted
   FROM unnest(ARRAY['bh-quiet', 'bh-touched']) c;
-SELECT approved FROM unnest(ARRAY['bh-quiet', 'bh-touched']) c, wallet_hold(c, 'bh', 30, c || '-h', '6 seconds');
-SELECT pg_sleep(5);
+SELECT approved FROM unnest(ARRAY['bh-quiet', 'bh-touched']) c, wallet_hold(c, 'bh', 30, c || '-h', '9 seconds');
+SELECT pg_sleep(7.5);
 -- between the reset and the hold's expiry, one wallet is used: its reset is written, carrying 30
 SELECT approved, balance FROM wallet_debit('bh-touched', 'bh', 1, 'touched-poke');
-SELECT pg_sleep(2);
+SELECT pg_sleep(3);
 SELECT customer, available, held FROM wallet.balances WHERE customer IN ('bh-quiet', 'bh-touched') ORDER BY 1;
 SELECT approved, reason FROM wallet_debit('bh-touched', 'bh', 100, 'touched-all');
 SELECT count(*) AS unbalanced FROM wallet.conservation WHERE difference <> 0;

@@ -430,7 +430,11 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 		ON l.wallet_id = a.wallet_id AND l.asset = a.asset
 	 WHERE a.overdraft <> -coalesce(l.amount, 0)
 	UNION ALL
-	/* every grant: 0 <= remaining <= its ceiling (and what open holds carried through resets), and its lines sum to it */
+	/*
+	 * every grant: 0 <= remaining <= its ceiling (and what open holds carried
+	 * through resets: every open hold, also one whose ttl has passed, whose
+	 * carried value stays until the sweep settles it), and its lines sum to it
+	 */
 	SELECT 'grant_remaining', format('grant %s: remaining %s, amount %s, lines %s',
 			g.id, g.remaining, g.amount, coalesce(l.amount, 0))
 	  FROM wallet.grant_block g
@@ -438,7 +442,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 				  WHERE grant_id IS NOT NULL GROUP BY 1) l ON l.grant_id = g.id
 	 WHERE g.remaining < 0
 		OR g.remaining > g.amount + CASE WHEN g.recurrence IS NULL THEN 0
-										 ELSE g.rollover_max + wallet._reserved(g.id, now()) END
+										 ELSE g.rollover_max + wallet._reserved(g.id, '-infinity') END
 		OR g.remaining <> coalesce(l.amount, 0)
 	UNION ALL
 	/* every event: its debit lines sum to its amount, refunds to what was refunded */
@@ -1060,7 +1064,12 @@ $$;
 COMMENT ON FUNCTION wallet._alert_raised(bigint, text, bigint) IS
 	'after a release: evaluates the alerts of the balance row when one of them recovers';
 
-/* a grant landed: it closes the recharge it answers, and may bring alerts back */
+/*
+ * A grant landed: it closes the recharge it answers, and may bring alerts
+ * back.  A grant a refund makes (wallet._refund_grant) is one part of that
+ * refund: the balance is judged once the refund is whole (alert_on_refund),
+ * not halfway, where it may look low enough to ask for a recharge.
+ */
 CREATE FUNCTION wallet._alert_on_grant() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -1069,7 +1078,9 @@ BEGIN
 		 WHERE x.wallet_id = NEW.wallet_id AND x.asset = NEW.asset AND x.open_ref = NEW.external_ref
 		   AND x.landed_at IS NULL;
 	END IF;
-	PERFORM wallet._alert_check(NEW.wallet_id, NEW.asset);
+	IF NOT coalesce(NEW.metadata ? 'refund_of_event', false) THEN
+		PERFORM wallet._alert_check(NEW.wallet_id, NEW.asset);
+	END IF;
 	RETURN NULL;
 END
 $$;
@@ -1634,6 +1645,135 @@ BEGIN
 		VALUES (now(), w, asset, gid, 'repay', -repay), (now(), w, asset, NULL, 'repay', repay);
 	END IF;
 	RETURN gid;
+END
+$$;
+
+/*
+ * wallet_refund as 1.0 wrote it (with the owner's rights, as 1.0's install
+ * made it), but for one line: the overdraft slice that a grant repaid since
+ * goes to a new grant like the one that repaid last in time, not the one
+ * whose repay line was written last.
+ */
+CREATE OR REPLACE FUNCTION @extschema@.wallet_refund(event_id bigint, amount numeric DEFAULT NULL,
+	reason text DEFAULT NULL)
+RETURNS @extschema@.wallet_result LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	e wallet.event;
+	g wallet.grant_block;
+	d record;
+	cust text;
+	want bigint;
+	skip bigint;
+	todo bigint;
+	x bigint;
+	back bigint;
+	od bigint;
+	rev numeric := 0;
+	unit numeric;
+	res @extschema@.wallet_result;
+BEGIN
+	IF event_id IS NULL THEN
+		RAISE EXCEPTION 'event_id must not be null' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT * INTO e FROM wallet.event ev WHERE ev.id = wallet_refund.event_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no event with id %', event_id USING ERRCODE = 'WL007';
+	END IF;
+	PERFORM wallet._touch(e.wallet_id, e.asset);
+	SELECT * INTO e FROM wallet.event ev WHERE ev.id = wallet_refund.event_id;
+
+	IF amount IS NULL THEN
+		want := e.amount - e.refunded;
+	ELSE
+		want := wallet._minor(e.asset, amount);
+		IF want > e.amount - e.refunded THEN
+			RAISE EXCEPTION 'refund of % exceeds what is left of event %', amount, event_id
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('The event charged %s, of which %s is refunded already.',
+									  wallet._major(e.asset, e.amount), wallet._major(e.asset, e.refunded));
+		END IF;
+	END IF;
+
+	unit := wallet._major(e.asset, 1);
+	skip := e.refunded;
+	todo := want;
+	FOR d IN SELECT l.grant_id, -l.amount AS took FROM wallet.line l
+			  WHERE l.event_id = e.id AND l.kind = 'debit' ORDER BY l.id DESC
+	LOOP
+		EXIT WHEN todo = 0;
+		IF skip >= d.took THEN
+			skip := skip - d.took;
+			CONTINUE;
+		END IF;
+		x := least(d.took - skip, todo);
+		skip := 0;
+		todo := todo - x;
+
+		IF d.grant_id IS NULL THEN
+			/* the overdraft slice: pay overdraft back */
+			SELECT a.overdraft INTO od FROM wallet.account a
+			 WHERE a.wallet_id = e.wallet_id AND a.asset = e.asset;
+			back := least(x, od);
+			IF back > 0 THEN
+				UPDATE wallet.account a SET overdraft = a.overdraft - back
+				 WHERE a.wallet_id = e.wallet_id AND a.asset = e.asset;
+				INSERT INTO wallet.line_stored (at, wallet_id, asset, event_id, kind, amount)
+				VALUES (now(), e.wallet_id, e.asset, e.id, 'refund', back);
+			END IF;
+			IF x > back THEN
+				/*
+				 * a grant repaid that overdraft since: the value goes to one
+				 * like the last that repaid, in time (one touch writes the
+				 * repay lines of several grants in grant order, not time order)
+				 */
+				SELECT gb.* INTO g FROM wallet.line l JOIN wallet.grant_block gb ON gb.id = l.grant_id
+				 WHERE l.wallet_id = e.wallet_id AND l.asset = e.asset AND l.kind = 'repay'
+				 ORDER BY l.at DESC, l.id DESC LIMIT 1;
+				PERFORM wallet._refund_grant(e.wallet_id, e.asset, e.id, g.id,
+					coalesce(g.category, 'paid'), coalesce(g.priority, 100),
+					coalesce(g.unit_revenue, 0), x - back);
+			END IF;
+			CONTINUE;
+		END IF;
+
+		SELECT * INTO g FROM wallet.grant_block gb WHERE gb.id = d.grant_id;
+		IF g.category = 'paid' THEN		/* only paid value was revenue */
+			rev := rev + x * g.unit_revenue * unit;
+		END IF;
+		back := 0;
+		IF g.voided_at IS NULL AND g.effective_at <= now()
+		   AND (g.expires_at IS NULL OR g.expires_at > now()) THEN
+			back := greatest(0, least(x, g.amount - g.remaining
+				+ CASE WHEN g.recurrence IS NULL THEN 0 ELSE g.rollover_max END));
+			IF back > 0 THEN
+				UPDATE wallet.grant_block gb SET remaining = gb.remaining + back, closed_at = NULL
+				 WHERE gb.id = g.id;
+				INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, event_id, kind, amount)
+				VALUES (now(), e.wallet_id, e.asset, g.id, e.id, 'refund', back);
+			END IF;
+		END IF;
+		IF x > back THEN
+			PERFORM wallet._refund_grant(e.wallet_id, e.asset, e.id, g.id, g.category, g.priority,
+				g.unit_revenue, x - back);
+		END IF;
+	END LOOP;
+	IF todo <> 0 THEN
+		RAISE EXCEPTION 'wallet: debit lines of event % do not cover its amount', e.id;
+	END IF;
+
+	IF want > 0 THEN
+		UPDATE wallet.event ev SET refunded = ev.refunded + want, revenue = ev.revenue - rev
+		 WHERE ev.id = e.id;
+		INSERT INTO wallet.refund (event_id, wallet_id, asset, amount, revenue, reason, at)
+		VALUES (e.id, e.wallet_id, e.asset, want, rev, reason, now());
+		/* spend caps: the refunded part is spend given back to the period the debit was in */
+		PERFORM wallet._cap_giveback(e.id, want);
+	END IF;
+
+	SELECT ww.customer INTO cust FROM wallet.wallet ww WHERE ww.id = e.wallet_id;
+	res := ROW(true, false, NULL, e.id, NULL, e.asset, wallet._major(e.asset, want),
+			   @extschema@.wallet_balance(cust, e.asset));
+	RETURN res;
 END
 $$;
 

@@ -325,6 +325,7 @@ SELECT pg_sleep(3);
 SELECT customer, available, held FROM wallet.balances WHERE customer IN ('bh-quiet', 'bh-touched') ORDER BY 1;
 SELECT approved, reason FROM wallet_debit('bh-touched', 'bh', 100, 'touched-all');
 SELECT count(*) AS unbalanced FROM wallet.conservation WHERE difference <> 0;
+SELECT * FROM wallet_verify();
 SELECT action, count FROM wallet_sweep() WHERE action = 'expired_holds';
 SELECT customer, available, held FROM wallet.balances WHERE customer IN ('bh-quiet', 'bh-touched') ORDER BY 1;
 SELECT customer, kind, amount, hold_id IS NOT NULL AS of_hold FROM wallet.ledger

@@ -6,7 +6,7 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS wallet CASCADE;
 CREATE EXTENSION wallet;
 SELECT wallet_create_asset('lc', 0, 0.01);
-SELECT count(wallet_create(c)) FROM unnest(array['bd', 'bd2', 'bd3', 'rp', 'rp2', 'rp3', 'rp4']) c;
+SELECT count(wallet_create(c)) FROM unnest(array['bd', 'bd2', 'bd3', 'rp', 'rp2', 'rp3', 'rp4', 'rf', 'rf2']) c;
 
 -- 1. Backdated grants are recorded as of their creation.
 -- already expired when created: 22023, nothing written
@@ -125,6 +125,28 @@ SELECT customer, count(*) AS repay_lines_written FROM wallet.ledger
  WHERE customer IN ('rp', 'rp2', 'rp3') AND kind = 'repay' AND id IS NOT NULL GROUP BY 1 ORDER BY 1;
 SELECT * FROM wallet_verify();
 SELECT action, count > 0 AS some FROM wallet_sweep() WHERE action = 'resets';
+SELECT * FROM wallet_verify();
+
+-- A refund of a debit's overdraft part that a grant has repaid since goes to a new grant like
+-- the one that repaid last, in time: the paid grant whose boundary (6 s) came after the
+-- bundled one's (4 s), whether a sweep wrote the first repay down in between (rf) or one
+-- touch wrote both (rf2, where the bundled grant's lines come last).
+SELECT wallet_set_limit(c, 'lc', overdraft => 100) FROM unnest(array['rf', 'rf2']) c;
+SELECT wallet_grant(c, 'lc', 5, category => 'paid', recurrence => '6 seconds') > 0 AS paid,
+	   wallet_grant(c, 'lc', 5, category => 'bundled', recurrence => '4 seconds') > 0 AS bundled
+  FROM unnest(array['rf', 'rf2']) c;
+SELECT event_id AS rf_event FROM wallet_debit('rf', 'lc', 30, 'rf-1') \gset
+SELECT event_id AS rf2_event FROM wallet_debit('rf2', 'lc', 30, 'rf2-1') \gset
+SELECT pg_sleep(5);
+-- rf's balance row is touched (as any write does): the bundled grant's repay is written now
+SELECT wallet._touch(wallet._wallet_id('rf'), 'lc');
+SELECT pg_sleep(2);
+SELECT amount FROM wallet_refund(:rf_event);
+SELECT amount FROM wallet_refund(:rf2_event);
+SELECT customer, category, amount, (metadata->>'refund_of_grant')::bigint = (
+		SELECT g.id FROM wallet.grants g WHERE g.customer = gs.customer AND g.category = 'paid'
+		 ORDER BY g.id LIMIT 1) AS like_the_paid_one
+  FROM wallet.grants gs WHERE customer IN ('rf', 'rf2') AND metadata ? 'refund_of_event' ORDER BY 1;
 SELECT * FROM wallet_verify();
 
 -- A database still at 1.0 keeps 1.0's rule (the debt stays); once upgraded, the resets

@@ -176,6 +176,31 @@ RESET ROLE;
 SELECT count(*) FROM wallet.outbox WHERE customer = 'up' AND kind = 'recovered';
 SELECT wallet_balance('up', 'tc');
 SELECT * FROM pg_temp.outbox('up');
+-- a capture below its hold gives the rest back, as a release does: recovered, and the next
+-- crossing is reported again
+SELECT wallet_create('up-cap') > 0 AS created, wallet_grant('up-cap', 'tc', 100) > 0 AS granted;
+SELECT wallet_set_price('tc.call', 'tc', '{"model": "per_unit", "unit_price": "1"}', now() - interval '1 minute') > 0 AS priced;
+SELECT wallet_set_alert('up-cap', 'tc', 50);
+-- 15: low_balance
+SELECT balance, hold_id AS upc_hold FROM wallet_hold('up-cap', 'tc', 85, 'upc-h') \gset
+SELECT amount, balance FROM wallet_capture(:upc_hold, 'tc.call', 10);			-- 90: recovered
+SELECT balance FROM wallet_debit('up-cap', 'tc', 75, 'upc-d');					-- 15: low_balance
+SELECT * FROM pg_temp.outbox('up-cap');
+
+---------------------------------------------------------------- a refund asks for no recharge
+-- the recharge the debit asked for failed (acked without its grant), the grant it drew last is
+-- voided (a chargeback): the refund gives 5 to a new grant, then 90 back to the first. It is
+-- one change of the balance, from 0 to 95, above the threshold: no recharge
+SELECT wallet_create('rf') > 0 AS created;
+SELECT wallet_grant('rf', 'tc', 90, priority => 1) > 0 AS granted;
+SELECT wallet_grant('rf', 'tc', 10, priority => 2) AS rf_g2 \gset
+SELECT wallet_set_recharge('rf', 'tc', 30, 100);
+-- 5: recharge 95
+SELECT balance, event_id AS rf_event FROM wallet_debit('rf', 'tc', 95, 'rf-d') \gset
+SELECT count(wallet_outbox_ack(id)) AS acked FROM wallet.outbox WHERE customer = 'rf' AND kind = 'recharge';
+SELECT wallet_void_grant(:rf_g2, 'chargeback') AS voided;
+SELECT balance FROM wallet_refund(:rf_event, reason => 'job failed');				-- 95
+SELECT kind, available, detail->>'amount' AS amount FROM wallet.outbox WHERE customer = 'rf' ORDER BY id;
 
 SELECT * FROM wallet_verify();
 

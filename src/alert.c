@@ -75,6 +75,14 @@ AlertRaised(const Account *acct, int64 available)
 	values[0] = Int64GetDatum(acct->wallet_id);
 	values[1] = CStringGetTextDatum(acct->asset);
 	values[2] = Int64GetDatum(available);
+	/* most balances have no alert below: one index probe says so (a capture calls this too) */
+	WalletExec(PLAN_ALERT_BELOW,
+			   "SELECT 1 FROM wallet.alert "
+			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND asset OPERATOR(pg_catalog.=) $2 "
+			   "   AND threshold OPERATOR(pg_catalog.<=) $3 AND enabled AND below LIMIT 1",
+			   3, argtypes, values, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return;
 	WalletExec(PLAN_ALERT_RAISED, "SELECT wallet._alert_raised($1, $2, $3)",
 			   3, argtypes, values, NULL, false, SPI_OK_SELECT);
 }

@@ -1179,6 +1179,9 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 	}
 	HoldClose(&acct, &h, "captured", first_event, now, true, false, 0, &st);
 	OutboxLowBalance(&acct, available, after);
+	/* what the capture did not use goes back, as a release's does: alerts it crosses back recover */
+	if (after > available)
+		AlertRaised(&acct, after);
 }
 
 /* wallet_capture(hold_id, meter, quantity, dimensions, cost) of a 1.0 schema */

@@ -588,7 +588,12 @@ ReadAll(Batch *b)
 			item->key->st = NULL;
 			wallet_ids[n] = probe.wallet_id;
 			keys[n] = item->req.key;
-			holds[n] = !same || item->pair->holds_made;
+			/*
+			 * as the single call (HotAccountLock): an open hold on the locked
+			 * balance row is a hold, whatever the wallet's copy said before the
+			 * lock (a hold committed a moment before its invalidation is sent)
+			 */
+			holds[n] = !same || item->pair->holds_made || b->accts[item->pair->index].holds_open > 0;
 			entries[n++] = item->key;
 		}
 	}

@@ -2080,6 +2080,15 @@ BEGIN
 	END IF;
 	SELECT least(upto, min(p.at)) INTO upto
 	  FROM wallet._pending(now(), w) p WHERE p.asset = a AND p.kind = 'reset';
+	/*
+	 * nor the start of a hold whose ttl has passed and that no sweep has
+	 * closed: the sweep writes what it reserved on a grant expired or voided
+	 * meanwhile at the hold's expiry, where wallet._pending dates all of the
+	 * grant's rest at the grant's expiry or void
+	 */
+	SELECT least(upto, min(h.created_at)) INTO upto
+	  FROM wallet.hold h
+	 WHERE h.wallet_id = w AND h.asset = a AND h.status = 'open' AND h.expires_at <= now();
 	SELECT m.at, m.balance INTO last_at, last_bal
 	  FROM wallet.statement_mark m
 	 WHERE m.wallet_id = w AND m.asset = a ORDER BY m.at DESC LIMIT 1;
@@ -2139,8 +2148,10 @@ REVOKE ALL ON FUNCTION wallet._balance_before(bigint, text, timestamptz) FROM PU
  *	 - starts after the line after_line (of this customer) or at since, in the
  *	   asset of that line, and goes on through the next assets;
  *	 - holds at most max_lines lines, but never ends on a line without id:
- *	   such lines at its end are followed up to the next line with an id, so
- *	   that the last line_id of a page is always the next page's after_line;
+ *	   such lines at its end are followed up to the next line with an id
+ *	   (into the next asset if need be), so that the last line_id of a page
+ *	   is always the next page's after_line; only the statement's last page
+ *	   can end on one;
  *	 - per asset it reaches: an opening row, the balance just before the
  *	   asset's first line on the page (at: since, or the time of after_line);
  *	   its lines with the balance after each; a closing row when the asset's
@@ -2165,8 +2176,8 @@ DECLARE
 	a text;
 	open_at timestamptz;
 	bal bigint;
-	lim int;
-	left_lines int := max_lines;
+	lim bigint;					/* bigint: max_lines + 1 + pending fits */
+	left_lines bigint := max_lines;
 	npending int;
 	n int;
 	r record;
@@ -2210,7 +2221,7 @@ BEGIN
 			  WHERE ac.wallet_id = w AND (cur_asset IS NULL OR ac.asset >= cur_asset)
 			  ORDER BY ac.asset
 	LOOP
-		EXIT WHEN left_lines = 0;
+		EXIT WHEN left_lines <= 0;
 		CONTINUE WHEN a = cur_asset AND cur_at >= hi;	/* after_line is past until */
 		/* marks up to where the page starts (a page never pays for the history after it) */
 		PERFORM wallet._statement_marks(w, a,
@@ -2306,6 +2317,15 @@ BEGIN
 		END IF;
 		left_lines := left_lines - n;
 		EXIT WHEN NOT complete;
+		/*
+		 * the asset ended on lines without id (and filled the page): the page
+		 * may not end there, or the next one, after its last line_id, would
+		 * show them again; it goes on to the next asset's first line (only the
+		 * statement's last page can end on a line without id)
+		 */
+		IF left_lines <= 0 AND n > 0 AND last_id IS NULL THEN
+			left_lines := 1;
+		END IF;
 	END LOOP;
 END
 $$;

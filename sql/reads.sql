@@ -68,6 +68,7 @@ DECLARE
 	ok boolean := true;
 	acc text[] := '{}';
 	whole text[];
+	tail_no_id boolean := false;
 BEGIN
 	pages := 0;
 	CREATE TEMP TABLE IF NOT EXISTS whole_stmt AS SELECT * FROM wallet_statement(cust) WITH NO DATA;
@@ -89,11 +90,15 @@ BEGIN
 			ELSIF r.kind <> 'closing' THEN
 				acc := acc || format('%s %s %s %s', r.asset, r.kind, r.amount, r.balance);
 				cursor_line := coalesce(r.line_id, cursor_line);
+				tail_no_id := r.line_id IS NULL;
 				got := got + 1;
 			END IF;
 		END LOOP;
-		EXIT WHEN got = 0 OR pages > 50;
-		pages := pages + 1;
+		IF got > 0 THEN
+			pages := pages + 1;
+		END IF;
+		/* only the statement's last page ends on a line without id */
+		EXIT WHEN got = 0 OR tail_no_id OR pages > 50;
 	END LOOP;
 	lines := cardinality(acc);
 	same := acc = whole;
@@ -121,6 +126,20 @@ SELECT kind, amount, balance, line_id FROM wallet_statement('bob', max_lines => 
 SELECT pg_temp.nth_line('bob', 2) AS bob2 \gset
 SELECT kind, amount, balance, line_id FROM wallet_statement('bob', after_line => :bob2, max_lines => 1);
 SELECT p AS page_size, w.* FROM generate_series(1, 3) p, pg_temp.walk('bob', p) w;
+-- two assets, the first ending on two expiries no sweep has written: a page those fill goes
+-- on into the next asset (it may not end on them, or the next page would show them again),
+-- every page size walks the same lines once, and a page as large as max_lines allows is no error
+SELECT wallet_create('pg2') > 0 AS created;
+SELECT wallet_grant('pg2', 'rc', 100, external_ref => 'pg2-1') > 0 AS granted,
+	   wallet_grant('pg2', 'rc', 7, expires_at => now() + interval '1 second', external_ref => 'pg2-2') > 0 AS granted,
+	   wallet_grant('pg2', 'rc', 8, expires_at => now() + interval '1 second', external_ref => 'pg2-3') > 0 AS granted,
+	   wallet_grant('pg2', 'rusd', 50, external_ref => 'pg2-4') > 0 AS granted;
+SELECT approved FROM wallet_debit('pg2', 'rusd', 5, 'pg2-d');
+SELECT pg_sleep(1.2);
+SELECT asset, kind, amount, balance, line_id IS NULL AS no_id FROM wallet_statement('pg2', max_lines => 4);
+SELECT asset, kind, amount, balance, line_id IS NULL AS no_id FROM wallet_statement('pg2', max_lines => 5);
+SELECT p AS page_size, w.* FROM generate_series(1, 6) p, pg_temp.walk('pg2', p) w;
+SELECT count(*) AS rows FROM wallet_statement('pg2', max_lines => 2147483647);
 
 -- a long history: 1,200 debits, one transaction each (each its own time)
 SELECT wallet_grant('big', 'rc', 100000, external_ref => 'big-1');
@@ -167,6 +186,35 @@ COMMIT;
 SELECT count(*) AS marks FROM wallet.statement_mark;
 SELECT kind, amount, balance, line_id FROM wallet_statement('big', after_line => :big1085, max_lines => 2);
 SELECT count(*) > 0 AS marked FROM wallet.statement_mark;
+-- a hold whose ttl passed after its grant expired, not swept: the sweep will write what it
+-- reserved at the hold's expiry, where the lines not yet written date all the grant's rest at
+-- the grant's expiry; no mark is kept past the hold's start, so marks stay right after the sweep
+SELECT wallet_create('hx') > 0 AS created;
+SELECT wallet_grant('hx', 'rc', 10, expires_at => now() + interval '1.5 seconds', external_ref => 'hx-1') > 0 AS granted,
+	   wallet_grant('hx', 'rc', 100000, external_ref => 'hx-2') > 0 AS granted;
+SELECT approved FROM wallet_hold('hx', 'rc', 8, 'hx-h', ttl => '3 seconds');
+SELECT pg_sleep(1.7);
+CREATE PROCEDURE pg_temp.hx_debits(n int) LANGUAGE plpgsql AS $$
+BEGIN
+	FOR i IN 1..n LOOP
+		PERFORM wallet_debit('hx', 'rc', 1, 'hx-' || i);
+		COMMIT;
+	END LOOP;
+END
+$$;
+CALL pg_temp.hx_debits(700);
+SELECT pg_sleep(1.5);
+SELECT pg_temp.nth_line('hx', 700) AS hx700 \gset
+SELECT count(*) AS page_rows FROM wallet_statement('hx', after_line => :hx700, max_lines => 1);
+SELECT count(*) FILTER (WHERE action = 'expired_holds' AND count = 1) AS swept FROM wallet_sweep();
+SELECT count(*) FILTER (WHERE wallet._major(m.asset, m.balance) <>
+		   (SELECT coalesce(sum(l.amount), 0) FROM wallet.ledger l
+			 WHERE l.customer = 'hx' AND l.asset = m.asset AND l.at < m.at
+			   AND l.kind NOT IN ('hold', 'release'))) AS wrong_marks
+  FROM wallet.statement_mark m JOIN wallet.wallet w ON w.id = m.wallet_id WHERE w.customer = 'hx';
+SELECT p.kind, p.balance = w.balance AS paged_is_whole
+  FROM wallet_statement('hx', after_line => :hx700, max_lines => 1) p
+  JOIN wallet_statement('hx') w ON w.line_id = p.line_id;
 
 -- usage: per meter and per model, net of refunds (a3's event was refunded in full)
 SELECT key, asset, events, quantity, amount

@@ -111,11 +111,13 @@ REVOKE ALL ON FUNCTION wallet._boundaries_by(timestamptz, timestamptz, interval,
  * A hold is resolved (captured, released, expired) at "at": what it still
  * reserves goes back to its grants, but the part on a grant voided or expired
  * meanwhile leaves now, with a 'void' or 'expiry' line dated at (breakage
- * for a paid grant), and so does the part on a recurring grant reset between
- * the reservation and "at" (a 'reset' line: the reset carried it for the
- * hold, written or not: a reset written after a hold's expiry counts it
- * carried too, grant.c HoldCarried).  The caller holds the balance lock and
- * has written the resets down.
+ * for a paid grant), and so does the part on a recurring grant reset since
+ * (a 'reset' line: the reset carried it for the hold).  Resolved now (a
+ * capture, a release), that is a reset written since; expired at "at" in the
+ * past (the sweep), a boundary between the reservation and "at", written or
+ * not: a reset written after the expiry carried it too (grant.c
+ * HoldCarried), one whose boundary came after did not.  The caller holds the
+ * balance lock and has written the resets down.
  */
 CREATE FUNCTION wallet._hold_settle(hold_id bigint, at timestamptz)
 RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -126,7 +128,9 @@ DECLARE
 BEGIN
 	FOR r IN SELECT hg.grant_id, hg.amount, g.remaining, g.voided_at, g.expires_at, g.wallet_id, g.asset,
 					g.recurrence IS NOT NULL
-					AND wallet._boundaries_by(g.effective_at, g.expires_at, g.recurrence, at) > hg.resets AS reset
+					AND CASE WHEN at < now()
+							 THEN wallet._boundaries_by(g.effective_at, g.expires_at, g.recurrence, at)
+							 ELSE g.resets END > hg.resets AS reset
 			   FROM wallet.hold_grant hg JOIN wallet.grant_block g ON g.id = hg.grant_id
 			  WHERE hg.hold_id = _hold_settle.hold_id AND hg.amount > 0
 			  ORDER BY hg.grant_id

@@ -332,5 +332,22 @@ SELECT customer, kind, amount, hold_id IS NOT NULL AS of_hold FROM wallet.ledger
  WHERE customer IN ('bh-quiet', 'bh-touched') AND kind IN ('reset', 'debit') ORDER BY customer, id;
 SELECT approved, balance FROM wallet_debit('bh-touched', 'bh', 99, 'touched-rest');
 SELECT * FROM wallet_verify();
+-- the grant expires between the reset and the hold's expiry: what the reset carried leaves at
+-- the hold's expiry as an expiry, in the lines not yet written as in those the sweep writes
+SELECT wallet_create('bh-kx') > 0 AS created;
+SELECT wallet_grant('bh-kx', 'bh', 100, recurrence => '2 seconds', expires_at => now() + interval '3 seconds') AS kx_g \gset
+SELECT approved FROM wallet_hold('bh-kx', 'bh', 30, 'kx-h', '4 seconds');
+SELECT pg_sleep(4.5);
+CREATE TEMP TABLE kx_before AS
+SELECT kind, amount, at FROM wallet.ledger WHERE customer = 'bh-kx' AND grant_id = :kx_g;
+SELECT kind, amount FROM kx_before ORDER BY at, kind;
+SELECT action, count FROM wallet_sweep() WHERE action = 'expired_holds';
+SELECT count(*) AS differ FROM (
+	(SELECT kind, amount, at FROM kx_before EXCEPT ALL
+	 SELECT kind, amount, at FROM wallet.ledger WHERE customer = 'bh-kx' AND grant_id = :kx_g)
+	UNION ALL
+	(SELECT kind, amount, at FROM wallet.ledger WHERE customer = 'bh-kx' AND grant_id = :kx_g EXCEPT ALL
+	 SELECT kind, amount, at FROM kx_before)) d;
+SELECT reset, expired, difference FROM wallet.conservation WHERE customer = 'bh-kx';
 
 SELECT count(*) AS unbalanced FROM wallet.conservation WHERE difference <> 0;

@@ -202,6 +202,15 @@ SELECT CASE WHEN g.scope IS NULL THEN 'unscoped' ELSE 'image' END AS grant, e.me
   FROM wallet.ledger l JOIN wallet.grant_block g ON g.id = l.grant_id JOIN wallet.event e ON e.id = l.event_id
  WHERE l.customer = 'sc_m' AND l.kind = 'debit' ORDER BY l.event_id, l.id;
 SELECT problem, detail FROM wallet_verify();
+-- under a spend cap, the room an image hold keeps and a chat capture does not take is given up:
+-- 60 of chat above a hold of 100 is 60 of spend, as a debit after a release would be
+SELECT wallet_create('sc_n') > 0 AS created;
+SELECT wallet_grant('sc_n', 'sc', 100, scope => '{"meters": ["image.generate"]}') > 0 AS granted,
+	   wallet_grant('sc_n', 'sc', 1000) > 0 AS granted;
+SELECT wallet_set_cap('sc_n', 'sc', 150, 'month');
+SELECT hold_id AS n_h FROM wallet_authorize_hold('sc_n', 'image.generate', 10, 'sc-n-1') \gset
+SELECT approved, reason, amount FROM wallet_capture(:n_h, 'chat.response', 60);
+SELECT cap, spent FROM wallet_caps('sc_n');
 
 ---------------------------------------------------------------- refunds, voids, overdraft
 -- refunds go back to the grant drawn

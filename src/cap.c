@@ -173,19 +173,24 @@ CapSameBucket(const CapUse *a, const CapUse *b)
 /*
  * CapCheck for n debits at once, each of amounts[i] with dims[i] (the parts
  * above its hold of a capture's lines): each is checked with what the ones
- * before it add to the buckets it shares with them.  A debit of nothing is
- * not checked.  False, with caps as CapCheck sets them for the first debit
- * that would pass a cap.
+ * before it add to the buckets it shares with them.  freed (> 0) is room an
+ * open hold of freed_dims still counts in its buckets but gives up now (what
+ * of it the capture does not take): it is off those buckets.  A debit of
+ * nothing is not checked.  False, with caps as CapCheck sets them for the
+ * first debit that would pass a cap.
  */
 bool
-CapCheckMany(const Account *acct, int n, Jsonb *const *dims, const int64 *amounts, TimestampTz now,
-			 CapSet *caps)
+CapCheckMany(const Account *acct, int n, Jsonb *const *dims, const int64 *amounts,
+			 Jsonb *freed_dims, int64 freed, TimestampTz now, CapSet *caps)
 {
 	CapSet	   *sets = palloc0(sizeof(CapSet) * Max(n, 1));
+	CapSet		hold = {0};
 
 	caps->n = 0;
 	caps->rows = NULL;
 	caps->blocked = -1;
+	if (freed > 0)
+		CapCheck(acct, freed_dims, 0, now, &hold);	/* only its buckets: checks nothing */
 	for (int i = 0; i < n; i++)
 	{
 		if (amounts[i] <= 0)
@@ -202,6 +207,9 @@ CapCheckMany(const Account *acct, int n, Jsonb *const *dims, const int64 *amount
 					if (CapSameBucket(c, &sets[j].rows[m]) &&
 						pg_add_s64_overflow(after, amounts[j], &after))
 						after = PG_INT64_MAX;
+			for (int m = 0; m < hold.n; m++)
+				if (CapSameBucket(c, &hold.rows[m]) && after != PG_INT64_MAX)
+					after -= Min(freed, c->held);
 			if (pg_add_s64_overflow(after, c->spent, &after) ||
 				pg_add_s64_overflow(after, c->held, &after) || after > c->cap)
 				sets[i].blocked = k;

@@ -544,7 +544,9 @@ typedef struct HoldsLoadArg
 	int			nrows;
 	bool		locked;
 	TimestampTz now;			/* a hold whose ttl has passed by then reserves nothing */
-	bool		recurring;		/* the balance has a recurring grant (HoldCarried) */
+	TimestampTz last_boundary;	/* the latest boundary of a recurring grant by now
+								 * (DT_NOBEGIN: none): a reset can have carried only
+								 * for a hold placed before it (HoldCarried) */
 } HoldsLoadArg;
 
 static void HoldApply(const HotHold *h, int n, const HotHoldGrant *rows, HoldsLoadArg *a);
@@ -752,7 +754,8 @@ HoldCarried(TimestampTz expired_at, int64 grant_id, int64 amount, int64 resets, 
 /*
  * HotOpenHoldsRead's callback (HoldsLoad): one open hold and what it
  * reserves; for one whose ttl has passed, what resets carried for it
- * (HoldCarried), read only when the balance has a recurring grant
+ * (HoldCarried), read only when a recurring grant of the balance has had a
+ * boundary since the hold was placed
  */
 static void
 HoldLoaded(const HotHold *h, void *arg)
@@ -763,7 +766,8 @@ HoldLoaded(const HotHold *h, void *arg)
 
 	if (h->expires_at <= a->now)
 	{
-		if (!a->recurring)
+		/* no boundary since it was placed: no reset carried anything for it */
+		if (h->created_at >= a->last_boundary)
 			return;
 		n = HotHoldGrantsRead(h->id, a->locked, &rows);
 		for (int i = 0; i < n; i++)
@@ -816,9 +820,16 @@ HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows)
 	a.nrows = nrows;
 	a.locked = acct->locked;
 	a.now = now;
-	a.recurring = false;
+	a.last_boundary = DT_NOBEGIN;
 	for (int j = 0; j < nrows; j++)
-		a.recurring |= set->rows[j].recurring;
+	{
+		const GrantRow *g = &set->rows[j];
+		int64		k;
+
+		if (!g->recurring || (k = BoundariesBy(g, now)) == 0)
+			continue;
+		a.last_boundary = Max(a.last_boundary, Boundary(g, k));
+	}
 	if (HotHoldsReady())
 	{
 		/* directly (hotpath.c): the open holds, then what each reserves */
@@ -848,7 +859,7 @@ HoldsLoad(const Account *acct, TimestampTz now, GrantSet *set, int nrows)
 		{
 			/* its ttl has passed (see HoldLoaded) */
 			grant_id = SpiGetInt64(tt->vals[i], tt->tupdesc, 4, &isnull);
-			if (!isnull && a.recurring)
+			if (!isnull && a.last_boundary != DT_NOBEGIN)
 				HoldCarried(DatumGetTimestampTz(SPI_getbinval(tt->vals[i], tt->tupdesc, 7, &isnull)),
 							grant_id, SpiGetInt64(tt->vals[i], tt->tupdesc, 5, &isnull),
 							SpiGetInt64(tt->vals[i], tt->tupdesc, 8, &isnull), &a);
@@ -1212,7 +1223,11 @@ wallet_pending(PG_FUNCTION_ARGS)
 				values[5] = Int64GetDatum(rsteps[s].delta);
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
 			}
-			/* what resets carried for holds expired since left at their expiry (wallet._hold_settle) */
+			/*
+			 * what resets carried for holds expired since left at their
+			 * expiry, as wallet._hold_settle will write it: an expiry if the
+			 * grant had expired by then, else a reset
+			 */
 			for (int k = 0; k < carried[r].n; k++)
 			{
 				int64		part = Min(carried[r].amounts[k], g->remaining);
@@ -1220,7 +1235,8 @@ wallet_pending(PG_FUNCTION_ARGS)
 				if (part <= 0)
 					continue;
 				g->remaining -= part;
-				values[3] = CStringGetTextDatum("reset");
+				values[3] = CStringGetTextDatum(g->has_expiry && g->expires_at <= carried[r].at[k] ?
+												"expiry" : "reset");
 				values[4] = TimestampTzGetDatum(carried[r].at[k]);
 				values[5] = Int64GetDatum(-part);
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);

@@ -1069,7 +1069,9 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 
 		for (int i = 0; i < n; i++)
 			capdims[i] = cl[i].dims ? cl[i].dims : h.dims;
-		if (!CapCheckMany(&acct, n, capdims, above, now, &caps))
+		/* the room the hold still counts and the capture does not take is given up */
+		if (!CapCheckMany(&acct, n, capdims, above, h.dims, SubMinor(h.amount, SubMinor(total, excess)),
+						  now, &caps))
 			decline = "spend_cap";
 	}
 

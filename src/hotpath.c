@@ -2910,6 +2910,7 @@ HoldFromSlot(TupleTableSlot *slot, HotHold *h)
 	h->amount = SlotInt64(slot, ATT(T_HOLD, H_AMOUNT), &isnull);
 	status = SlotText(slot, ATT(T_HOLD, H_STATUS));
 	strlcpy(h->status, status ? status : "", sizeof(h->status));
+	h->created_at = DatumGetTimestampTz(slot_getattr(slot, ATT(T_HOLD, H_CREATED_AT), &isnull));
 	h->expires_at = DatumGetTimestampTz(slot_getattr(slot, ATT(T_HOLD, H_EXPIRES_AT), &isnull));
 	h->overdraft = SlotInt64(slot, cache.hold11[HX_OVERDRAFT], &isnull);
 	d = slot_getattr(slot, cache.hold11[HX_DIMENSIONS], &isnull);

@@ -435,7 +435,7 @@ typedef struct CapSet
 extern bool CapCheck(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now,
 					 CapSet *caps);
 extern bool CapCheckMany(const Account *acct, int n, Jsonb *const *dims, const int64 *amounts,
-						 TimestampTz now, CapSet *caps);
+						 Jsonb *freed_dims, int64 freed, TimestampTz now, CapSet *caps);
 extern void CapRecord(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now);
 extern void CapDeclined(const Account *acct, const CapSet *caps, int64 available, int64 amount);
 
@@ -557,6 +557,7 @@ typedef struct HotHold
 	char	   *asset;
 	int64		amount;
 	char		status[16];
+	TimestampTz created_at;
 	TimestampTz expires_at;
 	int64		overdraft;
 	Jsonb	   *dims;

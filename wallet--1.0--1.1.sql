@@ -138,6 +138,11 @@ BEGIN
 		part := least(r.amount, r.remaining);
 		CONTINUE WHEN part <= 0 OR (r.voided_at IS NULL AND (r.expires_at IS NULL OR r.expires_at > at)
 									AND NOT r.reset);
+		/*
+		 * a void after the hold expired (before the sweep) took this part
+		 * then, as it was no longer reserved: it does not leave twice
+		 */
+		CONTINUE WHEN r.voided_at > at OR (r.voided_at = at AND at < now());
 		INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, hold_id, kind, amount)
 		VALUES (at, r.wallet_id, r.asset, r.grant_id, _hold_settle.hold_id,
 				CASE WHEN r.voided_at IS NOT NULL THEN 'void'

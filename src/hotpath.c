@@ -420,8 +420,9 @@ Compile(Expr *expr)
  * What the direct writes do not do on a table, which SQL statements do: an
  * AFTER ROW or statement-level INSERT trigger (or one with a transition
  * table), a stored generated column (on a table it inserts into or
- * updates); an UPDATE trigger of its own on a table it updates (without changing keys, so the internal foreign key triggers have
- * nothing to do).  Then tc->by_sql: the debit writes that table through
+ * updates); an UPDATE trigger of its own on a table it updates (without
+ * changing keys, so the internal foreign key triggers have nothing to
+ * do).  Then tc->by_sql: the debit writes that table through
  * statements (DebitWriteSql), which do all of it, as wallet_ingest does.  A
  * disabled trigger never fires and changes nothing.  inserted: the hot path
  * inserts into the table; updated: it updates it.  Row level security is
@@ -1632,7 +1633,8 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 
 	cid = GetCurrentCommandId(true);
 	if (IsolationUsesXactSnapshot() && cache.tables[T_ACCOUNT].by_sql)
-		Unsupported("account", "an UPDATE trigger or a stored generated column (under REPEATABLE READ the balance row is updated)");
+		Unsupported("account",
+					"an UPDATE trigger or a stored generated column (under REPEATABLE READ the balance row is updated)");
 	if (IsolationUsesXactSnapshot())
 		row = newslot = AccountTouch(arel, slot, snap, cid);
 	else

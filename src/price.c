@@ -1157,7 +1157,6 @@ CounterGet(const EvalContext *ec, const char *counter, const char *period, Times
 	return before;
 }
 
-
 /* the counters a price read, added once the debit is approved (quantity: unused since 1.1) */
 void
 UsageRecord(const UsageToRecord *u, int64 wallet_id, Dec quantity)

@@ -38,6 +38,16 @@ REVOKE ALL ON FUNCTION wallet._schema_version() FROM PUBLIC;
 CREATE TRIGGER asset_cache AFTER UPDATE OR DELETE OR TRUNCATE ON wallet.asset
 	FOR EACH STATEMENT EXECUTE FUNCTION wallet._relation_changed();
 
+/*
+ * The cache triggers fire whatever session_replication_role says: a row that
+ * a logical replication apply worker changes, or a session that sets replica
+ * to get past the append-only triggers (wallet_shard_prune), still reaches
+ * what every backend keeps.  They only send invalidations.
+ */
+ALTER TABLE wallet.wallet ENABLE ALWAYS TRIGGER wallet_cache;
+ALTER TABLE wallet.price ENABLE ALWAYS TRIGGER price_cache;
+ALTER TABLE wallet.asset ENABLE ALWAYS TRIGGER asset_cache;
+
 /* ------------------------------------------------------------ binding holds (#16) */
 
 /*

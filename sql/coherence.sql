@@ -163,6 +163,23 @@ ALTER TABLE wallet.account ADD COLUMN coh_touches2 bigint GENERATED ALWAYS AS (t
 SELECT approved FROM wallet_debit('coh-t', 'coht', 1, 'coh-t-10');
 ROLLBACK;
 
+-- changes made with session_replication_role = replica (a logical replication apply worker, or
+-- a session getting past the append-only triggers) still reach every backend's cache: a wallet
+-- frozen and a price raised that way are seen by the next call
+SELECT wallet_create('coh-rep') > 0 AS created;
+SELECT wallet_grant('coh-rep', 'coht', 100) > 0 AS granted;
+SELECT wallet_set_price('coht.rep', 'coht', '{"model": "per_unit", "unit_price": 2}',
+						now() - interval '1 minute') > 0 AS priced;
+SELECT approved, amount FROM wallet_authorize_debit('coh-rep', 'coht.rep', 1, 'coh-rep-1');
+SET session_replication_role = replica;
+UPDATE wallet.price SET rule = jsonb_set(rule, '{unit_price}', '3') WHERE meter = 'coht.rep';
+RESET session_replication_role;
+SELECT approved, amount FROM wallet_authorize_debit('coh-rep', 'coht.rep', 1, 'coh-rep-2');
+SET session_replication_role = replica;
+UPDATE wallet.wallet SET status = 'frozen' WHERE customer = 'coh-rep';
+RESET session_replication_role;
+SELECT approved, reason FROM wallet_authorize_debit('coh-rep', 'coht.rep', 1, 'coh-rep-3');
+
 -- replica identity: where a publication makes UPDATE refuse a table, the
 -- debit that would update it refuses too (55000)
 SET client_min_messages = error;

@@ -39,14 +39,25 @@ CREATE TRIGGER asset_cache AFTER UPDATE OR DELETE OR TRUNCATE ON wallet.asset
 	FOR EACH STATEMENT EXECUTE FUNCTION wallet._relation_changed();
 
 /*
- * The cache triggers fire whatever session_replication_role says: a row that
- * a logical replication apply worker changes, or a session that sets replica
- * to get past the append-only triggers (wallet_shard_prune), still reaches
- * what every backend keeps.  They only send invalidations.
+ * The cache triggers fire whatever session_replication_role says: a session
+ * that sets replica to get past the append-only triggers (wallet_shard_prune)
+ * still reaches what every backend keeps.  A logical replication apply worker
+ * fires row triggers only (and only those enabled ALWAYS or REPLICA): their
+ * row-level twins, enabled REPLICA, send the same invalidation for the rows
+ * it applies.  They only send invalidations.
  */
 ALTER TABLE wallet.wallet ENABLE ALWAYS TRIGGER wallet_cache;
 ALTER TABLE wallet.price ENABLE ALWAYS TRIGGER price_cache;
 ALTER TABLE wallet.asset ENABLE ALWAYS TRIGGER asset_cache;
+CREATE TRIGGER wallet_cache_applied AFTER UPDATE OR DELETE ON wallet.wallet
+	FOR EACH ROW EXECUTE FUNCTION wallet._relation_changed();
+CREATE TRIGGER price_cache_applied AFTER INSERT OR UPDATE OR DELETE ON wallet.price
+	FOR EACH ROW EXECUTE FUNCTION wallet._relation_changed();
+CREATE TRIGGER asset_cache_applied AFTER UPDATE OR DELETE ON wallet.asset
+	FOR EACH ROW EXECUTE FUNCTION wallet._relation_changed();
+ALTER TABLE wallet.wallet ENABLE REPLICA TRIGGER wallet_cache_applied;
+ALTER TABLE wallet.price ENABLE REPLICA TRIGGER price_cache_applied;
+ALTER TABLE wallet.asset ENABLE REPLICA TRIGGER asset_cache_applied;
 
 /* ------------------------------------------------------------ binding holds (#16) */
 
@@ -149,10 +160,13 @@ BEGIN
 		CONTINUE WHEN part <= 0 OR (r.voided_at IS NULL AND (r.expires_at IS NULL OR r.expires_at > at)
 									AND NOT r.reset);
 		/*
-		 * a void after the hold expired (before the sweep) took this part
-		 * then, as it was no longer reserved: it does not leave twice
+		 * a hold that expired (at, in the past: the sweep) before its grant
+		 * was voided: the void took this part then, as it was no longer
+		 * reserved; it does not leave twice.  (A capture or a release is
+		 * resolved now, its hold open: a void dated after that, by a later
+		 * clock, left the part to it.)
 		 */
-		CONTINUE WHEN r.voided_at > at OR (r.voided_at = at AND at < now());
+		CONTINUE WHEN at < now() AND r.voided_at >= at;
 		INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, hold_id, kind, amount)
 		VALUES (at, r.wallet_id, r.asset, r.grant_id, _hold_settle.hold_id,
 				CASE WHEN r.voided_at IS NOT NULL THEN 'void'

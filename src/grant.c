@@ -236,6 +236,19 @@ RowIdCmp(const void *a, const void *b, void *arg)
 	return (x > y) - (x < y);
 }
 
+/* repay steps by time, then grant id (arg: the grant rows) */
+static int
+RepayStepCmp(const void *a, const void *b, void *arg)
+{
+	const RepayStep *x = a;
+	const RepayStep *y = b;
+	const GrantRow *rows = arg;
+
+	if (x->at != y->at)
+		return x->at < y->at ? -1 : 1;
+	return (rows[x->row].id > rows[y->row].id) - (rows[x->row].id < rows[y->row].id);
+}
+
 /*
  * Apply to rows the resets by t that repay *overdraft, lowering it; one step
  * per grant that changed in out (room for nrows).  Returns how many.  Scoped
@@ -357,6 +370,12 @@ ResetsRepay(const Account *acct, TimestampTz now, bool write, GrantSet *set, int
 		return;
 	steps = palloc(sizeof(RepayStep) * Max(nrows, 1));
 	k = RepayResets(set->rows, nrows, now, &od, steps);
+	/*
+	 * written in time order (grant id at one instant), so that line ids follow
+	 * the times they describe: wallet_refund gives what a grant repaid since to
+	 * one like the grant whose repay line is last
+	 */
+	qsort_arg(steps, k, sizeof(RepayStep), RepayStepCmp, set->rows);
 	for (int j = 0; j < k && write; j++)
 	{
 		GrantRow   *g = &set->rows[steps[j].row];

@@ -317,27 +317,13 @@ ScopeSelect(GrantSet *set, const char *meter, Jsonb *dims)
 {
 	if (set->nscoped == 0)
 		return;
-	ScopeSelectEvery(set, 1, &meter, &dims);
-}
-
-/*
- * ScopeSelect for n debits at once (the lines of one capture): a grant is
- * kept only when it serves every one of them.
- */
-void
-ScopeSelectEvery(GrantSet *set, int n, const char *const *meters, Jsonb *const *dims)
-{
-	if (set->nscoped == 0)
-		return;
 	set->total = AddMinor(set->total, set->excluded);
 	set->excluded = 0;
 	for (int i = 0; i < set->n; i++)
 	{
 		GrantRow   *g = &set->rows[i];
 
-		g->excluded = false;
-		for (int k = 0; k < n && !g->excluded; k++)
-			g->excluded = !ScopeApplies(g->scope, meters[k], dims[k]);
+		g->excluded = !ScopeApplies(g->scope, meter, dims);
 		if (g->excluded)
 			set->excluded = AddMinor(set->excluded, g->remaining);
 	}

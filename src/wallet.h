@@ -627,7 +627,6 @@ extern Scope *ScopeParse(Jsonb *j);
 extern Jsonb *ScopeJson(const Scope *s);
 extern bool ScopeApplies(const Scope *s, const char *meter, Jsonb *dims);
 extern void ScopeSelect(GrantSet *set, const char *meter, Jsonb *dims);
-extern void ScopeSelectEvery(GrantSet *set, int n, const char *const *meters, Jsonb *const *dims);
 
 /* ---- shard.c ---- */
 

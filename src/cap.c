@@ -27,6 +27,7 @@
 #include "commands/async.h"
 #include "common/int.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 
 /*
  * The caps of a balance row with what their buckets hold for this event.  The
@@ -158,6 +159,56 @@ CapCheck(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now, CapSet
 	}
 	SPI_freetuptable(tt);
 	return caps->blocked < 0;
+}
+
+/*
+ * Under REPEATABLE READ and SERIALIZABLE, CapCheck read the buckets under the
+ * transaction's snapshot.  A hold counts them without writing them, and a READ
+ * COMMITTED debit adds to them under the balance lock without writing the
+ * balance row, so nothing else would find a debit committed since (a debit of
+ * this snapshot finds it when it records its own spend: 40001).  The hold asks
+ * here: the same buckets read with a snapshot taken now must hold what caps
+ * says, else 40001.  (Holds placed since changed the balance row, which this
+ * transaction's update of it has met already.)
+ */
+void
+CapCheckCurrent(const Account *acct, Jsonb *dims, TimestampTz now, const CapSet *caps)
+{
+	static const Oid argtypes[4] = {INT8OID, TEXTOID, JSONBOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	char		nulls[4] = "    ";
+	Snapshot	latest;
+	int			rc;
+	bool		same;
+
+	if (!IsolationUsesXactSnapshot() || acct->caps == 0)
+		return;
+	values[0] = Int64GetDatum(acct->wallet_id);
+	values[1] = CStringGetTextDatum(acct->asset);
+	values[2] = dims ? JsonbPGetDatum(dims) : (Datum) 0;
+	nulls[2] = dims ? ' ' : 'n';
+	values[3] = TimestampTzGetDatum(now);
+	CommandCounterIncrement();
+	latest = RegisterSnapshot(GetLatestSnapshot());
+	rc = SPI_execute_snapshot(WalletPlan(PLAN_CAP_CHECK, cap_check_sql, 4, argtypes), values, nulls,
+							  latest, InvalidSnapshot, true, false, 0);
+	UnregisterSnapshot(latest);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "wallet: SPI_execute_snapshot returned %s", SPI_result_code_string(rc));
+	same = SPI_processed == (uint64) caps->n;
+	for (uint64 i = 0; same && i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		same = SpiGetInt64(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull) == caps->rows[i].cap &&
+			SpiGetInt64(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 6, &isnull) == caps->rows[i].spent;
+	}
+	SPI_freetuptable(SPI_tuptable);
+	if (!same)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update"),
+				 errdetail("A spend cap's bucket changed after this transaction's snapshot.")));
 }
 
 /* the same bucket of the same cap: a's and b's debits add up under it */

@@ -192,11 +192,17 @@ HoldLock(int64 hold_id, bool binding, HoldRow *h, Account *acct)
 	HoldGet(hold_id, binding, h);
 }
 
-/* WL005 unless the hold is open and its ttl has not passed */
+/*
+ * WL005 unless the hold is open and its ttl has not passed.  The ttl is
+ * judged by the clock now, under the balance lock, not by the transaction's
+ * start (now): a debit treats a hold whose ttl passed by its own clock as
+ * gone and draws what it reserved, writing nothing on the hold, so a
+ * transaction begun before that must not capture or extend the hold after.
+ */
 static void
 HoldMustBeOpen(const HoldRow *h, TimestampTz now)
 {
-	if (strcmp(h->status, "open") != 0 || h->expires_at <= now)
+	if (strcmp(h->status, "open") != 0 || h->expires_at <= Max(now, GetCurrentTimestamp()))
 		ereport(ERROR,
 				(errcode(ERRCODE_WALLET_HOLD_CLOSED),
 				 errmsg("hold " INT64_FORMAT " is not open", h->id),
@@ -439,6 +445,16 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 		return;
 	}
 
+	if (binding && IsolationUsesXactSnapshot())
+	{
+		/* what the snapshot showed must still be so (see HotGrantsCurrent) */
+		ItemPointerData *tids = palloc(sizeof(ItemPointerData) * Max(set.n, 1));
+
+		for (int i = 0; i < set.n; i++)
+			tids[i] = set.rows[i].tid;
+		HotGrantsCurrent(set.n, tids);
+		CapCheckCurrent(acct, dims, now, &caps);
+	}
 	if (binding)
 	{
 		gids = palloc(sizeof(int64) * Max(set.n, 1));

@@ -2221,6 +2221,49 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
 }
 
 /*
+ * The isolation rule for what a call reads and does not write.  Under
+ * REPEATABLE READ and SERIALIZABLE the hot path reads under the transaction's
+ * snapshot, and a change committed since is found when the call writes the
+ * row changed (UpdateVersion: 40001).  A hold writes no grant row: it only
+ * reserves from the grants it read.  A READ COMMITTED debit or void changes
+ * grant rows under the balance lock without writing the balance row (it only
+ * locks it), so the hold's own update of the balance row does not meet it.
+ * So a hold checks that every grant version it read is still the newest:
+ * visible to a snapshot taken now (the caller holds the balance lock, under
+ * which grants change), else 40001, as the write would have failed.
+ */
+void
+HotGrantsCurrent(int n, const ItemPointerData *tids)
+{
+	Relation	grel;
+	TupleTableSlot *slot;
+	Snapshot	latest;
+
+	if (!IsolationUsesXactSnapshot() || n == 0)
+		return;
+	HotEnter();
+	grel = OpenTable(T_GRANT, RowExclusiveLock);
+	slot = table_slot_create(grel, NULL);
+	CommandCounterIncrement();
+	latest = RegisterSnapshot(GetLatestSnapshot());
+	for (int i = 0; i < n; i++)
+	{
+		ItemPointerData tid = tids[i];
+
+		if (ItemPointerIsValid(&tid) &&
+			!table_tuple_fetch_row_version(grel, &tid, latest, slot))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update"),
+					 errdetail("A grant the hold would reserve from changed after this transaction's snapshot.")));
+	}
+	UnregisterSnapshot(latest);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(grel, NoLock);
+	HotLeave();
+}
+
+/*
  * HotGrantsRead under the balance locks for n balance rows (wallet_ids[i],
  * assets[i]) at once (wallet_ingest, which holds them all): fn(..., args[i])
  * for each open grant of row i.  One fresh snapshot, taken after the locks,

@@ -434,6 +434,8 @@ typedef struct CapSet
 
 extern bool CapCheck(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now,
 					 CapSet *caps);
+extern void CapCheckCurrent(const Account *acct, Jsonb *dims, TimestampTz now,
+							const CapSet *caps);
 extern bool CapCheckMany(const Account *acct, int n, Jsonb *const *dims, const int64 *amounts,
 						 Jsonb *freed_dims, int64 freed, TimestampTz now, CapSet *caps);
 extern void CapRecord(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now);
@@ -538,6 +540,7 @@ extern void HotGrantsReadMany(int n, const int64 *wallet_ids, const char *const 
 							  HotGrantFn fn, void *const *args);
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
+extern void HotGrantsCurrent(int n, const ItemPointerData *tids);
 extern int64 HotDebitWrite(const HotDebit *w);
 extern HotDebitBatch *HotDebitBatchCreate(MemoryContext cxt);
 extern void HotDebitBatchEnd(HotDebitBatch *b);

@@ -21,6 +21,8 @@ SELECT pg_sleep(1.2);
 -- the 80 held is still there; the 20 not held expired
 SELECT wallet_balance('bh-exp', 'bh') AS available;
 SELECT * FROM wallet_balances('bh-exp');
+-- granted counts what the hold still reserves on the expired grant: available = granted - held - overdraft
+SELECT count(*) AS off_identity FROM wallet.balances WHERE available <> granted - held - overdraft;
 -- another debit cannot draw the reserved value
 SELECT approved, reason FROM wallet_debit('bh-exp', 'bh', 1, 'exp-d');
 -- the capture within the hold is approved
@@ -365,3 +367,4 @@ SELECT * FROM wallet_verify();
 SELECT * FROM wallet_balances('bh-vx');
 
 SELECT count(*) AS unbalanced FROM wallet.conservation WHERE difference <> 0;
+SELECT count(*) AS off_identity FROM wallet.balances WHERE available <> granted - held - overdraft;

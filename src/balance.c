@@ -60,10 +60,16 @@ BalanceOf(int64 wallet_id, HeapTuple tup, TupleDesc desc, TimestampTz now, Balan
 	acct.held = SpiGetInt64(tup, desc, 3, &isnull);
 	acct.holds_open = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 	GrantsLoad(&acct, now, false, &set);
-	b->granted = AddMinor(set.total, set.reserved_live);
 	b->held = set.held;
 	b->overdraft = acct.overdraft;
 	b->available = Available(&acct, &set, now, 0);
+
+	/*
+	 * what grants hold: the live ones' remaining, and what open holds still
+	 * reserve on grants expired or voided since (it leaves at the release),
+	 * so that available = granted - held - overdraft always
+	 */
+	b->granted = AddMinor(AddMinor(b->available, b->held), b->overdraft);
 	*asset_out = asset;
 }
 

@@ -272,6 +272,70 @@ GRANT EXECUTE ON FUNCTION @extschema@.wallet_capture_lines(bigint, jsonb) TO wal
 GRANT EXECUTE ON FUNCTION @extschema@.wallet_extend_hold(bigint, interval) TO wallet_app;
 
 /*
+ * wallet_caps: remaining is also less the room open holds reserve in each
+ * bucket (what the cap check counts: every open hold whose ttl has not passed,
+ * in the bucket of its dimensions in the current period), and a dimension
+ * value that only an open hold has used so far gets its own row.
+ */
+CREATE OR REPLACE FUNCTION @extschema@.wallet_caps(customer text)
+RETURNS TABLE (asset text, period text, dimension text, dim_value text, cap numeric, spent numeric,
+	remaining numeric, period_start timestamptz, period_end timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	WITH c AS (
+		SELECT c.wallet_id, c.asset, c.period, c.dimension, c.amount,
+			   date_trunc(c.period, now(), 'UTC') AS ps
+		  FROM wallet.cap c
+		 WHERE c.wallet_id = wallet._wallet_id(wallet_caps.customer)
+	), h AS (
+		SELECT h.asset, h.dimensions, h.amount
+		  FROM wallet.hold h
+		 WHERE h.wallet_id = wallet._wallet_id(wallet_caps.customer)
+		   AND h.status = 'open' AND h.expires_at > now()
+	), v AS (
+		SELECT c.asset, c.period, c.dimension, s.dim_value
+		  FROM c
+		  JOIN wallet.cap_spend s
+			ON s.wallet_id = c.wallet_id AND s.asset = c.asset AND s.period = c.period
+		   AND s.period_start = c.ps AND s.dimension = c.dimension
+		UNION
+		SELECT c.asset, c.period, c.dimension, coalesce(h.dimensions ->> c.dimension, '')
+		  FROM c JOIN h ON h.asset = c.asset
+		 WHERE c.dimension IS NOT NULL
+	), r AS (
+		SELECT c.asset, c.period, c.dimension, NULL::text AS dim_value, c.amount,
+			   coalesce(s.spent, 0) AS spent,
+			   CASE WHEN c.dimension IS NULL
+					THEN coalesce((SELECT sum(h.amount) FROM h WHERE h.asset = c.asset), 0)::bigint
+					ELSE 0 END AS held,
+			   c.ps
+		  FROM c
+		  LEFT JOIN wallet.cap_spend s
+			ON c.dimension IS NULL AND s.wallet_id = c.wallet_id AND s.asset = c.asset
+		   AND s.period = c.period AND s.period_start = c.ps AND s.dimension = '' AND s.dim_value = ''
+		UNION ALL
+		SELECT c.asset, c.period, c.dimension, v.dim_value, c.amount, coalesce(s.spent, 0),
+			   coalesce((SELECT sum(h.amount) FROM h
+						  WHERE h.asset = c.asset
+							AND coalesce(h.dimensions ->> c.dimension, '') = v.dim_value), 0)::bigint,
+			   c.ps
+		  FROM c
+		  JOIN v ON v.asset = c.asset AND v.period = c.period AND v.dimension = c.dimension
+		  LEFT JOIN wallet.cap_spend s
+			ON s.wallet_id = c.wallet_id AND s.asset = c.asset AND s.period = c.period
+		   AND s.period_start = c.ps AND s.dimension = c.dimension AND s.dim_value = v.dim_value
+	)
+	SELECT r.asset, r.period, r.dimension, r.dim_value,
+		   wallet._major(r.asset, r.amount), wallet._major(r.asset, r.spent),
+		   wallet._major(r.asset, greatest(r.amount - r.spent - r.held, 0)),
+		   r.ps, (r.ps AT TIME ZONE 'UTC' + ('1 ' || r.period)::interval) AT TIME ZONE 'UTC'
+	  FROM r
+	 ORDER BY r.asset, array_position('{hour,day,week,month}'::text[], r.period),
+			  r.dimension NULLS FIRST, r.dim_value NULLS FIRST
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_caps(text) IS
+	'each spend cap of a wallet: spent and remaining (less what open holds reserve) in the current UTC period, per dimension value';
+
+/*
  * Void a grant: what is left of it and not reserved by an open hold leaves now,
  * with a 'void' line; the reserved part leaves when its hold is resolved
  * (wallet._hold_settle), so a capture within the hold still draws it.  The

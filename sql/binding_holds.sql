@@ -54,6 +54,8 @@ SELECT wallet_grant('bh-cap', 'bh', 1000) > 0 AS granted;
 SELECT wallet_set_cap('bh-cap', 'bh', 100, 'month', 'user');
 SELECT hold_id AS cap_hold, approved FROM wallet_hold('bh-cap', 'bh', 60, 'cap-h', '15 minutes', '{"user": "ann"}') \gset
 SELECT :'approved' AS approved;
+-- the billing page shows the room the hold reserves as gone: ann 40 left, other members 100
+SELECT dimension, dim_value, cap, spent, remaining FROM wallet_caps('bh-cap');
 -- ann's other spending cannot take the room her hold reserved
 SELECT approved, reason FROM wallet_authorize_debit('bh-cap', 'bh.call', 50, 'cap-d1', '{"user": "ann"}');
 SELECT approved, reason FROM wallet_authorize_debit('bh-cap', 'bh.call', 40, 'cap-d2', '{"user": "ann"}');
@@ -70,6 +72,7 @@ SELECT wallet_create('bh-capw') > 0 AS created;
 SELECT wallet_grant('bh-capw', 'bh', 1000) > 0 AS granted;
 SELECT wallet_set_cap('bh-capw', 'bh', 100, 'month');
 SELECT hold_id AS capw_hold FROM wallet_hold('bh-capw', 'bh', 60, 'capw-h') \gset
+SELECT cap, spent, remaining FROM wallet_caps('bh-capw');
 SELECT approved, reason FROM wallet_debit('bh-capw', 'bh', 50, 'capw-d1');
 SELECT approved, reason FROM wallet_debit('bh-capw', 'bh', 40, 'capw-d2');
 SELECT approved, reason, amount FROM wallet_capture(:capw_hold, 'bh.call', 60);

@@ -141,6 +141,27 @@ DROP TRIGGER coh_event_audit ON wallet.event;
 DROP TRIGGER coh_line_audit ON wallet.line_stored;
 DROP TRIGGER coh_event_stmt ON wallet.event;
 DROP TRIGGER coh_grant_audit ON wallet.grant_block;
+-- rules (DO ALSO) on the tables the direct paths write: the writes go through SQL, where they
+-- fire, or where PostgreSQL refuses them (0A000: not for data-modifying statements in WITH),
+-- never silently skipped
+SELECT hold_id AS coh_rule_hold FROM wallet_hold('coh-t', 'coht', 5, 'coh-t-r0') \gset
+CREATE TABLE coh_ruled (tbl text, n bigint);
+CREATE RULE coh_event_rule AS ON INSERT TO wallet.event DO ALSO INSERT INTO coh_ruled VALUES ('event', NEW.amount);
+CREATE RULE coh_grant_rule AS ON UPDATE TO wallet.grant_block DO ALSO INSERT INTO coh_ruled VALUES ('grant', NEW.remaining);
+SELECT approved, amount FROM wallet_authorize_debit('coh-t', 'coht.call', 1, 'coh-t-r1');
+SELECT approved, amount FROM wallet_ingest('[{"customer": "coh-t", "meter": "coht.call", "quantity": 1, "idempotency_key": "coh-t-r2"}]');
+DROP RULE coh_grant_rule ON wallet.grant_block;
+SELECT approved, amount FROM wallet_ingest('[{"customer": "coh-t", "meter": "coht.call", "quantity": 1, "idempotency_key": "coh-t-r2"}]');
+CREATE RULE coh_hg_rule AS ON DELETE TO wallet.hold_grant DO ALSO INSERT INTO coh_ruled VALUES ('hold_grant', OLD.amount);
+SELECT approved, amount FROM wallet_capture(:coh_rule_hold, 'coht.call', 1);
+DROP RULE coh_hg_rule ON wallet.hold_grant;
+CREATE RULE coh_hold_rule AS ON INSERT TO wallet.hold DO ALSO INSERT INTO coh_ruled VALUES ('hold', NEW.amount);
+SELECT approved, amount FROM wallet_hold('coh-t', 'coht', 5, 'coh-t-r3');
+DROP RULE coh_hold_rule ON wallet.hold;
+DROP RULE coh_event_rule ON wallet.event;
+SELECT tbl, n FROM coh_ruled ORDER BY tbl, n;
+SELECT count(*) AS problems FROM wallet_verify();
+DROP TABLE coh_ruled;
 -- row level security that the functions bypass (they run as the tables' owner)
 ALTER TABLE wallet.event ENABLE ROW LEVEL SECURITY;
 ALTER TABLE wallet.grant_block ENABLE ROW LEVEL SECURITY;

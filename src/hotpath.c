@@ -419,7 +419,7 @@ Compile(Expr *expr)
 /*
  * What the direct writes do not do on a table, which SQL statements do: an
  * AFTER ROW or statement-level INSERT trigger (or one with a transition
- * table), a stored generated column (on a table it inserts into or
+ * table), a stored generated column or a rule (on a table it inserts into or
  * updates); an UPDATE trigger of its own on a table it updates (without
  * changing keys, so the internal foreign key triggers have nothing to
  * do).  Then tc->by_sql: the debit writes that table through
@@ -436,6 +436,9 @@ CheckTable(Relation rel, bool inserted, bool updated, TableCache *tc)
 
 	tc->rls = rel->rd_rel->relrowsecurity;
 	tc->by_sql = (inserted || updated) && rel->rd_att->constr && rel->rd_att->constr->has_generated_stored;
+	/* a rule (DO ALSO, DO INSTEAD) rewrites the statements the direct writes stand for */
+	if ((inserted || updated) && rel->rd_rules != NULL)
+		tc->by_sql = true;
 	for (int i = 0; td != NULL && i < td->numtriggers; i++)
 	{
 		Trigger    *tg = &td->triggers[i];
@@ -704,7 +707,7 @@ CacheBuildGeneration(void)
 		}
 		if (t == T_HOLD_GRANT)
 		{
-			cache.hold_grant_deletes = false;
+			cache.hold_grant_deletes = rel->rd_rules != NULL;
 			for (int i = 0; rel->trigdesc && i < rel->trigdesc->numtriggers; i++)
 				if (rel->trigdesc->triggers[i].tgenabled != TRIGGER_DISABLED &&
 					TRIGGER_FOR_DELETE(rel->trigdesc->triggers[i].tgtype))
@@ -1634,7 +1637,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	cid = GetCurrentCommandId(true);
 	if (IsolationUsesXactSnapshot() && cache.tables[T_ACCOUNT].by_sql)
 		Unsupported("account",
-					"an UPDATE trigger or a stored generated column (under REPEATABLE READ the balance row is updated)");
+					"an UPDATE trigger, a rule or a stored generated column (under REPEATABLE READ the balance row is updated)");
 	if (IsolationUsesXactSnapshot())
 		row = newslot = AccountTouch(arel, slot, snap, cid);
 	else

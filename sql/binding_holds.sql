@@ -192,6 +192,8 @@ SELECT approved FROM wallet_capture_lines(:llm_hold, '[{"quantity": 1}]');		-- 2
 SELECT approved FROM wallet_capture_lines(:llm_hold, '[{"meter": "bh.call", "quantity": 0}]');	-- 22023
 -- a misspelt field is refused, as wallet_ingest refuses one: it must not bill without dimensions
 SELECT approved FROM wallet_capture_lines(:llm_hold, '[{"meter": "bh.call", "quantity": 1, "dimension": {"model": "m1"}}]');	-- 22023
+-- at most 1000 lines (the call holds the balance lock throughout)
+SELECT approved FROM wallet_capture_lines(:llm_hold, (SELECT jsonb_agg(jsonb_build_object('meter', 'bh.call', 'quantity', 1)) FROM generate_series(1, 1001)));	-- 22023
 -- two meters above what the balance allows: both declined, nothing written, the hold open
 SELECT approved, reason, amount FROM wallet_capture_lines(:llm_hold,
 	'[{"meter": "bh.call", "quantity": 50}, {"meter": "bh.out", "quantity": 30}]');

@@ -46,6 +46,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -844,6 +845,13 @@ ReleasedBack(const Reservation *rs, int nres, int64 overdraft_room)
 	return back;
 }
 
+/*
+ * Lines per wallet_capture_lines call.  An LLM call is a few meters; each line
+ * is priced after the lines before it and written under the balance lock,
+ * which the call holds throughout.
+ */
+#define CAPTURE_MAX_LINES 1000
+
 /* the lines of a wallet_capture_lines call: a non-empty json array of objects */
 static CaptureLine *
 LinesParse(Jsonb *lines, int *n)
@@ -855,6 +863,12 @@ LinesParse(Jsonb *lines, int *n)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("lines must be a non-empty json array of objects")));
+	if (JB_ROOT_COUNT(lines) > CAPTURE_MAX_LINES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lines has %d elements, more than the %d one capture takes",
+						JB_ROOT_COUNT(lines), CAPTURE_MAX_LINES),
+				 errhint("A capture holds the balance lock while it prices and writes every line: capture the rest above the hold as debits, or in a batch (wallet_ingest).")));
 	*n = JB_ROOT_COUNT(lines);
 	cl = palloc0(sizeof(CaptureLine) * *n);
 	for (int i = 0; i < *n; i++)
@@ -864,6 +878,7 @@ LinesParse(Jsonb *lines, int *n)
 		JsonbContainer *o;
 		char	   *unknown;
 
+		CHECK_FOR_INTERRUPTS();
 		if (e == NULL || e->type != jbvBinary || !JsonContainerIsObject(e->val.binary.data))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1052,7 +1067,10 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 
 	for (int i = 0; i < n; i++)
 	{
-		const PriceVersion *pv = PriceFind(acct.customer, cl[i].meter, now);
+		const PriceVersion *pv;
+
+		CHECK_FOR_INTERRUPTS();
+		pv = PriceFind(acct.customer, cl[i].meter, now);
 
 		if (strcmp(pv->asset.code, asset->code) != 0)
 			ereport(ERROR,
@@ -1103,6 +1121,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 	{
 		int64		t;
 
+		CHECK_FOR_INTERRUPTS();
 		ScopeSelect(&set, cl[i].meter, cl[i].dims);
 		t = DrawFree(&set, &dls[i], room[i]);
 		DrawAdd(&dls[i], 0, t, NULL);
@@ -1142,6 +1161,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 		DebitRequest req = {0};
 		int64		event_id;
 
+		CHECK_FOR_INTERRUPTS();
 		req.customer = acct.customer;
 		req.meter = cl[i].meter;
 		req.quantity = cl[i].quantity;

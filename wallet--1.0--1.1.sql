@@ -553,6 +553,12 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	 WHERE coalesce(l.debits, 0) <> -e.amount OR coalesce(l.refunds, 0) <> e.refunded
 		OR e.refunded < 0 OR e.refunded > e.amount
 	UNION ALL
+	/* every event: its refund rows sum to what it says was refunded */
+	SELECT 'refunds', format('event %s: refunded %s, refund rows %s', e.id, e.refunded, coalesce(r.amount, 0))
+	  FROM wallet.event e
+	  LEFT JOIN (SELECT event_id, sum(amount) AS amount FROM wallet.refund GROUP BY 1) r ON r.event_id = e.id
+	 WHERE coalesce(r.amount, 0) <> e.refunded
+	UNION ALL
 	/* holds: one hold line each, one release line once resolved, none while open */
 	SELECT 'hold_lines', format('hold %s (%s): hold lines %s, release lines %s',
 			h.id, h.status, coalesce(l.holds, 0), coalesce(l.releases, 0))
@@ -945,6 +951,37 @@ CREATE EVENT TRIGGER wallet_ledger_guard ON ddl_command_end
 	EXECUTE FUNCTION wallet._ledger_guard();
 COMMENT ON EVENT TRIGGER wallet_ledger_guard IS
 	'keeps the ledger''s append-only triggers in place against the tables'' owner when it is not a superuser';
+
+/*
+ * A rewrite (ALTER TABLE ... ALTER COLUMN ... TYPE ... USING) changes stored
+ * rows without firing a row trigger: refused on the ledger's tables, as a
+ * DELETE or UPDATE is, for an owner who is not a superuser.
+ */
+CREATE FUNCTION wallet._ledger_rewrite_guard() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	rel oid := pg_event_trigger_table_rewrite_oid();
+BEGIN
+	IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+		RETURN;
+	END IF;
+	/* by name: any role's rewrite of its own tables comes here, without USAGE on the schema */
+	IF EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+				WHERE c.oid = rel AND n.nspname = 'wallet'
+				  AND c.relname IN ('line_stored', 'event', 'refund')) THEN
+		RAISE EXCEPTION 'the ledger''s table % cannot be rewritten', rel::regclass
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'A rewrite changes rows without their append-only triggers; only a superuser can do it (docs/security.md).';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION wallet._ledger_rewrite_guard() IS
+	'event trigger: refuses a rewrite of a ledger table by a non-superuser';
+REVOKE ALL ON FUNCTION wallet._ledger_rewrite_guard() FROM PUBLIC;
+CREATE EVENT TRIGGER wallet_ledger_rewrite_guard ON table_rewrite
+	EXECUTE FUNCTION wallet._ledger_rewrite_guard();
+COMMENT ON EVENT TRIGGER wallet_ledger_rewrite_guard IS
+	'keeps the ledger''s rows from being rewritten by the tables'' owner when it is not a superuser';
 
 /* ------------------------------------------------------------ top-up loop (#18) */
 

@@ -199,6 +199,7 @@ END $$;
 GRANT USAGE ON SCHEMA wallet TO wallet_hardening_owner;
 ALTER TABLE wallet.line_stored OWNER TO wallet_hardening_owner;
 ALTER TABLE wallet.event OWNER TO wallet_hardening_owner;
+ALTER TABLE wallet.refund OWNER TO wallet_hardening_owner;
 SET ROLE wallet_hardening_owner;
 SELECT stmt, try(stmt) FROM (VALUES
 	('ALTER TABLE wallet.line_stored DISABLE TRIGGER line_append_only'),
@@ -206,11 +207,15 @@ SELECT stmt, try(stmt) FROM (VALUES
 	('DROP TRIGGER event_no_delete ON wallet.event'),
 	('ALTER TRIGGER line_no_truncate ON wallet.line_stored RENAME TO x'),
 	('ALTER TABLE wallet.event ADD COLUMN note text'),
-	('DELETE FROM wallet.line_stored')) t(stmt);
+	('DELETE FROM wallet.line_stored'),
+	-- a rewrite fires no row trigger: refused too
+	('ALTER TABLE wallet.refund ALTER COLUMN amount TYPE bigint USING 1'),
+	('ALTER TABLE wallet.event ALTER COLUMN balance_after TYPE bigint USING -999')) t(stmt);
 RESET ROLE;
 ALTER TABLE wallet.event DROP COLUMN note;
 ALTER TABLE wallet.line_stored OWNER TO CURRENT_USER;
 ALTER TABLE wallet.event OWNER TO CURRENT_USER;
+ALTER TABLE wallet.refund OWNER TO CURRENT_USER;
 REVOKE USAGE ON SCHEMA wallet FROM wallet_hardening_owner;
 DROP ROLE wallet_hardening_owner;
 -- any other role's DDL on its own tables goes on (it fires the event trigger too)
@@ -225,6 +230,7 @@ CREATE TABLE hardening_plain (a int);
 CREATE FUNCTION hardening_plain_f() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
 CREATE TRIGGER plain BEFORE INSERT ON hardening_plain FOR EACH ROW EXECUTE FUNCTION hardening_plain_f();
 ALTER TABLE hardening_plain ADD COLUMN b int;
+ALTER TABLE hardening_plain ALTER COLUMN b TYPE bigint USING 1;
 ALTER TABLE hardening_plain DISABLE TRIGGER plain;
 DROP TRIGGER plain ON hardening_plain;
 DROP TABLE hardening_plain;
@@ -235,6 +241,15 @@ DROP ROLE wallet_hardening_plain;
 -- a superuser is not stopped
 ALTER TABLE wallet.line_stored DISABLE TRIGGER line_append_only;
 ALTER TABLE wallet.line_stored ENABLE TRIGGER line_append_only;
+SELECT count(*) FROM wallet_verify();
+-- and wallet_verify finds refund rows that no longer add up to what their event says was refunded
+SELECT (wallet_refund((wallet_debit('dust', 'credits', 1, 'd6')).event_id, reason => 'r')).amount;
+CREATE TEMP TABLE refund_copy AS SELECT * FROM wallet.refund;
+ALTER TABLE wallet.refund DISABLE TRIGGER refund_append_only;
+UPDATE wallet.refund SET amount = amount + 1 WHERE id = (SELECT max(id) FROM wallet.refund);
+SELECT problem FROM wallet_verify();
+UPDATE wallet.refund r SET amount = c.amount FROM refund_copy c WHERE c.id = r.id;
+ALTER TABLE wallet.refund ENABLE TRIGGER refund_append_only;
 SELECT count(*) FROM wallet_verify();
 
 -- the suites share a database: leave nothing behind

@@ -1199,47 +1199,48 @@ COMMENT ON FUNCTION wallet._alert_raised(bigint, text, bigint) IS
 	'after a release: evaluates the alerts of the balance row when one of them recovers';
 
 /*
- * A grant landed: it closes the recharge it answers, and may bring alerts
- * back.  A grant a refund makes (wallet._refund_grant) is one part of that
- * refund: the balance is judged once the refund is whole (alert_on_refund),
- * not halfway, where it may look low enough to ask for a recharge.
+ * What raises a balance evaluates its alerts in the function that raises it,
+ * never in an INSERT trigger on wallet.grant_block or wallet.refund: a
+ * restore loads those tables with COPY before the dump sets the sequences,
+ * and a trigger would write outbox rows and reset lines there with ids the
+ * restored rows still need (test/scripts/pgdump.sh).  wallet_grant closes
+ * the recharge its external_ref answers and evaluates the alerts.  A grant
+ * a refund makes (wallet._refund_grant) is one part of that refund: the
+ * balance is judged once the refund is whole, not halfway, where it may look
+ * low enough to ask for a recharge: 1.0's wallet_refund, left as it is,
+ * calls wallet._cap_giveback right after its wallet.refund row, with every
+ * change of value made and the balance row locked, and 1.1's
+ * wallet._cap_giveback evaluates the alerts there.
  */
-CREATE FUNCTION wallet._alert_on_grant() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+CREATE OR REPLACE FUNCTION wallet._cap_giveback(event_id bigint, amount bigint)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	e wallet.event;
 BEGIN
-	IF NEW.external_ref IS NOT NULL THEN
-		UPDATE wallet.recharge x SET landed_at = greatest(NEW.effective_at, now())
-		 WHERE x.wallet_id = NEW.wallet_id AND x.asset = NEW.asset AND x.open_ref = NEW.external_ref
-		   AND x.landed_at IS NULL;
+	IF _cap_giveback.amount IS NULL OR _cap_giveback.amount < 0 THEN
+		RAISE EXCEPTION 'amount to give back must be zero or positive: %', _cap_giveback.amount
+			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF NOT coalesce(NEW.metadata ? 'refund_of_event', false) THEN
-		PERFORM wallet._alert_check(NEW.wallet_id, NEW.asset);
+	SELECT * INTO e FROM wallet.event ev WHERE ev.id = _cap_giveback.event_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no event with id %', _cap_giveback.event_id USING ERRCODE = 'WL007';
 	END IF;
-	RETURN NULL;
+	IF _cap_giveback.amount = 0 THEN
+		RETURN;
+	END IF;
+	UPDATE wallet.cap_spend s SET spent = greatest(s.spent - _cap_giveback.amount, 0)
+	  FROM wallet.cap c
+	 WHERE c.wallet_id = e.wallet_id AND c.asset = e.asset AND c.created_at <= e.recorded_at
+	   AND s.wallet_id = c.wallet_id AND s.asset = c.asset AND s.period = c.period
+	   AND s.period_start = date_trunc(c.period, e.recorded_at, 'UTC')
+	   AND s.dimension = coalesce(c.dimension, '')
+	   AND s.dim_value = coalesce(e.dimensions ->> c.dimension, '');
+	/* the refund is whole (1.1): alerts may recover */
+	PERFORM wallet._alert_check(e.wallet_id, e.asset);
 END
 $$;
-COMMENT ON FUNCTION wallet._alert_on_grant() IS
-	'after a grant: closes the recharge with its external_ref and evaluates the alerts of its balance row';
-CREATE TRIGGER alert_on_grant AFTER INSERT ON wallet.grant_block
-	FOR EACH ROW EXECUTE FUNCTION wallet._alert_on_grant();
-
-/*
- * A refund gave value back: alerts may recover.  wallet_refund inserts its
- * wallet.refund row after every change of value, so the balance is complete
- * here.  (Not deferred to commit: a deferred trigger would run as the caller,
- * outside wallet_refund's owner rights.)
- */
-CREATE FUNCTION wallet._alert_on_refund() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	PERFORM wallet._touch(NEW.wallet_id, NEW.asset);
-	PERFORM wallet._alert_check(NEW.wallet_id, NEW.asset);
-	RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION wallet._alert_on_refund() IS 'after a refund: evaluates the alerts of its balance row';
-CREATE TRIGGER alert_on_refund AFTER INSERT ON wallet.refund
-	FOR EACH ROW EXECUTE FUNCTION wallet._alert_on_refund();
+COMMENT ON FUNCTION wallet._cap_giveback(bigint, bigint) IS
+	'after a refund (wallet_refund, which holds the balance row''s lock): gives spend back to the cap buckets the event was counted in, never below 0, and evaluates the alerts of its balance row';
 
 /* a recharge row acked without its grant: the recharge is closed, the next debit below may open one */
 CREATE FUNCTION wallet._alert_on_ack() RETURNS trigger
@@ -1566,8 +1567,7 @@ $$;
 REVOKE ALL ON FUNCTION wallet._available(bigint, text), wallet._minor_signed(text, numeric, text),
 	wallet._alert_level(bigint, text), wallet._outbox_put(text, text, text, bigint, bigint, jsonb),
 	wallet._alert_eval(bigint, text, bigint), wallet._alert_check(bigint, text),
-	wallet._alert_raised(bigint, text, bigint),
-	wallet._alert_on_grant(), wallet._alert_on_refund(), wallet._alert_on_ack() FROM PUBLIC;
+	wallet._alert_raised(bigint, text, bigint), wallet._alert_on_ack() FROM PUBLIC;
 GRANT SELECT ON wallet.alert, wallet.recharge TO wallet_finance;
 
 /*
@@ -1615,8 +1615,9 @@ REVOKE ALL ON FUNCTION wallet._scope_check(jsonb) FROM PUBLIC;
  * goes (an overload would make every call of it ambiguous), its calls still
  * bind.  This is 1.1's one wallet_grant: 1.0's body with external_ref looked
  * up in the customer's own grants (hardening), the grant recorded as of its
- * creation (top-up loop: wallet._grant_fold), and the scope checked,
- * compared, stored, and kept from repaying overdraft.
+ * creation (top-up loop: wallet._grant_fold), the recharge it answers closed
+ * and the alerts evaluated (top-up loop), and the scope checked, compared,
+ * stored, and kept from repaying overdraft.
  */
 DROP FUNCTION @extschema@.wallet_grant(text, text, numeric, int, timestamptz, timestamptz, text,
 	numeric, text, interval, numeric, jsonb);
@@ -1738,6 +1739,14 @@ BEGIN
 		INSERT INTO wallet.line_stored (at, wallet_id, asset, grant_id, kind, amount)
 		VALUES (now(), w, asset, g.id, 'repay', -repay), (now(), w, asset, NULL, 'repay', repay);
 	END IF;
+
+	/* top-up loop: the grant closes the recharge it answers, and may bring alerts back */
+	IF external_ref IS NOT NULL THEN
+		UPDATE wallet.recharge x SET landed_at = greatest(eff, now())
+		 WHERE x.wallet_id = w AND x.asset = wallet_grant.asset AND x.open_ref = wallet_grant.external_ref
+		   AND x.landed_at IS NULL;
+	END IF;
+	PERFORM wallet._alert_check(w, asset);
 	RETURN g.id;
 END
 $$;

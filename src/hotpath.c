@@ -1408,9 +1408,8 @@ WalletFind(const char *customer, int64 wallet_id, Snapshot snap, uint64 ticket, 
  * deleted meanwhile (a shard's prune took the wallet away) is WL001, as a
  * call that started a moment later gets.
  */
-static TupleTableSlot *
-AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid,
-			   const Account *acct)
+static bool
+AccountRowTryLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid)
 {
 	ItemPointerData tid = slot->tts_tid;
 	TM_FailureData tmfd;
@@ -1422,14 +1421,26 @@ AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid
 	{
 		/* the wallets kept may name it: look them up again */
 		CoherenceInvalidate(&wallet_coherence);
+		return false;
+	}
+	if (tm != TM_Ok)
+		elog(ERROR, "wallet: unexpected result %d locking a balance row", tm);
+	return true;
+}
+
+/* AccountRowTryLock, WL001 when the row was deleted */
+static TupleTableSlot *
+AccountRowLock(Relation arel, TupleTableSlot *slot, Snapshot snap, CommandId cid,
+			   const Account *acct)
+{
+	if (!AccountRowTryLock(arel, slot, snap, cid))
+	{
 		ereport(ERROR,
 				(errcode(ERRCODE_WALLET_NO_WALLET),
 				 acct->customer ? errmsg("no wallet for customer \"%.100s\"", acct->customer) :
 				 errmsg("no wallet with id " INT64_FORMAT, acct->wallet_id),
 				 errdetail("The wallet's balance row was deleted while this call waited for it.")));
 	}
-	if (tm != TM_Ok)
-		elog(ERROR, "wallet: unexpected result %d locking a balance row", tm);
 	return slot;
 }
 
@@ -1808,7 +1819,9 @@ HotWalletsSame(uint64 ticket)
  * and SERIALIZABLE as SELECT ... FOR NO KEY UPDATE locks it there (a
  * concurrent update since the snapshot is a serialization failure), which is
  * what wallet_ingest's statement did.  Returns the index of the first pair
- * that has no balance row (n when every pair is locked): the caller creates
+ * that has no balance row, or whose row was deleted while the lock waited for
+ * it (row_deleted: a shard's prune; the caller looks its wallet up again), n
+ * when every pair is locked: the caller creates
  * that one and goes on from the next, so that rows are created and locked in
  * the one order.
  */
@@ -1874,7 +1887,12 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 		}
 		else
 		{
-			AccountRowLock(arel, slot, snap, cid, acct);
+			/* deleted while the lock waited: the caller looks the wallet up again */
+			if (!AccountRowTryLock(arel, slot, snap, cid))
+			{
+				acct->row_deleted = true;
+				break;
+			}
 			if (hint == NULL)
 				hint = AccountTidEntry(acct->wallet_id, assets[i]->code, true);
 			hint->tid = slot->tts_tid;

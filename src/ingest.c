@@ -482,7 +482,7 @@ LockAll(Batch *b)
 	SPI_connect();
 	for (int i = 0; (i = HotAccountLockMany(i, n, assets, b->accts)) < n; i++)
 	{
-		if (order[i]->cached)
+		if (order[i]->cached || b->accts[i].row_deleted)
 		{
 			/*
 			 * No balance row for a wallet id this backend kept: the wallet may

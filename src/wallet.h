@@ -252,6 +252,8 @@ typedef struct Account
 								 * snapshot, to see what the call before committed */
 	uint64		no_holds;		/* nonzero: the wallet had no hold when HotAccountLock
 								 * locked this row (HotKeyFind skips holds); 0: unknown */
+	bool		row_deleted;	/* HotAccountLockMany: the row was deleted while the
+								 * lock waited (a shard's prune) */
 } Account;
 
 extern void AccountLockByCustomer(const char *customer, const AssetInfo *asset, Account *acct);

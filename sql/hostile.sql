@@ -43,6 +43,8 @@ SELECT wallet_balance('whale', 'credits');
 SELECT try($$SELECT wallet_set_limit('whale', 'credits', overdraft => 9223372036854775807)$$) AS max_overdraft,
 	   try($$SELECT wallet_debit('whale', 'credits', 9223372036854775807, 'deep')$$) AS into_overdraft,
 	   try($$SELECT wallet_debit('whale', 'credits', 9223372036854775807, 'deeper')$$) AS past_it;
+-- past a limit of 2^63 - 1: declined for funds, not an overflow
+SELECT approved, reason FROM wallet_debit('whale', 'credits', 9223372036854775807, 'deeper');
 SELECT wallet_balance('whale', 'credits');
 
 -- strings: empty and 100 kB

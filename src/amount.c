@@ -520,6 +520,21 @@ SubMinor(int64 a, int64 b)
 	return r;
 }
 
+/*
+ * Would taking amount (>= 0) from available leave it below -limit?  When the
+ * difference does not fit in int64 it is far below any limit: true, where
+ * SubMinor would fail with 22003 (an overdraft limit near 2^63).
+ */
+bool
+BelowFloor(int64 available, int64 amount, int64 limit)
+{
+	int64		r;
+
+	if (pg_sub_s64_overflow(available, amount, &r))
+		return amount > 0;
+	return r < -limit;
+}
+
 /* wallet._minor(asset, amount, field): for the SQL-side functions */
 Datum
 wallet_minor(PG_FUNCTION_ARGS)

@@ -309,7 +309,7 @@ DebitJudge(Account *acct, const DebitRequest *req, TimestampTz now,
 	if (d->decline == NULL && acct->caps > 0 &&
 		!CapCheck(acct, req->dims, req->amount, now, &d->caps))
 		d->decline = "spend_cap";
-	if (d->decline == NULL && SubMinor(d->available, req->amount) < -acct->overdraft_limit)
+	if (d->decline == NULL && BelowFloor(d->available, req->amount, acct->overdraft_limit))
 		d->decline = "insufficient_funds";
 	d->after = d->decline ? d->available : d->available - req->amount;
 }

@@ -432,7 +432,7 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 		decline = "hold_limit";
 	if (decline == NULL && binding && acct->caps > 0 && !CapCheck(acct, dims, amount, now, &caps))
 		decline = "spend_cap";
-	if (decline == NULL && SubMinor(available, amount) < -acct->overdraft_limit)
+	if (decline == NULL && BelowFloor(available, amount, acct->overdraft_limit))
 		decline = "insufficient_funds";
 	/* results and notices speak of the whole balance: grants that do not serve it still count */
 	available = AddMinor(available, set.excluded);
@@ -1131,7 +1131,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 			int64		can = SubMinor(SubMinor(set.total, SubMinor(set.unbacked, h.overdraft)),
 									   AddMinor(acct.overdraft, overdraft_new));
 
-			if (SubMinor(can, above[i]) < -acct.overdraft_limit)
+			if (BelowFloor(can, above[i], acct.overdraft_limit))
 				decline = "insufficient_funds";
 			t = DrawFree(&set, &dls[i], above[i]);
 			DrawAdd(&dls[i], 0, t, NULL);

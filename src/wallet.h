@@ -91,6 +91,7 @@ extern Numeric DecToNumeric(Dec x);
 extern int64 AmountToMinor(Numeric amount, int scale, const char *asset, const char *field);
 extern Numeric MinorToNumeric(int64 minor, int scale);
 extern int64 AddMinor(int64 a, int64 b);
+extern bool BelowFloor(int64 available, int64 amount, int64 limit);
 extern int64 SubMinor(int64 a, int64 b);
 
 /* ---- coherence.c: the rule of every per-backend cache ---- */

@@ -625,6 +625,39 @@ $$;
  * can refuse it (54000).  The C entry points check the same limits (wallet.h)
  * before their lookups.  TG_ARGV: column, bytes, column, bytes, ...
  */
+/*
+ * Every call of 1.1 refuses a customer longer than 256 bytes and a meter
+ * longer than 127 (docs/security.md), so a wallet or a price that 1.0 stored
+ * with a longer one could not be used, read or verified after the upgrade
+ * (wallet.balances and wallet_verify() call wallet_balances for every
+ * wallet).  Such a database is refused here, with what to rename; the upgrade
+ * runs in one transaction, so it stays as it was.
+ */
+DO $$
+DECLARE
+	bad text;
+BEGIN
+	SELECT string_agg(x, '; ') INTO bad FROM (
+		SELECT format('wallet %s: customer of %s bytes', w.id, octet_length(w.customer))
+		  FROM wallet.wallet w WHERE octet_length(w.customer) > 256
+		UNION ALL
+		SELECT format('price %s: meter of %s bytes', p.id, octet_length(p.meter))
+		  FROM wallet.price p WHERE octet_length(p.meter) > 127
+		UNION ALL
+		SELECT format('price %s: plan of %s bytes', p.id, octet_length(p.plan))
+		  FROM wallet.price p WHERE octet_length(p.plan) > 256
+		UNION ALL
+		SELECT format('price %s: customer of %s bytes', p.id, octet_length(p.customer))
+		  FROM wallet.price p WHERE octet_length(p.customer) > 256
+		LIMIT 20) t(x);
+	IF bad IS NOT NULL THEN
+		RAISE EXCEPTION 'wallet 1.1 takes customers and plans of at most 256 bytes and meters of at most 127: %', bad
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give them shorter names (UPDATE wallet.wallet SET customer = ..., UPDATE wallet.price SET meter = ..., as the tables'' owner), then run ALTER EXTENSION wallet UPDATE again.';
+	END IF;
+END
+$$;
+
 CREATE FUNCTION wallet._text_limits() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

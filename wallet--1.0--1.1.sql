@@ -19,6 +19,28 @@
 
 /* ------------------------------------------------------------ release */
 
+/*
+ * Before anything else, while the C library still reads a 1.0 schema (there
+ * is no wallet._schema_version yet, WalletSchemaVersion asks the catalog on
+ * every call): the resets that recurring grants' boundaries made under 1.0
+ * and that no sweep or debit wrote down yet are written now, by 1.0's rules.
+ * Read later, by 1.1's rules, they would repay overdraft (API.md,
+ * "Lifecycle"), moving granted, overdraft and revenue of days before the
+ * upgrade and writing repay lines dated before it.
+ */
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT DISTINCT gb.wallet_id, gb.asset FROM wallet.grant_block gb
+			  WHERE gb.recurrence IS NOT NULL AND gb.closed_at IS NULL
+			  ORDER BY 1, 2
+	LOOP
+		PERFORM wallet._touch(r.wallet_id, r.asset);
+	END LOOP;
+END
+$$;
+
 /* the C library reads this to tell a 1.1 schema from a 1.0 one (WalletSchemaVersion) */
 CREATE FUNCTION wallet._schema_version() RETURNS int
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -189,14 +211,26 @@ REVOKE ALL ON FUNCTION wallet._hold_settle(bigint, timestamptz) FROM PUBLIC;
 /*
  * A 1.0 database has open holds that reserve nothing: each takes what it holds
  * from the live grants in drawdown order, as far as their value not reserved
- * yet allows (holds in id order); the rest is overdraft room.
+ * yet allows (holds in id order); the rest is overdraft room, as far as the
+ * overdraft limit leaves room (less the overdraft in use and the room of the
+ * holds before it).  1.0 let a grant expire or be voided under an open hold,
+ * its value gone: such a hold may find less than its amount.  It is cut to
+ * what backs it (to 0 when nothing does), and account.held with it: the 1.1
+ * guarantee covers no more than that, and a capture of the rest is checked as
+ * a debit is (src/hold.c, CaptureCover), as 1.0 checked every capture.
+ * Available rises by the cut (1.0 counted all of the hold off it, below
+ * -overdraft_limit), held falls by as much; the hold's 1.0 'hold' line stays.
  */
+ALTER TABLE wallet.hold DROP CONSTRAINT hold_amount_check,
+	ADD CONSTRAINT hold_amount_check CHECK (amount >= 0);
 DO $$
 DECLARE
 	h record;
 	g record;
 	want bigint;
 	t bigint;
+	room bigint;
+	cut bigint;
 	last_pair text := '';
 BEGIN
 	FOR h IN SELECT ho.id, ho.wallet_id, ho.asset, ho.amount FROM wallet.hold ho
@@ -206,6 +240,9 @@ BEGIN
 		IF last_pair <> h.wallet_id || '/' || h.asset THEN
 			PERFORM wallet._touch(h.wallet_id, h.asset);	/* resets written down first */
 			last_pair := h.wallet_id || '/' || h.asset;
+			SELECT pg_catalog.int8larger(a.overdraft_limit OPERATOR(pg_catalog.-) a.overdraft, 0) INTO room
+			  FROM wallet.account a
+			 WHERE a.wallet_id OPERATOR(pg_catalog.=) h.wallet_id AND a.asset OPERATOR(pg_catalog.=) h.asset;
 		END IF;
 		want := h.amount;
 		FOR g IN SELECT gb.id, gb.resets, (gb.remaining OPERATOR(pg_catalog.-)
@@ -233,7 +270,15 @@ BEGIN
 				want := want OPERATOR(pg_catalog.-) t;
 			END IF;
 		END LOOP;
-		UPDATE wallet.hold ho SET overdraft = want WHERE ho.id OPERATOR(pg_catalog.=) h.id;
+		t := pg_catalog.int8smaller(want, room);
+		room := room OPERATOR(pg_catalog.-) t;
+		cut := want OPERATOR(pg_catalog.-) t;
+		UPDATE wallet.hold ho SET overdraft = t, amount = ho.amount OPERATOR(pg_catalog.-) cut
+		 WHERE ho.id OPERATOR(pg_catalog.=) h.id;
+		IF cut OPERATOR(pg_catalog.>) 0 THEN
+			UPDATE wallet.account a SET held = a.held OPERATOR(pg_catalog.-) cut
+			 WHERE a.wallet_id OPERATOR(pg_catalog.=) h.wallet_id AND a.asset OPERATOR(pg_catalog.=) h.asset;
+		END IF;
 	END LOOP;
 END
 $$;
@@ -498,123 +543,7 @@ SELECT g.customer, g.asset, sum(g.remaining * g.unit_revenue) AS amount, sum(g.r
  GROUP BY g.customer, g.asset
  ORDER BY amount DESC, g.customer, g.asset;
 
-/* wallet_verify of 1.0, and: reservations equal open holds, no balance below -overdraft_limit */
-CREATE OR REPLACE FUNCTION @extschema@.wallet_verify()
-RETURNS TABLE (problem text, detail text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	/* conservation: ledger lines (but holds) sum to available + held */
-	SELECT 'conservation', format('customer %s asset %s: ledger %s, available + held %s',
-			b.customer, b.asset, coalesce(l.amount, 0), b.available + b.held)
-	  FROM wallet.balances b
-	  LEFT JOIN (SELECT customer, asset, sum(amount) AS amount FROM wallet.ledger
-				  WHERE kind NOT IN ('hold', 'release') GROUP BY 1, 2) l
-		ON l.customer = b.customer AND l.asset = b.asset
-	 WHERE coalesce(l.amount, 0) <> b.available + b.held
-	UNION ALL
-	/* no debit takes a balance below its overdraft limit: the overdraft in use never exceeds the limit */
-	SELECT 'overdraft_limit', format('customer %s asset %s: overdraft in use %s, limit %s',
-			w.customer, a.asset, wallet._major(a.asset, a.overdraft), wallet._major(a.asset, a.overdraft_limit))
-	  FROM wallet.account a
-	  JOIN wallet.wallet w ON w.id = a.wallet_id
-	 WHERE a.overdraft > a.overdraft_limit
-	UNION ALL
-	/* overdraft in use is what the grant-less lines say */
-	SELECT 'overdraft', format('wallet %s asset %s: overdraft %s, lines say %s',
-			a.wallet_id, a.asset, a.overdraft, -coalesce(l.amount, 0))
-	  FROM wallet.account a
-	  LEFT JOIN (SELECT wallet_id, asset, sum(amount) AS amount FROM wallet.line
-				  WHERE grant_id IS NULL AND kind NOT IN ('hold', 'release') GROUP BY 1, 2) l
-		ON l.wallet_id = a.wallet_id AND l.asset = a.asset
-	 WHERE a.overdraft <> -coalesce(l.amount, 0)
-	UNION ALL
-	/*
-	 * every grant: 0 <= remaining <= its ceiling (and what open holds carried
-	 * through resets: every open hold, also one whose ttl has passed, whose
-	 * carried value stays until the sweep settles it), and its lines sum to it
-	 */
-	SELECT 'grant_remaining', format('grant %s: remaining %s, amount %s, lines %s',
-			g.id, g.remaining, g.amount, coalesce(l.amount, 0))
-	  FROM wallet.grant_block g
-	  LEFT JOIN (SELECT grant_id, sum(amount) AS amount FROM wallet.line
-				  WHERE grant_id IS NOT NULL GROUP BY 1) l ON l.grant_id = g.id
-	 WHERE g.remaining < 0
-		OR g.remaining > g.amount + CASE WHEN g.recurrence IS NULL THEN 0
-										 ELSE g.rollover_max + wallet._reserved(g.id, '-infinity') END
-		OR g.remaining <> coalesce(l.amount, 0)
-	UNION ALL
-	/* every event: its debit lines sum to its amount, refunds to what was refunded */
-	SELECT 'event_lines', format('event %s: amount %s refunded %s, debit lines %s, refund lines %s',
-			e.id, e.amount, e.refunded, -coalesce(l.debits, 0), coalesce(l.refunds, 0))
-	  FROM wallet.event e
-	  LEFT JOIN (SELECT event_id,
-						sum(amount) FILTER (WHERE kind = 'debit') AS debits,
-						sum(amount) FILTER (WHERE kind = 'refund') AS refunds
-				   FROM wallet.line WHERE event_id IS NOT NULL GROUP BY 1) l ON l.event_id = e.id
-	 WHERE coalesce(l.debits, 0) <> -e.amount OR coalesce(l.refunds, 0) <> e.refunded
-		OR e.refunded < 0 OR e.refunded > e.amount
-	UNION ALL
-	/* every event: its refund rows sum to what it says was refunded */
-	SELECT 'refunds', format('event %s: refunded %s, refund rows %s', e.id, e.refunded, coalesce(r.amount, 0))
-	  FROM wallet.event e
-	  LEFT JOIN (SELECT event_id, sum(amount) AS amount FROM wallet.refund GROUP BY 1) r ON r.event_id = e.id
-	 WHERE coalesce(r.amount, 0) <> e.refunded
-	UNION ALL
-	/* holds: one hold line each, one release line once resolved, none while open */
-	SELECT 'hold_lines', format('hold %s (%s): hold lines %s, release lines %s',
-			h.id, h.status, coalesce(l.holds, 0), coalesce(l.releases, 0))
-	  FROM wallet.hold h
-	  LEFT JOIN (SELECT hold_id,
-						count(*) FILTER (WHERE kind = 'hold') AS holds,
-						count(*) FILTER (WHERE kind = 'release') AS releases
-				   FROM wallet.line WHERE hold_id IS NOT NULL AND kind IN ('hold', 'release')
-				  GROUP BY 1) l ON l.hold_id = h.id
-	 WHERE coalesce(l.holds, 0) <> 1
-		OR coalesce(l.releases, 0) <> CASE WHEN h.status = 'open' THEN 0 ELSE 1 END
-		OR (h.status = 'captured') <> (h.event_id IS NOT NULL)
-	UNION ALL
-	/* the balance row's hold totals match the open holds */
-	SELECT 'held', format('wallet %s asset %s: held %s (%s open), holds say %s (%s open)',
-			a.wallet_id, a.asset, a.held, a.holds_open, coalesce(h.amount, 0), coalesce(h.n, 0))
-	  FROM wallet.account a
-	  LEFT JOIN (SELECT wallet_id, asset, sum(amount) AS amount, count(*) AS n FROM wallet.hold
-				  WHERE status = 'open' GROUP BY 1, 2) h
-		ON h.wallet_id = a.wallet_id AND h.asset = a.asset
-	 WHERE a.held <> coalesce(h.amount, 0) OR a.holds_open <> coalesce(h.n, 0)
-	UNION ALL
-	/* binding holds: every hold open now is backed by reservations and overdraft room equal to it */
-	SELECT 'reservations', format('hold %s: amount %s, reserved on grants %s, overdraft room %s',
-			h.id, h.amount, coalesce(r.amount, 0), h.overdraft)
-	  FROM wallet.hold h
-	  LEFT JOIN (SELECT hold_id, sum(amount) AS amount FROM wallet.hold_grant GROUP BY 1) r ON r.hold_id = h.id
-	 WHERE h.status = 'open' AND h.expires_at > now()
-	   AND coalesce(r.amount, 0) + h.overdraft <> h.amount
-	UNION ALL
-	/* a resolved hold reserves nothing */
-	SELECT 'reservations', format('hold %s (%s) still reserves %s on grant %s', h.id, h.status, r.amount, r.grant_id)
-	  FROM wallet.hold_grant r JOIN wallet.hold h ON h.id = r.hold_id
-	 WHERE h.status <> 'open'
-	UNION ALL
-	/* no grant has more reserved than it holds */
-	SELECT 'reserved', format('grant %s: remaining %s, reserved by open holds %s', g.id, g.remaining, r.amount)
-	  FROM wallet.grant_block g
-	  JOIN (SELECT hg.grant_id, sum(hg.amount) AS amount FROM wallet.hold_grant hg
-			  JOIN wallet.hold h ON h.id = hg.hold_id
-			 WHERE h.status = 'open' AND h.expires_at > now() GROUP BY 1) r ON r.grant_id = g.id
-	 WHERE r.amount > g.remaining
-	UNION ALL
-	/* no balance is below -overdraft_limit */
-	SELECT 'balance_floor', format('customer %s asset %s: available %s, overdraft limit %s',
-			b.customer, b.asset, b.available, wallet._major(b.asset, a.overdraft_limit))
-	  FROM wallet.balances b
-	  JOIN wallet.wallet w ON w.customer = b.customer
-	  JOIN wallet.account a ON a.wallet_id = w.id AND a.asset = b.asset
-	 WHERE b.available < -wallet._major(b.asset, a.overdraft_limit)
-	UNION ALL
-	/* an idempotency key names one request: an event or a hold, not both */
-	SELECT 'idempotency', format('wallet %s key %s is both an event and a hold', e.wallet_id, e.idempotency_key)
-	  FROM wallet.event e
-	  JOIN wallet.hold h ON h.wallet_id = e.wallet_id AND h.idempotency_key = e.idempotency_key
-$$;
+/* wallet_verify: defined with the last section (it reads what the later sections add) */
 
 /* ------------------------------------------------------------ hardening (#17) */
 
@@ -1877,9 +1806,13 @@ $$;
  * the rates gave one rate's usage to another.  1.1 keys them by the rate's
  * match ('llm{"direction":"in"}'; a default counts on its matrix's own key).
  * Each 1.0 counter moves to the key of the rate its position named in the
- * version that priced the period's last events (the customer's own, its
- * plan's, else the default, in force at the period's end or now), adding to
- * what is there already: every number is kept.
+ * version that priced the period's last event of its meter (wallet.event's
+ * price_id; the event that occurred last, the last recorded among those),
+ * adding to what is there already: every number is kept.  A counter without
+ * such an event (none is left to read) goes by the version in force at the
+ * period's end or now (the customer's own, its plan's, else the default).
+ * Not the version in force alone: one set since the period's last event may
+ * list the rates in another order.
  */
 /* debits that read a counter finish first; those that come later wait for the move */
 LOCK TABLE wallet.usage_counter IN ACCESS EXCLUSIVE MODE;
@@ -1896,32 +1829,61 @@ DECLARE
 	suffix text;
 BEGIN
 	FOR c IN
-		SELECT u.wallet_id, u.meter, u.period, u.period_start, u.quantity, w.customer
-		  FROM wallet.usage_counter u JOIN wallet.wallet w ON w.id OPERATOR(pg_catalog.=) u.wallet_id
-		 WHERE u.meter OPERATOR(pg_catalog.~) '\]$'
+		/*
+		 * the legacy counters with their meter's base (the longest price meter
+		 * the key extends), then the price of the period's last event of that
+		 * meter, all found in one pass over the events of those wallets
+		 */
+		WITH legacy AS (
+			SELECT u.wallet_id, u.meter, u.period, u.period_start, u.quantity, w.customer,
+				   (SELECT p.meter
+					  FROM (SELECT DISTINCT pr.meter FROM wallet.price pr) p
+					 WHERE pg_catalog.left(u.meter, pg_catalog.length(p.meter)) OPERATOR(pg_catalog.=) p.meter
+					   AND pg_catalog.substr(u.meter, pg_catalog.length(p.meter) OPERATOR(pg_catalog.+) 1)
+						   OPERATOR(pg_catalog.~) '^(\[([0-9]+|default)\])+$'
+					 ORDER BY pg_catalog.length(p.meter) DESC LIMIT 1) AS base
+			  FROM wallet.usage_counter u JOIN wallet.wallet w ON w.id OPERATOR(pg_catalog.=) u.wallet_id
+			 WHERE u.meter OPERATOR(pg_catalog.~) '\]$'),
+		periods AS (
+			SELECT DISTINCT l.wallet_id, l.base, l.period, l.period_start FROM legacy l
+			 WHERE l.base IS NOT NULL),
+		last_priced AS (
+			/* an event counts in the UTC calendar period its occurred_at is in (price.c, PeriodStart) */
+			SELECT DISTINCT ON (k.wallet_id, k.base, k.period, k.period_start)
+				   k.wallet_id, k.base, k.period, k.period_start, e.price_id
+			  FROM periods k
+			  JOIN wallet.event e
+				ON e.wallet_id OPERATOR(pg_catalog.=) k.wallet_id AND e.meter OPERATOR(pg_catalog.=) k.base
+			   AND pg_catalog.timezone('UTC', pg_catalog.date_trunc(k.period, pg_catalog.timezone('UTC', e.occurred_at)))
+				   OPERATOR(pg_catalog.=) k.period_start
+			 WHERE e.price_id IS NOT NULL
+			 ORDER BY k.wallet_id, k.base, k.period, k.period_start, e.occurred_at DESC, e.id DESC)
+		SELECT l.*, lp.price_id
+		  FROM legacy l
+		  LEFT JOIN last_priced lp
+			ON lp.wallet_id OPERATOR(pg_catalog.=) l.wallet_id AND lp.base OPERATOR(pg_catalog.=) l.base
+		   AND lp.period OPERATOR(pg_catalog.=) l.period AND lp.period_start OPERATOR(pg_catalog.=) l.period_start
 	LOOP
-		SELECT p.meter INTO base
-		  FROM (SELECT DISTINCT meter FROM wallet.price) p
-		 WHERE pg_catalog.left(c.meter, pg_catalog.length(p.meter)) OPERATOR(pg_catalog.=) p.meter
-		   AND pg_catalog.substr(c.meter, pg_catalog.length(p.meter) OPERATOR(pg_catalog.+) 1)
-			   OPERATOR(pg_catalog.~) '^(\[([0-9]+|default)\])+$'
-		 ORDER BY pg_catalog.length(p.meter) DESC LIMIT 1;
+		base := c.base;
 		CONTINUE WHEN base IS NULL;
-		at := LEAST(pg_catalog.now(), c.period_start OPERATOR(pg_catalog.+)
-					('1 ' OPERATOR(pg_catalog.||) c.period)::interval OPERATOR(pg_catalog.-) interval '1 microsecond');
-		SELECT p.rule, p.asset INTO v
-		  FROM wallet.price p
-		 WHERE p.meter OPERATOR(pg_catalog.=) base AND p.effective_at OPERATOR(pg_catalog.<=) at
-		   AND (p.customer OPERATOR(pg_catalog.=) c.customer
-				OR p.plan OPERATOR(pg_catalog.=) (
-					SELECT pa.plan FROM wallet.plan_assignment pa
-					 WHERE pa.wallet_id OPERATOR(pg_catalog.=) c.wallet_id
-					   AND pa.effective_at OPERATOR(pg_catalog.<=) at
-					 ORDER BY pa.effective_at DESC LIMIT 1)
-				OR (p.plan IS NULL AND p.customer IS NULL))
-		 ORDER BY p.customer IS NOT NULL DESC, p.plan IS NOT NULL DESC, p.effective_at DESC, p.id DESC
-		 LIMIT 1;
-		CONTINUE WHEN NOT FOUND;
+		SELECT p.rule, p.asset INTO v FROM wallet.price p WHERE p.id OPERATOR(pg_catalog.=) c.price_id;
+		IF NOT FOUND THEN
+			at := LEAST(pg_catalog.now(), c.period_start OPERATOR(pg_catalog.+)
+						('1 ' OPERATOR(pg_catalog.||) c.period)::interval OPERATOR(pg_catalog.-) interval '1 microsecond');
+			SELECT p.rule, p.asset INTO v
+			  FROM wallet.price p
+			 WHERE p.meter OPERATOR(pg_catalog.=) base AND p.effective_at OPERATOR(pg_catalog.<=) at
+			   AND (p.customer OPERATOR(pg_catalog.=) c.customer
+					OR p.plan OPERATOR(pg_catalog.=) (
+						SELECT pa.plan FROM wallet.plan_assignment pa
+						 WHERE pa.wallet_id OPERATOR(pg_catalog.=) c.wallet_id
+						   AND pa.effective_at OPERATOR(pg_catalog.<=) at
+						 ORDER BY pa.effective_at DESC LIMIT 1)
+					OR (p.plan IS NULL AND p.customer IS NULL))
+			 ORDER BY p.customer IS NOT NULL DESC, p.plan IS NOT NULL DESC, p.effective_at DESC, p.id DESC
+			 LIMIT 1;
+			CONTINUE WHEN NOT FOUND;
+		END IF;
 		suffix := wallet._counter_suffix_11(v.rule, v.asset,
 			pg_catalog.substr(c.meter, pg_catalog.length(base) OPERATOR(pg_catalog.+) 1));
 		CONTINUE WHEN suffix IS NULL;
@@ -2640,3 +2602,159 @@ COMMENT ON FUNCTION wallet._hold_marks_wallet() IS
 REVOKE ALL ON FUNCTION wallet._hold_marks_wallet() FROM PUBLIC;
 CREATE TRIGGER hold_marks_wallet BEFORE INSERT ON wallet.hold
 	FOR EACH ROW EXECUTE FUNCTION wallet._hold_marks_wallet();
+
+
+/* ------------------------------------------------------------ wallet_verify */
+
+/*
+ * wallet_verify of 1.0, and: reservations equal open holds, no balance below
+ * -overdraft_limit, and no rows of a 1.0 dump restored into a 1.1 install
+ * (defined last: it reads what every section adds)
+ */
+CREATE OR REPLACE FUNCTION @extschema@.wallet_verify()
+RETURNS TABLE (problem text, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	/* conservation: ledger lines (but holds) sum to available + held */
+	SELECT 'conservation', format('customer %s asset %s: ledger %s, available + held %s',
+			b.customer, b.asset, coalesce(l.amount, 0), b.available + b.held)
+	  FROM wallet.balances b
+	  LEFT JOIN (SELECT customer, asset, sum(amount) AS amount FROM wallet.ledger
+				  WHERE kind NOT IN ('hold', 'release') GROUP BY 1, 2) l
+		ON l.customer = b.customer AND l.asset = b.asset
+	 WHERE coalesce(l.amount, 0) <> b.available + b.held
+	UNION ALL
+	/* no debit takes a balance below its overdraft limit: the overdraft in use never exceeds the limit */
+	SELECT 'overdraft_limit', format('customer %s asset %s: overdraft in use %s, limit %s',
+			w.customer, a.asset, wallet._major(a.asset, a.overdraft), wallet._major(a.asset, a.overdraft_limit))
+	  FROM wallet.account a
+	  JOIN wallet.wallet w ON w.id = a.wallet_id
+	 WHERE a.overdraft > a.overdraft_limit
+	UNION ALL
+	/* overdraft in use is what the grant-less lines say */
+	SELECT 'overdraft', format('wallet %s asset %s: overdraft %s, lines say %s',
+			a.wallet_id, a.asset, a.overdraft, -coalesce(l.amount, 0))
+	  FROM wallet.account a
+	  LEFT JOIN (SELECT wallet_id, asset, sum(amount) AS amount FROM wallet.line
+				  WHERE grant_id IS NULL AND kind NOT IN ('hold', 'release') GROUP BY 1, 2) l
+		ON l.wallet_id = a.wallet_id AND l.asset = a.asset
+	 WHERE a.overdraft <> -coalesce(l.amount, 0)
+	UNION ALL
+	/*
+	 * every grant: 0 <= remaining <= its ceiling (and what open holds carried
+	 * through resets: every open hold, also one whose ttl has passed, whose
+	 * carried value stays until the sweep settles it), and its lines sum to it
+	 */
+	SELECT 'grant_remaining', format('grant %s: remaining %s, amount %s, lines %s',
+			g.id, g.remaining, g.amount, coalesce(l.amount, 0))
+	  FROM wallet.grant_block g
+	  LEFT JOIN (SELECT grant_id, sum(amount) AS amount FROM wallet.line
+				  WHERE grant_id IS NOT NULL GROUP BY 1) l ON l.grant_id = g.id
+	 WHERE g.remaining < 0
+		OR g.remaining > g.amount + CASE WHEN g.recurrence IS NULL THEN 0
+										 ELSE g.rollover_max + wallet._reserved(g.id, '-infinity') END
+		OR g.remaining <> coalesce(l.amount, 0)
+	UNION ALL
+	/* every event: its debit lines sum to its amount, refunds to what was refunded */
+	SELECT 'event_lines', format('event %s: amount %s refunded %s, debit lines %s, refund lines %s',
+			e.id, e.amount, e.refunded, -coalesce(l.debits, 0), coalesce(l.refunds, 0))
+	  FROM wallet.event e
+	  LEFT JOIN (SELECT event_id,
+						sum(amount) FILTER (WHERE kind = 'debit') AS debits,
+						sum(amount) FILTER (WHERE kind = 'refund') AS refunds
+				   FROM wallet.line WHERE event_id IS NOT NULL GROUP BY 1) l ON l.event_id = e.id
+	 WHERE coalesce(l.debits, 0) <> -e.amount OR coalesce(l.refunds, 0) <> e.refunded
+		OR e.refunded < 0 OR e.refunded > e.amount
+	UNION ALL
+	/* every event: its refund rows sum to what it says was refunded */
+	SELECT 'refunds', format('event %s: refunded %s, refund rows %s', e.id, e.refunded, coalesce(r.amount, 0))
+	  FROM wallet.event e
+	  LEFT JOIN (SELECT event_id, sum(amount) AS amount FROM wallet.refund GROUP BY 1) r ON r.event_id = e.id
+	 WHERE coalesce(r.amount, 0) <> e.refunded
+	UNION ALL
+	/* holds: one hold line each, one release line once resolved, none while open */
+	SELECT 'hold_lines', format('hold %s (%s): hold lines %s, release lines %s',
+			h.id, h.status, coalesce(l.holds, 0), coalesce(l.releases, 0))
+	  FROM wallet.hold h
+	  LEFT JOIN (SELECT hold_id,
+						count(*) FILTER (WHERE kind = 'hold') AS holds,
+						count(*) FILTER (WHERE kind = 'release') AS releases
+				   FROM wallet.line WHERE hold_id IS NOT NULL AND kind IN ('hold', 'release')
+				  GROUP BY 1) l ON l.hold_id = h.id
+	 WHERE coalesce(l.holds, 0) <> 1
+		OR coalesce(l.releases, 0) <> CASE WHEN h.status = 'open' THEN 0 ELSE 1 END
+		OR (h.status = 'captured') <> (h.event_id IS NOT NULL)
+	UNION ALL
+	/* the balance row's hold totals match the open holds */
+	SELECT 'held', format('wallet %s asset %s: held %s (%s open), holds say %s (%s open)',
+			a.wallet_id, a.asset, a.held, a.holds_open, coalesce(h.amount, 0), coalesce(h.n, 0))
+	  FROM wallet.account a
+	  LEFT JOIN (SELECT wallet_id, asset, sum(amount) AS amount, count(*) AS n FROM wallet.hold
+				  WHERE status = 'open' GROUP BY 1, 2) h
+		ON h.wallet_id = a.wallet_id AND h.asset = a.asset
+	 WHERE a.held <> coalesce(h.amount, 0) OR a.holds_open <> coalesce(h.n, 0)
+	UNION ALL
+	/* binding holds: every hold open now is backed by reservations and overdraft room equal to it */
+	SELECT 'reservations', format('hold %s: amount %s, reserved on grants %s, overdraft room %s',
+			h.id, h.amount, coalesce(r.amount, 0), h.overdraft)
+	  FROM wallet.hold h
+	  LEFT JOIN (SELECT hold_id, sum(amount) AS amount FROM wallet.hold_grant GROUP BY 1) r ON r.hold_id = h.id
+	 WHERE h.status = 'open' AND h.expires_at > now()
+	   AND coalesce(r.amount, 0) + h.overdraft <> h.amount
+	UNION ALL
+	/* a resolved hold reserves nothing */
+	SELECT 'reservations', format('hold %s (%s) still reserves %s on grant %s', h.id, h.status, r.amount, r.grant_id)
+	  FROM wallet.hold_grant r JOIN wallet.hold h ON h.id = r.hold_id
+	 WHERE h.status <> 'open'
+	UNION ALL
+	/* no grant has more reserved than it holds */
+	SELECT 'reserved', format('grant %s: remaining %s, reserved by open holds %s', g.id, g.remaining, r.amount)
+	  FROM wallet.grant_block g
+	  JOIN (SELECT hg.grant_id, sum(hg.amount) AS amount FROM wallet.hold_grant hg
+			  JOIN wallet.hold h ON h.id = hg.hold_id
+			 WHERE h.status = 'open' AND h.expires_at > now() GROUP BY 1) r ON r.grant_id = g.id
+	 WHERE r.amount > g.remaining
+	UNION ALL
+	/* no balance is below -overdraft_limit */
+	SELECT 'balance_floor', format('customer %s asset %s: available %s, overdraft limit %s',
+			b.customer, b.asset, b.available, wallet._major(b.asset, a.overdraft_limit))
+	  FROM wallet.balances b
+	  JOIN wallet.wallet w ON w.customer = b.customer
+	  JOIN wallet.account a ON a.wallet_id = w.id AND a.asset = b.asset
+	 WHERE b.available < -wallet._major(b.asset, a.overdraft_limit)
+	UNION ALL
+	/* an idempotency key names one request: an event or a hold, not both */
+	SELECT 'idempotency', format('wallet %s key %s is both an event and a hold', e.wallet_id, e.idempotency_key)
+	  FROM wallet.event e
+	  JOIN wallet.hold h ON h.wallet_id = e.wallet_id AND h.idempotency_key = e.idempotency_key
+	UNION ALL
+	/*
+	 * the rows of a 1.0 dump restored into a 1.1 install (pg_restore creates
+	 * the newest version, then loads 1.0's rows without the upgrade's
+	 * migrations), seen by what no 1.1 database has: an open hold (its ttl
+	 * not passed) that reserves nothing, a low_balance level with no alert or recharge behind
+	 * it, a usage counter under 1.0's positional key
+	 */
+	SELECT 'not_upgraded', format('customer %s: %s; the rows of a wallet 1.0 dump restored into a 1.1 install? '
+			'Restore a 1.0 dump into CREATE EXTENSION wallet VERSION ''1.0'', then ALTER EXTENSION wallet UPDATE',
+			w.customer, x.what)
+	  FROM wallet.wallet w
+	  JOIN LATERAL (
+		SELECT format('open hold %s reserves nothing', h.id) AS what
+		  FROM wallet.hold h
+		 WHERE h.wallet_id = w.id AND h.status = 'open' AND h.expires_at > now()
+		   AND h.amount > 0 AND h.overdraft = 0
+		   AND NOT EXISTS (SELECT FROM wallet.hold_grant r WHERE r.hold_id = h.id)
+		UNION ALL
+		SELECT format('asset %s: low_balance %s but no alert', a.asset, wallet._major(a.asset, a.low_balance))
+		  FROM wallet.account a
+		 WHERE a.wallet_id = w.id AND a.low_balance IS NOT NULL
+		   AND NOT EXISTS (SELECT FROM wallet.alert al WHERE al.wallet_id = a.wallet_id AND al.asset = a.asset)
+		   AND NOT EXISTS (SELECT FROM wallet.recharge r WHERE r.wallet_id = a.wallet_id AND r.asset = a.asset)
+		UNION ALL
+		SELECT format('usage counter %s is keyed by a rate''s position', u.meter)
+		  FROM wallet.usage_counter u
+		 WHERE u.wallet_id = w.id AND u.meter ~ '\]$'
+		   AND EXISTS (SELECT FROM wallet.price p
+						WHERE left(u.meter, length(p.meter)) = p.meter
+						  AND substr(u.meter, length(p.meter) + 1) ~ '^(\[([0-9]+|default)\])+$')) x ON true
+$$;

@@ -149,8 +149,10 @@ SELECT customer, category, amount, (metadata->>'refund_of_grant')::bigint = (
   FROM wallet.grants gs WHERE customer IN ('rf', 'rf2') AND metadata ? 'refund_of_event' ORDER BY 1;
 SELECT * FROM wallet_verify();
 
--- A database still at 1.0 keeps 1.0's rule (the debt stays); once upgraded, the resets
--- not yet written repay as 1.1 says.
+-- A database still at 1.0 keeps 1.0's rule (the debt stays), and so do the boundaries
+-- that passed under 1.0 without being written (the upgrade writes them first, by 1.0's
+-- rule: no repay line is dated before the upgrade, the debt is still there); once the
+-- grant is drawn again, the next boundary repays.
 DROP EXTENSION wallet CASCADE;
 CREATE EXTENSION wallet VERSION '1.0';
 SELECT wallet_create_asset('lc', 0, 0.01);
@@ -161,7 +163,12 @@ SELECT balance FROM wallet_debit('old', 'lc', 15, 'old-1');
 SELECT pg_sleep(1.1);
 SELECT overdraft FROM wallet_balances('old');
 SELECT count(*) AS repay_lines FROM wallet.ledger WHERE kind = 'repay';
+SELECT now() AS upgrading \gset
 ALTER EXTENSION wallet UPDATE;
+SELECT count(*) AS repaid_before_upgrade FROM wallet.ledger WHERE kind = 'repay' AND at <= :'upgrading';
+SELECT overdraft FROM wallet_balances('old');
+SELECT balance FROM wallet_debit('old', 'lc', 10, 'old-2');
+SELECT pg_sleep(1.1);
 SELECT overdraft FROM wallet_balances('old');
 SELECT kind, amount FROM wallet.ledger WHERE kind = 'repay' ORDER BY grant_id NULLS LAST;
 SELECT * FROM wallet_verify();

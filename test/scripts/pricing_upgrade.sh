@@ -3,6 +3,8 @@
 # position ("tok[0]") move to the rate's match ('tok{"direction":"in"}') on
 # ALTER EXTENSION wallet UPDATE, every number kept, so the tiers go on where
 # they were; a session that priced before the upgrade uses the new keys after.
+# A counter moves by the version that priced its period's last event, not by a
+# newer one set before the upgrade that lists the rates in another order.
 set -euo pipefail
 db=pricing_upgrade_$$
 cleanup() { dropdb --if-exists "$db"; }
@@ -27,11 +29,24 @@ SELECT wallet_set_price('wrap', 'USD', '{"model": "matrix", "dimensions": ["regi
 SELECT amount FROM wallet_authorize_debit('acme', 'tok', 10, 'a1', '{"direction": "in"}');
 SELECT amount FROM wallet_authorize_debit('acme', 'tok', 4, 'a2', '{"direction": "out"}');
 SELECT amount FROM wallet_authorize_debit('acme', 'wrap', 10, 'a3');
+-- gen: 15 "big" units priced by v1 (position 0), then a v2 that lists the rates the other
+-- way round, same prices, set before the upgrade and pricing no event yet
+SELECT wallet_set_price('gen', 'USD', '{"model": "matrix", "dimensions": ["model"], "rates": [
+	{"match": {"model": "big"}, "rule": {"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "5"}, {"unit_price": "1"}]}},
+	{"match": {"model": "small"}, "rule": {"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "2"}, {"unit_price": "1"}]}}]}',
+	now() - interval '1 hour') > 0;
+SELECT amount FROM wallet_authorize_debit('acme', 'gen', 15, 'g1', '{"model": "big"}');
+SELECT wallet_set_price('gen', 'USD', '{"model": "matrix", "dimensions": ["model"], "rates": [
+	{"match": {"model": "small"}, "rule": {"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "2"}, {"unit_price": "1"}]}},
+	{"match": {"model": "big"}, "rule": {"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "5"}, {"unit_price": "1"}]}}]}') > 0;
 SELECT string_agg(meter || '=' || quantity, ' ' ORDER BY meter) FROM wallet.usage_counter;
 ALTER EXTENSION wallet UPDATE;
 -- this session cached the prices under 1.0: the upgrade empties the cache
 SELECT amount FROM wallet_authorize_debit('acme', 'tok', 1, 'a4', '{"direction": "in"}');
 SELECT string_agg(meter || '=' || quantity, ' ' ORDER BY meter) FROM wallet.usage_counter;
+-- big goes on in its second tier (15 used), small starts in its first
+SELECT amount FROM wallet_authorize_debit('acme', 'gen', 1, 'g2', '{"model": "big"}');
+SELECT amount FROM wallet_authorize_debit('acme', 'gen', 1, 'g3', '{"model": "small"}');
 -- v2 lists the rates the other way round, and unwraps the default
 SELECT wallet_set_price('tok', 'USD', '{"model": "matrix", "dimensions": ["direction"], "rates": [
 	{"match": {"direction": "out"}, "rule": {"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "1.6"}, {"unit_price": "0.8"}]}},
@@ -52,9 +67,14 @@ t
 4.00
 6.40
 10.00
-tok[0]=10 tok[1]=4 wrap[default]=10
+t
+55.00
+t
+gen[0]=15 tok[0]=10 tok[1]=4 wrap[default]=10
 0.20
-tok{"direction":"in"}=11 tok{"direction":"out"}=4 wrap=10
+gen{"model":"big"}=15 tok{"direction":"in"}=11 tok{"direction":"out"}=4 wrap=10
+1.00
+2.00
 t
 t
 12.80

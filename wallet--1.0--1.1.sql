@@ -325,7 +325,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.wallet_extend_hold(bigint, interval) TO wa
 CREATE OR REPLACE FUNCTION @extschema@.wallet_caps(customer text)
 RETURNS TABLE (asset text, period text, dimension text, dim_value text, cap numeric, spent numeric,
 	remaining numeric, period_start timestamptz, period_end timestamptz)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	WITH c AS (
 		SELECT c.wallet_id, c.asset, c.period, c.dimension, c.amount,
 			   date_trunc(c.period, now(), 'UTC') AS ps

@@ -373,3 +373,13 @@ SELECT * FROM wallet_balances('bh-vx');
 
 SELECT count(*) AS unbalanced FROM wallet.conservation WHERE difference <> 0;
 SELECT count(*) AS off_identity FROM wallet.balances WHERE available <> granted - held - overdraft;
+
+-- a hold placed in a transaction older than its ttl is open for its ttl from the call's clock
+-- (the ttl is judged by the clock: from the transaction's start it was born expired)
+SELECT wallet_create('bh-doa') > 0 AS created;
+SELECT wallet_grant('bh-doa', 'bh', 100) > 0 AS granted;
+BEGIN;
+SELECT pg_sleep(1.1);
+SELECT hold_id AS doa_hold FROM wallet_hold('bh-doa', 'bh', 10, 'doa-1', interval '1 second') \gset
+SELECT approved, amount FROM wallet_capture(:doa_hold, 'bh.call', 5);
+COMMIT;

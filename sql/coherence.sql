@@ -159,6 +159,12 @@ CREATE RULE coh_hold_rule AS ON INSERT TO wallet.hold DO ALSO INSERT INTO coh_ru
 SELECT approved, amount FROM wallet_hold('coh-t', 'coht', 5, 'coh-t-r3');
 DROP RULE coh_hold_rule ON wallet.hold;
 DROP RULE coh_event_rule ON wallet.event;
+-- a rule on another event (DELETE) changes nothing the direct paths do: REPEATABLE READ debits go on
+CREATE RULE coh_account_rule AS ON DELETE TO wallet.account DO ALSO INSERT INTO coh_ruled VALUES ('account', OLD.overdraft);
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT approved, amount FROM wallet_debit('coh-t', 'coht', 1, 'coh-t-r4');
+COMMIT;
+DROP RULE coh_account_rule ON wallet.account;
 SELECT tbl, n FROM coh_ruled ORDER BY tbl, n;
 SELECT count(*) AS problems FROM wallet_verify();
 DROP TABLE coh_ruled;

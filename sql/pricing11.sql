@@ -231,3 +231,11 @@ SELECT amount FROM wallet_authorize_debit('p4', 'win', 1, 'win-late', occurred_a
 SELECT amount FROM wallet_authorize_debit('p4', 'win', 1, 'win-now');
 
 SELECT * FROM wallet_verify();
+
+-- a meter may be named like a 1.0 counter key ("gpu[0]"): wallet_verify reports nothing of it
+SELECT wallet_create('p11-brackets') > 0;
+SELECT wallet_grant('p11-brackets', 'credits', 100) > 0;
+SELECT wallet_set_price('p11gpu', 'credits', '{"model": "per_unit", "unit_price": "1"}', now() - interval '1 hour') > 0;
+SELECT wallet_set_price('p11gpu[0]', 'credits', '{"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "1"}, {"unit_price": "2"}]}', now() - interval '1 hour') > 0;
+SELECT approved, amount FROM wallet_authorize_debit('p11-brackets', 'p11gpu[0]', 3, 'p11-br-1');
+SELECT count(*) AS problems FROM wallet_verify();

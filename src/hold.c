@@ -317,7 +317,7 @@ HoldGrantsLoad(Account *acct, const HoldRow *h, TimestampTz now, GrantSet *set, 
 	return NULL;
 }
 
-/* a ttl: positive; the hold then expires at now + ttl */
+/* a ttl: positive; the hold then expires at the clock's now + ttl (not the transaction's start) */
 static TimestampTz
 HoldExpiry(FunctionCallInfo fcinfo, int n, TimestampTz now)
 {
@@ -329,6 +329,8 @@ HoldExpiry(FunctionCallInfo fcinfo, int n, TimestampTz now)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("ttl must not be null")));
 	ttl = PG_GETARG_INTERVAL_P(n);
+	/* from the clock, by which HoldMustBeOpen judges it: not from the transaction's start */
+	now = Max(now, GetCurrentTimestamp());
 	expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 														 TimestampTzGetDatum(now),
 														 IntervalPGetDatum(ttl)));
@@ -401,6 +403,26 @@ HoldReplayCheck(int64 hold_id, const char *key, const char *meter, Numeric quant
 }
 
 /*
+ * Under REPEATABLE READ and SERIALIZABLE: the grants of set, read under the
+ * transaction's snapshot, must still be the newest versions, else 40001
+ * (HotGrantsCurrent).  A hold reserves from them, and a capture or release
+ * may settle what a void or expiry left on them, without writing them.
+ */
+static void
+GrantsCurrent(const GrantSet *set)
+{
+	ItemPointerData *tids;
+
+	if (!IsolationUsesXactSnapshot())
+		return;
+	tids = palloc(sizeof(ItemPointerData) * Max(set->n, 1));
+	for (int i = 0; i < set->n; i++)
+		tids[i] = set->rows[i].tid;
+	HotGrantsCurrent(set->n, tids);
+	pfree(tids);
+}
+
+/*
  * Place a hold of amount on a locked balance row (the key is new): decline,
  * or reserve value in drawdown order (then overdraft room) and cap room, and
  * write the hold.  meter and quantity are wallet_authorize_hold's.
@@ -448,12 +470,7 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 
 	if (binding && IsolationUsesXactSnapshot())
 	{
-		/* what the snapshot showed must still be so (see HotGrantsCurrent) */
-		ItemPointerData *tids = palloc(sizeof(ItemPointerData) * Max(set.n, 1));
-
-		for (int i = 0; i < set.n; i++)
-			tids[i] = set.rows[i].tid;
-		HotGrantsCurrent(set.n, tids);
+		GrantsCurrent(&set);
 		CapCheckCurrent(acct, dims, now, &caps);
 	}
 	if (binding)
@@ -1085,6 +1102,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 		total = AddMinor(total, cl[i].amount);
 	}
 	onlyp = HoldGrantsLoad(&acct, &h, now, &set, &only);
+	GrantsCurrent(&set);
 	available = Available(&acct, &set, now, 0);
 	rs = HoldReservations(&h, &set, onlyp, now, &nres, &st);
 	room = palloc0(sizeof(int64) * n);
@@ -1374,6 +1392,7 @@ wallet_release(PG_FUNCTION_ARGS)
 				HoldResolvedOtherwise(&h, "release");
 			HoldMustBeOpen(&h, now);
 			onlyp = HoldGrantsLoad(&acct, &h, now, &set, &only);
+			GrantsCurrent(&set);
 			rs = HoldReservations(&h, &set, onlyp, now, &nres, &st);
 			res.has_balance = true;
 			res.balance = AddMinor(Available(&acct, &set, now, 0), ReleasedBack(rs, nres, h.overdraft));

@@ -429,6 +429,16 @@ Compile(Expr *expr)
  * checked on every call (CheckRowSecurity): whether it applies depends on the
  * role.
  */
+/* has rel a rule on event (CMD_INSERT, CMD_UPDATE, CMD_DELETE)? */
+static bool
+HasRule(Relation rel, CmdType event)
+{
+	for (int i = 0; rel->rd_rules != NULL && i < rel->rd_rules->numLocks; i++)
+		if (rel->rd_rules->rules[i]->event == event)
+			return true;
+	return false;
+}
+
 static void
 CheckTable(Relation rel, bool inserted, bool updated, TableCache *tc)
 {
@@ -437,7 +447,9 @@ CheckTable(Relation rel, bool inserted, bool updated, TableCache *tc)
 	tc->rls = rel->rd_rel->relrowsecurity;
 	tc->by_sql = (inserted || updated) && rel->rd_att->constr && rel->rd_att->constr->has_generated_stored;
 	/* a rule (DO ALSO, DO INSTEAD) rewrites the statements the direct writes stand for */
-	if ((inserted || updated) && rel->rd_rules != NULL)
+	if (HasRule(rel, CMD_INSERT) && inserted)
+		tc->by_sql = true;
+	if (HasRule(rel, CMD_UPDATE) && updated)
 		tc->by_sql = true;
 	for (int i = 0; td != NULL && i < td->numtriggers; i++)
 	{
@@ -707,7 +719,7 @@ CacheBuildGeneration(void)
 		}
 		if (t == T_HOLD_GRANT)
 		{
-			cache.hold_grant_deletes = rel->rd_rules != NULL;
+			cache.hold_grant_deletes = HasRule(rel, CMD_DELETE);
 			for (int i = 0; rel->trigdesc && i < rel->trigdesc->numtriggers; i++)
 				if (rel->trigdesc->triggers[i].tgenabled != TRIGGER_DISABLED &&
 					TRIGGER_FOR_DELETE(rel->trigdesc->triggers[i].tgtype))

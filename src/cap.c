@@ -101,6 +101,17 @@ static const char *cap_outbox_sql =
 "        'dim_value', $8, 'cap', $9, 'spent', $10, 'period_start', $11))) "
 "RETURNING pg_catalog.json_build_object('id', o.id, 'kind', o.kind)::pg_catalog.text";
 
+/* the first four parameters of the cap statements: wallet, asset, dimensions, time */
+static void
+CapArgs(const Account *acct, Jsonb *dims, TimestampTz now, Datum *values, char *nulls)
+{
+	values[0] = Int64GetDatum(acct->wallet_id);
+	values[1] = CStringGetTextDatum(acct->asset);
+	values[2] = dims ? JsonbPGetDatum(dims) : (Datum) 0;
+	nulls[2] = dims ? ' ' : 'n';
+	values[3] = TimestampTzGetDatum(now);
+}
+
 /*
  * Would a debit of amount with these dimensions, at now, keep within every cap
  * of the balance row?  Reads only: a quote may call it without the lock (then
@@ -124,11 +135,7 @@ CapCheck(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now, CapSet
 	if (acct->caps == 0)
 		return true;
 
-	values[0] = Int64GetDatum(acct->wallet_id);
-	values[1] = CStringGetTextDatum(acct->asset);
-	values[2] = dims ? JsonbPGetDatum(dims) : (Datum) 0;
-	nulls[2] = dims ? ' ' : 'n';
-	values[3] = TimestampTzGetDatum(now);
+	CapArgs(acct, dims, now, values, nulls);
 	with_holds = acct->holds_open > 0 && WalletSchemaVersion() >= 11;
 	if (with_holds)
 		WalletExec(PLAN_CAP_CHECK_HELD, cap_check_held_sql, 4, argtypes, values, nulls,
@@ -183,11 +190,7 @@ CapCheckCurrent(const Account *acct, Jsonb *dims, TimestampTz now, const CapSet 
 
 	if (!IsolationUsesXactSnapshot() || acct->caps == 0)
 		return;
-	values[0] = Int64GetDatum(acct->wallet_id);
-	values[1] = CStringGetTextDatum(acct->asset);
-	values[2] = dims ? JsonbPGetDatum(dims) : (Datum) 0;
-	nulls[2] = dims ? ' ' : 'n';
-	values[3] = TimestampTzGetDatum(now);
+	CapArgs(acct, dims, now, values, nulls);
 	CommandCounterIncrement();
 	latest = RegisterSnapshot(GetLatestSnapshot());
 	rc = SPI_execute_snapshot(WalletPlan(PLAN_CAP_CHECK, cap_check_sql, 4, argtypes), values, nulls,
@@ -288,11 +291,7 @@ CapRecord(const Account *acct, Jsonb *dims, int64 amount, TimestampTz now)
 
 	if (amount == 0)
 		return;
-	values[0] = Int64GetDatum(acct->wallet_id);
-	values[1] = CStringGetTextDatum(acct->asset);
-	values[2] = dims ? JsonbPGetDatum(dims) : (Datum) 0;
-	nulls[2] = dims ? ' ' : 'n';
-	values[3] = TimestampTzGetDatum(now);
+	CapArgs(acct, dims, now, values, nulls);
 	values[4] = Int64GetDatum(amount);
 	WalletExec(PLAN_CAP_RECORD, cap_record_sql, 5, argtypes, values, nulls, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)

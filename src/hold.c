@@ -1433,6 +1433,15 @@ wallet_extend_hold(PG_FUNCTION_ARGS)
 	WalletExec(PLAN_HOLD_EXTEND,
 			   "UPDATE wallet.hold SET expires_at = $2 WHERE id OPERATOR(pg_catalog.=) $1",
 			   2, argtypes, values, NULL, false, SPI_OK_UPDATE);
+
+	/*
+	 * The balance row is written too, though nothing on it changes: a
+	 * REPEATABLE READ call whose snapshot is older than this extension (and
+	 * whose clock has passed the old ttl) would take the hold for expired and
+	 * spend what it reserves; its update of the balance row meets this one
+	 * instead (40001), as it meets a new hold's.
+	 */
+	AccountSave(&acct);
 	GrantsLoad(&acct, now, true, &set);
 	res.approved = true;
 	res.hold_id = hold_id;

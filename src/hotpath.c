@@ -2064,6 +2064,34 @@ KeyProbe(Relation erel, Relation hrel, Relation eidx, Relation hidx, Snapshot sn
 }
 
 /*
+ * Under REPEATABLE READ and SERIALIZABLE, a key the transaction's snapshot
+ * does not know may have been used by a transaction that committed since
+ * (the balance lock waited for it, or it took the lock after the snapshot):
+ * writing it again would fail on the unique index with 23505.  Probe with a
+ * snapshot taken now, and fail as a write that met a concurrent update does
+ * (40001): the retry replays the stored result.
+ */
+static void
+KeyCommittedSince(Relation erel, Relation hrel, Relation eidx, Relation hidx, int64 wallet_id,
+				  const char *key)
+{
+	Snapshot	latest;
+	HeapTuple	tup;
+	bool		found;
+
+	if (!IsolationUsesXactSnapshot())
+		return;
+	latest = RegisterSnapshot(GetLatestSnapshot());
+	found = KeyProbe(erel, hrel, eidx, hidx, latest, wallet_id, key, &tup);
+	UnregisterSnapshot(latest);
+	if (found)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update"),
+				 errdetail("The idempotency key was used by a transaction that committed after this transaction's snapshot.")));
+}
+
+/*
  * The event or hold the idempotency key names in acct's wallet, as one row
  * of (kind, id, meter, quantity, dimensions, asset, amount, balance_after,
  * hold_id) into *tup and *desc; false if the key is new.  Read under the
@@ -2105,6 +2133,8 @@ HotKeyFind(const Account *acct, const char *key, HeapTuple *tup, TupleDesc *desc
 	}
 
 	found = KeyProbe(erel, hrel, eidx, hidx, snap, wallet_id, key, tup);
+	if (!found)
+		KeyCommittedSince(erel, hrel, eidx, hidx, wallet_id, key);
 	*desc = key_desc;
 
 	index_close(eidx, NoLock);
@@ -2160,7 +2190,11 @@ HotKeyFindMany(int n, const int64 *wallet_ids, const char *const *keys, const bo
 		CHECK_FOR_INTERRUPTS();
 		tups[i] = NULL;
 		if (!KeyProbeScans(&ks, holds == NULL || holds[i], wallet_ids[i], keys[i], &tups[i]))
+		{
 			tups[i] = NULL;
+			KeyCommittedSince(erel, holds == NULL || holds[i] ? hrel : NULL, eidx, hidx,
+							  wallet_ids[i], keys[i]);
+		}
 	}
 	KeyScansEnd(&ks);
 	*desc = key_desc;

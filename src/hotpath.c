@@ -416,6 +416,16 @@ Compile(Expr *expr)
 	return ExecInitExpr(expression_planner(expr), NULL);
 }
 
+/* has rel a rule on event (CMD_INSERT, CMD_UPDATE, CMD_DELETE)? */
+static bool
+HasRule(Relation rel, CmdType event)
+{
+	for (int i = 0; rel->rd_rules != NULL && i < rel->rd_rules->numLocks; i++)
+		if (rel->rd_rules->rules[i]->event == event)
+			return true;
+	return false;
+}
+
 /*
  * What the direct writes do not do on a table, which SQL statements do: an
  * AFTER ROW or statement-level INSERT trigger (or one with a transition
@@ -429,16 +439,6 @@ Compile(Expr *expr)
  * checked on every call (CheckRowSecurity): whether it applies depends on the
  * role.
  */
-/* has rel a rule on event (CMD_INSERT, CMD_UPDATE, CMD_DELETE)? */
-static bool
-HasRule(Relation rel, CmdType event)
-{
-	for (int i = 0; rel->rd_rules != NULL && i < rel->rd_rules->numLocks; i++)
-		if (rel->rd_rules->rules[i]->event == event)
-			return true;
-	return false;
-}
-
 static void
 CheckTable(Relation rel, bool inserted, bool updated, TableCache *tc)
 {
@@ -2295,7 +2295,8 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
  * reserves from the grants it read.  A READ COMMITTED debit or void changes
  * grant rows under the balance lock without writing the balance row (it only
  * locks it), so the hold's own update of the balance row does not meet it.
- * So a hold checks that every grant version it read is still the newest:
+ * So a hold (and a capture or release, which may settle what a void left on
+ * a grant without writing it) checks that every grant version it read is still the newest:
  * visible to a snapshot taken now (the caller holds the balance lock, under
  * which grants change), else 40001, as the write would have failed.
  */
@@ -2322,7 +2323,7 @@ HotGrantsCurrent(int n, const ItemPointerData *tids)
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("could not serialize access due to concurrent update"),
-					 errdetail("A grant the hold would reserve from changed after this transaction's snapshot.")));
+					 errdetail("A grant this call read changed after this transaction's snapshot.")));
 	}
 	UnregisterSnapshot(latest);
 	ExecDropSingleTupleTableSlot(slot);

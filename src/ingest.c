@@ -485,8 +485,9 @@ LockAll(Batch *b)
 		if (order[i]->cached || b->accts[i].row_deleted)
 		{
 			/*
-			 * No balance row for a wallet id this backend kept: the wallet may
-			 * be gone (a shard's prune runs without triggers).  Look again.
+			 * No balance row for a wallet id this backend kept, or one deleted
+			 * while its lock waited: the wallet may be gone (a shard's prune
+			 * runs without triggers).  Look again.
 			 */
 			int64		id;
 			char		status[1][16];

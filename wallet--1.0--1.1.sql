@@ -2611,6 +2611,87 @@ CREATE TRIGGER hold_marks_wallet BEFORE INSERT ON wallet.hold
 	FOR EACH ROW EXECUTE FUNCTION wallet._hold_marks_wallet();
 
 
+/* ------------------------------------------------------------ scale-out */
+
+/*
+ * A router finds an id made before its database became a shard (no routing
+ * bits) by asking every shard whose it is (wallet_proxy's wallet._route_all).
+ * 1.0's wallet._id_route compared the outbox row's own kind column where it
+ * meant its argument (a column wins over a parameter in SQL), so an outbox
+ * row was never found; and the router ran it as the calling role, to which a
+ * shard opens neither the schema nor the function: wallet_app's capture of an
+ * old hold and wallet_admin's refund of an old event failed with 42501.  The
+ * router now asks wallet_id_route, which runs with the owner's rights.
+ */
+CREATE OR REPLACE FUNCTION wallet._id_route(kind text, id bigint) RETURNS int
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT wallet._route_hash(w.customer)
+	  FROM wallet.wallet w
+	 WHERE w.id = CASE _id_route.kind
+				  WHEN 'hold' THEN (SELECT h.wallet_id FROM wallet.hold h WHERE h.id = _id_route.id)
+				  WHEN 'event' THEN (SELECT e.wallet_id FROM wallet.event e WHERE e.id = _id_route.id)
+				  WHEN 'grant' THEN (SELECT g.wallet_id FROM wallet.grant_block g WHERE g.id = _id_route.id)
+				  END
+	UNION ALL
+	SELECT wallet._route_hash(o.customer) FROM wallet.outbox o
+	 WHERE _id_route.kind = 'outbox' AND o.id = _id_route.id
+	LIMIT 1
+$$;
+
+CREATE FUNCTION @extschema@.wallet_id_route(kind text, id bigint) RETURNS int
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT wallet._id_route(wallet_id_route.kind, wallet_id_route.id)
+$$;
+COMMENT ON FUNCTION @extschema@.wallet_id_route(text, bigint) IS
+	'on a shard, for a router: the routing bits of the customer of a hold, event, grant or outbox row here; null when it is not here';
+REVOKE ALL ON FUNCTION @extschema@.wallet_id_route(text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.wallet_id_route(text, bigint) TO wallet_app, wallet_admin;
+
+/*
+ * wallet_shard_prune of 1.0, and the reservations of the holds it deletes:
+ * wallet.hold_grant (1.1) has neither wallet_id nor customer, and the prune
+ * runs as replica, where no foreign key cascades.
+ */
+CREATE OR REPLACE FUNCTION @extschema@.wallet_shard_prune()
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET session_replication_role = replica AS $$
+DECLARE
+	shard int;
+	ids bigint[];
+	customers text[];
+	t record;
+BEGIN
+	IF wallet._shard_owner('') IS NULL THEN
+		RAISE EXCEPTION 'this database is not a shard' USING ERRCODE = 'object_not_in_prerequisite_state',
+			HINT = 'Set wallet.shard and wallet.shards first.';
+	END IF;
+	shard := current_setting('wallet.shard')::int;
+	SELECT array_agg(w.id), array_agg(w.customer) INTO ids, customers
+	  FROM wallet.wallet w WHERE wallet._shard_owner(w.customer) <> shard;
+	IF ids IS NULL THEN
+		RETURN 0;
+	END IF;
+	DELETE FROM wallet.hold_grant r USING wallet.hold h WHERE h.id = r.hold_id AND h.wallet_id = ANY (ids);
+	FOR t IN
+		SELECT c.oid::regclass AS rel, a.attname::text AS col
+		  FROM pg_class c
+		  JOIN pg_namespace n ON n.oid = c.relnamespace
+		  JOIN pg_attribute a ON a.attrelid = c.oid AND NOT a.attisdropped
+		 WHERE n.nspname = 'wallet' AND c.relkind IN ('r', 'p')
+		   AND c.relname NOT IN ('wallet', 'price') AND a.attname IN ('wallet_id', 'customer')
+		 ORDER BY c.relname, a.attname
+	LOOP
+		IF t.col = 'wallet_id' THEN
+			EXECUTE format('DELETE FROM %s WHERE wallet_id = ANY ($1)', t.rel) USING ids;
+		ELSE
+			EXECUTE format('DELETE FROM %s WHERE customer = ANY ($1)', t.rel) USING customers;
+		END IF;
+	END LOOP;
+	DELETE FROM wallet.wallet w WHERE w.id = ANY (ids);
+	RETURN cardinality(ids);
+END
+$$;
+
 /* ------------------------------------------------------------ wallet_verify */
 
 /*

@@ -267,3 +267,48 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+/* ------------------------------------------------------- routing by id */
+
+/*
+ * An id made before its database became a shard is looked for on every
+ * shard by wallet_id_route (wallet 1.1), which runs with the owner's rights:
+ * 1.0's router ran wallet._id_route there as the calling role, to which a
+ * shard opens neither, so wallet_app and wallet_admin got 42501 for every
+ * such id (test/scripts/scaleout_roles.sh).
+ */
+CREATE OR REPLACE FUNCTION wallet._route_all(kind text, id bigint)
+RETURNS SETOF int AS $$
+	CLUSTER 'wallet_cluster';
+	RUN ON ALL;
+	SELECT @extschema@.wallet_id_route(kind, id) AS route;
+$$ LANGUAGE plproxy;
+
+/* ---------------------------------------------------------------- batches */
+
+/*
+ * A batch over wallet_ingest's limit goes whole to one shard, which refuses it
+ * (22023) as one database does: split, each shard's share was under the limit,
+ * and the shares commit on their own.
+ */
+CREATE OR REPLACE FUNCTION @extschema@.wallet_ingest(events jsonb)
+RETURNS TABLE (idx int, approved boolean, replayed boolean, reason text, error text,
+	event_id bigint, asset text, amount numeric, balance numeric)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF events IS NULL OR jsonb_typeof(events) <> 'array' OR jsonb_array_length(events) = 0
+	   OR jsonb_array_length(events) > 100000 THEN
+		/* nothing to split: one shard answers (or reports the error) */
+		RETURN QUERY SELECT o.* FROM wallet._ingest_one(0, events) o;
+		RETURN;
+	END IF;
+	RETURN QUERY
+	SELECT s.* FROM wallet._ingest_split(
+		ARRAY(SELECT hashtext(coalesce(e.value ->> 'customer', '') COLLATE "C")
+				FROM jsonb_array_elements(events) WITH ORDINALITY e ORDER BY e.ordinality),
+		ARRAY(SELECT e.value FROM jsonb_array_elements(events) WITH ORDINALITY e ORDER BY e.ordinality),
+		ARRAY(SELECT (e.ordinality - 1)::int
+				FROM jsonb_array_elements(events) WITH ORDINALITY e ORDER BY e.ordinality)) s
+	ORDER BY s.idx;
+END
+$$;

@@ -141,7 +141,8 @@ INSERT INTO matrix VALUES
 	('wallet_void_grant(bigint, text)', false, false, true),
 	('wallet_sweep(timestamptz)', false, false, true),
 	('wallet_shard_check()', false, true, true),
-	('wallet_shard_prune()', false, false, true);
+	('wallet_shard_prune()', false, false, true),
+	('wallet_id_route(text, bigint)', true, false, true);
 CREATE TEMP VIEW fns AS
 SELECT p.oid::regprocedure AS fn, p.prosecdef, l.lanname, p.proconfig, p.prokind,
 	   n.nspname = 'wallet' AND p.proname LIKE '\_%' AS helper,

@@ -22,6 +22,20 @@ SELECT g.amount, g.remaining, wallet_balance('coh-a', 'cohx') AS balance
   FROM wallet.grant_block g JOIN wallet.wallet w ON w.id = g.wallet_id
  WHERE w.customer = 'coh-a';
 
+-- a price set to take effect at its commit cannot be prepared (the version would take
+-- effect at PREPARE, while events priced until COMMIT PREPARED used the one before);
+-- one set for a later time, or backdated, can
+BEGIN;
+SELECT wallet_set_price('coh.2pc', 'cohx', '{"model": "per_unit", "unit_price": "5"}') > 0 AS set;
+PREPARE TRANSACTION 'coh_price_now';
+SELECT count(*) AS prepared FROM pg_prepared_xacts WHERE gid = 'coh_price_now';
+ROLLBACK PREPARED 'coh_price_now';		-- 42704: nothing was prepared
+BEGIN;
+SELECT wallet_set_price('coh.2pc', 'cohx', '{"model": "per_unit", "unit_price": "5"}', now() + interval '1 hour') > 0 AS set;
+PREPARE TRANSACTION 'coh_price_later';
+COMMIT PREPARED 'coh_price_later';
+SELECT count(*) AS versions FROM wallet.price WHERE meter = 'coh.2pc';
+
 -- the extension dropped and created again: the asset is read again
 SELECT wallet_create_asset('cohy', 2) \g /dev/null
 SELECT wallet_create('coh-b') > 0 AS created;

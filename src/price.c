@@ -1005,6 +1005,32 @@ wallet_prices_changed(PG_FUNCTION_ARGS)
 }
 
 /*
+ * A transaction whose price takes effect at its commit cannot be prepared:
+ * deferred triggers fire at PREPARE TRANSACTION, so the version would take
+ * effect then, while events priced until COMMIT PREPARED used the version
+ * before it (the same occurred_at, two prices).  PostgreSQL's own features
+ * that cannot be prepared refuse the same way.
+ */
+static bool price_at_commit = false;
+
+static void
+PriceXactCallback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_PREPARE && price_at_commit)
+	{
+		price_at_commit = false;
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot prepare a transaction that set a price to take effect at its commit"),
+				 errdetail("The version would take effect at PREPARE TRANSACTION, while events priced until COMMIT PREPARED used the one before."),
+				 errhint("Set the price in a transaction that commits directly, or give it an effective_at in the future.")));
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+		price_at_commit = false;
+}
+
+/*
  * Deferred trigger on wallet.price (1.1), at commit: a version set for now
  * (its transaction's start, the default) or for a time already passed takes
  * effect at its commit, so events are priced by their occurred_at alone
@@ -1023,6 +1049,7 @@ wallet_price_in_force(PG_FUNCTION_ARGS)
 	bool		isnull;
 	TimestampTz effective_at;
 	Datum		values[1];
+	static bool registered = false;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
@@ -1033,6 +1060,12 @@ wallet_price_in_force(PG_FUNCTION_ARGS)
 	if (isnull || effective_at < GetCurrentTransactionStartTimestamp() ||
 		effective_at >= GetCurrentTimestamp())
 		return PointerGetDatum(NULL);
+	if (!registered)
+	{
+		RegisterXactCallback(PriceXactCallback, NULL);
+		registered = true;
+	}
+	price_at_commit = true;
 	values[0] = heap_getattr(tup, SPI_fnumber(desc, "id"), desc, &isnull);
 	WalletExecAsOwner(trigdata->tg_relation, PLAN_PRICE_IN_FORCE,
 					  "UPDATE wallet.price SET effective_at = pg_catalog.clock_timestamp() "

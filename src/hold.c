@@ -194,16 +194,23 @@ HoldLock(int64 hold_id, bool binding, HoldRow *h, Account *acct)
 }
 
 /*
- * WL005 unless the hold is open and its ttl has not passed.  The ttl is
- * judged by the clock now, under the balance lock, not by the transaction's
+ * The clock a hold's ttl is set and judged by: now, not the transaction's
  * start (now): a debit treats a hold whose ttl passed by its own clock as
  * gone and draws what it reserved, writing nothing on the hold, so a
- * transaction begun before that must not capture or extend the hold after.
+ * transaction begun before that must not capture or extend the hold after;
+ * and a hold placed late in a long transaction is open for its whole ttl.
  */
+static TimestampTz
+HoldClock(TimestampTz now)
+{
+	return Max(now, GetCurrentTimestamp());
+}
+
+/* WL005 unless the hold is open and its ttl has not passed (by HoldClock, under the balance lock) */
 static void
 HoldMustBeOpen(const HoldRow *h, TimestampTz now)
 {
-	if (strcmp(h->status, "open") != 0 || h->expires_at <= Max(now, GetCurrentTimestamp()))
+	if (strcmp(h->status, "open") != 0 || h->expires_at <= HoldClock(now))
 		ereport(ERROR,
 				(errcode(ERRCODE_WALLET_HOLD_CLOSED),
 				 errmsg("hold " INT64_FORMAT " is not open", h->id),
@@ -317,7 +324,7 @@ HoldGrantsLoad(Account *acct, const HoldRow *h, TimestampTz now, GrantSet *set, 
 	return NULL;
 }
 
-/* a ttl: positive; the hold then expires at the clock's now + ttl (not the transaction's start) */
+/* a ttl: positive; the hold then expires at HoldClock + ttl */
 static TimestampTz
 HoldExpiry(FunctionCallInfo fcinfo, int n, TimestampTz now)
 {
@@ -329,8 +336,7 @@ HoldExpiry(FunctionCallInfo fcinfo, int n, TimestampTz now)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("ttl must not be null")));
 	ttl = PG_GETARG_INTERVAL_P(n);
-	/* from the clock, by which HoldMustBeOpen judges it: not from the transaction's start */
-	now = Max(now, GetCurrentTimestamp());
+	now = HoldClock(now);
 	expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 														 TimestampTzGetDatum(now),
 														 IntervalPGetDatum(ttl)));
@@ -403,26 +409,6 @@ HoldReplayCheck(int64 hold_id, const char *key, const char *meter, Numeric quant
 }
 
 /*
- * Under REPEATABLE READ and SERIALIZABLE: the grants of set, read under the
- * transaction's snapshot, must still be the newest versions, else 40001
- * (HotGrantsCurrent).  A hold reserves from them, and a capture or release
- * may settle what a void or expiry left on them, without writing them.
- */
-static void
-GrantsCurrent(const GrantSet *set)
-{
-	ItemPointerData *tids;
-
-	if (!IsolationUsesXactSnapshot())
-		return;
-	tids = palloc(sizeof(ItemPointerData) * Max(set->n, 1));
-	for (int i = 0; i < set->n; i++)
-		tids[i] = set->rows[i].tid;
-	HotGrantsCurrent(set->n, tids);
-	pfree(tids);
-}
-
-/*
  * Place a hold of amount on a locked balance row (the key is new): decline,
  * or reserve value in drawdown order (then overdraft room) and cap room, and
  * write the hold.  meter and quantity are wallet_authorize_hold's.
@@ -468,9 +454,10 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 		return;
 	}
 
-	if (binding && IsolationUsesXactSnapshot())
+	if (binding)
 	{
-		GrantsCurrent(&set);
+		/* under REPEATABLE READ: what the snapshot showed must still be so */
+		HotGrantsCurrent(&set);
 		CapCheckCurrent(acct, dims, now, &caps);
 	}
 	if (binding)
@@ -1102,7 +1089,7 @@ CaptureBinding(int64 hold_id, CaptureLine *cl, int n, TimestampTz now, WalletRes
 		total = AddMinor(total, cl[i].amount);
 	}
 	onlyp = HoldGrantsLoad(&acct, &h, now, &set, &only);
-	GrantsCurrent(&set);
+	HotGrantsCurrent(&set);
 	available = Available(&acct, &set, now, 0);
 	rs = HoldReservations(&h, &set, onlyp, now, &nres, &st);
 	room = palloc0(sizeof(int64) * n);
@@ -1392,7 +1379,7 @@ wallet_release(PG_FUNCTION_ARGS)
 				HoldResolvedOtherwise(&h, "release");
 			HoldMustBeOpen(&h, now);
 			onlyp = HoldGrantsLoad(&acct, &h, now, &set, &only);
-			GrantsCurrent(&set);
+			HotGrantsCurrent(&set);
 			rs = HoldReservations(&h, &set, onlyp, now, &nres, &st);
 			res.has_balance = true;
 			res.balance = AddMinor(Available(&acct, &set, now, 0), ReleasedBack(rs, nres, h.overdraft));
@@ -1439,9 +1426,11 @@ wallet_extend_hold(PG_FUNCTION_ARGS)
 	 * REPEATABLE READ call whose snapshot is older than this extension (and
 	 * whose clock has passed the old ttl) would take the hold for expired and
 	 * spend what it reserves; its update of the balance row meets this one
-	 * instead (40001), as it meets a new hold's.
+	 * instead (40001), as it meets a new hold's.  (Under REPEATABLE READ the
+	 * lock was that write already.)
 	 */
-	AccountSave(&acct);
+	if (!IsolationUsesXactSnapshot())
+		AccountSave(&acct);
 	GrantsLoad(&acct, now, true, &set);
 	res.approved = true;
 	res.hold_id = hold_id;

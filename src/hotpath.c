@@ -2296,27 +2296,28 @@ HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn, vo
  * grant rows under the balance lock without writing the balance row (it only
  * locks it), so the hold's own update of the balance row does not meet it.
  * So a hold (and a capture or release, which may settle what a void left on
- * a grant without writing it) checks that every grant version it read is still the newest:
- * visible to a snapshot taken now (the caller holds the balance lock, under
- * which grants change), else 40001, as the write would have failed.
+ * a grant without writing it) checks that every grant version it read into
+ * set is still the newest (rows written since have no tid): visible to a
+ * snapshot taken now (the caller holds the balance lock, under which grants
+ * change), else 40001, as the write would have failed.
  */
 void
-HotGrantsCurrent(int n, const ItemPointerData *tids)
+HotGrantsCurrent(const GrantSet *set)
 {
 	Relation	grel;
 	TupleTableSlot *slot;
 	Snapshot	latest;
 
-	if (!IsolationUsesXactSnapshot() || n == 0)
+	if (!IsolationUsesXactSnapshot() || set->n == 0)
 		return;
 	HotEnter();
 	grel = OpenTable(T_GRANT, RowExclusiveLock);
 	slot = table_slot_create(grel, NULL);
 	CommandCounterIncrement();
 	latest = RegisterSnapshot(GetLatestSnapshot());
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < set->n; i++)
 	{
-		ItemPointerData tid = tids[i];
+		ItemPointerData tid = set->rows[i].tid;
 
 		if (ItemPointerIsValid(&tid) &&
 			!table_tuple_fetch_row_version(grel, &tid, latest, slot))

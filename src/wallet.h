@@ -543,7 +543,7 @@ extern void HotGrantsReadMany(int n, const int64 *wallet_ids, const char *const 
 							  HotGrantFn fn, void *const *args);
 extern void HotGrantsRead(int64 wallet_id, const char *asset, bool locked, HotGrantFn fn,
 						  void *arg);
-extern void HotGrantsCurrent(int n, const ItemPointerData *tids);
+extern void HotGrantsCurrent(const GrantSet *set);
 extern int64 HotDebitWrite(const HotDebit *w);
 extern HotDebitBatch *HotDebitBatchCreate(MemoryContext cxt);
 extern void HotDebitBatchEnd(HotDebitBatch *b);

@@ -433,6 +433,44 @@ END
 $$;
 
 /*
+ * Spend-cap counters are pruned only once no running transaction can debit
+ * into their period.  A debit counts in the period of its transaction's time
+ * (now(), the event's recorded_at), however long after the period's end it
+ * runs: a counter deleted under a transaction that began in its period would
+ * make that transaction's debit find no spend and pass the cap.  So a counter
+ * goes when its period ended by as_of and by the start of the oldest
+ * transaction running (wallet._settled(), src/reads.c: the same horizon the
+ * usage sums and statement marks keep to; this transaction's own start
+ * included).  When that cannot be known (a backend with track_activities off,
+ * a read-only or REPEATABLE READ sweep, a standby) nothing is pruned: a later
+ * sweep does it.  (wallet._settled is defined with the reads section, later
+ * in this script: hence plpgsql, whose body is bound when it runs.)
+ */
+CREATE FUNCTION wallet._cap_prune_upto(as_of timestamptz DEFAULT now())
+RETURNS timestamptz LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	settled timestamptz := wallet._settled();
+BEGIN
+	RETURN CASE WHEN settled IS NULL THEN '-infinity' ELSE least(coalesce(as_of, now()), settled) END;
+END
+$$;
+COMMENT ON FUNCTION wallet._cap_prune_upto(timestamptz) IS
+	'as_of, or the start of the oldest transaction running when earlier (-infinity when unknown): wallet._cap_prune deletes the counters of periods ended by then';
+REVOKE ALL ON FUNCTION wallet._cap_prune_upto(timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION wallet._cap_prune(as_of timestamptz DEFAULT now())
+RETURNS bigint LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	WITH d AS (
+		DELETE FROM wallet.cap_spend s
+		 WHERE (s.period_start AT TIME ZONE 'UTC' + ('1 ' || s.period)::interval) AT TIME ZONE 'UTC'
+			   <= (SELECT wallet._cap_prune_upto(_cap_prune.as_of))
+		RETURNING 1)
+	SELECT count(*) FROM d
+$$;
+COMMENT ON FUNCTION wallet._cap_prune(timestamptz) IS
+	'deletes spend counters of periods ended by as_of and before every running transaction of the database began (for wallet_sweep); returns how many';
+
+/*
  * The sweep of 1.0, with binding holds: expired holds are settled first (their
  * reservations go back; the part on voided or expired grants leaves, dated at
  * the hold's expiry), then an expired grant loses what no open hold reserves

@@ -1524,7 +1524,7 @@ BEGIN
 	RETURN QUERY SELECT * FROM wallet._sweep_balances(as_of);
 	DELETE FROM wallet.outbox o
 	 WHERE o.acked_at IS NOT NULL
-	   AND o.acked_at < as_of - current_setting('wallet.outbox_retention')::interval;
+	   AND o.acked_at < (as_of AT TIME ZONE 'UTC' - current_setting('wallet.outbox_retention')::interval) AT TIME ZONE 'UTC';
 	GET DIAGNOSTICS n = ROW_COUNT;
 	/* expiries may have lowered balances, expired holds raised them */
 	FOR x IN
@@ -1913,8 +1913,10 @@ BEGIN
 		CONTINUE WHEN base IS NULL;
 		SELECT p.rule, p.asset INTO v FROM wallet.price p WHERE p.id OPERATOR(pg_catalog.=) c.price_id;
 		IF NOT FOUND THEN
-			at := LEAST(pg_catalog.now(), c.period_start OPERATOR(pg_catalog.+)
-						('1 ' OPERATOR(pg_catalog.||) c.period)::interval OPERATOR(pg_catalog.-) interval '1 microsecond');
+			/* the period's last instant, in UTC calendar arithmetic (whatever the TimeZone) */
+			at := LEAST(pg_catalog.now(), pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', c.period_start)
+						OPERATOR(pg_catalog.+) ('1 ' OPERATOR(pg_catalog.||) c.period)::interval)
+						OPERATOR(pg_catalog.-) interval '1 microsecond');
 			SELECT p.rule, p.asset INTO v
 			  FROM wallet.price p
 			 WHERE p.meter OPERATOR(pg_catalog.=) base AND p.effective_at OPERATOR(pg_catalog.<=) at
@@ -2511,7 +2513,7 @@ BEGIN
 	/* [ds, de): the whole UTC days inside [s, u), read from the day sums */
 	ds := date_trunc('day', s, 'UTC');
 	IF ds < s THEN
-		ds := ds + interval '1 day';
+		ds := ds + interval '24 hours';	/* a UTC day (+ '1 day' is the session's TimeZone's) */
 	END IF;
 	de := date_trunc('day', u, 'UTC');
 	IF bucket = 'hour' OR ds >= de THEN

@@ -324,7 +324,12 @@ HoldGrantsLoad(Account *acct, const HoldRow *h, TimestampTz now, GrantSet *set, 
 	return NULL;
 }
 
-/* a ttl: positive; the hold then expires at HoldClock + ttl */
+/*
+ * a ttl: positive; the hold then expires at HoldClock + ttl, in UTC calendar
+ * arithmetic as recurrences are (grant.c, Boundary): a ttl of days or months
+ * gives the same expiry whatever the session's TimeZone (timestamptz + interval
+ * would add them in it, an hour off across a DST change)
+ */
 static TimestampTz
 HoldExpiry(FunctionCallInfo fcinfo, int n, TimestampTz now)
 {
@@ -337,9 +342,9 @@ HoldExpiry(FunctionCallInfo fcinfo, int n, TimestampTz now)
 				 errmsg("ttl must not be null")));
 	ttl = PG_GETARG_INTERVAL_P(n);
 	now = HoldClock(now);
-	expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-														 TimestampTzGetDatum(now),
-														 IntervalPGetDatum(ttl)));
+	expires_at = DatumGetTimestamp(DirectFunctionCall2(timestamp_pl_interval,
+													   TimestampGetDatum(now),
+													   IntervalPGetDatum(ttl)));
 	if (expires_at <= now)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

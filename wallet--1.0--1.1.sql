@@ -1699,9 +1699,17 @@ BEGIN
 		END IF;
 	END IF;
 
-	/* the balance must stay countable in 64 bits, whatever recurring grants refill to */
-	SELECT coalesce(sum(gb.remaining + CASE WHEN gb.recurrence IS NULL THEN 0 ELSE gb.amount + gb.rollover_max END), 0)
-		   + amt + CASE WHEN wallet_grant.recurrence IS NULL THEN 0 ELSE amt + roll END
+	/*
+	 * the balance must stay countable in 64 bits, whatever recurring grants
+	 * refill to: a reset carries what open holds reserve on a grant (at most
+	 * what it holds) whole, on top of a full refill (grant.c, GrantAdvance), so
+	 * a recurring grant counts twice its amount + rollover_max (or what it
+	 * holds and one refill, when more); a hold keeps its grants within that
+	 * (hold.c, HoldCarryFits)
+	 */
+	SELECT coalesce(sum(CASE WHEN gb.recurrence IS NULL THEN gb.remaining
+							 ELSE greatest(gb.remaining, gb.amount + gb.rollover_max) + gb.amount + gb.rollover_max END), 0)
+		   + CASE WHEN wallet_grant.recurrence IS NULL THEN amt ELSE 2 * (amt + roll::numeric) END
 	  INTO ceiling
 	  FROM wallet.grant_block gb
 	 WHERE gb.wallet_id = w AND gb.asset = wallet_grant.asset AND gb.closed_at IS NULL;

@@ -123,6 +123,7 @@ GrantAdvance(GrantRow *g, TimestampTz t, ResetStep *steps)
 	int64		n;
 	int64		k;
 	int64		carried;
+	int64		sum;
 	int			nsteps = 0;
 
 	if (!g->recurring)
@@ -168,7 +169,19 @@ GrantAdvance(GrantRow *g, TimestampTz t, ResetStep *steps)
 		g->remaining = next;
 		Assert(nsteps <= 3);
 	}
-	g->remaining += carried;
+	/*
+	 * wallet_grant's ceiling (a full carry on a full refill fits) and the
+	 * hold's (HoldCarryFits) keep this in range; a grant stored before them may
+	 * not be: say so rather than wrap
+	 */
+	if (pg_add_s64_overflow(g->remaining, carried, &sum))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("the reset of grant " INT64_FORMAT " would take it out of range", g->id),
+				 errdetail("It refills to " INT64_FORMAT " and carries " INT64_FORMAT
+						   " that open holds reserve (minor units); a grant is kept as a signed 64-bit count.",
+						   g->remaining, carried)));
+	g->remaining = sum;
 	g->resets = n;
 	return nsteps;
 }

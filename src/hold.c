@@ -228,6 +228,45 @@ HoldResolvedOtherwise(const HoldRow *h, const char *what)
 }
 
 /*
+ * A reset carries what open holds reserve on a recurring grant whole, on top
+ * of its refill (grant.c, GrantAdvance), and the reservations stay until the
+ * holds are resolved.  So with this hold's parts (gids, gamts) what each
+ * recurring grant reserves, plus a full refill (amount + rollover_max), must
+ * fit in 64 bits, and so must the balance counted that way: else a reset
+ * while the holds are open could not be counted, and every read of the
+ * balance (and its release, and the sweep) would fail.  22003 for a hold that
+ * would break that, as wallet_grant refuses a grant that would.
+ */
+static void
+HoldCarryFits(const Account *acct, const GrantSet *set, const int64 *gids, const int64 *gamts, int ng)
+{
+	int128		total = 0;
+
+	for (int i = 0; i < set->n; i++)
+	{
+		const GrantRow *g = &set->rows[i];
+		int128		held = (int128) g->reserved + g->carried_gone;
+		int128		worst;
+
+		for (int j = 0; j < ng; j++)
+			if (gids[j] == g->id)
+				held += gamts[j];
+		worst = g->recurring ? (int128) g->amount + g->rollover_max + held : (int128) g->remaining + held;
+		if (g->recurring && worst > PG_INT64_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("hold would take grant " INT64_FORMAT " out of range at its next reset", g->id),
+					 errdetail("A reset carries what open holds reserve on top of a full refill; a grant is kept as a signed 64-bit count of minor units.")));
+		total += worst;
+	}
+	if (total > PG_INT64_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("hold would take the balance out of range at the next reset of its grants"),
+				 errdetail("A reset carries what open holds reserve on top of a full refill; a balance is kept as a signed 64-bit count of minor units.")));
+}
+
+/*
  * Find a hold and lock its balance row, then read the hold again under the
  * lock: it must still be open (1.0 schema).
  */
@@ -483,6 +522,7 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 			gamts[ng++] = t;
 			left -= t;
 		}
+		HoldCarryFits(acct, &set, gids, gamts, ng);
 		if (HotHoldsReady())
 		{
 			/* directly (hotpath.c), unless a table has what that does not do */

@@ -1863,6 +1863,40 @@ $$;
 /* debits that read a counter finish first; those that come later wait for the move */
 LOCK TABLE wallet.usage_counter IN ACCESS EXCLUSIVE MODE;
 
+/*
+ * A counter's key is its meter and, apart, the counter of the meter's rule
+ * (counter: '' the rule's own usage, '{"direction":"in"}' a matrix rate's,
+ * '#max:USD' what max_per_period counted).  1.0 appended the suffix to the
+ * meter, and a meter named like another meter's counter ('api#max:USD',
+ * 'tok{"direction":"in"}') counted on it.
+ */
+ALTER TABLE wallet.usage_counter ADD COLUMN counter text NOT NULL DEFAULT '',
+	DROP CONSTRAINT usage_counter_pkey,
+	ADD PRIMARY KEY (wallet_id, meter, counter, period, period_start);
+COMMENT ON COLUMN wallet.usage_counter.counter IS
+	'which counter of the meter''s rule: '''' its own usage, a matrix rate''s match, #max:ASSET for max_per_period';
+
+/*
+ * A max_per_period counter that the 1.1 library kept on a 1.0 schema (meter
+ * || '{match}...#max:ASSET') splits at the longest meter with a
+ * max_per_period price that the key extends so.
+ */
+UPDATE wallet.usage_counter u
+   SET meter = m.base,
+	   counter = pg_catalog.substr(u.meter, pg_catalog.length(m.base) OPERATOR(pg_catalog.+) 1)
+  FROM (SELECT u2.ctid AS row_id,
+			   (SELECT p.meter
+				  FROM (SELECT DISTINCT pr.meter FROM wallet.price pr
+						 WHERE pr.rule OPERATOR(pg_catalog.@?) '$.**.max_per_period') p
+				 WHERE pg_catalog.length(p.meter) OPERATOR(pg_catalog.<) pg_catalog.length(u2.meter)
+				   AND pg_catalog.left(u2.meter, pg_catalog.length(p.meter)) OPERATOR(pg_catalog.=) p.meter
+				   AND pg_catalog.substr(u2.meter, pg_catalog.length(p.meter) OPERATOR(pg_catalog.+) 1)
+					   OPERATOR(pg_catalog.~) '^(\{.*\})?#max:[^#]+$'
+				 ORDER BY pg_catalog.length(p.meter) DESC LIMIT 1) AS base
+		  FROM wallet.usage_counter u2
+		 WHERE u2.meter OPERATOR(pg_catalog.~) '#max:[^#]+$') m
+ WHERE u.ctid OPERATOR(pg_catalog.=) m.row_id AND m.base IS NOT NULL;
+
 CREATE FUNCTION wallet._counter_suffix_11(rule jsonb, asset text, legacy text) RETURNS text
 	AS 'MODULE_PATHNAME', 'wallet_counter_suffix_11' LANGUAGE C STABLE STRICT;
 
@@ -1889,7 +1923,7 @@ BEGIN
 						   OPERATOR(pg_catalog.~) '^(\[([0-9]+|default)\])+$'
 					 ORDER BY pg_catalog.length(p.meter) DESC LIMIT 1) AS base
 			  FROM wallet.usage_counter u JOIN wallet.wallet w ON w.id OPERATOR(pg_catalog.=) u.wallet_id
-			 WHERE u.meter OPERATOR(pg_catalog.~) '\]$'),
+			 WHERE u.counter OPERATOR(pg_catalog.=) '' AND u.meter OPERATOR(pg_catalog.~) '\]$'),
 		periods AS (
 			SELECT DISTINCT l.wallet_id, l.base, l.period, l.period_start FROM legacy l
 			 WHERE l.base IS NOT NULL),
@@ -1944,10 +1978,11 @@ BEGIN
 		CONTINUE WHEN suffix IS NULL;
 		DELETE FROM wallet.usage_counter u
 		 WHERE u.wallet_id OPERATOR(pg_catalog.=) c.wallet_id AND u.meter OPERATOR(pg_catalog.=) c.meter
+		   AND u.counter OPERATOR(pg_catalog.=) ''
 		   AND u.period OPERATOR(pg_catalog.=) c.period AND u.period_start OPERATOR(pg_catalog.=) c.period_start;
-		INSERT INTO wallet.usage_counter AS u (wallet_id, meter, period, period_start, quantity)
-		VALUES (c.wallet_id, base OPERATOR(pg_catalog.||) suffix, c.period, c.period_start, c.quantity)
-		ON CONFLICT (wallet_id, meter, period, period_start)
+		INSERT INTO wallet.usage_counter AS u (wallet_id, meter, counter, period, period_start, quantity)
+		VALUES (c.wallet_id, base, suffix, c.period, c.period_start, c.quantity)
+		ON CONFLICT (wallet_id, meter, counter, period, period_start)
 		DO UPDATE SET quantity = u.quantity OPERATOR(pg_catalog.+) excluded.quantity;
 	END LOOP;
 END

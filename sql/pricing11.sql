@@ -41,8 +41,8 @@ SELECT wallet_set_price('wrap', 'USD', '{"model": "matrix", "dimensions": ["regi
 	{"match": {"region": "eu"}, "rule": {"model": "flat", "price": "3"}}],
 	"default": {"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "1"}, {"unit_price": "0.5"}]}}') > 0 AS v2;
 SELECT charge11('p1', 'wrap', 10) AS "10 at 0.5: 5.00";
-SELECT meter, quantity FROM wallet.usage_counter c JOIN wallet.wallet w ON w.id = c.wallet_id
- WHERE w.customer = 'p1' ORDER BY meter;
+SELECT meter, counter, quantity FROM wallet.usage_counter c JOIN wallet.wallet w ON w.id = c.wallet_id
+ WHERE w.customer = 'p1' ORDER BY meter, counter;
 
 -- every path, one helper: the quote first, then the charge by debit, by
 -- hold-and-capture or by a one-element batch; "quote x, charged y"

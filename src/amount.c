@@ -143,6 +143,27 @@ DecFromString(const char *s, Dec *out)
 	return true;
 }
 
+/*
+ * Does a plain decimal string fit in a Dec: at most 36 significant digits
+ * (zeros at the end of its fraction not counted)?  DecFromString is 22003
+ * where it does not; a caller that refuses such input as invalid asks first.
+ */
+bool
+DecDigitsFit(const char *s)
+{
+	const char *point = strchr(s, '.');
+	const char *end = s + strlen(s);
+	int			sig = 0;
+
+	if (point != NULL)
+		while (end > point + 1 && end[-1] == '0')
+			end--;
+	for (; s < end; s++)
+		if (*s >= '0' && *s <= '9' && (sig > 0 || *s != '0'))
+			sig++;
+	return sig <= 36;
+}
+
 /* a finite numeric as Dec; NaN and infinities are 22023 naming the field */
 Dec
 DecFromNumeric(Numeric num, const char *field)
@@ -269,16 +290,25 @@ Normalize(Dec d)
 	return d;
 }
 
+static char *DecToString(Dec x);
+
+/*
+ * A product is kept exactly, in an int128: at most 38 significant digits
+ * (decimal places included).  Only a per_unit price goes on beyond that
+ * (DecMulToMinorWide); elsewhere the error names the two factors.
+ */
 Dec
 DecMul(Dec a, Dec b)
 {
 	Dec			r;
 
-	r.v = Mul128(a.v, b.v);
-	r.scale = a.scale + b.scale;
-	r = Normalize(r);
-	if (r.scale > 38)
-		OutOfRange();
+	if (__builtin_mul_overflow(a.v, b.v, &r.v) ||
+		(r.scale = a.scale + b.scale, r = Normalize(r), r.scale > 38))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("amount out of range: %s x %s has more than 38 significant digits",
+						DecToString(a), DecToString(b)),
+				 errdetail("A price multiplies exactly in 128-bit integers: a product (a quantity times a price, with their decimal places) keeps at most 38 digits.")));
 	return r;
 }
 
@@ -351,47 +381,117 @@ DivRound(int128 q, int128 d, Rounding rounding)
 
 /*
  * x / divisor in minor units of an asset with the given scale, rounded once
- * by the rule's rounding.
+ * by the rule's rounding, as int128: a price applies min_charge, max_charge
+ * and max_per_period to it before it must fit in int64 (MinorFromWide).
  */
-int64
-DecToMinor(Dec x, int64 divisor, int scale, Rounding rounding)
+int128
+DecToMinorWide(Dec x, int64 divisor, int scale, Rounding rounding)
 {
 	int128		num = x.v;
 	int128		den = divisor;
-	int128		r;
 
 	Assert(divisor > 0);
 	if (scale >= x.scale)
 		num = Shift(num, scale - x.scale);
 	else
 		den = Shift(den, x.scale - scale);
-	r = DivRound(num, den, rounding);
+	return DivRound(num, den, rounding);
+}
+
+/* an amount in minor units that must fit in int64 (22003) */
+int64
+MinorFromWide(int128 r)
+{
 	if (r > PG_INT64_MAX || r < PG_INT64_MIN)
 		OutOfRange();
 	return (int64) r;
+}
+
+int64
+DecToMinor(Dec x, int64 divisor, int scale, Rounding rounding)
+{
+	return MinorFromWide(DecToMinorWide(x, divisor, scale, rounding));
 }
 
 /*
  * x / d in minor units of an asset with the given scale (d > 0), rounded once:
  * cost_plus divides by the asset's unit_value.
  */
-int64
-DecDivToMinor(Dec x, Dec d, int scale, Rounding rounding)
+int128
+DecDivToMinorWide(Dec x, Dec d, int scale, Rounding rounding)
 {
 	int128		num = x.v;
 	int128		den = d.v;
 	int			e = scale + d.scale - x.scale;
-	int128		r;
 
 	Assert(d.v > 0);
 	if (e >= 0)
 		num = Shift(num, e);
 	else
 		den = Shift(den, -e);
-	r = DivRound(num, den, rounding);
-	if (r > PG_INT64_MAX || r < PG_INT64_MIN)
+	return DivRound(num, den, rounding);
+}
+
+int64
+DecDivToMinor(Dec x, Dec d, int scale, Rounding rounding)
+{
+	return MinorFromWide(DecDivToMinorWide(x, d, scale, rounding));
+}
+
+/*
+ * a x b / divisor in minor units (a, b >= 0), rounded once, as
+ * DecToMinorWide(DecMul(a, b), ...) is, also when the product a x b has more
+ * significant digits than an int128 keeps (38) but the amount does not: it is
+ * then computed in numeric, exactly.  A per_unit price: a quantity of many
+ * digits times a unit price of many digits.
+ */
+int128
+DecMulToMinorWide(Dec a, Dec b, int64 divisor, int scale, Rounding rounding)
+{
+	int128		p;
+	Numeric		x;
+	Numeric		den;
+	Numeric		q;
+	Numeric		r2;
+	int			c;
+	Dec			qd;
+	char	   *s;
+
+	Assert(divisor > 0 && a.v >= 0 && b.v >= 0);
+	if (!__builtin_mul_overflow(a.v, b.v, &p) && a.scale + b.scale <= 38)
+		return DecToMinorWide(DecMul(a, b), divisor, scale, rounding);
+	InitPow10();
+	/* x = a * b * 10^scale, den = divisor: the amount is x / den */
+	x = DatumGetNumeric(DirectFunctionCall2(numeric_mul, NumericGetDatum(DecToNumeric(a)),
+											NumericGetDatum(DecToNumeric(b))));
+	x = DatumGetNumeric(DirectFunctionCall2(numeric_mul, NumericGetDatum(x),
+											NumericGetDatum(DecToNumeric(DecFromInt((int64) Pow10[scale])))));
+	den = int64_to_numeric(divisor);
+	q = DatumGetNumeric(DirectFunctionCall2(numeric_div_trunc, NumericGetDatum(x), NumericGetDatum(den)));
+	/* twice the remainder, against the divisor: where x / den lies between q and q + 1 */
+	r2 = DatumGetNumeric(DirectFunctionCall2(numeric_sub, NumericGetDatum(x),
+											 DirectFunctionCall2(numeric_mul, NumericGetDatum(q),
+																 NumericGetDatum(den))));
+	s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(q)));
+	if (SignificantDigits(s) > 36 || !DecFromString(s, &qd) || qd.scale != 0)
 		OutOfRange();
-	return (int64) r;
+	if (numeric_is_nan(r2) || DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(r2),
+																 NumericGetDatum(int64_to_numeric(0)))) == 0)
+		return qd.v;
+	r2 = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(r2), NumericGetDatum(r2)));
+	c = DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(r2), NumericGetDatum(den)));
+	switch (rounding)
+	{
+		case ROUND_DOWN:
+			return qd.v;
+		case ROUND_UP:
+			return qd.v + 1;
+		case ROUND_HALF_UP:
+			return c >= 0 ? qd.v + 1 : qd.v;
+		case ROUND_HALF_EVEN:
+			return (c > 0 || (c == 0 && qd.v % 2 != 0)) ? qd.v + 1 : qd.v;
+	}
+	return qd.v;
 }
 
 /* a / b (b > 0) to at most scale decimal places, rounded by mode */

@@ -685,13 +685,13 @@ wallet_authorize_hold(PG_FUNCTION_ARGS)
 		HoldReplayCheck(res.hold_id, key, meter, quantity, dims);
 	else
 	{
-		/* an estimate: priced as a debit now would be, but no usage is counted */
+		/*
+		 * an estimate: priced as a debit now would be, but no usage is
+		 * counted.  An estimate of 0 (a free tier) is a hold of 0, approved
+		 * or declined as a debit of 0 would be: it reserves nothing, and its
+		 * capture is checked as a debit, all of it above the hold.
+		 */
 		amount = PriceEvaluate(pv, acct.wallet_id, meter, q, dims, now, &usage);
-		if (amount <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("meter \"%.100s\" prices this quantity at nothing: there is nothing to hold",
-							meter)));
 		HoldPlace(&acct, amount, key, expires_at, dims, meter, quantity, now, true, &res);
 	}
 	SPI_finish();

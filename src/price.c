@@ -169,6 +169,22 @@ LooksScientific(const char *s)
 	return *s == '\0' && edigits > 0 && edigits <= 3;
 }
 
+/* "-12.50", "3", "4.": a sign, digits, a point (digits on one side at least) */
+static bool
+PlainDecimal(const char *s)
+{
+	bool		digits = false;
+
+	if (*s == '-' || *s == '+')
+		s++;
+	for (; *s >= '0' && *s <= '9'; s++)
+		digits = true;
+	if (*s == '.')
+		for (s++; *s >= '0' && *s <= '9'; s++)
+			digits = true;
+	return digits && *s == '\0';
+}
+
 /* a decimal field: a json number or a decimal string ("1e-3" as a json number is) */
 static bool
 DecField(JsonbContainer *c, const char *path, const char *key, bool required, bool positive, Dec *out)
@@ -204,9 +220,11 @@ DecField(JsonbContainer *c, const char *path, const char *key, bool required, bo
 												DirectFunctionCall3(numeric_in, CStringGetDatum(s),
 																	ObjectIdGetDatum(InvalidOid),
 																	Int32GetDatum(-1))));
-		if (strlen(s) > 40)
-			BadRule(path, key, "is out of range");
 	}
+	/* a number, in any notation, that a Dec cannot keep: 22023 as every invalid value */
+	if (PlainDecimal(s) && (!DecDigitsFit(s) || !DecFromString(s, out)))
+		BadRuleHint(path, key, "is out of range",
+					"A decimal in a rule has at most 36 significant digits and 30 decimal places.");
 	if (!DecFromString(s, out))
 		BadRule(path, key, "is not a decimal number");
 	if (out->v < 0)
@@ -214,6 +232,25 @@ DecField(JsonbContainer *c, const char *path, const char *key, bool required, bo
 	if (positive && out->v == 0)
 		BadRule(path, key, "must be positive");
 	return true;
+}
+
+/*
+ * An amount of a rule that every event it prices charges whole (a flat price,
+ * a package's price, a tier's flat_price, a fixed_fee): refused when set if
+ * it is more than an amount can be (int64 minor units of the asset), where it
+ * would fail every event with 22003.
+ */
+static void
+AmountFits(const char *path, const char *key, Dec d, Compiler *cc)
+{
+	Dec			largest = {PG_INT64_MAX, cc->scale};
+
+	if (cc->strict && DecCmp(d, largest) > 0)
+		BadRuleHint(path, key, "is out of range",
+					psprintf("An amount is at most %s in an asset of scale %d.",
+							 DatumGetCString(DirectFunctionCall1(numeric_out,
+																 NumericGetDatum(DecToNumeric(largest)))),
+							 cc->scale));
 }
 
 /* a positive whole number field (per) */
@@ -246,11 +283,18 @@ static bool
 ChargeField(JsonbContainer *c, const char *path, const char *key, int scale, int64 *out)
 {
 	Dec			d;
+	Dec			largest = {PG_INT64_MAX, scale};
 
 	if (!DecField(c, path, key, false, false, &d))
 		return false;
 	if (d.scale > scale)
 		BadRule(path, key, "has more decimal places than the asset keeps");
+	if (DecCmp(d, largest) > 0)
+		BadRuleHint(path, key, "is out of range",
+					psprintf("An amount is at most %s in an asset of scale %d.",
+							 DatumGetCString(DirectFunctionCall1(numeric_out,
+																 NumericGetDatum(DecToNumeric(largest)))),
+							 scale));
 	*out = DecToMinor(d, 1, scale, ROUND_DOWN);
 	return true;
 }
@@ -320,7 +364,7 @@ static Rule *Compile(JsonbContainer *c, const char *path, int depth, Compiler *c
 					 const char *counter, const char *legacy, const char *maxkey);
 
 static void
-CompileTiers(JsonbContainer *c, const char *path, Rule *r)
+CompileTiers(JsonbContainer *c, const char *path, Compiler *cc, Rule *r)
 {
 	JsonbValue *v = Field(c, "tiers");
 	JsonbContainer *arr;
@@ -347,6 +391,8 @@ CompileTiers(JsonbContainer *c, const char *path, Rule *r)
 			BadRule(path, psprintf("tiers[%d]", i), "must be an object");
 		CheckKeys(t->val.binary.data, tpath, keys);
 		tier->has_flat = DecField(t->val.binary.data, tpath, "flat_price", false, false, &tier->flat_price);
+		if (tier->has_flat)
+			AmountFits(tpath, "flat_price", tier->flat_price, cc);
 		if (!DecField(t->val.binary.data, tpath, "unit_price", !tier->has_flat, false, &tier->unit_price))
 			tier->unit_price = DecFromInt(0);
 		tier->bounded = DecField(t->val.binary.data, tpath, "up_to", false, true, &tier->up_to);
@@ -599,6 +645,7 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc,
 		CheckKeys(c, path, keys);
 		r->model = MODEL_FLAT;
 		DecField(c, path, "price", true, false, &r->price);
+		AmountFits(path, "price", r->price, cc);
 	}
 	else if (strcmp(model, "package") == 0)
 	{
@@ -608,6 +655,7 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc,
 		CheckKeys(c, path, keys);
 		r->model = MODEL_PACKAGE;
 		DecField(c, path, "price", true, false, &r->price);
+		AmountFits(path, "price", r->price, cc);
 		DecField(c, path, "size", true, true, &r->size);
 		r->has_free = DecField(c, path, "free_units", false, false, &r->free_units);
 		counted = r->has_free;
@@ -632,7 +680,7 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc,
 		r->model = model[0] == 'g' ? MODEL_GRADUATED : MODEL_VOLUME;
 		counted = true;
 		r->per = IntField(c, path, "per", 1);
-		CompileTiers(c, path, r);
+		CompileTiers(c, path, cc, r);
 	}
 	else if (strcmp(model, "matrix") == 0)
 	{
@@ -651,6 +699,7 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc,
 		DecField(c, path, "rate", true, false, &r->rate);
 		if (!DecField(c, path, "fixed_fee", false, false, &r->fixed_fee))
 			r->fixed_fee = DecFromInt(0);
+		AmountFits(path, "fixed_fee", r->fixed_fee, cc);
 	}
 	else if (strcmp(model, "cost_plus") == 0)
 	{
@@ -661,6 +710,7 @@ Compile(JsonbContainer *c, const char *path, int depth, Compiler *cc,
 		DecField(c, path, "markup", true, false, &r->markup);
 		if (!DecField(c, path, "fixed_fee", false, false, &r->fixed_fee))
 			r->fixed_fee = DecFromInt(0);
+		AmountFits(path, "fixed_fee", r->fixed_fee, cc);
 	}
 	else
 		BadRule(path, "model", psprintf("\"%.64s\" is unknown (per_unit, flat, package, graduated, volume, matrix, percentage, cost_plus)", model));
@@ -1131,27 +1181,52 @@ PeriodStart(const char *period, TimestampTz t)
 												 TimestampGetDatum(t)));
 }
 
-/* cumulative usage of a counter in a period, as recorded */
+/*
+ * cumulative usage of a counter in a period, as recorded: the counter of
+ * meter's rule (counter: its suffix, '' the rule's own), or on a 1.0 schema
+ * (counter NULL) the one keyed by meter alone
+ */
 static Dec
-CounterRead(int64 wallet_id, const char *counter, const char *period, TimestampTz start)
+CounterRead(int64 wallet_id, const char *meter, const char *counter, const char *period,
+			TimestampTz start)
 {
-	static const Oid argtypes[4] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
-	Datum		values[4];
+	static const Oid argtypes[5] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[5];
 	bool		isnull;
 
 	values[0] = Int64GetDatum(wallet_id);
-	values[1] = CStringGetTextDatum(counter);
+	values[1] = CStringGetTextDatum(meter);
 	values[2] = CStringGetTextDatum(period);
 	values[3] = TimestampTzGetDatum(start);
-	WalletExec(PLAN_COUNTER_GET,
-			   "SELECT quantity FROM wallet.usage_counter "
-			   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND meter OPERATOR(pg_catalog.=) $2 "
-			   "   AND period OPERATOR(pg_catalog.=) $3 AND period_start OPERATOR(pg_catalog.=) $4",
-			   4, argtypes, values, NULL, false, SPI_OK_SELECT);
+	if (counter == NULL)
+		WalletExec(PLAN_COUNTER_GET10,
+				   "SELECT quantity FROM wallet.usage_counter "
+				   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND meter OPERATOR(pg_catalog.=) $2 "
+				   "   AND period OPERATOR(pg_catalog.=) $3 AND period_start OPERATOR(pg_catalog.=) $4",
+				   4, argtypes, values, NULL, false, SPI_OK_SELECT);
+	else
+	{
+		values[4] = CStringGetTextDatum(counter);
+		WalletExec(PLAN_COUNTER_GET,
+				   "SELECT quantity FROM wallet.usage_counter "
+				   " WHERE wallet_id OPERATOR(pg_catalog.=) $1 AND meter OPERATOR(pg_catalog.=) $2 "
+				   "   AND counter OPERATOR(pg_catalog.=) $5 "
+				   "   AND period OPERATOR(pg_catalog.=) $3 AND period_start OPERATOR(pg_catalog.=) $4",
+				   5, argtypes, values, NULL, false, SPI_OK_SELECT);
+	}
 	if (SPI_processed == 0)
 		return DecFromInt(0);
 	return DecFromTotal(DatumGetNumeric(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 													  1, &isnull)), "usage");
+}
+
+/* the same counter: both 1.1 keys (meter, counter) or both 1.0 keys (meter) */
+static bool
+SameCounter(const CounterAdd *a, const char *meter, const char *counter)
+{
+	if ((a->counter == NULL) != (counter == NULL))
+		return false;
+	return strcmp(a->meter, meter) == 0 && (counter == NULL || strcmp(a->counter, counter) == 0);
 }
 
 typedef struct EvalContext
@@ -1163,6 +1238,7 @@ typedef struct EvalContext
 	const char *asset;
 	int			scale;
 	Numeric		cost;			/* NULL: the call passed none */
+	bool		takes_cost;		/* the call has a cost argument */
 	UsageToRecord *usage;
 	const UsageToRecord *const *earlier;	/* not yet recorded, to count as recorded */
 	int			nearlier;
@@ -1174,16 +1250,17 @@ typedef struct EvalContext
  * of one capture, priced one after the other before any is recorded)
  */
 static Dec
-CounterGet(const EvalContext *ec, const char *counter, const char *period, TimestampTz start)
+CounterGet(const EvalContext *ec, const char *meter, const char *counter, const char *period,
+		   TimestampTz start)
 {
-	Dec			before = CounterRead(ec->wallet_id, counter, period, start);
+	Dec			before = CounterRead(ec->wallet_id, meter, counter, period, start);
 
 	for (int i = 0; i < ec->nearlier; i++)
 		for (int k = 0; k < ec->earlier[i]->n; k++)
 		{
 			const CounterAdd *a = &ec->earlier[i]->adds[k];
 
-			if (a->period_start == start && strcmp(a->counter, counter) == 0 &&
+			if (a->period_start == start && SameCounter(a, meter, counter) &&
 				strcmp(a->period, period) == 0)
 				before = DecAdd(before, a->add);
 		}
@@ -1194,8 +1271,8 @@ CounterGet(const EvalContext *ec, const char *counter, const char *period, Times
 void
 UsageRecord(const UsageToRecord *u, int64 wallet_id, Dec quantity)
 {
-	static const Oid argtypes[5] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, NUMERICOID};
-	Datum		values[5];
+	static const Oid argtypes[6] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, NUMERICOID, TEXTOID};
+	Datum		values[6];
 
 	for (int i = 0; i < u->n; i++)
 	{
@@ -1204,29 +1281,42 @@ UsageRecord(const UsageToRecord *u, int64 wallet_id, Dec quantity)
 		if (a->add.v == 0)
 			continue;
 		values[0] = Int64GetDatum(wallet_id);
-		values[1] = CStringGetTextDatum(a->counter);
+		values[1] = CStringGetTextDatum(a->meter);
 		values[2] = CStringGetTextDatum(a->period);
 		values[3] = TimestampTzGetDatum(a->period_start);
 		values[4] = NumericGetDatum(DecToNumeric(a->add));
-		WalletExec(PLAN_COUNTER_ADD,
-				   "INSERT INTO wallet.usage_counter AS u (wallet_id, meter, period, period_start, quantity) "
-				   "VALUES ($1, $2, $3, $4, $5) "
-				   "ON CONFLICT (wallet_id, meter, period, period_start) "
-				   "DO UPDATE SET quantity = u.quantity OPERATOR(pg_catalog.+) excluded.quantity",
-				   5, argtypes, values, NULL, false, SPI_OK_INSERT);
+		if (a->counter == NULL)
+			WalletExec(PLAN_COUNTER_ADD10,
+					   "INSERT INTO wallet.usage_counter AS u (wallet_id, meter, period, period_start, quantity) "
+					   "VALUES ($1, $2, $3, $4, $5) "
+					   "ON CONFLICT (wallet_id, meter, period, period_start) "
+					   "DO UPDATE SET quantity = u.quantity OPERATOR(pg_catalog.+) excluded.quantity",
+					   5, argtypes, values, NULL, false, SPI_OK_INSERT);
+		else
+		{
+			values[5] = CStringGetTextDatum(a->counter);
+			WalletExec(PLAN_COUNTER_ADD,
+					   "INSERT INTO wallet.usage_counter AS u (wallet_id, meter, counter, period, period_start, quantity) "
+					   "VALUES ($1, $2, $6, $3, $4, $5) "
+					   "ON CONFLICT (wallet_id, meter, counter, period, period_start) "
+					   "DO UPDATE SET quantity = u.quantity OPERATOR(pg_catalog.+) excluded.quantity",
+					   6, argtypes, values, NULL, false, SPI_OK_INSERT);
+		}
 		WalletExpectRows(1, "wallet.usage_counter");
 	}
 }
 
 /* a counter to add to once the debit is approved */
 static void
-CounterNote(EvalContext *ec, const char *counter, const char *period, TimestampTz start, Dec add)
+CounterNote(EvalContext *ec, const char *meter, const char *counter, const char *period,
+			TimestampTz start, Dec add)
 {
 	CounterAdd *a;
 
 	if (ec->usage->n >= PRICE_MAX_COUNTERS)
 		elog(ERROR, "wallet: too many counters for one event");
 	a = &ec->usage->adds[ec->usage->n++];
+	a->meter = meter;
 	a->counter = counter;
 	a->period = period;
 	a->period_start = start;
@@ -1234,17 +1324,20 @@ CounterNote(EvalContext *ec, const char *counter, const char *period, TimestampT
 }
 
 /*
- * The usage counter of a rule: its key, period start and usage before this
- * event.  A 1.0 schema keeps 1.0 keys.  The upgrade locks the counters while
- * it moves them and alters wallet.price: a read that waited for it sees the
+ * A counter of the event's meter: its key and usage before this event in the
+ * period starting at start.  Its key is (meter, suffix11) in the 1.1 schema
+ * (wallet.usage_counter.counter keeps the suffix apart, so that no meter's
+ * name can reach another meter's counters), and meter || suffix10 in *meter
+ * (*counter NULL) on a 1.0 schema.  The upgrade locks the counters while it
+ * moves them and alters wallet.price: a read that waited for it sees the
  * cache invalidated, and reads again under the 1.1 key.
  */
 static Dec
-UsageBefore(const Rule *r, EvalContext *ec, char **key, TimestampTz *start)
+CounterBefore(EvalContext *ec, const char *suffix11, const char *suffix10, const char *period,
+			  TimestampTz start, const char **meter, const char **counter)
 {
 	Dec			before;
 
-	*start = PeriodStart(r->period, ec->occurred_at);
 	for (;;)
 	{
 		bool		legacy;
@@ -1252,12 +1345,22 @@ UsageBefore(const Rule *r, EvalContext *ec, char **key, TimestampTz *start)
 		if (schema_version == 0)
 			schema_version = WalletSchemaVersion();
 		legacy = schema_version < 11;
-		*key = psprintf("%s%s", ec->meter, legacy ? r->legacy : r->counter);
-		before = CounterGet(ec, *key, r->period, *start);
+		*meter = legacy ? psprintf("%s%s", ec->meter, suffix10) : ec->meter;
+		*counter = legacy ? NULL : suffix11;
+		before = CounterGet(ec, *meter, *counter, period, start);
 		if (!legacy || stamp == coherence.generation || WalletSchemaVersion() < 11)
 			return before;
 		schema_version = 11;
 	}
+}
+
+/* the usage counter of a rule (tiers, free_units): its key, period start and usage before */
+static Dec
+UsageBefore(const Rule *r, EvalContext *ec, const char **meter, const char **counter,
+			TimestampTz *start)
+{
+	*start = PeriodStart(r->period, ec->occurred_at);
+	return CounterBefore(ec, r->counter, r->legacy, r->period, *start, meter, counter);
 }
 
 /* does the event's dimension equal the rate's value, both as text? */
@@ -1344,12 +1447,13 @@ TransformQuantity(const Rule *r, Dec q)
 }
 
 /* graduated and volume: the tiers' prices for (before, before + q], flat fees included */
-static int64
+static int128
 EvaluateTiers(const Rule *r, Dec q, EvalContext *ec)
 {
-	char	   *counter;
+	const char *meter;
+	const char *counter;
 	TimestampTz start;
-	Dec			before = DecTotalFor(UsageBefore(r, ec, &counter, &start), q);
+	Dec			before = DecTotalFor(UsageBefore(r, ec, &meter, &counter, &start), q);
 	Dec			after = DecAdd(before, q);
 	Dec			x = DecFromInt(0);
 	Dec			flat = DecFromInt(0);
@@ -1385,40 +1489,47 @@ EvaluateTiers(const Rule *r, Dec q, EvalContext *ec)
 		if (t->bounded)
 			lower = t->up_to;
 	}
-	CounterNote(ec, counter, r->period, start, q);
+	CounterNote(ec, meter, counter, r->period, start, q);
 	if (flat.v != 0)
 		x = DecAdd(x, DecMul(flat, DecFromInt(r->per)));
-	return DecToMinor(x, r->per, ec->scale, r->rounding);
+	return DecToMinorWide(x, r->per, ec->scale, r->rounding);
 }
 
 /* package: started (round up) or complete (round down) packages, beyond the free units */
-static int64
+static int128
 EvaluatePackage(const Rule *r, Dec q, EvalContext *ec)
 {
 	Dec			billable = q;
 
 	if (r->has_free)
 	{
-		char	   *counter;
+		const char *meter;
+		const char *counter;
 		TimestampTz start;
-		Dec			before = DecTotalFor(UsageBefore(r, ec, &counter, &start), q);
+		Dec			before = DecTotalFor(UsageBefore(r, ec, &meter, &counter, &start), q);
 		Dec			zero = DecFromInt(0);
 
 		billable = DecSub(DecMax(DecSub(DecAdd(before, q), r->free_units), zero),
 						  DecMax(DecSub(before, r->free_units), zero));
-		CounterNote(ec, counter, r->period, start, q);
+		CounterNote(ec, meter, counter, r->period, start, q);
 	}
-	return DecToMinor(DecMul(DecDiv(billable, r->size, 0, r->round), r->price), 1,
-					  ec->scale, r->rounding);
+	return DecToMinorWide(DecMul(DecDiv(billable, r->size, 0, r->round), r->price), 1,
+						  ec->scale, r->rounding);
 }
 
 /* cost_plus: cost x (1 + markup) in the asset at its unit_value, plus fixed_fee */
-static int64
+static int128
 EvaluateCostPlus(const Rule *r, EvalContext *ec)
 {
 	Dec			cost;
 	Dec			uv;
 
+	if (ec->cost == NULL && !ec->takes_cost)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("meter \"%.100s\" is priced cost_plus, which needs the call's cost, and this call takes none",
+						ec->meter),
+				 errhint("A cost_plus meter is priced by the calls that pass cost (wallet_authorize_debit, wallet_capture, wallet_capture_lines, wallet_ingest); to hold for one, hold an amount with wallet_hold().")));
 	if (ec->cost == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1426,14 +1537,20 @@ EvaluateCostPlus(const Rule *r, EvalContext *ec)
 				 errhint("Pass cost: what serving the call cost, in the reporting currency.")));
 	cost = DecFromNumeric(ec->cost, "cost");
 	uv = UnitValue(ec->asset);
-	return DecDivToMinor(DecAdd(DecMul(cost, DecAdd(DecFromInt(1), r->markup)), DecMul(r->fixed_fee, uv)),
-						 uv, ec->scale, r->rounding);
+	return DecDivToMinorWide(DecAdd(DecMul(cost, DecAdd(DecFromInt(1), r->markup)), DecMul(r->fixed_fee, uv)),
+							 uv, ec->scale, r->rounding);
 }
 
-static int64
+/*
+ * The amount of a rule, in minor units, rounded once by the rule's rounding
+ * and then bounded by min_charge, max_charge and max_per_period: an int128, so
+ * that an amount that does not fit in int64 until a bound applies is bounded
+ * exactly (PriceEvaluateAfter refuses one that still does not fit).
+ */
+static int128
 Evaluate(const Rule *r, Dec q, EvalContext *ec)
 {
-	int64		amount = 0;
+	int128		amount = 0;
 	Dec			given = q;
 
 	if (r->transform != TRANSFORM_NONE)
@@ -1444,19 +1561,19 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 			if (r->transform == TRANSFORM_DIVIDE && r->transform_round < 0)
 			{
 				/* divide_by with round none: one division, rounded once (q / 3 has no end) */
-				amount = DecDivToMinor(DecMul(given, r->unit_price),
-									   DecMul(r->transform_by, DecFromInt(r->per)), ec->scale, r->rounding);
+				amount = DecDivToMinorWide(DecMul(given, r->unit_price),
+										   DecMul(r->transform_by, DecFromInt(r->per)), ec->scale, r->rounding);
 				break;
 			}
-			amount = DecToMinor(DecMul(q, r->unit_price), r->per, ec->scale, r->rounding);
+			amount = DecMulToMinorWide(q, r->unit_price, r->per, ec->scale, r->rounding);
 			break;
 		case MODEL_FLAT:
-			amount = DecToMinor(r->price, 1, ec->scale, r->rounding);
+			amount = DecToMinorWide(r->price, 1, ec->scale, r->rounding);
 			break;
 		case MODEL_PACKAGE:
 			if (!r->has_free && r->round == ROUND_UP)
-				amount = DecToMinor(DecMul(DecFromInt(DecCeilDiv(q, r->size)), r->price), 1,
-									ec->scale, r->rounding);
+				amount = DecToMinorWide(DecMul(DecFromInt(DecCeilDiv(q, r->size)), r->price), 1,
+										ec->scale, r->rounding);
 			else
 				amount = EvaluatePackage(r, q, ec);
 			break;
@@ -1486,7 +1603,7 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 				break;
 			}
 		case MODEL_PERCENTAGE:
-			amount = DecToMinor(DecAdd(DecMul(q, r->rate), r->fixed_fee), 1, ec->scale, r->rounding);
+			amount = DecToMinorWide(DecAdd(DecMul(q, r->rate), r->fixed_fee), 1, ec->scale, r->rounding);
 			break;
 		case MODEL_COST_PLUS:
 			amount = EvaluateCostPlus(r, ec);
@@ -1499,9 +1616,11 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 	if (r->has_max_period)
 	{
 		/* what this rule charged in the period, in asset units: later events cost 0 */
-		char	   *counter = psprintf("%s%s#max:%s", ec->meter, r->maxkey, ec->asset);
+		const char *meter;
+		const char *counter;
+		char	   *suffix = psprintf("%s#max:%s", r->maxkey, ec->asset);
 		TimestampTz start = PeriodStart(r->period, ec->occurred_at);
-		Dec			spent = CounterGet(ec, counter, r->period, start);
+		Dec			spent = CounterBefore(ec, suffix, suffix, r->period, start, &meter, &counter);
 		int64		room = SubMinor(r->max_per_period, DecToMinor(spent, 1, ec->scale, ROUND_UP));
 		Dec			charged;
 
@@ -1509,7 +1628,7 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 			amount = Max(room, 0);
 		charged.v = amount;
 		charged.scale = ec->scale;
-		CounterNote(ec, counter, r->period, start, charged);
+		CounterNote(ec, meter, counter, r->period, start, charged);
 	}
 	return amount;
 }
@@ -1528,15 +1647,10 @@ PriceEvaluateCost(const PriceVersion *pv, int64 wallet_id, const char *meter,
 	return PriceEvaluateAfter(pv, wallet_id, meter, quantity, dims, occurred_at, cost, NULL, 0, usage);
 }
 
-/*
- * The same for an event that comes after nearlier others of the same call
- * whose counters are not recorded yet (earlier[i]: what each will record):
- * it is priced as if they were.
- */
-int64
-PriceEvaluateAfter(const PriceVersion *pv, int64 wallet_id, const char *meter,
-				   Dec quantity, Jsonb *dims, TimestampTz occurred_at, Numeric cost,
-				   const UsageToRecord *const *earlier, int nearlier, UsageToRecord *usage)
+static int64
+EvaluateVersion(const PriceVersion *pv, int64 wallet_id, const char *meter,
+				Dec quantity, Jsonb *dims, TimestampTz occurred_at, Numeric cost, bool takes_cost,
+				const UsageToRecord *const *earlier, int nearlier, UsageToRecord *usage)
 {
 	EvalContext ec;
 
@@ -1548,16 +1662,35 @@ PriceEvaluateAfter(const PriceVersion *pv, int64 wallet_id, const char *meter,
 	ec.asset = pv->asset.code;
 	ec.scale = pv->asset.scale;
 	ec.cost = cost;
+	ec.takes_cost = takes_cost;
 	ec.usage = usage;
 	ec.earlier = earlier;
 	ec.nearlier = nearlier;
-	return Evaluate(pv->rule, quantity, &ec);
+	return MinorFromWide(Evaluate(pv->rule, quantity, &ec));
 }
 
-/* the same for a call without cost (a cost_plus price refuses it) */
+/*
+ * The same for an event that comes after nearlier others of the same call
+ * whose counters are not recorded yet (earlier[i]: what each will record):
+ * it is priced as if they were.
+ */
+int64
+PriceEvaluateAfter(const PriceVersion *pv, int64 wallet_id, const char *meter,
+				   Dec quantity, Jsonb *dims, TimestampTz occurred_at, Numeric cost,
+				   const UsageToRecord *const *earlier, int nearlier, UsageToRecord *usage)
+{
+	return EvaluateVersion(pv, wallet_id, meter, quantity, dims, occurred_at, cost, true,
+						   earlier, nearlier, usage);
+}
+
+/*
+ * the same for a call that has no cost argument (wallet_authorize_hold,
+ * wallet_quote): a cost_plus price refuses it, saying so
+ */
 int64
 PriceEvaluate(const PriceVersion *pv, int64 wallet_id, const char *meter,
 			  Dec quantity, Jsonb *dims, TimestampTz occurred_at, UsageToRecord *usage)
 {
-	return PriceEvaluateCost(pv, wallet_id, meter, quantity, dims, occurred_at, NULL, usage);
+	return EvaluateVersion(pv, wallet_id, meter, quantity, dims, occurred_at, NULL, false,
+						   NULL, 0, usage);
 }

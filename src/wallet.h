@@ -74,6 +74,7 @@ typedef enum Rounding
 
 extern Dec	DecFromNumeric(Numeric num, const char *field);
 extern bool DecFromString(const char *s, Dec *out);
+extern bool DecDigitsFit(const char *s);
 extern Dec	DecFromInt(int64 v);
 extern Dec	DecFromTotal(Numeric num, const char *field);
 extern Dec	DecTotalFor(Dec total, Dec b);
@@ -84,6 +85,10 @@ extern int	DecCmp(Dec a, Dec b);
 extern Dec	DecMin(Dec a, Dec b);
 extern Dec	DecMax(Dec a, Dec b);
 extern int64 DecToMinor(Dec x, int64 divisor, int scale, Rounding rounding);
+extern int128 DecToMinorWide(Dec x, int64 divisor, int scale, Rounding rounding);
+extern int128 DecDivToMinorWide(Dec x, Dec d, int scale, Rounding rounding);
+extern int128 DecMulToMinorWide(Dec a, Dec b, int64 divisor, int scale, Rounding rounding);
+extern int64 MinorFromWide(int128 r);
 extern int64 DecCeilDiv(Dec a, Dec b);
 extern int64 DecDivToMinor(Dec x, Dec d, int scale, Rounding rounding);
 extern Dec	DecDiv(Dec a, Dec b, int scale, Rounding rounding);
@@ -150,6 +155,8 @@ typedef enum PlanId
 	PLAN_PLAN_AT,
 	PLAN_COUNTER_GET,
 	PLAN_COUNTER_ADD,
+	PLAN_COUNTER_GET10,
+	PLAN_COUNTER_ADD10,
 	PLAN_OUTBOX,
 	PLAN_PENDING_GRANTS,
 	PLAN_CAP_CHECK,
@@ -341,7 +348,10 @@ typedef struct PriceVersion
 /* one counter a price read (usage of a tier or package, or what max_per_period counted) */
 typedef struct CounterAdd
 {
-	const char *counter;		/* wallet.usage_counter.meter */
+	const char *meter;			/* wallet.usage_counter.meter */
+	const char *counter;		/* wallet.usage_counter.counter (the rule's counter in the
+								 * meter's rule, '' its own); NULL on a 1.0 schema, whose
+								 * key is meter alone (the suffix appended) */
 	const char *period;
 	TimestampTz period_start;
 	Dec			add;			/* units, or the amount charged in asset units */

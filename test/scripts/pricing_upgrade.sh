@@ -4,7 +4,10 @@
 # ALTER EXTENSION wallet UPDATE, every number kept, so the tiers go on where
 # they were; a session that priced before the upgrade uses the new keys after.
 # A counter moves by the version that priced its period's last event, not by a
-# newer one set before the upgrade that lists the rates in another order.
+# newer one set before the upgrade that lists the rates in another order.  1.1
+# keys a counter by meter and, apart, the rule's counter (wallet.usage_counter.
+# counter); a max_per_period counter the 1.1 library kept on the 1.0 schema
+# ('cap{"d":"x"}#max:USD') splits there too.
 set -euo pipefail
 db=pricing_upgrade_$$
 cleanup() { dropdb --if-exists "$db"; }
@@ -39,11 +42,17 @@ SELECT amount FROM wallet_authorize_debit('acme', 'gen', 15, 'g1', '{"model": "b
 SELECT wallet_set_price('gen', 'USD', '{"model": "matrix", "dimensions": ["model"], "rates": [
 	{"match": {"model": "small"}, "rule": {"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "2"}, {"unit_price": "1"}]}},
 	{"match": {"model": "big"}, "rule": {"model": "graduated", "tiers": [{"up_to": 10, "unit_price": "5"}, {"unit_price": "1"}]}}]}') > 0;
+SELECT wallet_set_price('cap', 'USD', '{"model": "matrix", "dimensions": ["d"], "rates": [
+	{"match": {"d": "x"}, "rule": {"model": "per_unit", "unit_price": "1", "max_per_period": "5"}}]}',
+	now() - interval '1 hour') > 0;
+SELECT amount FROM wallet_authorize_debit('acme', 'cap', 3, 'm1', '{"d": "x"}');
 SELECT string_agg(meter || '=' || quantity, ' ' ORDER BY meter) FROM wallet.usage_counter;
 ALTER EXTENSION wallet UPDATE;
 -- this session cached the prices under 1.0: the upgrade empties the cache
 SELECT amount FROM wallet_authorize_debit('acme', 'tok', 1, 'a4', '{"direction": "in"}');
-SELECT string_agg(meter || '=' || quantity, ' ' ORDER BY meter) FROM wallet.usage_counter;
+SELECT string_agg(meter || '|' || counter || '=' || quantity, ' ' ORDER BY meter, counter) FROM wallet.usage_counter;
+-- 3 of cap's 5 were charged before the upgrade
+SELECT amount FROM wallet_authorize_debit('acme', 'cap', 3, 'm2', '{"d": "x"}');
 -- big goes on in its second tier (15 used), small starts in its first
 SELECT amount FROM wallet_authorize_debit('acme', 'gen', 1, 'g2', '{"model": "big"}');
 SELECT amount FROM wallet_authorize_debit('acme', 'gen', 1, 'g3', '{"model": "small"}');
@@ -70,9 +79,12 @@ t
 t
 55.00
 t
-gen[0]=15 tok[0]=10 tok[1]=4 wrap[default]=10
+t
+3.00
+cap{"d":"x"}#max:USD=3.00 gen[0]=15 tok[0]=10 tok[1]=4 wrap[default]=10
 0.20
-gen{"model":"big"}=15 tok{"direction":"in"}=11 tok{"direction":"out"}=4 wrap=10
+cap|{"d":"x"}#max:USD=3.00 gen|{"model":"big"}=15 tok|{"direction":"in"}=11 tok|{"direction":"out"}=4 wrap|=10
+2.00
 1.00
 2.00
 t

@@ -1041,17 +1041,66 @@ PendingCarried(HeapTuple tup, TupleDesc desc, GrantRow *g, Carried *c)
 }
 
 /*
+ * wallet._pending's statements, each in two kept plans: for one wallet
+ * (only_wallet given: an index scan of that wallet's rows, as every read of
+ * one customer needs) and for all of them (the sweep and finance views).  One
+ * plan for both, filtering on "$1 IS NULL OR wallet_id = $1", could never use
+ * an index: as a generic plan it scanned every wallet's grants and balances
+ * for a page of one customer.
+ */
+#define PENDING_GRANTS11_SQL(only_wallet, at) \
+	"SELECT " GRANT_COLUMNS ", voided_at, " \
+	"       COALESCE((SELECT pg_catalog.sum(r.amount) FROM wallet.hold h " \
+	"                   JOIN wallet.hold_grant r ON r.hold_id OPERATOR(pg_catalog.=) h.id " \
+	"                  WHERE h.wallet_id OPERATOR(pg_catalog.=) g.wallet_id " \
+	"                    AND h.asset OPERATOR(pg_catalog.=) g.asset " \
+	"                    AND r.grant_id OPERATOR(pg_catalog.=) g.id " \
+	"                    AND h.status OPERATOR(pg_catalog.=) 'open' " \
+	"                    AND h.expires_at OPERATOR(pg_catalog.>) " at "), 0)::pg_catalog.int8, " \
+	"       g.scope, x.c_amounts, x.c_resets, x.c_expiries " \
+	"  FROM wallet.grant_block g " \
+	"  LEFT JOIN LATERAL (" \
+	"       SELECT pg_catalog.array_agg(r.amount ORDER BY h.expires_at, h.id) AS c_amounts, " \
+	"              pg_catalog.array_agg(r.resets ORDER BY h.expires_at, h.id) AS c_resets, " \
+	"              pg_catalog.array_agg(h.expires_at ORDER BY h.expires_at, h.id) AS c_expiries " \
+	"         FROM wallet.hold h " \
+	"         JOIN wallet.hold_grant r ON r.hold_id OPERATOR(pg_catalog.=) h.id " \
+	"        WHERE g.recurrence IS NOT NULL " \
+	"          AND h.wallet_id OPERATOR(pg_catalog.=) g.wallet_id " \
+	"          AND h.asset OPERATOR(pg_catalog.=) g.asset " \
+	"          AND r.grant_id OPERATOR(pg_catalog.=) g.id " \
+	"          AND h.status OPERATOR(pg_catalog.=) 'open' " \
+	"          AND h.expires_at OPERATOR(pg_catalog.<=) " at ") x ON true " \
+	" WHERE closed_at IS NULL " \
+	"   AND (recurrence IS NOT NULL OR expires_at IS NOT NULL OR voided_at IS NOT NULL) " \
+	only_wallet \
+	" ORDER BY wallet_id, asset COLLATE \"C\", id"
+#define PENDING_GRANTS_SQL(only_wallet) \
+	"SELECT " GRANT_COLUMNS " FROM wallet.grant_block " \
+	" WHERE closed_at IS NULL AND voided_at IS NULL " \
+	"   AND (recurrence IS NOT NULL OR expires_at IS NOT NULL) " \
+	only_wallet \
+	" ORDER BY wallet_id, asset COLLATE \"C\", id"
+#define PENDING_OVERDRAFT_SQL(only_wallet) \
+	"SELECT wallet_id, asset, overdraft FROM wallet.account " \
+	" WHERE overdraft OPERATOR(pg_catalog.>) 0 " \
+	only_wallet \
+	" ORDER BY wallet_id, asset COLLATE \"C\""
+#define PENDING_ONE_WALLET "   AND wallet_id OPERATOR(pg_catalog.=) $1 "
+
+/*
  * wallet._pending(as_of, only_wallet): the lines time has made by as_of that
- * are not written yet: resets of recurring grants and expiries.
+ * are not written yet: resets of recurring grants and expiries.  only_wallet
+ * null: of every wallet.
  */
 Datum
 wallet_pending(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	TimestampTz as_of = PG_ARGISNULL(0) ? WalletNow() : PG_GETARG_TIMESTAMPTZ(0);
+	bool		one = !PG_ARGISNULL(1);
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1];
-	char		nulls[1] = {' '};
 	SPITupleTable *tt;
 	SPITupleTable *ot;
 	uint64		n;
@@ -1065,69 +1114,50 @@ wallet_pending(PG_FUNCTION_ARGS)
 	RepayStep  *steps;
 
 	InitMaterializedSRF(fcinfo, 0);
-	args[0] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
-	nulls[0] = PG_ARGISNULL(1) ? 'n' : ' ';
+	args[0] = one ? PG_GETARG_DATUM(1) : (Datum) 0;
 
 	SPI_connect();
 	binding = WalletSchemaVersion() >= 11;
 	if (binding)
 	{
-		Oid			argtypes11[2] = {INT8OID, TIMESTAMPTZOID};
-		Datum		args11[2] = {args[0], TimestampTzGetDatum(as_of)};
-		char		nulls11[2] = {nulls[0], ' '};
-
 		/*
 		 * 1.1: what open holds reserve stays (an expired grant loses only the
 		 * rest), and a voided grant that still backs a hold loses the rest of
 		 * it once that hold is no longer open; grants of one balance together
 		 * (resets repay its overdraft)
 		 */
-		WalletExec(PLAN_PENDING_GRANTS11,
-				   "SELECT " GRANT_COLUMNS ", voided_at, "
-				   "       COALESCE((SELECT pg_catalog.sum(r.amount) FROM wallet.hold h "
-				   "                   JOIN wallet.hold_grant r ON r.hold_id OPERATOR(pg_catalog.=) h.id "
-				   "                  WHERE h.wallet_id OPERATOR(pg_catalog.=) g.wallet_id "
-				   "                    AND h.asset OPERATOR(pg_catalog.=) g.asset "
-				   "                    AND r.grant_id OPERATOR(pg_catalog.=) g.id "
-				   "                    AND h.status OPERATOR(pg_catalog.=) 'open' "
-				   "                    AND h.expires_at OPERATOR(pg_catalog.>) $2), 0)::pg_catalog.int8, "
-				   "       g.scope, x.c_amounts, x.c_resets, x.c_expiries "
-				   "  FROM wallet.grant_block g "
-				   "  LEFT JOIN LATERAL ("
-				   "       SELECT pg_catalog.array_agg(r.amount ORDER BY h.expires_at, h.id) AS c_amounts, "
-				   "              pg_catalog.array_agg(r.resets ORDER BY h.expires_at, h.id) AS c_resets, "
-				   "              pg_catalog.array_agg(h.expires_at ORDER BY h.expires_at, h.id) AS c_expiries "
-				   "         FROM wallet.hold h "
-				   "         JOIN wallet.hold_grant r ON r.hold_id OPERATOR(pg_catalog.=) h.id "
-				   "        WHERE g.recurrence IS NOT NULL "
-				   "          AND h.wallet_id OPERATOR(pg_catalog.=) g.wallet_id "
-				   "          AND h.asset OPERATOR(pg_catalog.=) g.asset "
-				   "          AND r.grant_id OPERATOR(pg_catalog.=) g.id "
-				   "          AND h.status OPERATOR(pg_catalog.=) 'open' "
-				   "          AND h.expires_at OPERATOR(pg_catalog.<=) $2) x ON true "
-				   " WHERE closed_at IS NULL "
-				   "   AND (recurrence IS NOT NULL OR expires_at IS NOT NULL OR voided_at IS NOT NULL) "
-				   "   AND ($1 IS NULL OR wallet_id OPERATOR(pg_catalog.=) $1) "
-				   " ORDER BY wallet_id, asset COLLATE \"C\", id",
-				   2, argtypes11, args11, nulls11, true, SPI_OK_SELECT);
+		if (one)
+		{
+			Oid			argtypes11[2] = {INT8OID, TIMESTAMPTZOID};
+			Datum		args11[2] = {args[0], TimestampTzGetDatum(as_of)};
+
+			WalletExec(PLAN_PENDING_GRANTS11_WALLET, PENDING_GRANTS11_SQL(PENDING_ONE_WALLET, "$2"),
+					   2, argtypes11, args11, NULL, true, SPI_OK_SELECT);
+		}
+		else
+		{
+			Oid			argtypes11[1] = {TIMESTAMPTZOID};
+			Datum		args11[1] = {TimestampTzGetDatum(as_of)};
+
+			WalletExec(PLAN_PENDING_GRANTS11, PENDING_GRANTS11_SQL("", "$1"),
+					   1, argtypes11, args11, NULL, true, SPI_OK_SELECT);
+		}
 	}
+	else if (one)
+		WalletExec(PLAN_PENDING_GRANTS_WALLET, PENDING_GRANTS_SQL(PENDING_ONE_WALLET),
+				   1, argtypes, args, NULL, true, SPI_OK_SELECT);
 	else
-		WalletExec(PLAN_PENDING_GRANTS,
-				   "SELECT " GRANT_COLUMNS " FROM wallet.grant_block "
-				   " WHERE closed_at IS NULL AND voided_at IS NULL "
-				   "   AND (recurrence IS NOT NULL OR expires_at IS NOT NULL) "
-				   "   AND ($1 IS NULL OR wallet_id OPERATOR(pg_catalog.=) $1) "
-				   " ORDER BY wallet_id, asset COLLATE \"C\", id",
-				   1, argtypes, args, nulls, true, SPI_OK_SELECT);
+		WalletExec(PLAN_PENDING_GRANTS, PENDING_GRANTS_SQL(""),
+				   0, NULL, NULL, NULL, true, SPI_OK_SELECT);
 	tt = SPI_tuptable;
 	n = SPI_processed;
 	/* the balances with overdraft in use, in the same order */
-	WalletExec(PLAN_PENDING_OVERDRAFT,
-			   "SELECT wallet_id, asset, overdraft FROM wallet.account "
-			   " WHERE overdraft OPERATOR(pg_catalog.>) 0 "
-			   "   AND ($1 IS NULL OR wallet_id OPERATOR(pg_catalog.=) $1) "
-			   " ORDER BY wallet_id, asset COLLATE \"C\"",
-			   1, argtypes, args, nulls, true, SPI_OK_SELECT);
+	if (one)
+		WalletExec(PLAN_PENDING_OVERDRAFT_WALLET, PENDING_OVERDRAFT_SQL(PENDING_ONE_WALLET),
+				   1, argtypes, args, NULL, true, SPI_OK_SELECT);
+	else
+		WalletExec(PLAN_PENDING_OVERDRAFT, PENDING_OVERDRAFT_SQL(""),
+				   0, NULL, NULL, NULL, true, SPI_OK_SELECT);
 	ot = SPI_tuptable;
 	nod = SPI_processed;
 

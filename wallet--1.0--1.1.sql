@@ -1819,7 +1819,7 @@ CREATE FUNCTION @extschema@.wallet_available(customer text, meter text, dimensio
 RETURNS TABLE (asset text, available numeric)
 	AS 'MODULE_PATHNAME', 'wallet_available' LANGUAGE C STABLE;
 COMMENT ON FUNCTION @extschema@.wallet_available(text, text, jsonb) IS
-	'per asset, what a debit of that meter (null: wallet_debit) with those dimensions could draw now: the grants that serve it, less holds and overdraft in use';
+	'per asset, the value a debit of that meter (null: wallet_debit) with those dimensions sees now: the grants that serve it, less holds and overdraft in use (not spend caps nor overdraft room: wallet_quote''s would_approve judges an amount)';
 
 CREATE FUNCTION @extschema@.wallet_credits(customer text)
 RETURNS TABLE (grant_id bigint, asset text, category text, amount numeric, remaining numeric,

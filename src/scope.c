@@ -367,24 +367,25 @@ ScopeAccount(int64 wallet_id, HeapTuple tup, TupleDesc desc, Account *acct)
 
 /*
  * wallet_available(customer, meter, dimensions) RETURNS TABLE (asset,
- * available): per asset of the wallet, what a debit of that meter (null: as
- * wallet_debit) with those dimensions could draw now.
+ * available): per asset of the wallet, the value a debit of that meter (null:
+ * as wallet_debit) with those dimensions sees now: the grants that serve it,
+ * less holds and overdraft in use.  Value only: spend caps (wallet_caps) and
+ * overdraft room are limits of their own, which wallet_quote's would_approve
+ * applies to one amount.
  */
 Datum
 wallet_available(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *customer = ArgCString(fcinfo, 0, "customer");
-	char	   *meter = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	/* a meter no price can have (empty, too long): 22023, as wallet_quote says */
+	char	   *meter = PG_ARGISNULL(1) ? NULL : ArgCString(fcinfo, 1, "meter");
 	Jsonb	   *dims = ArgDimensions(fcinfo, 2);
 	TimestampTz now = WalletNow();
 	SPITupleTable *tt;
 	uint64		n;
 	int64		wallet_id;
 
-	/* a meter no price can have: 22023, as wallet_quote says */
-	if (meter != NULL)
-		TextLimitCheck("meter", meter);
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	wallet_id = WalletIdOf(customer, false, NULL);

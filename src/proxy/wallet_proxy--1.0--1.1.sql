@@ -191,7 +191,7 @@ RETURNS TABLE (asset text, available numeric) AS $$
 	RUN ON pg_catalog.hashtext(coalesce(customer, '') COLLATE "C");
 $$ LANGUAGE plproxy;
 COMMENT ON FUNCTION @extschema@.wallet_available(text, text, jsonb) IS
-	'per asset, what a debit of that meter with those dimensions could draw now, on the customer''s shard';
+	'per asset, the value a debit of that meter with those dimensions sees now (not spend caps nor overdraft room), on the customer''s shard';
 
 CREATE FUNCTION @extschema@.wallet_credits(customer text)
 RETURNS TABLE (grant_id bigint, asset text, category text, amount numeric, remaining numeric,

@@ -988,13 +988,19 @@ COMMENT ON EVENT TRIGGER wallet_ledger_rewrite_guard IS
 /*
  * Alerts, recharges and the outbox's upkeep.  Several thresholds per wallet
  * and asset live in wallet.alert, the recharge rule in wallet.recharge.  The
- * hot path reads one number for all of them: wallet.account.low_balance holds,
- * from 1.1 on, the highest level whose crossing has something to say (an
- * alert not yet below, a recharge that may open), kept by wallet._alert_eval.
- * A debit or hold that leaves available below it calls wallet._alert_eval,
- * which writes the rows and stores the next level; every other debit pays one
- * comparison, as in 1.0.  What raises a balance (a grant, a refund, a sweep)
- * evaluates the alerts of its wallet and asset for the way back up.
+ * hot path reads three columns of the balance row for all of them, kept by
+ * wallet._alert_eval: low_balance holds, from 1.1 on, the highest level whose
+ * crossing has something to say (an alert not yet below, a recharge that may
+ * open); alert_back the lowest threshold of an alert that is below;
+ * alert_until, while a recharge_limit holds the recharge back, the start of
+ * the next UTC month.  A debit or hold that leaves available below
+ * low_balance, or finds it at or above alert_back before its change (value
+ * came back by time alone: a reset, an expired hold, a grant taking effect),
+ * or runs at or after alert_until calls wallet._alert_eval, which writes the
+ * rows and stores the next levels; every other debit pays those comparisons
+ * (a balance row with no alert and no recharge: three null tests).  What
+ * raises a balance (a grant, a refund, a release, a sweep) evaluates the
+ * alerts of its wallet and asset for the way back up.
  */
 
 CREATE TABLE wallet.alert (
@@ -1043,6 +1049,12 @@ COMMENT ON COLUMN wallet.recharge.month_total IS
 	'what recharges requested in the UTC month starting at month_start';
 SELECT pg_catalog.pg_extension_config_dump('wallet.recharge', '');
 
+ALTER TABLE wallet.account ADD COLUMN alert_back bigint, ADD COLUMN alert_until timestamptz;
+COMMENT ON COLUMN wallet.account.alert_back IS
+	'lowest threshold of an alert that is below: a debit or hold that finds available at or above it before its change evaluates the alerts (value came back by time); kept by wallet._alert_eval';
+COMMENT ON COLUMN wallet.account.alert_until IS
+	'while a recharge_limit of this UTC month holds the recharge back: the start of the next month, from which a debit or hold evaluates again; kept by wallet._alert_eval';
+
 /* the last declined row of a wallet, asset and reason, found without a scan */
 CREATE INDEX outbox_declined ON wallet.outbox (customer, asset, at) WHERE kind = 'declined';
 
@@ -1066,22 +1078,52 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION wallet._minor_signed(text, numeric, text) IS 'wallet._minor keeping the sign';
 
-/* the level the hot path compares available with: the highest alert or recharge that may fire */
-CREATE FUNCTION wallet._alert_level(w bigint, asset text) RETURNS bigint
+/*
+ * What the hot path compares with (wallet.account's low_balance, alert_back
+ * and alert_until): the highest threshold of an alert not yet below or of a
+ * recharge that may open; the lowest threshold of an alert below; while a
+ * recharge_limit of this UTC month holds the recharge back, the start of the
+ * next month, when it may open again.
+ */
+CREATE FUNCTION wallet._alert_levels(w bigint, asset text,
+	OUT level bigint, OUT back bigint, OUT until timestamptz)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT max(l.t) FROM (
+	SELECT
+	  (SELECT max(l.t) FROM (
 		SELECT al.threshold FROM wallet.alert al
-		 WHERE al.wallet_id OPERATOR(pg_catalog.=) w AND al.asset OPERATOR(pg_catalog.=) _alert_level.asset
+		 WHERE al.wallet_id OPERATOR(pg_catalog.=) w AND al.asset OPERATOR(pg_catalog.=) _alert_levels.asset
 		   AND al.enabled AND NOT al.below
 		UNION ALL
 		SELECT r.threshold FROM wallet.recharge r
-		 WHERE r.wallet_id OPERATOR(pg_catalog.=) w AND r.asset OPERATOR(pg_catalog.=) _alert_level.asset
+		 WHERE r.wallet_id OPERATOR(pg_catalog.=) w AND r.asset OPERATOR(pg_catalog.=) _alert_levels.asset
 		   AND (r.open_ref IS NULL OR r.landed_at IS NOT NULL)
 		   AND (r.limited_month IS NULL OR r.limited_month OPERATOR(pg_catalog.<) date_trunc('month', now(), 'UTC'))
-	) l(t)
+	  ) l(t)),
+	  (SELECT min(al.threshold) FROM wallet.alert al
+		WHERE al.wallet_id OPERATOR(pg_catalog.=) w AND al.asset OPERATOR(pg_catalog.=) _alert_levels.asset
+		  AND al.enabled AND al.below),
+	  (SELECT ((r.limited_month AT TIME ZONE 'UTC') OPERATOR(pg_catalog.+) interval '1 month') AT TIME ZONE 'UTC'
+		 FROM wallet.recharge r
+		WHERE r.wallet_id OPERATOR(pg_catalog.=) w AND r.asset OPERATOR(pg_catalog.=) _alert_levels.asset
+		  AND (r.open_ref IS NULL OR r.landed_at IS NOT NULL)
+		  AND r.limited_month OPERATOR(pg_catalog.>=) date_trunc('month', now(), 'UTC'))
 $$;
-COMMENT ON FUNCTION wallet._alert_level(bigint, text) IS
-	'highest threshold of an alert not yet below or of a recharge that may open; null: nothing to watch';
+COMMENT ON FUNCTION wallet._alert_levels(bigint, text) IS
+	'highest threshold of an alert not yet below or of a recharge that may open (null: nothing to watch); lowest threshold of an alert below; when a limited recharge may open again';
+
+/* store wallet._alert_levels on the balance row (the caller holds its lock) and return them */
+CREATE FUNCTION wallet._alert_store(w bigint, asset text,
+	OUT level bigint, OUT back bigint, OUT until timestamptz)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	SELECT l.level, l.back, l.until INTO level, back, until FROM wallet._alert_levels(w, asset) l;
+	UPDATE wallet.account a SET low_balance = level, alert_back = back, alert_until = until
+	 WHERE a.wallet_id = w AND a.asset = _alert_store.asset
+	   AND (a.low_balance, a.alert_back, a.alert_until) IS DISTINCT FROM (level, back, until);
+END
+$$;
+COMMENT ON FUNCTION wallet._alert_store(bigint, text) IS
+	'stores the levels the hot path compares with on the balance row, and returns them';
 
 /* an outbox row, and its notice at commit ({"id", "kind"}) */
 CREATE FUNCTION wallet._outbox_put(customer text, asset text, kind text, available bigint,
@@ -1104,9 +1146,15 @@ COMMENT ON FUNCTION wallet._outbox_put(text, text, text, bigint, bigint, jsonb) 
 /*
  * Evaluate the alerts and the recharge of a balance row at available (minor
  * units); the caller holds the row's lock.  Writes low_balance, recovered,
- * recharge or recharge_limit rows, and stores and returns the next level.
+ * recharge or recharge_limit rows, and stores and returns the next levels.
+ * before, when given, is available before a debit or hold took it to
+ * available, and at or above an alert below: value came back by time alone
+ * (a reset, an expired hold) since the last evaluation.  The alerts below
+ * that before is at or above recover first, at before; then available is
+ * judged as always (so a debit from there to below writes the new crossing).
  */
-CREATE FUNCTION wallet._alert_eval(w bigint, asset text, available bigint) RETURNS bigint
+CREATE FUNCTION wallet._alert_eval(w bigint, asset text, available bigint, before bigint DEFAULT NULL,
+	OUT level bigint, OUT back bigint, OUT until timestamptz)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	cust text := (SELECT ww.customer FROM wallet.wallet ww WHERE ww.id = w);
@@ -1115,8 +1163,20 @@ DECLARE
 	mon timestamptz := date_trunc('month', now(), 'UTC');
 	amt bigint;
 	row_id bigint;
-	lvl bigint;
 BEGIN
+	IF before IS NOT NULL THEN
+		FOR al IN
+			SELECT x.threshold FROM wallet.alert x
+			 WHERE x.wallet_id = w AND x.asset = _alert_eval.asset AND x.enabled
+			   AND x.below AND before >= x.threshold
+			 ORDER BY x.threshold DESC
+			   FOR UPDATE
+		LOOP
+			PERFORM wallet._outbox_put(cust, asset, 'recovered', before, al.threshold, '{}');
+			UPDATE wallet.alert x SET below = false
+			 WHERE x.wallet_id = w AND x.asset = _alert_eval.asset AND x.threshold = al.threshold;
+		END LOOP;
+	END IF;
 	FOR al IN
 		SELECT x.threshold, x.below FROM wallet.alert x
 		 WHERE x.wallet_id = w AND x.asset = _alert_eval.asset AND x.enabled
@@ -1162,14 +1222,11 @@ BEGIN
 		END IF;
 	END IF;
 
-	lvl := wallet._alert_level(w, asset);
-	UPDATE wallet.account a SET low_balance = lvl
-	 WHERE a.wallet_id = w AND a.asset = _alert_eval.asset AND a.low_balance IS DISTINCT FROM lvl;
-	RETURN lvl;
+	SELECT l.level, l.back, l.until INTO level, back, until FROM wallet._alert_store(w, asset) l;
 END
 $$;
-COMMENT ON FUNCTION wallet._alert_eval(bigint, text, bigint) IS
-	'writes the alert and recharge rows that available (minor units) calls for; stores and returns the next level';
+COMMENT ON FUNCTION wallet._alert_eval(bigint, text, bigint, bigint) IS
+	'writes the alert and recharge rows that available (minor units), and before it, call for; stores and returns the next levels';
 
 /* evaluate at available now, when the balance row has anything to watch (the caller holds its lock) */
 CREATE FUNCTION wallet._alert_check(w bigint, asset text) RETURNS void
@@ -1253,8 +1310,7 @@ BEGIN
 		PERFORM wallet._touch(r.wallet_id, r.asset);	/* the balance row's lock first, as a debit */
 		UPDATE wallet.recharge x SET open_ref = NULL, open_outbox = NULL
 		 WHERE x.wallet_id = r.wallet_id AND x.asset = r.asset AND x.open_outbox = NEW.id AND x.landed_at IS NULL;
-		UPDATE wallet.account a SET low_balance = wallet._alert_level(r.wallet_id, r.asset)
-		 WHERE a.wallet_id = r.wallet_id AND a.asset = r.asset;
+		PERFORM wallet._alert_store(r.wallet_id, r.asset);
 	END IF;
 	RETURN NULL;
 END
@@ -1268,10 +1324,11 @@ CREATE TRIGGER alert_on_ack AFTER UPDATE OF acked_at ON wallet.outbox
 INSERT INTO wallet.alert (wallet_id, asset, threshold, from_limit, below)
 SELECT a.wallet_id, a.asset, a.low_balance, true, wallet._available(a.wallet_id, a.asset) < a.low_balance
   FROM wallet.account a WHERE a.low_balance IS NOT NULL;
-UPDATE wallet.account a SET low_balance = wallet._alert_level(a.wallet_id, a.asset)
+UPDATE wallet.account a SET (low_balance, alert_back, alert_until) =
+	(SELECT l.level, l.back, l.until FROM wallet._alert_levels(a.wallet_id, a.asset) l)
  WHERE a.low_balance IS NOT NULL;
 COMMENT ON COLUMN wallet.account.low_balance IS
-	'the level a debit compares available with (highest alert not yet below, or recharge that may open); kept by wallet._alert_eval';
+	'the level a debit compares available with after it (highest alert not yet below, or recharge that may open); kept by wallet._alert_eval';
 
 /* wallet_set_limit keeps its 1.0 meaning: all three limits; low_balance is one alert among the others */
 CREATE OR REPLACE FUNCTION @extschema@.wallet_set_limit(customer text, asset text, overdraft numeric DEFAULT 0,
@@ -1565,8 +1622,9 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION wallet._available(bigint, text), wallet._minor_signed(text, numeric, text),
-	wallet._alert_level(bigint, text), wallet._outbox_put(text, text, text, bigint, bigint, jsonb),
-	wallet._alert_eval(bigint, text, bigint), wallet._alert_check(bigint, text),
+	wallet._alert_levels(bigint, text), wallet._alert_store(bigint, text),
+	wallet._outbox_put(text, text, text, bigint, bigint, jsonb),
+	wallet._alert_eval(bigint, text, bigint, bigint), wallet._alert_check(bigint, text),
 	wallet._alert_raised(bigint, text, bigint), wallet._alert_on_ack() FROM PUBLIC;
 GRANT SELECT ON wallet.alert, wallet.recharge TO wallet_finance;
 

@@ -24,10 +24,19 @@
 
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #define ACCOUNT_COLUMNS \
 	"w.id, w.customer, w.status, a.overdraft_limit, a.low_balance, a.max_holds, " \
 	"a.overdraft, a.held, a.holds_open, a.caps"
+
+/* AccountLockMany: the balance rows of (k.kw, k.ka), locked in the order k.ki */
+#define LOCK_MANY_FROM \
+	"  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) " \
+	"       WITH ORDINALITY AS k(kw, ka, ki) " \
+	"  JOIN wallet.account a ON a.wallet_id OPERATOR(pg_catalog.=) k.kw AND a.asset OPERATOR(pg_catalog.=) k.ka " \
+	"  JOIN wallet.wallet w ON w.id OPERATOR(pg_catalog.=) a.wallet_id " \
+	" ORDER BY k.ki FOR NO KEY UPDATE OF a"
 
 /* the balance row without locking it; a wallet without one reads as zeros */
 static const char *read_sql =
@@ -52,6 +61,10 @@ ReadAccountRow(HeapTuple tup, TupleDesc desc, const AssetInfo *asset, Account *a
 	acct->overdraft_limit = SpiGetInt64(tup, desc, 4, &isnull);
 	acct->low_balance = SpiGetInt64(tup, desc, 5, &isnull);
 	acct->has_low_balance = !isnull;
+	acct->has_alert_back = false;	/* (AccountLockMany reads them on a 1.1 schema) */
+	acct->alert_back = 0;
+	acct->has_alert_until = false;
+	acct->alert_until = 0;
 	acct->max_holds = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
 	acct->has_max_holds = !isnull;
 	acct->overdraft = SpiGetInt64(tup, desc, 7, &isnull);
@@ -156,6 +169,7 @@ AccountLockMany(int n, const int64 *wallet_ids, const AssetInfo *const *assets, 
 	Datum		values[2];
 	SPITupleTable *tt;
 	int			icol;
+	bool		v11;
 
 	for (int i = 0; i < n; i++)
 		codes[i] = assets[i]->code;
@@ -171,14 +185,15 @@ AccountLockMany(int n, const int64 *wallet_ids, const AssetInfo *const *assets, 
 			   " ORDER BY k.ki "
 			   "ON CONFLICT DO NOTHING",
 			   2, argtypes, values, NULL, false, SPI_OK_INSERT);
-	WalletExec(PLAN_LOCK_MANY,
-			   "SELECT " ACCOUNT_COLUMNS ", k.ki "
-			   "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) "
-			   "       WITH ORDINALITY AS k(kw, ka, ki) "
-			   "  JOIN wallet.account a ON a.wallet_id OPERATOR(pg_catalog.=) k.kw AND a.asset OPERATOR(pg_catalog.=) k.ka "
-			   "  JOIN wallet.wallet w ON w.id OPERATOR(pg_catalog.=) a.wallet_id "
-			   " ORDER BY k.ki FOR NO KEY UPDATE OF a",
-			   2, argtypes, values, NULL, false, SPI_OK_SELECT);
+	/* 1.1: with the levels besides low_balance (another session may have set an alert on a new row) */
+	v11 = WalletSchemaVersion() >= 11;
+	if (v11)
+		WalletExec(PLAN_LOCK_MANY11,
+				   "SELECT " ACCOUNT_COLUMNS ", a.alert_back, a.alert_until, k.ki " LOCK_MANY_FROM,
+				   2, argtypes, values, NULL, false, SPI_OK_SELECT);
+	else
+		WalletExec(PLAN_LOCK_MANY, "SELECT " ACCOUNT_COLUMNS ", k.ki " LOCK_MANY_FROM,
+				   2, argtypes, values, NULL, false, SPI_OK_SELECT);
 	tt = SPI_tuptable;
 	if (SPI_processed != (uint64) n)
 		WalletRowSkipped("wallet.account");	/* every missing row was inserted just above */
@@ -191,6 +206,13 @@ AccountLockMany(int n, const int64 *wallet_ids, const AssetInfo *const *assets, 
 		if (i != (int64) r)
 			elog(ERROR, "wallet: balance rows locked out of order");
 		ReadAccountRow(tt->vals[r], tt->tupdesc, assets[i], &accts[i]);
+		if (v11)
+		{
+			accts[i].alert_back = SpiGetInt64(tt->vals[r], tt->tupdesc, icol - 2, &isnull);
+			accts[i].has_alert_back = !isnull;
+			accts[i].alert_until = DatumGetTimestampTz(SPI_getbinval(tt->vals[r], tt->tupdesc, icol - 1, &isnull));
+			accts[i].has_alert_until = !isnull;
+		}
 	}
 	SPI_freetuptable(tt);
 }

@@ -4,11 +4,12 @@
  *
  * From wallet 1.1 the alerts and the recharge rule of a balance row are kept
  * in SQL (wallet--1.0--1.1.sql, "top-up loop"), and wallet.account.low_balance
- * holds the one level a debit compares available with.  A debit that leaves
- * available below it calls wallet._alert_eval, which writes the rows and
- * stores the next level; every other debit pays that one comparison.  A
- * declined row is written at most once per wallet, asset and reason per
- * wallet.decline_notice_interval.
+ * holds the level a debit compares available with, alert_back and
+ * alert_until the two that say when value or a month came back by time
+ * alone (outbox.c).  A debit past one of them calls wallet._alert_eval,
+ * which writes the rows and stores the next levels; every other debit pays
+ * those comparisons.  A declined row is written at most once per wallet,
+ * asset and reason per wallet.decline_notice_interval.
  */
 #include "wallet.h"
 
@@ -37,27 +38,47 @@ AlertInit(void)
 }
 
 /*
- * available (minor units) is below the level of a 1.1 balance row (the caller
- * holds its lock): wallet._alert_eval writes what the alerts and the recharge
- * call for, and acct gets the next level.
+ * A debit or hold of a 1.1 balance row (the caller holds its lock) took
+ * available to available (minor units), below low_balance, or from *before
+ * at or above alert_back, or at or after alert_until (outbox.c):
+ * wallet._alert_eval writes what the alerts and the recharge call for (the
+ * alerts *before is at or above recover first), and acct gets the next
+ * levels.
  */
 void
-AlertEval(Account *acct, int64 available)
+AlertEval(Account *acct, int64 available, const int64 *before)
 {
-	static const Oid argtypes[3] = {INT8OID, TEXTOID, INT8OID};
-	Datum		values[3];
+	static const Oid argtypes[4] = {INT8OID, TEXTOID, INT8OID, INT8OID};
+	Datum		values[4];
 	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	desc;
 
 	values[0] = Int64GetDatum(acct->wallet_id);
 	values[1] = CStringGetTextDatum(acct->asset);
 	values[2] = Int64GetDatum(available);
-	WalletExec(PLAN_ALERT_EVAL, "SELECT wallet._alert_eval($1, $2, $3)",
-			   3, argtypes, values, NULL, false, SPI_OK_SELECT);
+	if (before != NULL)
+	{
+		values[3] = Int64GetDatum(*before);
+		WalletExec(PLAN_ALERT_EVAL_BACK,
+				   "SELECT e.level, e.back, e.until FROM wallet._alert_eval($1, $2, $3, $4) e",
+				   4, argtypes, values, NULL, false, SPI_OK_SELECT);
+	}
+	else
+		WalletExec(PLAN_ALERT_EVAL,
+				   "SELECT e.level, e.back, e.until FROM wallet._alert_eval($1, $2, $3) e",
+				   3, argtypes, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "wallet: wallet._alert_eval returned " UINT64_FORMAT " rows", SPI_processed);
-	/* the next level, for the next debit of a batch under the same lock */
-	acct->low_balance = SpiGetInt64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	/* the next levels, for the next debit of a batch under the same lock */
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	acct->low_balance = SpiGetInt64(tup, desc, 1, &isnull);
 	acct->has_low_balance = !isnull;
+	acct->alert_back = SpiGetInt64(tup, desc, 2, &isnull);
+	acct->has_alert_back = !isnull;
+	acct->alert_until = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+	acct->has_alert_until = !isnull;
 }
 
 /*

@@ -275,6 +275,8 @@ static struct
 	Oid			line_seq;		/* wallet.line_id_seq: ids of lines carried on events */
 	bool		event_ids_shared;	/* event ids come from line_seq too (1.1: EventIdsShared) */
 	AttrNumber	grant_scope;	/* wallet.grant_block.scope (1.1), or 0 */
+	AttrNumber	account_alert_back; /* wallet.account.alert_back (1.1), or 0 */
+	AttrNumber	account_alert_until;	/* wallet.account.alert_until (1.1), or 0 */
 	AttrNumber	wallet_holds_made;	/* wallet.wallet.holds_made (1.1), or 0 */
 	AttrNumber	hold11[HX__COUNT];	/* wallet.hold's 1.1 columns, or 0 */
 	bool		hold_grant_deletes; /* a DELETE trigger on wallet.hold_grant */
@@ -699,6 +701,15 @@ CacheBuildGeneration(void)
 			AttrNumber	a = get_attnum(tc->relid, "holds_made");
 
 			cache.wallet_holds_made = a > 0 && TupleDescAttr(desc, a - 1)->atttypid == BOOLOID ? a : 0;
+		}
+		if (t == T_ACCOUNT)
+		{
+			/* a 1.0 schema has neither: its low_balance is the only level */
+			AttrNumber	a = get_attnum(tc->relid, "alert_back");
+
+			cache.account_alert_back = a > 0 && TupleDescAttr(desc, a - 1)->atttypid == INT8OID ? a : 0;
+			a = get_attnum(tc->relid, "alert_until");
+			cache.account_alert_until = a > 0 && TupleDescAttr(desc, a - 1)->atttypid == TIMESTAMPTZOID ? a : 0;
 		}
 		if (t == T_GRANT)
 		{
@@ -1574,6 +1585,21 @@ AccountAtHint(Relation arel, Snapshot snap, BlockNumber nblocks, int64 wallet_id
 	return same;
 }
 
+/* the 1.1 levels of a balance row besides low_balance (a 1.0 schema has none) */
+static void
+AccountAlertLevels(TupleTableSlot *slot, Account *acct)
+{
+	bool		isnull = true;
+
+	acct->alert_back = cache.account_alert_back ?
+		SlotInt64(slot, cache.account_alert_back, &isnull) : 0;
+	acct->has_alert_back = !isnull;
+	isnull = true;
+	acct->alert_until = cache.account_alert_until ?
+		DatumGetTimestampTz(slot_getattr(slot, cache.account_alert_until, &isnull)) : 0;
+	acct->has_alert_until = !isnull;
+}
+
 /*
  * Lock the balance row of a wallet in an asset, found by customer (when not
  * NULL) or by wallet id, and read it into acct.  Under READ COMMITTED the row
@@ -1676,6 +1702,7 @@ HotAccountLock(const char *customer, int64 wallet_id, const AssetInfo *asset, Ac
 	acct->overdraft_limit = SlotInt64(row, ATT(T_ACCOUNT, A_OVERDRAFT_LIMIT), &isnull);
 	acct->low_balance = SlotInt64(row, ATT(T_ACCOUNT, A_LOW_BALANCE), &isnull);
 	acct->has_low_balance = !isnull;
+	AccountAlertLevels(row, acct);
 	acct->max_holds = DatumGetInt32(slot_getattr(row, ATT(T_ACCOUNT, A_MAX_HOLDS), &isnull));
 	acct->has_max_holds = !isnull;
 	acct->overdraft = SlotInt64(row, ATT(T_ACCOUNT, A_OVERDRAFT), &isnull);
@@ -1915,6 +1942,7 @@ HotAccountLockMany(int from, int n, const AssetInfo *const *assets, Account *acc
 		acct->overdraft_limit = SlotInt64(slot, ATT(T_ACCOUNT, A_OVERDRAFT_LIMIT), &isnull);
 		acct->low_balance = SlotInt64(slot, ATT(T_ACCOUNT, A_LOW_BALANCE), &isnull);
 		acct->has_low_balance = !isnull;
+		AccountAlertLevels(slot, acct);
 		acct->max_holds = DatumGetInt32(slot_getattr(slot, ATT(T_ACCOUNT, A_MAX_HOLDS), &isnull));
 		acct->has_max_holds = !isnull;
 		acct->overdraft = SlotInt64(slot, ATT(T_ACCOUNT, A_OVERDRAFT), &isnull);

@@ -47,18 +47,28 @@ OutboxWrite(const Account *acct, const char *kind, int64 available, bool has_thr
 
 /*
  * A debit or hold took available from before to after.  1.0: a low_balance
- * row when it crossed the threshold.  1.1: low_balance is the level of the
- * alerts and recharge (alert.c); below it, they decide.
+ * row when it crossed the threshold.  1.1: the levels of the alerts and the
+ * recharge (alert.c) say when they decide: after below low_balance; before
+ * at or above alert_back, an alert below (value came back by time alone
+ * since they last decided: a reset, an expired hold); a transaction that
+ * began at or after alert_until (a recharge held back by the last month's
+ * recharge_limit).  A balance row with neither alert nor recharge has none
+ * of the three: three tests of a flag.
  */
 void
 OutboxLowBalance(Account *acct, int64 before, int64 after)
 {
-	if (!acct->has_low_balance || after >= acct->low_balance)
-		return;
-	if (WalletSchemaVersion() >= 11)
-		AlertEval(acct, after);
-	else if (before >= acct->low_balance)
-		OutboxWrite(acct, "low_balance", after, true, acct->low_balance, NULL, 0);
+	if (acct->has_alert_back && before >= acct->alert_back)
+		AlertEval(acct, after, &before);
+	else if ((acct->has_low_balance && after < acct->low_balance) ||
+			 (acct->has_alert_until && WalletNow() >= acct->alert_until))
+	{
+		/* (a 1.0 schema has neither alert_back nor alert_until) */
+		if (WalletSchemaVersion() >= 11)
+			AlertEval(acct, after, NULL);
+		else if (before >= acct->low_balance)
+			OutboxWrite(acct, "low_balance", after, true, acct->low_balance, NULL, 0);
+	}
 }
 
 /* a debit or hold was declined (for funds, or a spend cap) */

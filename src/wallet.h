@@ -165,11 +165,13 @@ typedef enum PlanId
 	PLAN_READ_ACCOUNT,
 	PLAN_CREATE_ACCOUNTS,
 	PLAN_LOCK_MANY,
+	PLAN_LOCK_MANY11,
 	PLAN_WRITE_DEBITS,
 	PLAN_ROUTE_CUSTOMER,
 	PLAN_UNIT_VALUE,
 	PLAN_PRICE_IN_FORCE,
 	PLAN_ALERT_EVAL,
+	PLAN_ALERT_EVAL_BACK,
 	PLAN_DECLINE_DUE,
 	PLAN_ALERT_RAISED,
 	PLAN_ALERT_BELOW,
@@ -252,7 +254,11 @@ typedef struct Account
 	int			scale;
 	int64		overdraft_limit;
 	bool		has_low_balance;
-	int64		low_balance;
+	int64		low_balance;	/* 1.1: evaluate when available falls below it */
+	bool		has_alert_back;
+	int64		alert_back;		/* 1.1: ... when available was at or above it before */
+	bool		has_alert_until;
+	TimestampTz alert_until;	/* 1.1: ... when the transaction began at or after it */
 	bool		has_max_holds;
 	int32		max_holds;
 	int64		overdraft;		/* in use */
@@ -497,7 +503,7 @@ extern void OutboxDeclined(const Account *acct, const char *reason, int64 availa
 /* ---- alert.c ---- */
 
 extern void AlertInit(void);
-extern void AlertEval(Account *acct, int64 available);
+extern void AlertEval(Account *acct, int64 available, const int64 *before);
 extern bool DeclineNoticeDue(const Account *acct, const char *reason);
 extern void AlertRaised(const Account *acct, int64 available);
 

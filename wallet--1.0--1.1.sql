@@ -2845,6 +2845,88 @@ BEGIN
 END
 $$;
 
+/* ------------------------------------------------------------ finance: refunds of repaid overdraft */
+
+/*
+ * Revenue from repaid overdraft belongs to no event (docs/finance.md): a grant
+ * that repays overdraft recognizes it with repay lines, which name no event.
+ * Refunding the overdraft slice of an event after a grant repaid it puts that
+ * value on a new grant like the newest that repaid (wallet_refund,
+ * wallet._refund_grant), with a refund line of the event: the revenue that
+ * line reverses is the repayment's, and wallet.refund and wallet.event.revenue
+ * rightly take nothing off the event.  1.0's wallet.revenue_lines gave the
+ * line's value to the event all the same, so the event's lines no longer
+ * added up to its revenue, and margin_by_dimension moved the repayment's
+ * reversal onto the event's dimension values.
+ *
+ * The line keeps its event in the ledger (wallet.line, wallet.ledger,
+ * statements); wallet.revenue_lines shows it with a null event_id.  Such a
+ * line is told from the ledger alone, 1.0's history included: a refund line
+ * on a grant made by a refund of the same event (metadata refund_of_event)
+ * whose place in the event's refunds falls in the event's overdraft slice
+ * (wallet._refund_reverses_repay).
+ */
+
+/*
+ * Whether refund line line_id of event event_id is given back from the
+ * event's overdraft slice.  wallet_refund gives an event's debit lines back
+ * newest first, each slice as written in line order (first what goes back to
+ * the slice's grant or to the overdraft, then what goes to a new grant),
+ * skipping what earlier refunds gave back; so the refund lines of the event
+ * before it, summed, are where it starts in the debit lines taken newest
+ * first.  COST 1: wallet.revenue_lines calls it only for the few refund lines
+ * on a grant that a refund of the same event made, not for every line the
+ * planner counts it on.
+ */
+CREATE FUNCTION wallet._refund_reverses_repay(event_id bigint, line_id bigint)
+RETURNS boolean LANGUAGE sql STABLE COST 1 SET search_path = pg_catalog, pg_temp AS $$
+	SELECT d.grant_id IS NULL
+	  FROM (SELECT dl.grant_id, sum(-dl.amount) OVER (ORDER BY dl.id DESC) AS upto
+			  FROM wallet.line dl
+			 WHERE dl.event_id = _refund_reverses_repay.event_id AND dl.kind = 'debit') d
+	 WHERE d.upto > (SELECT coalesce(sum(rl.amount), 0) FROM wallet.line rl
+					  WHERE rl.event_id = _refund_reverses_repay.event_id AND rl.kind = 'refund'
+						AND rl.id < _refund_reverses_repay.line_id)
+	 ORDER BY d.upto LIMIT 1
+$$;
+COMMENT ON FUNCTION wallet._refund_reverses_repay(bigint, bigint) IS
+	'whether a refund line of an event gives back part of the event''s overdraft slice (on a new grant: it reverses repaid overdraft)';
+REVOKE ALL ON FUNCTION wallet._refund_reverses_repay(bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION wallet._refund_reverses_repay(bigint, bigint) TO wallet_finance;
+
+CREATE OR REPLACE VIEW wallet.revenue_lines AS
+SELECT l.id, l.at, (l.at AT TIME ZONE 'UTC')::date AS day, w.customer, l.asset, l.grant_id,
+	   CASE WHEN l.kind <> 'refund' OR l.grant_id IS NULL OR l.event_id IS NULL
+				 OR g.metadata ->> 'refund_of_event' IS DISTINCT FROM l.event_id::text
+			THEN l.event_id
+			WHEN wallet._refund_reverses_repay(l.event_id, l.id) THEN NULL
+			ELSE l.event_id END AS event_id,
+	   l.kind, g.category, v.amount,
+	   CASE WHEN g.category = 'paid' AND (l.kind = 'grant' OR (l.kind = 'reset' AND l.amount > 0))
+			THEN v.amount * g.unit_revenue ELSE 0 END AS sold,
+	   CASE WHEN g.category = 'paid' AND l.kind IN ('debit', 'refund', 'repay')
+			THEN -v.amount * g.unit_revenue ELSE 0 END AS recognized,
+	   CASE WHEN g.category = 'paid' AND (l.kind IN ('expiry', 'void') OR (l.kind = 'reset' AND l.amount < 0))
+			THEN -v.amount * g.unit_revenue ELSE 0 END AS breakage,
+	   CASE WHEN g.category = 'promotional' AND l.kind IN ('debit', 'refund', 'repay')
+			THEN -v.amount * a.unit_value ELSE 0 END AS promotional,
+	   CASE WHEN g.category = 'bundled' AND l.kind IN ('debit', 'refund', 'repay')
+			THEN -v.amount * a.unit_value ELSE 0 END AS bundled,
+	   CASE WHEN g.category = 'paid' THEN v.amount * g.unit_revenue ELSE 0 END AS deferred
+  FROM (SELECT ln.id, ln.at, ln.wallet_id, ln.asset, ln.grant_id, ln.event_id, ln.kind, ln.amount
+		  FROM wallet.line ln
+		 WHERE ln.at <= now() AND ln.kind NOT IN ('hold', 'release')
+		UNION ALL
+		SELECT NULL, p.at, p.wallet_id, p.asset, p.grant_id, NULL, p.kind, p.amount
+		  FROM wallet._pending(now()) p) l
+  JOIN wallet.wallet w ON w.id = l.wallet_id
+  JOIN (SELECT ac.code, ac.unit_value, wallet._major(ac.code, 1) AS unit FROM wallet.asset ac) a
+	ON a.code = l.asset
+  LEFT JOIN wallet.grant_block g ON g.id = l.grant_id
+  CROSS JOIN LATERAL (SELECT l.amount * a.unit AS amount) v;
+COMMENT ON VIEW wallet.revenue_lines IS
+	'every ledger line but holds, valued in the reporting currency: sold, recognized, breakage, promotional, bundled, change in deferred; event_id is the event the value belongs to (null for repaid overdraft and a refund that reverses it)';
+
 /* ------------------------------------------------------------ wallet_verify */
 
 /*
@@ -2911,6 +2993,19 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	  FROM wallet.event e
 	  LEFT JOIN (SELECT event_id, sum(amount) AS amount FROM wallet.refund GROUP BY 1) r ON r.event_id = e.id
 	 WHERE coalesce(r.amount, 0) <> e.refunded
+	UNION ALL
+	/*
+	 * every event: its lines in wallet.revenue_lines recognize its revenue
+	 * (docs/finance.md); of the events whose lines all are dated by now, as
+	 * that view's are
+	 */
+	SELECT 'event_revenue', format('event %s: revenue %s, its revenue lines %s',
+			e.id, e.revenue, coalesce(r.recognized, 0))
+	  FROM wallet.event e
+	  LEFT JOIN (SELECT event_id, sum(recognized) AS recognized FROM wallet.revenue_lines
+				  WHERE event_id IS NOT NULL GROUP BY 1) r ON r.event_id = e.id
+	 WHERE coalesce(r.recognized, 0) <> e.revenue AND e.recorded_at <= now()
+	   AND NOT EXISTS (SELECT FROM wallet.refund f WHERE f.event_id = e.id AND f.at > now())
 	UNION ALL
 	/* holds: one hold line each, one release line once resolved, none while open */
 	SELECT 'hold_lines', format('hold %s (%s): hold lines %s, release lines %s',

@@ -123,6 +123,7 @@ INSERT INTO matrix VALUES
 	('wallet.margin_by_dimension(text, timestamptz, timestamptz)', false, true, false),
 	('wallet._major(text, bigint)', false, true, false),
 	('wallet._pending(timestamptz, bigint)', false, true, false),
+	('wallet._refund_reverses_repay(bigint, bigint)', false, true, false),
 	('wallet_create_asset(text, int, numeric, text)', false, false, true),
 	('wallet_create(text, jsonb)', false, false, true),
 	('wallet_set_limit(text, text, numeric, numeric, int)', false, false, true),

@@ -89,8 +89,10 @@ SELECT * FROM pg_temp.identities();
 -- reverses the repayment, the second (what the grant cannot take back) the
 -- event's own revenue.
 SELECT wallet_create('od4') > 0 AS created;
+-- (its reset comes 6 s after the grant: the debit must come before it, even on
+-- a slow machine)
 SELECT wallet_grant('od4', 'fr', 10, unit_revenue => 0.01, recurrence => interval '1 day',
-					effective_at => now() - interval '1 day' + interval '2 seconds') AS r4 \gset
+					effective_at => now() - interval '1 day' + interval '6 seconds') AS r4 \gset
 SELECT wallet_set_limit('od4', 'fr', overdraft => 50);
 SELECT event_id AS e4 FROM wallet_debit('od4', 'fr', 15, 'e4', '{"model":"mistral"}', 0.01) \gset
 SELECT pg_sleep(greatest(0, extract(epoch FROM

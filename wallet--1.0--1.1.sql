@@ -2068,6 +2068,22 @@ COMMENT ON TRIGGER price_in_force ON wallet.price IS
 	'a version takes effect at the later of its effective_at and its commit';
 
 /*
+ * The same window for plans: wallet_assign_plan is effective-dated like
+ * prices, so an assignment set for now (the default, its transaction's
+ * start) or for a time that passes before it commits is stored as effective
+ * from its commit (plan.c).  One backdated on purpose keeps its effective_at.
+ */
+CREATE FUNCTION wallet._plan_in_force() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'wallet_plan_in_force' LANGUAGE C;
+COMMENT ON FUNCTION wallet._plan_in_force() IS
+	'at commit: a plan assignment set for now (or a time already passed) takes effect at its commit';
+REVOKE ALL ON FUNCTION wallet._plan_in_force() FROM PUBLIC;
+CREATE CONSTRAINT TRIGGER plan_in_force AFTER INSERT ON wallet.plan_assignment
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wallet._plan_in_force();
+COMMENT ON TRIGGER plan_in_force ON wallet.plan_assignment IS
+	'an assignment takes effect at the later of its effective_at and its commit';
+
+/*
  * Every backend compiled its prices for a 1.0 schema (1.0 counter keys): the
  * price trigger empties their caches at commit, and each reads the schema
  * release again with its next price.

@@ -1256,6 +1256,19 @@ COMMENT ON FUNCTION wallet._alert_raised(bigint, text, bigint) IS
 	'after a release: evaluates the alerts of the balance row when one of them recovers';
 
 /*
+ * A refund gives back to the usage counters of the price that priced the
+ * event (refund.c): the amount refunded to every max_per_period counter it
+ * was counted in, and, by the refund that completes the event, its quantity
+ * to the usage counters of tiers and free units.  Never below 0; a counter of
+ * a period already pruned needs nothing.
+ */
+CREATE FUNCTION wallet._usage_giveback(event_id bigint, amount bigint) RETURNS void
+	AS 'MODULE_PATHNAME', 'wallet_usage_giveback' LANGUAGE C;
+COMMENT ON FUNCTION wallet._usage_giveback(bigint, bigint) IS
+	'after a refund of amount (minor units) of the event, under its balance lock: gives back to its price''s max_per_period counters, and its usage when the event is refunded in full';
+REVOKE ALL ON FUNCTION wallet._usage_giveback(bigint, bigint) FROM PUBLIC;
+
+/*
  * What raises a balance evaluates its alerts in the function that raises it,
  * never in an INSERT trigger on wallet.grant_block or wallet.refund: a
  * restore loads those tables with COPY before the dump sets the sequences,
@@ -1292,12 +1305,14 @@ BEGIN
 	   AND s.period_start = date_trunc(c.period, e.recorded_at, 'UTC')
 	   AND s.dimension = coalesce(c.dimension, '')
 	   AND s.dim_value = coalesce(e.dimensions ->> c.dimension, '');
+	/* pricing (1.1): the max_per_period spend, and the usage of a refund that completes the event */
+	PERFORM wallet._usage_giveback(e.id, _cap_giveback.amount);
 	/* the refund is whole (1.1): alerts may recover */
 	PERFORM wallet._alert_check(e.wallet_id, e.asset);
 END
 $$;
 COMMENT ON FUNCTION wallet._cap_giveback(bigint, bigint) IS
-	'after a refund (wallet_refund, which holds the balance row''s lock): gives spend back to the cap buckets the event was counted in, never below 0, and evaluates the alerts of its balance row';
+	'after a refund (wallet_refund, which holds the balance row''s lock): gives spend back to the cap buckets the event was counted in, never below 0, gives back to its price''s usage counters (wallet._usage_giveback), and evaluates the alerts of its balance row';
 
 /* a recharge row acked without its grant: the recharge is closed, the next debit below may open one */
 CREATE FUNCTION wallet._alert_on_ack() RETURNS trigger

@@ -1042,6 +1042,18 @@ PriceFind(const char *customer, const char *meter, TimestampTz at)
 			 errhint("Set one with wallet_set_price().")));
 }
 
+/* the version of a meter with this id, whoever it prices (NULL: none) */
+const PriceVersion *
+PriceVersionById(const char *meter, int64 price_id)
+{
+	MeterEntry *e = strlen(meter) <= MAX_METER_LENGTH ? MeterLoad(meter) : NULL;
+
+	for (int i = 0; e && i < e->n; i++)
+		if (e->versions[i].pv.id == price_id)
+			return &e->versions[i].pv;
+	return NULL;
+}
+
 /* trigger on wallet.price: every backend drops its compiled prices at commit */
 Datum
 wallet_prices_changed(PG_FUNCTION_ARGS)
@@ -1321,6 +1333,7 @@ CounterNote(EvalContext *ec, const char *meter, const char *counter, const char 
 	a->period = period;
 	a->period_start = start;
 	a->add = add;
+	a->charged = false;
 }
 
 /*
@@ -1629,6 +1642,7 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 		charged.v = amount;
 		charged.scale = ec->scale;
 		CounterNote(ec, meter, counter, r->period, start, charged);
+		ec->usage->adds[ec->usage->n - 1].charged = true;
 	}
 	return amount;
 }

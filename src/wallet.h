@@ -198,6 +198,7 @@ typedef enum PlanId
 	PLAN_PENDING_GRANTS11_WALLET,
 	PLAN_PENDING_OVERDRAFT_WALLET,
 	PLAN_PLAN_IN_FORCE,
+	PLAN_USAGE_GIVEBACK,
 	PLAN__COUNT
 } PlanId;
 
@@ -365,6 +366,7 @@ typedef struct CounterAdd
 	const char *period;
 	TimestampTz period_start;
 	Dec			add;			/* units, or the amount charged in asset units */
+	bool		charged;		/* a max_per_period counter (add: the amount charged) */
 } CounterAdd;
 
 /* at most a usage counter and a max_per_period counter per level of a rule */
@@ -389,6 +391,7 @@ extern int64 PriceEvaluateAfter(const PriceVersion *pv, int64 wallet_id, const c
 								const UsageToRecord *const *earlier, int nearlier,
 								UsageToRecord *usage);
 extern void UsageRecord(const UsageToRecord *u, int64 wallet_id, Dec quantity);
+extern const PriceVersion *PriceVersionById(const char *meter, int64 price_id);
 extern Dec	QuantityDec(Numeric quantity);
 extern void CheckOccurredAt(TimestampTz occurred_at);
 

@@ -37,20 +37,25 @@ PG_FUNCTION_INFO_V1(wallet_usage_giveback);
 static void
 CounterTakeOff(int64 wallet_id, const CounterAdd *a, Dec off)
 {
-	static const Oid argtypes[5] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, NUMERICOID};
-	Datum		values[5];
+	static const Oid argtypes[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, NUMERICOID};
+	Datum		values[6];
 
+	/* the 1.1 key (meter, counter): this runs only on the 1.1 schema */
+	if (a->counter == NULL)
+		elog(ERROR, "wallet: a refund found a counter of the 1.0 schema");
 	values[0] = Int64GetDatum(wallet_id);
-	values[1] = CStringGetTextDatum(a->counter);
-	values[2] = CStringGetTextDatum(a->period);
-	values[3] = TimestampTzGetDatum(a->period_start);
-	values[4] = NumericGetDatum(DecToNumeric(off));
+	values[1] = CStringGetTextDatum(a->meter);
+	values[2] = CStringGetTextDatum(a->counter);
+	values[3] = CStringGetTextDatum(a->period);
+	values[4] = TimestampTzGetDatum(a->period_start);
+	values[5] = NumericGetDatum(DecToNumeric(off));
 	WalletExec(PLAN_USAGE_GIVEBACK,
 			   "UPDATE wallet.usage_counter u "
-			   "   SET quantity = GREATEST(u.quantity OPERATOR(pg_catalog.-) $5, 0::pg_catalog.numeric) "
+			   "   SET quantity = GREATEST(u.quantity OPERATOR(pg_catalog.-) $6, 0::pg_catalog.numeric) "
 			   " WHERE u.wallet_id OPERATOR(pg_catalog.=) $1 AND u.meter OPERATOR(pg_catalog.=) $2 "
-			   "   AND u.period OPERATOR(pg_catalog.=) $3 AND u.period_start OPERATOR(pg_catalog.=) $4",
-			   5, argtypes, values, NULL, false, SPI_OK_UPDATE);
+			   "   AND u.counter OPERATOR(pg_catalog.=) $3 "
+			   "   AND u.period OPERATOR(pg_catalog.=) $4 AND u.period_start OPERATOR(pg_catalog.=) $5",
+			   6, argtypes, values, NULL, false, SPI_OK_UPDATE);
 }
 
 /*

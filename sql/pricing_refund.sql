@@ -13,8 +13,8 @@ SELECT wallet_create('acme') > 0 AS created;
 SELECT wallet_grant('acme', 'USD', 10000) > 0 AS granted;
 CREATE FUNCTION ev(key text) RETURNS bigint LANGUAGE sql AS
 	$$ SELECT id FROM wallet.event WHERE idempotency_key = key $$;
-CREATE FUNCTION counters() RETURNS TABLE (meter text, period text, quantity numeric) LANGUAGE sql AS
-	$$ SELECT meter, period, quantity FROM wallet.usage_counter ORDER BY meter, period $$;
+CREATE FUNCTION counters() RETURNS TABLE (meter text, counter text, period text, quantity numeric) LANGUAGE sql AS
+	$$ SELECT meter, counter, period, quantity FROM wallet.usage_counter ORDER BY meter, counter, period $$;
 
 -- "unlimited after 100 USD a month": charged 100, refunded in full, the month
 -- is back to 0 spent

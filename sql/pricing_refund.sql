@@ -88,6 +88,19 @@ DELETE FROM wallet.usage_counter WHERE meter LIKE 'late%' AND period_start < dat
 SELECT amount FROM wallet_refund(ev('l1'));
 SELECT count(*) AS counters FROM wallet.usage_counter WHERE meter LIKE 'late%';
 
+-- the counters are found without pricing the event again at today's usage:
+-- the first 100 at 1, then 1e17 each; after a second event reached the dear
+-- tier, pricing the first again would not fit (22003), and its refund must
+-- still go through and give its 100 units back
+SELECT wallet_create_asset('pts', 0, 1);
+SELECT wallet_create('dear') > 0 AS created;
+SELECT wallet_grant('dear', 'pts', 9000000000000000000) > 0 AS granted;
+SELECT wallet_set_price('dear.m', 'pts', '{"model": "graduated", "tiers": [{"up_to": 100, "unit_price": "1"}, {"unit_price": "100000000000000000"}]}') > 0 AS priced;
+SELECT amount FROM wallet_authorize_debit('dear', 'dear.m', 100, 'dear-a');
+SELECT amount FROM wallet_authorize_debit('dear', 'dear.m', 1, 'dear-b');
+SELECT amount FROM wallet_refund(ev('dear-a'));
+SELECT meter, counter, quantity FROM wallet.usage_counter WHERE meter = 'dear.m';
+
 -- wallet_debit's events have no price: nothing to give back
 SELECT amount FROM wallet_refund((wallet_debit('acme', 'USD', 3, 'd1')).event_id);
 -- nobody but the owner calls the helper

@@ -65,3 +65,14 @@ UPDATE wallet.grant_block gb SET amount = 2000000000000000000
 SELECT wallet_balance('old', 'tok9');
 SELECT r.approved, r.balance FROM wallet.hold h, wallet_release(h.id) r WHERE h.idempotency_key = 'o1';
 SELECT * FROM wallet_verify();
+
+-- a wallet with no recurring grant: nothing is carried by a reset, so a hold
+-- is judged as a debit is (a scale-12 asset: 6,000,000 units are 6e18 minor
+-- units, and a hold of 4,000,000 of them is no nearer the 64-bit edge than a
+-- debit of as much)
+SELECT wallet_create_asset('eth12', 12, 1);
+SELECT wallet_create('oneoff') > 0 AS created;
+SELECT wallet_grant('oneoff', 'eth12', 6000000) > 0 AS granted;
+SELECT approved, reason, amount FROM wallet_hold('oneoff', 'eth12', 4000000, 'oh1', '1 hour');
+SELECT approved, reason, amount FROM wallet_debit('oneoff', 'eth12', 1000000, 'od1');
+SELECT * FROM wallet_verify();

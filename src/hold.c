@@ -251,7 +251,11 @@ HoldCarryFits(const Account *acct, const GrantSet *set, const int64 *gids, const
 		for (int j = 0; j < ng; j++)
 			if (gids[j] == g->id)
 				held += gamts[j];
-		worst = g->recurring ? (int128) g->amount + g->rollover_max + held : (int128) g->remaining + held;
+		/*
+		 * a grant that does not recur keeps what it reserves inside its
+		 * remaining, and no reset ever adds to it
+		 */
+		worst = g->recurring ? (int128) g->amount + g->rollover_max + held : (int128) g->remaining;
 		if (g->recurring && worst > PG_INT64_MAX)
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),

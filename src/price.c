@@ -1448,6 +1448,24 @@ UnitValue(const char *asset)
 	return uv;
 }
 
+/* the rate of a matrix that prices the event: the first whose values all match, else the default */
+static const Rule *
+MatrixRate(const Rule *r, EvalContext *ec)
+{
+	for (int i = 0; i < r->nrates; i++)
+	{
+		bool		all = true;
+
+		for (int k = 0; k < r->rates[i].nkeys && all; k++)
+			all = DimensionMatches(ec->dims, &r->rates[i].keys[k]);
+		if (all)
+			return r->rates[i].rule;
+	}
+	if (r->deflt == NULL)
+		NoRate(r, ec);
+	return r->deflt;
+}
+
 /* quantity_transform, applied before the rule prices the quantity */
 static Dec
 TransformQuantity(const Rule *r, Dec q)
@@ -1595,26 +1613,8 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 			amount = EvaluateTiers(r, q, ec);
 			break;
 		case MODEL_MATRIX:
-			{
-				const Rule *chosen = r->deflt;
-
-				for (int i = 0; i < r->nrates; i++)
-				{
-					bool		all = true;
-
-					for (int k = 0; k < r->rates[i].nkeys && all; k++)
-						all = DimensionMatches(ec->dims, &r->rates[i].keys[k]);
-					if (all)
-					{
-						chosen = r->rates[i].rule;
-						break;
-					}
-				}
-				if (chosen == NULL)
-					NoRate(r, ec);
-				amount = Evaluate(chosen, q, ec);
-				break;
-			}
+			amount = Evaluate(MatrixRate(r, ec), q, ec);
+			break;
 		case MODEL_PERCENTAGE:
 			amount = DecToMinorWide(DecAdd(DecMul(q, r->rate), r->fixed_fee), 1, ec->scale, r->rounding);
 			break;
@@ -1645,6 +1645,66 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 		ec->usage->adds[ec->usage->n - 1].charged = true;
 	}
 	return amount;
+}
+
+/*
+ * The counters Evaluate adds to for an event, and what it adds to its usage
+ * counters, without pricing it: the same walk (quantity_transform at each
+ * level, the matrix rate the dimensions choose) with none of the amounts,
+ * which at today's usage may no longer be what the event was charged, or fit
+ * (a refund, refund.c, needs only the keys).  A max_per_period counter is
+ * noted charged, with nothing added.
+ */
+static void
+CounterKeys(const Rule *r, Dec q, EvalContext *ec)
+{
+	const char *meter;
+	const char *counter;
+	TimestampTz start;
+
+	if (r->transform != TRANSFORM_NONE)
+		q = TransformQuantity(r, q);
+	if (r->model == MODEL_MATRIX)
+		CounterKeys(MatrixRate(r, ec), q, ec);
+	else if (r->model == MODEL_GRADUATED || r->model == MODEL_VOLUME ||
+			 (r->model == MODEL_PACKAGE && r->has_free))
+	{
+		(void) UsageBefore(r, ec, &meter, &counter, &start);
+		CounterNote(ec, meter, counter, r->period, start, q);
+	}
+	if (r->has_max_period)
+	{
+		char	   *suffix = psprintf("%s#max:%s", r->maxkey, ec->asset);
+
+		start = PeriodStart(r->period, ec->occurred_at);
+		(void) CounterBefore(ec, suffix, suffix, r->period, start, &meter, &counter);
+		CounterNote(ec, meter, counter, r->period, start, DecFromInt(0));
+		ec->usage->adds[ec->usage->n - 1].charged = true;
+	}
+}
+
+/*
+ * What an event priced by version pv (of meter, for quantity, dimensions and
+ * occurred_at) added to counters, in usage: the keys of every counter, the
+ * quantity added to each usage counter, and the max_per_period counters
+ * (charged, add 0), read under the caller's balance lock.
+ */
+void
+PriceCounterKeys(const PriceVersion *pv, int64 wallet_id, const char *meter, Dec quantity,
+				 Jsonb *dims, TimestampTz occurred_at, UsageToRecord *usage)
+{
+	EvalContext ec;
+
+	memset(&ec, 0, sizeof(ec));
+	usage->n = 0;
+	ec.wallet_id = wallet_id;
+	ec.meter = meter;
+	ec.dims = dims;
+	ec.occurred_at = occurred_at;
+	ec.asset = pv->asset.code;
+	ec.scale = pv->asset.scale;
+	ec.usage = usage;
+	CounterKeys(pv->rule, quantity, &ec);
 }
 
 /*

@@ -17,8 +17,9 @@
  *	  a partial refund leaves the usage, as wallet_usage counts it.
  *
  * The counters and what the event added to its usage counters are found by
- * pricing the event again, as it was priced (its version, quantity,
- * dimensions and occurred_at): the same keys, whatever they are.  A counter
+ * walking its price's rule as pricing it did (its version, quantity,
+ * dimensions and occurred_at: price.c, PriceCounterKeys), without pricing it
+ * again: at today's usage the amounts may differ, or not fit.  A counter
  * of a period already pruned is not there and needs nothing.  No counter goes
  * below 0.
  */
@@ -79,13 +80,11 @@ wallet_usage_giveback(PG_FUNCTION_ARGS)
 	Numeric		quantity;
 	Jsonb	   *dims = NULL;
 	TimestampTz occurred_at;
-	Numeric		cost;
 	int64		charged;
 	int64		refunded;
 	const PriceVersion *pv;
 	UsageToRecord usage;
 	bool		whole;
-	int			rc;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -99,13 +98,10 @@ wallet_usage_giveback(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "wallet: SPI_connect failed");
 	values[0] = Int64GetDatum(event_id);
-	rc = SPI_execute_with_args("SELECT wallet_id, meter, price_id, quantity, dimensions, occurred_at, "
-							   "       cost, amount, refunded "
-							   "  FROM wallet.event WHERE id OPERATOR(pg_catalog.=) $1",
-							   1, (Oid *) argtypes, values, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "wallet: reading event " INT64_FORMAT " returned %s", event_id,
-			 SPI_result_code_string(rc));
+	WalletExec(PLAN_USAGE_GIVEBACK_EVENT,
+			   "SELECT wallet_id, meter, price_id, quantity, dimensions, occurred_at, amount, refunded "
+			   "  FROM wallet.event WHERE id OPERATOR(pg_catalog.=) $1",
+			   1, argtypes, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WALLET_NOT_FOUND),
@@ -134,14 +130,8 @@ wallet_usage_giveback(PG_FUNCTION_ARGS)
 			dims = DatumGetJsonbP(d);
 	}
 	occurred_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
-	{
-		Datum		d = SPI_getbinval(tup, desc, 7, &isnull);
-
-		/* only a cost_plus price reads it, and its counters do not depend on it */
-		cost = isnull ? int64_to_numeric(0) : DatumGetNumeric(d);
-	}
-	charged = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
-	refunded = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
+	charged = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+	refunded = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
 	whole = refunded == charged;
 
 	pv = PriceVersionById(meter, price_id);
@@ -151,7 +141,7 @@ wallet_usage_giveback(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	}
 	/* the counters its price adds to, and what it adds to the usage counters */
-	(void) PriceEvaluateCost(pv, wallet_id, meter, QuantityDec(quantity), dims, occurred_at, cost, &usage);
+	PriceCounterKeys(pv, wallet_id, meter, QuantityDec(quantity), dims, occurred_at, &usage);
 	for (int i = 0; i < usage.n; i++)
 	{
 		const CounterAdd *a = &usage.adds[i];

@@ -199,6 +199,7 @@ typedef enum PlanId
 	PLAN_PENDING_OVERDRAFT_WALLET,
 	PLAN_PLAN_IN_FORCE,
 	PLAN_USAGE_GIVEBACK,
+	PLAN_USAGE_GIVEBACK_EVENT,
 	PLAN__COUNT
 } PlanId;
 
@@ -392,6 +393,8 @@ extern int64 PriceEvaluateAfter(const PriceVersion *pv, int64 wallet_id, const c
 								UsageToRecord *usage);
 extern void UsageRecord(const UsageToRecord *u, int64 wallet_id, Dec quantity);
 extern const PriceVersion *PriceVersionById(const char *meter, int64 price_id);
+extern void PriceCounterKeys(const PriceVersion *pv, int64 wallet_id, const char *meter, Dec quantity,
+							 Jsonb *dims, TimestampTz occurred_at, UsageToRecord *usage);
 extern Dec	QuantityDec(Numeric quantity);
 extern void CheckOccurredAt(TimestampTz occurred_at);
 

@@ -1059,7 +1059,7 @@ COMMENT ON COLUMN wallet.account.alert_until IS
 CREATE INDEX outbox_declined ON wallet.outbox (customer, asset, at) WHERE kind = 'declined';
 
 COMMENT ON TABLE wallet.outbox IS
-	'notifications written in the caller''s own transaction (low_balance, recovered, declined, recharge, recharge_limit); pg_notify(''wallet_events'') at commit';
+	'notifications written in the caller''s own transaction (low_balance, recovered, declined, recharge, recharge_limit); a wallet_events notification at commit (none at PREPARE TRANSACTION)';
 
 /* available of a wallet in an asset now, in minor units (the caller holds the balance row's lock) */
 CREATE FUNCTION wallet._available(w bigint, asset text) RETURNS bigint
@@ -1125,6 +1125,17 @@ $$;
 COMMENT ON FUNCTION wallet._alert_store(bigint, text) IS
 	'stores the levels the hot path compares with on the balance row, and returns them';
 
+/*
+ * A notification on wallet_events, queued in the backend and sent when the
+ * transaction commits (src/outbox.c): pg_notify in the call would make the
+ * caller's transaction impossible to PREPARE.  Dropped with a subtransaction
+ * that aborts; a transaction that prepares sends none.
+ */
+CREATE FUNCTION wallet._outbox_notify(payload text) RETURNS void
+AS 'MODULE_PATHNAME', 'wallet_outbox_notify' LANGUAGE C STRICT;
+COMMENT ON FUNCTION wallet._outbox_notify(text) IS
+	'queues a wallet_events notification sent at commit (none at PREPARE TRANSACTION)';
+
 /* an outbox row, and its notice at commit ({"id", "kind"}) */
 CREATE FUNCTION wallet._outbox_put(customer text, asset text, kind text, available bigint,
 	threshold bigint, detail jsonb) RETURNS bigint
@@ -1136,12 +1147,12 @@ BEGIN
 	VALUES (customer, asset, kind, wallet._major(asset, available), wallet._major(asset, threshold),
 			jsonb_strip_nulls(detail))
 	RETURNING id INTO row_id;
-	PERFORM pg_notify('wallet_events', json_build_object('id', row_id, 'kind', kind)::text);
+	PERFORM wallet._outbox_notify(json_build_object('id', row_id, 'kind', kind)::text);
 	RETURN row_id;
 END
 $$;
 COMMENT ON FUNCTION wallet._outbox_put(text, text, text, bigint, bigint, jsonb) IS
-	'writes an outbox row (amounts in minor units) and notifies wallet_events with its id and kind at commit';
+	'writes an outbox row (amounts in minor units) and queues its wallet_events notification (id and kind) for commit';
 
 /*
  * Evaluate the alerts and the recharge of a balance row at available (minor
@@ -1638,7 +1649,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION wallet._available(bigint, text), wallet._minor_signed(text, numeric, text),
 	wallet._alert_levels(bigint, text), wallet._alert_store(bigint, text),
-	wallet._outbox_put(text, text, text, bigint, bigint, jsonb),
+	wallet._outbox_put(text, text, text, bigint, bigint, jsonb), wallet._outbox_notify(text),
 	wallet._alert_eval(bigint, text, bigint, bigint), wallet._alert_check(bigint, text),
 	wallet._alert_raised(bigint, text, bigint), wallet._alert_on_ack() FROM PUBLIC;
 GRANT SELECT ON wallet.alert, wallet.recharge TO wallet_finance;

@@ -24,7 +24,6 @@
 #include "wallet.h"
 
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "common/int.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
@@ -338,6 +337,5 @@ CapDeclined(const Account *acct, const CapSet *caps, int64 available, int64 amou
 	WalletExec(PLAN_CAP_OUTBOX, cap_outbox_sql, 11, argtypes, values, nulls, false,
 			   SPI_OK_INSERT_RETURNING);
 	WalletExpectRows(1, "wallet.outbox");
-	Async_Notify("wallet_events",
-				 SpiGetText(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	OutboxNotify(SpiGetText(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }

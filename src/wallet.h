@@ -506,6 +506,7 @@ extern void DebitBufferClose(DebitBuffer *buf);
 
 extern void OutboxLowBalance(Account *acct, int64 before, int64 after);
 extern void OutboxDeclined(const Account *acct, const char *reason, int64 available, int64 amount);
+extern void OutboxNotify(const char *payload);
 
 /* ---- alert.c ---- */
 

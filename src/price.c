@@ -1647,6 +1647,22 @@ Evaluate(const Rule *r, Dec q, EvalContext *ec)
 	return amount;
 }
 
+/* an event's context for version pv: no cost, no earlier events of its call, no usage yet */
+static void
+EvalContextInit(EvalContext *ec, const PriceVersion *pv, int64 wallet_id, const char *meter,
+				Jsonb *dims, TimestampTz occurred_at, UsageToRecord *usage)
+{
+	memset(ec, 0, sizeof(*ec));
+	usage->n = 0;
+	ec->wallet_id = wallet_id;
+	ec->meter = meter;
+	ec->dims = dims;
+	ec->occurred_at = occurred_at;
+	ec->asset = pv->asset.code;
+	ec->scale = pv->asset.scale;
+	ec->usage = usage;
+}
+
 /*
  * The counters Evaluate adds to for an event, and what it adds to its usage
  * counters, without pricing it: the same walk (quantity_transform at each
@@ -1695,15 +1711,7 @@ PriceCounterKeys(const PriceVersion *pv, int64 wallet_id, const char *meter, Dec
 {
 	EvalContext ec;
 
-	memset(&ec, 0, sizeof(ec));
-	usage->n = 0;
-	ec.wallet_id = wallet_id;
-	ec.meter = meter;
-	ec.dims = dims;
-	ec.occurred_at = occurred_at;
-	ec.asset = pv->asset.code;
-	ec.scale = pv->asset.scale;
-	ec.usage = usage;
+	EvalContextInit(&ec, pv, wallet_id, meter, dims, occurred_at, usage);
 	CounterKeys(pv->rule, quantity, &ec);
 }
 
@@ -1728,16 +1736,9 @@ EvaluateVersion(const PriceVersion *pv, int64 wallet_id, const char *meter,
 {
 	EvalContext ec;
 
-	usage->n = 0;
-	ec.wallet_id = wallet_id;
-	ec.meter = meter;
-	ec.dims = dims;
-	ec.occurred_at = occurred_at;
-	ec.asset = pv->asset.code;
-	ec.scale = pv->asset.scale;
+	EvalContextInit(&ec, pv, wallet_id, meter, dims, occurred_at, usage);
 	ec.cost = cost;
 	ec.takes_cost = takes_cost;
-	ec.usage = usage;
 	ec.earlier = earlier;
 	ec.nearlier = nearlier;
 	return MinorFromWide(Evaluate(pv->rule, quantity, &ec));

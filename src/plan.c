@@ -17,7 +17,6 @@
 #include "wallet.h"
 
 #include "access/htup_details.h"
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -26,31 +25,6 @@
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(wallet_plan_in_force);
-
-/*
- * A transaction whose plan assignment takes effect at its commit cannot be
- * prepared: deferred triggers fire at PREPARE TRANSACTION, so the assignment
- * would take effect then, while events priced until COMMIT PREPARED used the
- * plan before it.
- */
-static bool plan_at_commit = false;
-
-static void
-PlanXactCallback(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_PRE_PREPARE && plan_at_commit)
-	{
-		plan_at_commit = false;
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot prepare a transaction that assigned a plan to take effect at its commit"),
-				 errdetail("The assignment would take effect at PREPARE TRANSACTION, while events priced until COMMIT PREPARED used the plan before it."),
-				 errhint("Assign the plan in a transaction that commits directly, or give it an effective_at in the future.")));
-	}
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-		plan_at_commit = false;
-}
 
 /*
  * Deferred trigger on wallet.plan_assignment (1.1), at commit: a row set for
@@ -69,7 +43,6 @@ wallet_plan_in_force(PG_FUNCTION_ARGS)
 	bool		wisnull;
 	TimestampTz effective_at;
 	Datum		values[2];
-	static bool registered = false;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
@@ -81,14 +54,9 @@ wallet_plan_in_force(PG_FUNCTION_ARGS)
 	if (isnull || wisnull)
 		return PointerGetDatum(NULL);
 	effective_at = DatumGetTimestampTz(values[1]);
-	if (effective_at < GetCurrentTransactionStartTimestamp() || effective_at >= GetCurrentTimestamp())
+	/* (a transaction that does so cannot be prepared: price.c, InForceAtCommit) */
+	if (!InForceAtCommit(effective_at, true))
 		return PointerGetDatum(NULL);
-	if (!registered)
-	{
-		RegisterXactCallback(PlanXactCallback, NULL);
-		registered = true;
-	}
-	plan_at_commit = true;
 	/* (wallet_id, effective_at) is the key: the row as it is now, whatever plan it was updated to */
 	WalletExecAsOwner(trigdata->tg_relation, PLAN_PLAN_IN_FORCE,
 					  "UPDATE wallet.plan_assignment SET effective_at = pg_catalog.clock_timestamp() "

@@ -145,20 +145,29 @@ Field(JsonbContainer *c, const char *key)
 	return getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
 }
 
+/* past a sign, digits and a point with digits on either side; *digits: any digit */
+static const char *
+SkipMantissa(const char *s, bool *digits)
+{
+	*digits = false;
+	if (*s == '-' || *s == '+')
+		s++;
+	for (; *s >= '0' && *s <= '9'; s++)
+		*digits = true;
+	if (*s == '.')
+		for (s++; *s >= '0' && *s <= '9'; s++)
+			*digits = true;
+	return s;
+}
+
 /* "1e-3", "-2.5E+4": a number in scientific notation, exponent of at most 3 digits */
 static bool
 LooksScientific(const char *s)
 {
-	bool		digits = false;
+	bool		digits;
 	int			edigits = 0;
 
-	if (*s == '-' || *s == '+')
-		s++;
-	for (; *s >= '0' && *s <= '9'; s++)
-		digits = true;
-	if (*s == '.')
-		for (s++; *s >= '0' && *s <= '9'; s++)
-			digits = true;
+	s = SkipMantissa(s, &digits);
 	if (!digits || (*s != 'e' && *s != 'E'))
 		return false;
 	s++;
@@ -173,15 +182,9 @@ LooksScientific(const char *s)
 static bool
 PlainDecimal(const char *s)
 {
-	bool		digits = false;
+	bool		digits;
 
-	if (*s == '-' || *s == '+')
-		s++;
-	for (; *s >= '0' && *s <= '9'; s++)
-		digits = true;
-	if (*s == '.')
-		for (s++; *s >= '0' && *s <= '9'; s++)
-			digits = true;
+	s = SkipMantissa(s, &digits);
 	return digits && *s == '\0';
 }
 
@@ -1067,29 +1070,65 @@ wallet_prices_changed(PG_FUNCTION_ARGS)
 }
 
 /*
- * A transaction whose price takes effect at its commit cannot be prepared:
- * deferred triggers fire at PREPARE TRANSACTION, so the version would take
- * effect then, while events priced until COMMIT PREPARED used the version
- * before it (the same occurred_at, two prices).  PostgreSQL's own features
- * that cannot be prepared refuse the same way.
+ * A transaction whose price version or plan assignment takes effect at its
+ * commit cannot be prepared: deferred triggers fire at PREPARE TRANSACTION, so
+ * the row would take effect then, while events priced until COMMIT PREPARED
+ * used the price or plan before it (the same occurred_at, two prices).
+ * PostgreSQL's own features that cannot be prepared refuse the same way.
  */
 static bool price_at_commit = false;
+static bool plan_at_commit = false;
 
 static void
-PriceXactCallback(XactEvent event, void *arg)
+InForceXactCallback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_PRE_PREPARE && price_at_commit)
+	if (event == XACT_EVENT_PRE_PREPARE && (price_at_commit || plan_at_commit))
 	{
-		price_at_commit = false;
+		bool		price = price_at_commit;
+
+		price_at_commit = plan_at_commit = false;
+		if (price)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot prepare a transaction that set a price to take effect at its commit"),
+					 errdetail("The version would take effect at PREPARE TRANSACTION, while events priced until COMMIT PREPARED used the one before."),
+					 errhint("Set the price in a transaction that commits directly, or give it an effective_at in the future.")));
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot prepare a transaction that set a price to take effect at its commit"),
-				 errdetail("The version would take effect at PREPARE TRANSACTION, while events priced until COMMIT PREPARED used the one before."),
-				 errhint("Set the price in a transaction that commits directly, or give it an effective_at in the future.")));
+				 errmsg("cannot prepare a transaction that assigned a plan to take effect at its commit"),
+				 errdetail("The assignment would take effect at PREPARE TRANSACTION, while events priced until COMMIT PREPARED used the plan before it."),
+				 errhint("Assign the plan in a transaction that commits directly, or give it an effective_at in the future.")));
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-		price_at_commit = false;
+		price_at_commit = plan_at_commit = false;
+}
+
+/*
+ * Whether a row of wallet.price (plan false) or wallet.plan_assignment (plan
+ * true) with this effective_at, found by its deferred trigger at commit,
+ * takes effect at the commit: set for now (its transaction's start, the
+ * default) or for a time already passed.  One backdated on purpose (before
+ * its transaction began) or still ahead keeps its effective_at.  When it
+ * does, PREPARE TRANSACTION is refused from here on.
+ */
+bool
+InForceAtCommit(TimestampTz effective_at, bool plan)
+{
+	static bool registered = false;
+
+	if (effective_at < GetCurrentTransactionStartTimestamp() || effective_at >= GetCurrentTimestamp())
+		return false;
+	if (!registered)
+	{
+		RegisterXactCallback(InForceXactCallback, NULL);
+		registered = true;
+	}
+	if (plan)
+		plan_at_commit = true;
+	else
+		price_at_commit = true;
+	return true;
 }
 
 /*
@@ -1111,7 +1150,6 @@ wallet_price_in_force(PG_FUNCTION_ARGS)
 	bool		isnull;
 	TimestampTz effective_at;
 	Datum		values[1];
-	static bool registered = false;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
@@ -1119,15 +1157,8 @@ wallet_price_in_force(PG_FUNCTION_ARGS)
 	desc = RelationGetDescr(trigdata->tg_relation);
 	tup = trigdata->tg_trigtuple;
 	effective_at = DatumGetTimestampTz(heap_getattr(tup, SPI_fnumber(desc, "effective_at"), desc, &isnull));
-	if (isnull || effective_at < GetCurrentTransactionStartTimestamp() ||
-		effective_at >= GetCurrentTimestamp())
+	if (isnull || !InForceAtCommit(effective_at, false))
 		return PointerGetDatum(NULL);
-	if (!registered)
-	{
-		RegisterXactCallback(PriceXactCallback, NULL);
-		registered = true;
-	}
-	price_at_commit = true;
 	values[0] = heap_getattr(tup, SPI_fnumber(desc, "id"), desc, &isnull);
 	WalletExecAsOwner(trigdata->tg_relation, PLAN_PRICE_IN_FORCE,
 					  "UPDATE wallet.price SET effective_at = pg_catalog.clock_timestamp() "

@@ -393,6 +393,7 @@ extern int64 PriceEvaluateAfter(const PriceVersion *pv, int64 wallet_id, const c
 								UsageToRecord *usage);
 extern void UsageRecord(const UsageToRecord *u, int64 wallet_id, Dec quantity);
 extern const PriceVersion *PriceVersionById(const char *meter, int64 price_id);
+extern bool InForceAtCommit(TimestampTz effective_at, bool plan);
 extern void PriceCounterKeys(const PriceVersion *pv, int64 wallet_id, const char *meter, Dec quantity,
 							 Jsonb *dims, TimestampTz occurred_at, UsageToRecord *usage);
 extern Dec	QuantityDec(Numeric quantity);

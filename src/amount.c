@@ -143,6 +143,18 @@ DecFromString(const char *s, Dec *out)
 	return true;
 }
 
+/* significant digits of a plain decimal string up to end: from its first non-zero digit */
+static int
+SignificantDigits(const char *s, const char *end)
+{
+	int			n = 0;
+
+	for (; s < end; s++)
+		if (*s >= '0' && *s <= '9' && (n > 0 || *s != '0'))
+			n++;
+	return n;
+}
+
 /*
  * Does a plain decimal string fit in a Dec: at most 36 significant digits
  * (zeros at the end of its fraction not counted)?  DecFromString is 22003
@@ -153,15 +165,11 @@ DecDigitsFit(const char *s)
 {
 	const char *point = strchr(s, '.');
 	const char *end = s + strlen(s);
-	int			sig = 0;
 
 	if (point != NULL)
 		while (end > point + 1 && end[-1] == '0')
 			end--;
-	for (; s < end; s++)
-		if (*s >= '0' && *s <= '9' && (sig > 0 || *s != '0'))
-			sig++;
-	return sig <= 36;
+	return SignificantDigits(s, end) <= 36;
 }
 
 /* a finite numeric as Dec; NaN and infinities are 22023 naming the field */
@@ -185,18 +193,6 @@ DecFromNumeric(Numeric num, const char *field)
 	return d;
 }
 
-/* significant digits of a plain decimal string: from its first non-zero digit */
-static int
-SignificantDigits(const char *s)
-{
-	int			n = 0;
-
-	for (; *s; s++)
-		if (*s >= '0' && *s <= '9' && (n > 0 || *s != '0'))
-			n++;
-	return n;
-}
-
 /*
  * A running total (a usage counter) as Dec: its finest decimals are dropped,
  * toward zero, where it has more significant digits than a Dec keeps.  A
@@ -210,7 +206,7 @@ DecFromTotal(Numeric num, const char *field)
 	size_t		len = strlen(s);
 
 	if (point != NULL)
-		while (len > (size_t) (point - s) + 1 && SignificantDigits(s) > 36)
+		while (len > (size_t) (point - s) + 1 && SignificantDigits(s, s + len) > 36)
 			s[--len] = '\0';
 	return DecFromNumeric(DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(s),
 															  ObjectIdGetDatum(InvalidOid),
@@ -473,7 +469,7 @@ DecMulToMinorWide(Dec a, Dec b, int64 divisor, int scale, Rounding rounding)
 											 DirectFunctionCall2(numeric_mul, NumericGetDatum(q),
 																 NumericGetDatum(den))));
 	s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(q)));
-	if (SignificantDigits(s) > 36 || !DecFromString(s, &qd) || qd.scale != 0)
+	if (SignificantDigits(s, s + strlen(s)) > 36 || !DecFromString(s, &qd) || qd.scale != 0)
 		OutOfRange();
 	if (numeric_is_nan(r2) || DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(r2),
 																 NumericGetDatum(int64_to_numeric(0)))) == 0)

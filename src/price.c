@@ -244,16 +244,23 @@ DecField(JsonbContainer *c, const char *path, const char *key, bool required, bo
  * would fail every event with 22003.
  */
 static void
-AmountFits(const char *path, const char *key, Dec d, Compiler *cc)
+AmountAtMostLargest(const char *path, const char *key, Dec d, int scale)
 {
-	Dec			largest = {PG_INT64_MAX, cc->scale};
+	Dec			largest = {PG_INT64_MAX, scale};
 
-	if (cc->strict && DecCmp(d, largest) > 0)
+	if (DecCmp(d, largest) > 0)
 		BadRuleHint(path, key, "is out of range",
 					psprintf("An amount is at most %s in an asset of scale %d.",
 							 DatumGetCString(DirectFunctionCall1(numeric_out,
 																 NumericGetDatum(DecToNumeric(largest)))),
-							 cc->scale));
+							 scale));
+}
+
+static void
+AmountFits(const char *path, const char *key, Dec d, Compiler *cc)
+{
+	if (cc->strict)
+		AmountAtMostLargest(path, key, d, cc->scale);
 }
 
 /* a positive whole number field (per) */
@@ -286,18 +293,12 @@ static bool
 ChargeField(JsonbContainer *c, const char *path, const char *key, int scale, int64 *out)
 {
 	Dec			d;
-	Dec			largest = {PG_INT64_MAX, scale};
 
 	if (!DecField(c, path, key, false, false, &d))
 		return false;
 	if (d.scale > scale)
 		BadRule(path, key, "has more decimal places than the asset keeps");
-	if (DecCmp(d, largest) > 0)
-		BadRuleHint(path, key, "is out of range",
-					psprintf("An amount is at most %s in an asset of scale %d.",
-							 DatumGetCString(DirectFunctionCall1(numeric_out,
-																 NumericGetDatum(DecToNumeric(largest)))),
-							 scale));
+	AmountAtMostLargest(path, key, d, scale);
 	*out = DecToMinor(d, 1, scale, ROUND_DOWN);
 	return true;
 }

@@ -38,6 +38,21 @@
 	"  JOIN wallet.wallet w ON w.id OPERATOR(pg_catalog.=) a.wallet_id " \
 	" ORDER BY k.ki FOR NO KEY UPDATE OF a"
 
+/*
+ * The 1.1 levels of a balance row besides low_balance (alert_back, then
+ * alert_until) from columns col and col + 1 of an SPI row.
+ */
+void
+AccountReadLevels11(HeapTuple tup, TupleDesc desc, int col, Account *acct)
+{
+	bool		isnull;
+
+	acct->alert_back = SpiGetInt64(tup, desc, col, &isnull);
+	acct->has_alert_back = !isnull;
+	acct->alert_until = DatumGetTimestampTz(SPI_getbinval(tup, desc, col + 1, &isnull));
+	acct->has_alert_until = !isnull;
+}
+
 /* the balance row without locking it; a wallet without one reads as zeros */
 static const char *read_sql =
 "SELECT " ACCOUNT_COLUMNS " FROM wallet.wallet w "
@@ -207,12 +222,7 @@ AccountLockMany(int n, const int64 *wallet_ids, const AssetInfo *const *assets, 
 			elog(ERROR, "wallet: balance rows locked out of order");
 		ReadAccountRow(tt->vals[r], tt->tupdesc, assets[i], &accts[i]);
 		if (v11)
-		{
-			accts[i].alert_back = SpiGetInt64(tt->vals[r], tt->tupdesc, icol - 2, &isnull);
-			accts[i].has_alert_back = !isnull;
-			accts[i].alert_until = DatumGetTimestampTz(SPI_getbinval(tt->vals[r], tt->tupdesc, icol - 1, &isnull));
-			accts[i].has_alert_until = !isnull;
-		}
+			AccountReadLevels11(tt->vals[r], tt->tupdesc, icol - 2, &accts[i]);
 	}
 	SPI_freetuptable(tt);
 }

@@ -75,10 +75,7 @@ AlertEval(Account *acct, int64 available, const int64 *before)
 	desc = SPI_tuptable->tupdesc;
 	acct->low_balance = SpiGetInt64(tup, desc, 1, &isnull);
 	acct->has_low_balance = !isnull;
-	acct->alert_back = SpiGetInt64(tup, desc, 2, &isnull);
-	acct->has_alert_back = !isnull;
-	acct->alert_until = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
-	acct->has_alert_until = !isnull;
+	AccountReadLevels11(tup, desc, 2, acct);
 }
 
 /*

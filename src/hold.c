@@ -238,7 +238,7 @@ HoldResolvedOtherwise(const HoldRow *h, const char *what)
  * would break that, as wallet_grant refuses a grant that would.
  */
 static void
-HoldCarryFits(const Account *acct, const GrantSet *set, const int64 *gids, const int64 *gamts, int ng)
+HoldCarryFits(const GrantSet *set, const int64 *gids, const int64 *gamts, int ng)
 {
 	int128		total = 0;
 
@@ -526,7 +526,7 @@ HoldPlace(Account *acct, int64 amount, const char *key, TimestampTz expires_at, 
 			gamts[ng++] = t;
 			left -= t;
 		}
-		HoldCarryFits(acct, &set, gids, gamts, ng);
+		HoldCarryFits(&set, gids, gamts, ng);
 		if (HotHoldsReady())
 		{
 			/* directly (hotpath.c), unless a table has what that does not do */

@@ -279,6 +279,7 @@ typedef struct Account
 extern void AccountLockByCustomer(const char *customer, const AssetInfo *asset, Account *acct);
 extern void AccountLockById(int64 wallet_id, const AssetInfo *asset, Account *acct);
 extern void AccountRead(const char *customer, const AssetInfo *asset, Account *acct);
+extern void AccountReadLevels11(HeapTuple tup, TupleDesc desc, int col, Account *acct);
 extern void AccountLockMany(int n, const int64 *wallet_ids, const AssetInfo *const *assets,
 							Account *accts);
 extern int64 WalletIdOf(const char *customer, bool missing_ok, char *status_out);
